@@ -1,0 +1,3 @@
+//! Lifeboat's common library: the topology of a deployment, the events the
+//! functions receive, the backends they act through (Google Cloud and local),
+//! and the skeleton every service is built on.
