@@ -1,3 +1,12 @@
 //! Lifeboat's common library: the topology of a deployment, the events the
 //! functions receive, the backends they act through (Google Cloud and local),
 //! and the skeleton every service is built on.
+
+pub mod bus;
+pub mod events;
+pub mod gcp;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod topology;
