@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check and test of Lifeboat on this machine: formatting, clippy,
+# then the whole test suite with the four Google Cloud emulators running.
+# Installs what is missing first (see scripts/emulators.sh) and stops every
+# process it started, whether the tests pass or fail.
+#
+#   scripts/test.sh                # everything
+#   scripts/test.sh -p lifeboat-shared storage   # extra arguments go to cargo test
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+source scripts/emulators.sh
+trap emulators_stop EXIT
+trap 'exit 130' INT TERM
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== starting the emulators"
+emulators_start
+echo "== cargo test"
+if [ $# -eq 0 ]; then
+  cargo test --workspace --locked
+else
+  cargo test --locked "$@"
+fi
