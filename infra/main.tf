@@ -1,0 +1,115 @@
+# The ground every Lifeboat service stands on: the APIs it calls, the state
+# database, the event topics with their dead-letter topic, the image
+# repository, and the identity Cloud Build deploys with. Each function adds its
+# own Cloud Run service, trigger and service account in its own file.
+
+locals {
+  apis = [
+    "aiplatform.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "api" {
+  for_each           = toset(local.apis)
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# Leases, idempotency records, RPO bookkeeping, routing tables and incident
+# records. Multi-region, so a regional outage does not take the state with it.
+resource "google_firestore_database" "lifeboat" {
+  name                    = "(default)"
+  location_id             = var.firestore_location
+  type                    = "FIRESTORE_NATIVE"
+  concurrency_mode        = "OPTIMISTIC"
+  delete_protection_state = "DELETE_PROTECTION_ENABLED"
+  depends_on              = [google_project_service.api["firestore.googleapis.com"]]
+}
+
+# Idempotency records carry an `expiresAt` timestamp; Firestore deletes them
+# once it has passed.
+resource "google_firestore_field" "idempotency_ttl" {
+  database   = google_firestore_database.lifeboat.name
+  collection = "idempotency"
+  field      = "expiresAt"
+  ttl_config {}
+  index_config {}
+}
+
+# Events Lifeboat publishes (replica verified, checkpoint committed, failover
+# decided...), and where undeliverable pushes end up.
+resource "google_pubsub_topic" "events" {
+  name       = "lifeboat-events"
+  depends_on = [google_project_service.api["pubsub.googleapis.com"]]
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  name                       = "lifeboat-dead-letter"
+  message_retention_duration = "604800s"
+  depends_on                 = [google_project_service.api["pubsub.googleapis.com"]]
+}
+
+# Keeps dead letters until someone looks at them or redrives them.
+resource "google_pubsub_subscription" "dead_letter" {
+  name                       = "lifeboat-dead-letter"
+  topic                      = google_pubsub_topic.dead_letter.id
+  message_retention_duration = "604800s"
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_artifact_registry_repository" "images" {
+  repository_id = "lifeboat"
+  location      = var.artifact_location
+  format        = "DOCKER"
+  description   = "Lifeboat service images, built by cloudbuild.yaml."
+  depends_on    = [google_project_service.api["artifactregistry.googleapis.com"]]
+}
+
+# The identity Cloud Build runs cloudbuild.yaml with: push images, deploy
+# Cloud Run services, act as the services' own accounts. Nothing else.
+resource "google_service_account" "deployer" {
+  account_id   = "lifeboat-deployer"
+  display_name = "Lifeboat: builds and deploys the services"
+}
+
+resource "google_artifact_registry_repository_iam_member" "deployer_push" {
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+resource "google_project_iam_member" "deployer_run" {
+  project = var.project
+  role    = "roles/run.developer"
+  member  = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+resource "google_project_iam_member" "deployer_logs" {
+  project = var.project
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+# Pub/Sub must be able to forward undeliverable messages to the dead-letter
+# topic on behalf of every push subscription.
+data "google_project" "this" {}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}

@@ -1,0 +1,19 @@
+output "events_topic" {
+  description = "Topic Lifeboat publishes its own events to."
+  value       = google_pubsub_topic.events.id
+}
+
+output "dead_letter_topic" {
+  description = "Topic every push subscription dead-letters to."
+  value       = google_pubsub_topic.dead_letter.id
+}
+
+output "image_repository" {
+  description = "Docker repository cloudbuild.yaml pushes to."
+  value       = "${google_artifact_registry_repository.images.location}-docker.pkg.dev/${var.project}/${google_artifact_registry_repository.images.repository_id}"
+}
+
+output "deployer_service_account" {
+  description = "Service account to run cloudbuild.yaml with."
+  value       = google_service_account.deployer.email
+}
