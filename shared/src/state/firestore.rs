@@ -16,7 +16,7 @@
 //!   Firestore cannot hold. Reading a document written by someone else with
 //!   timestamps, bytes, references or geo points fails as
 //!   [`StateError::InvalidValue`].
-//! - Errors: `FAILED_PRECONDITION`, `ALREADY_EXISTS`, `ABORTED` (and
+//! - Errors: `FAILED_PRECONDITION` and `ALREADY_EXISTS` (and `ABORTED` or
 //!   `NOT_FOUND` on a conditional write) are [`StateError::Conflict`];
 //!   `INVALID_ARGUMENT` is [`StateError::InvalidValue`]; transport failures
 //!   and every other status are [`StateError::Backend`], naming the
@@ -254,7 +254,8 @@ fn backend(context: &str, source: impl std::error::Error + Send + Sync + 'static
 
 /// Turns an unsuccessful response into the matching [`StateError`].
 /// `conditional`: the request carried a precondition, so `NOT_FOUND` means
-/// the document it expected is gone.
+/// the document it expected is gone and `ABORTED` that another write won;
+/// without one, `ABORTED` is contention worth a retry.
 async fn failure(
     context: &str,
     collection: &str,
@@ -272,12 +273,14 @@ async fn failure(
         Err(_) => (String::new(), text),
     };
     match status.as_str() {
-        "FAILED_PRECONDITION" | "ALREADY_EXISTS" | "ABORTED" => StateError::Conflict {
+        "FAILED_PRECONDITION" | "ALREADY_EXISTS" => StateError::Conflict {
             collection: collection.to_string(),
             id: id.to_string(),
             detail: message,
         },
-        "NOT_FOUND" if conditional => StateError::Conflict {
+        // Contention or a vanished document: for a conditional write the
+        // caller must read again, exactly as after a failed precondition.
+        "ABORTED" | "NOT_FOUND" if conditional => StateError::Conflict {
             collection: collection.to_string(),
             id: id.to_string(),
             detail: message,
@@ -526,6 +529,44 @@ mod tests {
         assert!(from_firestore(&json!({ "doubleValue": "NaN" })).is_err());
         assert!(from_firestore(&json!({ "timestampValue": "2026-01-01T00:00:00Z" })).is_err());
         assert!(from_firestore(&json!({ "integerValue": "99999999999999999999" })).is_err());
+    }
+
+    async fn classify(http: u16, body: &str, conditional: bool) -> StateError {
+        let response = http::Response::builder()
+            .status(http)
+            .body(body.to_string())
+            .expect("response");
+        failure("put c/d", "c", "d", conditional, response.into()).await
+    }
+
+    fn status_body(status: &str) -> String {
+        json!({ "error": { "code": 400, "status": status, "message": "why" } }).to_string()
+    }
+
+    #[tokio::test]
+    async fn error_statuses_map_to_state_errors() {
+        let conflict = |e: &StateError| matches!(e, StateError::Conflict { .. });
+        for status in [
+            "FAILED_PRECONDITION",
+            "ALREADY_EXISTS",
+            "ABORTED",
+            "NOT_FOUND",
+        ] {
+            let e = classify(409, &status_body(status), true).await;
+            assert!(conflict(&e), "{status} on a conditional write: {e:?}");
+        }
+        let e = classify(409, &status_body("ABORTED"), false).await;
+        assert!(e.is_transient(), "contention without a precondition: {e:?}");
+        let e = classify(400, &status_body("INVALID_ARGUMENT"), false).await;
+        assert!(matches!(e, StateError::InvalidValue { .. }), "{e:?}");
+        let e = classify(503, &status_body("UNAVAILABLE"), false).await;
+        assert!(e.is_transient(), "{e:?}");
+        assert!(
+            e.to_string().starts_with("put c/d: HTTP 503: UNAVAILABLE"),
+            "{e}"
+        );
+        let e = classify(502, "<html>bad gateway</html>", true).await;
+        assert!(e.is_transient(), "a proxy's error page: {e:?}");
     }
 
     #[test]
