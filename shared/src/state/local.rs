@@ -263,6 +263,32 @@ mod tests {
         conformance::run_all(&store, "local").await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clones_in_spawned_tasks_race_safely() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStateStore::open(dir.path()).await.expect("open");
+        let racers: Vec<_> = (0..16)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let value = serde_json::json!({ "racer": n });
+                    store
+                        .put("race", "winner", &value, Precondition::MustNotExist)
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for racer in racers {
+            match racer.await.expect("task") {
+                Ok(_) => winners += 1,
+                Err(StateError::Conflict { .. }) => {}
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!(winners, 1, "exactly one create wins");
+    }
+
     #[tokio::test]
     async fn documents_and_versions_survive_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");

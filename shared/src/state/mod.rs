@@ -173,6 +173,8 @@ pub fn check_value(
     check_nested(value, false).map_err(invalid)
 }
 
+/// The recursive part of [`check_value`]; `in_array`: `value` is an
+/// element of an array.
 fn check_nested(value: &serde_json::Value, in_array: bool) -> Result<(), String> {
     match value {
         serde_json::Value::Number(n) if !n.is_f64() && n.as_i64().is_none() => {
