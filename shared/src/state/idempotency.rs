@@ -1,1 +1,275 @@
-//! (in progress)
+//! Idempotency records: how an at-least-once handler does its work once per
+//! event id, built only on [`StateStore`] compare-and-set.
+//!
+//! [`begin`] claims an event for a while (the processing TTL); the handler
+//! does the work and calls [`complete`], which keeps the record as done for
+//! the retention TTL so later duplicates are answered without work. If the
+//! worker crashes between the two, the claim lapses at its processing
+//! deadline and the next delivery claims it again. Records past their
+//! deadline or retention count as absent; [`purge_expired`] deletes them.
+//!
+//! Event ids may hold any characters, so the document id is `e` followed by
+//! the URL-safe, unpadded base64 of the key's UTF-8 bytes: no `/`, never
+//! `.`, `..` or `__…__`, and distinct keys never share a document. Keys
+//! longer than about 1100 bytes exceed Firestore's id limit and are rejected
+//! as [`StateError::InvalidId`]. Callers that share one store between
+//! functions should prefix keys with the function's name.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Precondition, StateError, StateStore, Version, after};
+
+/// The collection every idempotency record lives in.
+pub const COLLECTION: &str = "idempotency";
+
+/// How many times [`begin`] re-reads after losing a race.
+const BEGIN_ATTEMPTS: usize = 3;
+
+/// The outcome of [`begin`] for one delivery of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery owns the event: do the work, then [`complete`].
+    First(ClaimToken),
+    /// Another delivery is working on it now: answer so that this one is
+    /// retried later (429 or 5xx), in case that worker dies.
+    InProgress,
+    /// The work is already done: a duplicate, do nothing and answer 2xx.
+    Done,
+}
+
+/// Proof of a claim, to pass to [`complete`] or [`abandon`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimToken {
+    /// The event id claimed.
+    pub key: String,
+    /// Unique to this claim; a later claim of the same key gets another.
+    pub claim_id: String,
+    /// The version of the record this claim wrote.
+    pub version: Version,
+    /// How long the record is kept once done.
+    pub retention_ttl: Duration,
+}
+
+/// What can go wrong with an idempotency record.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The claim lapsed and another delivery claimed the event since (the
+    /// work may now be done twice, which handlers must tolerate).
+    #[error("event {key}: claim {claim_id} was lost to another delivery")]
+    ClaimLost {
+        /// The event id.
+        key: String,
+        /// The lost claim.
+        claim_id: String,
+    },
+    /// The record is not one this module wrote.
+    #[error("event {key}: unreadable idempotency record: {reason}")]
+    Corrupt {
+        /// The event id.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl IdempotencyError {
+    /// True when retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, IdempotencyError::State(e) if e.is_transient())
+    }
+}
+
+/// Where an event is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Stage {
+    Processing,
+    Done,
+}
+
+/// The record as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    /// The event id, for people reading the store.
+    key: String,
+    stage: Stage,
+    claim_id: String,
+    /// Processing: the claim's deadline. Done: the end of retention.
+    expires_at: DateTime<Utc>,
+}
+
+/// The document id of the record for `key`.
+pub fn document_id(key: &str) -> String {
+    format!("e{}", URL_SAFE_NO_PAD.encode(key.as_bytes()))
+}
+
+/// Claims the event `key` for `processing_ttl`; see [`Claim`]. A record
+/// whose processing deadline or retention has passed counts as absent and is
+/// claimed again.
+pub async fn begin(
+    store: &dyn StateStore,
+    key: &str,
+    processing_ttl: Duration,
+    retention_ttl: Duration,
+) -> Result<Claim, IdempotencyError> {
+    let id = document_id(key);
+    for _ in 0..BEGIN_ATTEMPTS {
+        let now = Utc::now();
+        let precondition = match store.get(COLLECTION, &id).await? {
+            None => Precondition::MustNotExist,
+            Some(doc) => {
+                let record = parse(key, doc.value)?;
+                match record.stage {
+                    _ if record.expires_at <= now => Precondition::Version(doc.version),
+                    Stage::Processing => return Ok(Claim::InProgress),
+                    Stage::Done => return Ok(Claim::Done),
+                }
+            }
+        };
+        let record = Record {
+            key: key.to_string(),
+            stage: Stage::Processing,
+            claim_id: uuid::Uuid::new_v4().to_string(),
+            expires_at: after(now, processing_ttl),
+        };
+        match store
+            .put(COLLECTION, &id, &encode(key, &record)?, precondition)
+            .await
+        {
+            Ok(version) => {
+                return Ok(Claim::First(ClaimToken {
+                    key: key.to_string(),
+                    claim_id: record.claim_id,
+                    version,
+                    retention_ttl,
+                }));
+            }
+            // Another delivery wrote between our read and our write.
+            Err(StateError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Lost every race: someone else is working on it right now.
+    Ok(Claim::InProgress)
+}
+
+/// Marks the claimed event done; duplicates get [`Claim::Done`] for the
+/// retention TTL from now. Fails with [`IdempotencyError::ClaimLost`] if the
+/// claim lapsed and another delivery claimed the event since.
+pub async fn complete(store: &dyn StateStore, token: &ClaimToken) -> Result<(), IdempotencyError> {
+    let record = Record {
+        key: token.key.clone(),
+        stage: Stage::Done,
+        claim_id: token.claim_id.clone(),
+        expires_at: after(Utc::now(), token.retention_ttl),
+    };
+    let precondition = Precondition::Version(token.version.clone());
+    let value = encode(&token.key, &record)?;
+    match store
+        .put(COLLECTION, &document_id(&token.key), &value, precondition)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StateError::Conflict { .. }) => Err(claim_lost(token)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives a claim up after the work failed, so the next delivery can claim
+/// the event at once instead of waiting for the processing deadline. Fails
+/// with [`IdempotencyError::ClaimLost`] if another delivery claimed it since.
+pub async fn abandon(store: &dyn StateStore, token: &ClaimToken) -> Result<(), IdempotencyError> {
+    let precondition = Precondition::Version(token.version.clone());
+    match store
+        .delete(COLLECTION, &document_id(&token.key), precondition)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(StateError::Conflict { .. }) => Err(claim_lost(token)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes every record whose processing deadline or retention has passed,
+/// and returns how many it deleted. A record rewritten meanwhile is kept.
+pub async fn purge_expired(store: &dyn StateStore) -> Result<usize, IdempotencyError> {
+    let now = Utc::now();
+    let mut purged = 0;
+    for doc in store.list(COLLECTION).await? {
+        let expired = serde_json::from_value::<Record>(doc.value)
+            .map(|record| record.expires_at <= now)
+            .map_err(|e| IdempotencyError::Corrupt {
+                key: doc.id.clone(),
+                reason: e.to_string(),
+            })?;
+        if !expired {
+            continue;
+        }
+        match store
+            .delete(COLLECTION, &doc.id, Precondition::Version(doc.version))
+            .await
+        {
+            Ok(()) => purged += 1,
+            Err(StateError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(purged)
+}
+
+fn parse(key: &str, value: serde_json::Value) -> Result<Record, IdempotencyError> {
+    serde_json::from_value(value).map_err(|e| IdempotencyError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode(key: &str, record: &Record) -> Result<serde_json::Value, IdempotencyError> {
+    serde_json::to_value(record).map_err(|e| IdempotencyError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn claim_lost(token: &ClaimToken) -> IdempotencyError {
+    IdempotencyError::ClaimLost {
+        key: token.key.clone(),
+        claim_id: token.claim_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_ids_are_safe_and_distinct() {
+        let keys = [
+            "",
+            "a/b",
+            ".",
+            "..",
+            "__x__",
+            "événement 🚀 %2F?#",
+            "a",
+            "b",
+        ];
+        let ids: Vec<String> = keys.iter().map(|k| document_id(k)).collect();
+        for (key, id) in keys.iter().zip(&ids) {
+            assert!(
+                crate::state::check_id(COLLECTION, id).is_ok(),
+                "{key:?} -> {id:?}"
+            );
+        }
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+}

@@ -14,8 +14,13 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// The version of a stored document: opaque, changes on every write
-/// (Firestore's `updateTime`, a counter locally).
+/// The version of a stored document: opaque, changes on every write that
+/// changes the document (Firestore's `updateTime`, a counter locally).
+///
+/// Firestore keeps the old `updateTime` when a write leaves the document
+/// exactly as it was, so two compare-and-sets from the same version that
+/// write the *same* value may both succeed; the stored value is then the same
+/// either way, which is all compare-and-set promises.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Version(pub String);
 
@@ -97,6 +102,116 @@ impl StateError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StateError::Backend { .. })
     }
+}
+
+/// The longest document or collection id, in bytes (Firestore's limit).
+pub const MAX_ID_BYTES: usize = 1500;
+
+/// Checks that `collection` and `id` can name a document in every backend:
+/// each non-empty, at most [`MAX_ID_BYTES`], without `/`, not `.` or `..`,
+/// and not of the reserved form `__…__`. Any other character (spaces, `%`,
+/// `?`, `#`, unicode) is allowed; backends encode it where they need to.
+///
+/// Ids are rejected rather than escaped so that the id a caller reads back in
+/// [`Document::id`] and sees in the Firestore console is the id it wrote.
+pub fn check_id(collection: &str, id: &str) -> Result<(), StateError> {
+    check_collection(collection)?;
+    name_problem(id).map_or(Ok(()), |reason| {
+        Err(StateError::InvalidId {
+            collection: collection.to_string(),
+            id: id.to_string(),
+            reason: format!("document id {reason}"),
+        })
+    })
+}
+
+/// Checks a collection name by the rules of [`check_id`].
+pub fn check_collection(collection: &str) -> Result<(), StateError> {
+    name_problem(collection).map_or(Ok(()), |reason| {
+        Err(StateError::InvalidId {
+            collection: collection.to_string(),
+            id: String::new(),
+            reason: format!("collection {reason}"),
+        })
+    })
+}
+
+/// What makes `name` unusable as a collection or document id, if anything.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > MAX_ID_BYTES {
+        Some(format!("is longer than {MAX_ID_BYTES} bytes"))
+    } else if name.contains('/') {
+        Some("contains '/'".to_string())
+    } else if name == "." || name == ".." {
+        Some("is '.' or '..'".to_string())
+    } else if is_reserved(name) {
+        Some("has the reserved form __name__".to_string())
+    } else {
+        None
+    }
+}
+
+/// Checks that `value` is a JSON object every backend stores faithfully:
+/// integers fit in 64 signed bits, no array directly holds another array,
+/// and no object key is empty or of the reserved form `__…__` (all three are
+/// Firestore's rules, enforced for every backend so they behave alike).
+pub fn check_value(
+    collection: &str,
+    id: &str,
+    value: &serde_json::Value,
+) -> Result<(), StateError> {
+    let invalid = |reason: String| StateError::InvalidValue {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        reason,
+    };
+    if !value.is_object() {
+        return Err(invalid("a document must be a JSON object".to_string()));
+    }
+    check_nested(value, false).map_err(invalid)
+}
+
+/// The recursive part of [`check_value`]; `in_array`: `value` is an
+/// element of an array.
+fn check_nested(value: &serde_json::Value, in_array: bool) -> Result<(), String> {
+    match value {
+        serde_json::Value::Number(n) if !n.is_f64() && n.as_i64().is_none() => {
+            Err(format!("integer {n} does not fit in 64 signed bits"))
+        }
+        serde_json::Value::Array(_) if in_array => {
+            Err("an array cannot directly contain another array".to_string())
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| check_nested(v, true)),
+        serde_json::Value::Object(fields) => fields.iter().try_for_each(|(key, v)| {
+            if key.is_empty() {
+                Err("an object key is empty".to_string())
+            } else if is_reserved(key) {
+                Err(format!("object key {key:?} has the reserved form __name__"))
+            } else {
+                check_nested(v, false)
+            }
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `now + ttl`, saturating instead of overflowing: the deadline of a lease
+/// or an idempotency record.
+pub(crate) fn after(
+    now: chrono::DateTime<chrono::Utc>,
+    ttl: std::time::Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::TimeDelta::from_std(ttl)
+        .ok()
+        .and_then(|delta| now.checked_add_signed(delta))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// Firestore reserves ids and field names that start and end with `__`.
+fn is_reserved(name: &str) -> bool {
+    name.len() >= 4 && name.starts_with("__") && name.ends_with("__")
 }
 
 /// Document storage with compare-and-set, as the functions use it.
