@@ -725,3 +725,53 @@ async fn extractor_refuses_oversized_bodies() {
         format!("body: larger than {} bytes", extract::MAX_BODY_BYTES)
     );
 }
+
+/// A small deterministic generator (xorshift) for the mutation test.
+struct Xorshift(u64);
+
+impl Xorshift {
+    /// The next number below `bound` (which must not be 0).
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % bound as u64) as usize
+    }
+}
+
+/// A cheap stand-in for the fuzz target (`fuzz/fuzz_targets/events.rs`) that
+/// runs with the unit tests: every fixture, mutated byte by byte, parses or
+/// fails with a 4xx, and never panics.
+#[test]
+fn parse_never_panics_on_mutated_fixtures() {
+    let names = std::fs::read_dir(FIXTURES)
+        .expect("fixtures directory")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok());
+    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+    let interesting = b"\"{}[]:,0123456789-+.eE\\/=ABZaz \n\x00\xff";
+    for name in names {
+        let (headers, body) = fixture(&name);
+        for _ in 0..300 {
+            let mut mutated = body.clone();
+            for _ in 0..=random.below(8) {
+                let at = random.below(mutated.len().max(1));
+                match random.below(3) {
+                    0 if !mutated.is_empty() => {
+                        mutated.remove(at);
+                    }
+                    1 => mutated.insert(
+                        at.min(mutated.len()),
+                        interesting[random.below(interesting.len())],
+                    ),
+                    _ if !mutated.is_empty() => {
+                        mutated[at] = interesting[random.below(interesting.len())];
+                    }
+                    _ => {}
+                }
+            }
+            if let Err(error) = parse(&headers, &mutated) {
+                assert!(error.status().is_client_error(), "{name}: {error}");
+            }
+        }
+    }
+}
