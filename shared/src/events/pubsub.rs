@@ -34,6 +34,9 @@ pub struct PubSubMessage {
     pub delivery_attempt: Option<i64>,
 }
 
+/// The attribute in which Pub/Sub's OpenTelemetry integration carries the
+/// publisher's W3C trace context.
+const TRACEPARENT_ATTRIBUTE: &str = "googclient_traceparent";
 /// The attribute with which Cloud Storage notifications name their event.
 const GCS_EVENT_TYPE: &str = "eventType";
 /// The attribute naming a notification's bucket.
@@ -81,11 +84,18 @@ impl PubSubMessage {
     }
 }
 
-/// Turns a message into the event it carries.
+/// Turns a message into the event it carries. Without a trace from the
+/// request, the publisher's trace (if Pub/Sub carried one) is used.
 pub(crate) fn dispatch(
     message: PubSubMessage,
     trace: Option<TraceContext>,
 ) -> Result<InboundEvent, EventError> {
+    let trace = trace.or_else(|| {
+        message
+            .attributes
+            .get(TRACEPARENT_ATTRIBUTE)
+            .and_then(|value| TraceContext::from_traceparent(value))
+    });
     if message
         .attributes
         .keys()

@@ -195,6 +195,11 @@ fn plain_pubsub_message() {
         "projects/ml-prod/subscriptions/lifeboat-drill-push"
     );
     assert_eq!(context.time, time("2024-11-25T16:30:00.001Z"));
+    assert_eq!(
+        context.trace.map(|t| t.trace_id).as_deref(),
+        Some("7d3efb1b173fecfa2c4e1c7c5d5e6f70"),
+        "the publisher's trace, carried by Pub/Sub"
+    );
     assert_eq!(message.data, br#"{"job": "reconcile"}"#);
     assert_eq!(
         message.attributes.get("origin").map(String::as_str),
