@@ -129,10 +129,38 @@ impl Retention {
 
 impl<'de> Deserialize<'de> for Retention {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let count = u32::deserialize(deserializer)?;
-        NonZeroU32::new(count).map(Retention).ok_or_else(|| {
-            de::Error::custom("retention of 0 would delete every checkpoint: keep at least 1")
-        })
+        struct RetentionVisitor;
+
+        impl de::Visitor<'_> for RetentionVisitor {
+            type Value = Retention;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the number of newest checkpoints to keep, at least 1")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Retention, E> {
+                if n == 0 {
+                    return Err(E::custom(
+                        "retention of 0 would delete every checkpoint: keep at least 1",
+                    ));
+                }
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .map(Retention)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Signed(n), &self))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Retention, E> {
+                match i64::try_from(n) {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Unsigned(n), &self)),
+                }
+            }
+        }
+
+        // Checked inside the visitor, so the problem points at the value.
+        deserializer.deserialize_u32(RetentionVisitor)
     }
 }
 

@@ -45,8 +45,22 @@ macro_rules! checked_name {
 
         impl<'de> de::Deserialize<'de> for $name {
             fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <String as de::Deserialize>::deserialize(deserializer)?;
-                Self::new(text).map_err(de::Error::custom)
+                struct NameVisitor;
+
+                impl de::Visitor<'_> for NameVisitor {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(stringify!($name))
+                    }
+
+                    fn visit_str<E: de::Error>(self, text: &str) -> Result<$name, E> {
+                        $name::new(text).map_err(E::custom)
+                    }
+                }
+
+                // Checked inside the visitor, so the problem points at the value.
+                deserializer.deserialize_string(NameVisitor)
             }
         }
     };
