@@ -1,1 +1,244 @@
-//! (in progress)
+//! The topology of a deployment: one YAML file naming the Google Cloud project,
+//! its regions and their roles, and the workloads with their recovery targets,
+//! deployment pattern and the assets (models, buckets, datasets, checkpoints)
+//! each one protects.
+//!
+//! [`Topology::load`] reads and validates the file and reports every problem
+//! it finds, each with `file:line:column` and the field path. The rules are in
+//! [`validate`]. A [`Topology`] value therefore always describes a deployment
+//! that Lifeboat can run.
+
+mod assets;
+mod duration;
+mod names;
+mod problem;
+#[cfg(test)]
+mod tests;
+pub mod validate;
+mod workload;
+mod yaml;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use assets::{
+    Assets, BucketAsset, CheckpointLocation, CommitMarker, DatasetAsset, DeletePolicy, Model,
+    Retention,
+};
+pub use duration::{Duration, DurationError};
+pub use names::{BucketName, DatasetId, Id, ObjectPrefix, ProjectId, RegionId};
+pub use problem::{Problem, TopologyErrors};
+pub use workload::{Failback, Pattern, Workload, WorkloadClass};
+
+use yaml::Parsed;
+
+/// The role a region plays in the deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegionRole {
+    /// Serves traffic and holds the source of every asset; exactly one.
+    Primary,
+    /// Holds replicas and, for warm standbys, a deployed model at low scale.
+    Standby,
+    /// Holds only replicated data and models; nothing is deployed until failover.
+    PilotLight,
+}
+
+/// A region of the deployment and its role.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Region {
+    /// The Google Cloud region.
+    pub id: RegionId,
+    /// What the region is for.
+    pub role: RegionRole,
+}
+
+/// The file as written, before the cross-field checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TopologyFile {
+    project: ProjectId,
+    regions: Vec<Parsed<Region>>,
+    #[serde(default)]
+    workloads: Vec<Parsed<workload::WorkloadSpec>>,
+}
+
+/// A validated deployment topology.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    project: ProjectId,
+    regions: Vec<Region>,
+    primary: RegionId,
+    workloads: Vec<Workload>,
+}
+
+impl Topology {
+    /// Reads and validates the topology file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Topology, TopologyErrors> {
+        let path = path.as_ref();
+        let file_name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Topology::parse(&text, &file_name),
+            Err(error) => Err(TopologyErrors::new(vec![Problem {
+                file: file_name,
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("cannot read the topology file: {error}"),
+            }])),
+        }
+    }
+
+    /// Validates topology `text`; problems are reported against `file_name`.
+    pub fn parse(text: &str, file_name: &str) -> Result<Topology, TopologyErrors> {
+        let located = |l: yaml::Located| Problem {
+            file: file_name.to_owned(),
+            line: l.position.line,
+            column: l.position.column,
+            path: l.path,
+            message: l.message,
+        };
+        let root = yaml::load(text).map_err(|l| TopologyErrors::new(vec![located(l)]))?;
+        let recorder = yaml::Recorder::default();
+        let file: Option<TopologyFile> = yaml::deserialize(&root, &recorder);
+        let mut problems: Vec<Problem> =
+            recorder.into_problems().into_iter().map(located).collect();
+        let Some(file) = file else {
+            return Err(TopologyErrors::new(problems));
+        };
+        let index = yaml::PositionIndex::build(&root);
+        let found = validate::check(&file);
+        problems.extend(found.into_iter().map(|(path, message)| {
+            let position = index.find(&path);
+            Problem {
+                file: file_name.to_owned(),
+                line: position.line,
+                column: position.column,
+                path,
+                message,
+            }
+        }));
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| (p.line, p.column));
+            return Err(TopologyErrors::new(problems));
+        }
+        Topology::from_checked(file).ok_or_else(|| {
+            TopologyErrors::new(vec![Problem {
+                file: file_name.to_owned(),
+                line: 1,
+                column: 1,
+                path: "regions".into(),
+                message: "the topology has no primary region".into(),
+            }])
+        })
+    }
+
+    /// Builds the topology from a file that passed every check.
+    fn from_checked(file: TopologyFile) -> Option<Topology> {
+        let regions: Vec<Region> = file
+            .regions
+            .into_iter()
+            .filter_map(|r| r.into_option())
+            .collect();
+        let primary = regions
+            .iter()
+            .find(|r| r.role == RegionRole::Primary)?
+            .id
+            .clone();
+        let workloads = file
+            .workloads
+            .into_iter()
+            .filter_map(|w| w.into_option())
+            .map(workload::WorkloadSpec::into_workload)
+            .collect();
+        Some(Topology {
+            project: file.project,
+            regions,
+            primary,
+            workloads,
+        })
+    }
+
+    /// The Google Cloud project.
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    /// Every region, in file order.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The region with `id`, if the topology has it.
+    pub fn region(&self, id: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.id.as_str() == id)
+    }
+
+    /// The primary region: it serves and holds the source of every asset.
+    pub fn primary(&self) -> &RegionId {
+        &self.primary
+    }
+
+    /// Every region a workload can fail over to (warm standbys and pilot
+    /// lights), in file order.
+    pub fn standby_regions(&self) -> impl Iterator<Item = &Region> {
+        self.regions
+            .iter()
+            .filter(|r| r.role != RegionRole::Primary)
+    }
+
+    /// Every workload, in file order.
+    pub fn workloads(&self) -> &[Workload] {
+        &self.workloads
+    }
+
+    /// The workload with `id`.
+    pub fn workload(&self, id: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.id.as_str() == id)
+    }
+
+    /// The workloads that protect `bucket`, as a bucket asset or as the
+    /// bucket of a checkpoint location, in the primary or as a replica.
+    pub fn workloads_for_bucket(&self, bucket: &str) -> Vec<&Workload> {
+        self.workloads
+            .iter()
+            .filter(|w| {
+                w.assets.buckets.iter().any(|b| b.holds_bucket(bucket))
+                    || w.assets.checkpoints.iter().any(|c| c.holds_bucket(bucket))
+            })
+            .collect()
+    }
+
+    /// The checkpoint location (and its workload) whose bucket, in any region,
+    /// and prefix hold `object`: how a commit marker is traced to its training
+    /// run. Locations never overlap, so there is at most one.
+    pub fn checkpoint_for_object(
+        &self,
+        bucket: &str,
+        object: &str,
+    ) -> Option<(&Workload, &CheckpointLocation)> {
+        self.workloads.iter().find_map(|w| {
+            w.assets
+                .checkpoints
+                .iter()
+                .find(|c| c.holds_bucket(bucket) && c.prefix.contains(object))
+                .map(|c| (w, c))
+        })
+    }
+
+    /// The workloads that serve `model`, matched against the asset id, the
+    /// Vertex AI model id and the display name.
+    pub fn workloads_using_model(&self, model: &str) -> Vec<&Workload> {
+        self.workloads
+            .iter()
+            .filter(|w| w.assets.models.iter().any(|m| m.is_named(model)))
+            .collect()
+    }
+
+    /// How many assets of every kind the workloads protect together.
+    pub fn asset_count(&self) -> usize {
+        self.workloads.iter().map(|w| w.assets.len()).sum()
+    }
+}

@@ -1,0 +1,278 @@
+//! The assets a workload protects: Vertex AI models, GCS buckets, BigQuery
+//! datasets and training checkpoint locations.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64};
+
+use serde::{Deserialize, de};
+
+use super::yaml::Parsed;
+use super::{BucketName, DatasetId, Duration, Id, ObjectPrefix, RegionId};
+
+/// A Vertex AI model served by the workload.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Model {
+    /// The asset id, unique across the file.
+    pub id: Id,
+    /// The Vertex AI model id (`4512398712`) in the primary's registry.
+    pub model_id: String,
+    /// The model's display name in Vertex AI.
+    pub display_name: Option<String>,
+    /// A pinned model version; without it the newest version is served.
+    pub version: Option<String>,
+    /// Replicas serving in the primary (and in every region when active-active).
+    pub serving_replicas: NonZeroU32,
+    /// Replicas kept deployed in each warm standby (active-passive only).
+    #[serde(default)]
+    pub standby_replicas: u32,
+    /// The Vertex AI endpoint id per region; the primary's is required.
+    pub endpoints: BTreeMap<RegionId, String>,
+}
+
+impl Model {
+    pub(super) fn is_named(&self, name: &str) -> bool {
+        self.id.as_str() == name
+            || self.model_id == name
+            || self.display_name.as_deref() == Some(name)
+    }
+}
+
+/// What to do in the replicas when an object is deleted in the source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeletePolicy {
+    /// Delete it in the replicas too (`delete-policy: mirror`, the default).
+    #[default]
+    Mirror,
+    /// Keep it in the replicas for this long (`delete-policy: {keep: 30d}`),
+    /// a defence against a mistaken or malicious delete.
+    Keep(Duration),
+}
+
+/// A GCS bucket in the primary and its replica bucket in each target region.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BucketAsset {
+    /// The asset id, unique across the file.
+    pub id: Id,
+    /// The bucket in the primary region.
+    pub source: BucketName,
+    /// The replica bucket per target region.
+    pub replicas: BTreeMap<RegionId, BucketName>,
+    /// What a delete in the source does to the replicas.
+    #[serde(default)]
+    pub delete_policy: DeletePolicy,
+}
+
+impl BucketAsset {
+    pub(super) fn holds_bucket(&self, bucket: &str) -> bool {
+        self.source.as_str() == bucket || self.replicas.values().any(|b| b.as_str() == bucket)
+    }
+}
+
+/// A BigQuery dataset in the primary and its replica dataset per region.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DatasetAsset {
+    /// The asset id, unique across the file.
+    pub id: Id,
+    /// The dataset in the primary region.
+    pub source: DatasetId,
+    /// The replica dataset per target region.
+    pub replicas: BTreeMap<RegionId, DatasetId>,
+}
+
+/// How a training job marks a checkpoint as complete; the marker is copied
+/// last, so a checkpoint is visible in a region only once all of it is there.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommitMarker {
+    /// Orbax: `commit_success.txt` in the checkpoint directory.
+    Orbax,
+    /// PyTorch distributed checkpoint: the `.metadata` file.
+    PytorchDcp,
+    /// A custom marker object with this name (`marker: {custom: DONE}`).
+    Custom(String),
+    /// A manifest object with this name that lists every shard
+    /// (`marker: {manifest: manifest.json}`).
+    Manifest(String),
+}
+
+impl CommitMarker {
+    /// The name of the object that marks a checkpoint as committed.
+    pub fn object_name(&self) -> &str {
+        match self {
+            CommitMarker::Orbax => "commit_success.txt",
+            CommitMarker::PytorchDcp => ".metadata",
+            CommitMarker::Custom(name) | CommitMarker::Manifest(name) => name,
+        }
+    }
+
+    /// Whether the marker lists the checkpoint's shards.
+    pub fn is_manifest(&self) -> bool {
+        matches!(self, CommitMarker::Manifest(_))
+    }
+}
+
+/// How many checkpoints to keep: the newest K, at least one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Retention(NonZeroU32);
+
+impl Retention {
+    /// The number of newest checkpoints kept.
+    pub fn count(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RetentionVisitor;
+
+        impl de::Visitor<'_> for RetentionVisitor {
+            type Value = Retention;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the number of newest checkpoints to keep, at least 1")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Retention, E> {
+                if n == 0 {
+                    return Err(E::custom(
+                        "retention of 0 would delete every checkpoint: keep at least 1",
+                    ));
+                }
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .map(Retention)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Signed(n), &self))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Retention, E> {
+                match i64::try_from(n) {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Unsigned(n), &self)),
+                }
+            }
+        }
+
+        // Checked inside the visitor, so the problem points at the value.
+        deserializer.deserialize_u32(RetentionVisitor)
+    }
+}
+
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "newest {}", self.0)
+    }
+}
+
+/// Where a training job writes its checkpoints and where they are copied.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CheckpointLocation {
+    /// The asset id, unique across the file.
+    pub id: Id,
+    /// The bucket the job writes to, in the primary region.
+    pub bucket: BucketName,
+    /// The prefix under which each checkpoint is a directory; the same prefix
+    /// is used in every replica bucket.
+    #[serde(default)]
+    pub prefix: ObjectPrefix,
+    /// How a checkpoint is marked complete.
+    pub marker: CommitMarker,
+    /// The replica bucket per target region.
+    pub replicas: BTreeMap<RegionId, BucketName>,
+    /// Steps between two checkpoints.
+    pub interval_steps: NonZeroU64,
+    /// How many checkpoints to keep in every region (`keep-newest: 5`).
+    pub keep_newest: Retention,
+    /// How long one training step takes, to express RPO in steps.
+    pub step_duration: Option<Duration>,
+    /// GPUs the job runs on, to express RPO in GPU-hours.
+    pub gpus: Option<NonZeroU32>,
+}
+
+impl CheckpointLocation {
+    pub(super) fn holds_bucket(&self, bucket: &str) -> bool {
+        self.bucket.as_str() == bucket || self.replicas.values().any(|b| b.as_str() == bucket)
+    }
+
+    /// The training time between two checkpoints, when the step duration is known.
+    pub fn checkpoint_period(&self) -> Option<Duration> {
+        let step = self.step_duration?;
+        let seconds = step.as_secs().checked_mul(self.interval_steps.get())?;
+        Some(Duration::from_secs(seconds))
+    }
+
+    /// `lost` expressed in training steps, when the step duration is known.
+    pub fn steps_in(&self, lost: Duration) -> Option<u64> {
+        let step = self.step_duration?.get();
+        if step.is_zero() {
+            return None;
+        }
+        u64::try_from(lost.get().as_nanos() / step.as_nanos()).ok()
+    }
+
+    /// `lost` expressed in GPU-hours, when the GPU count is known.
+    pub fn gpu_hours_in(&self, lost: Duration) -> Option<f64> {
+        let gpus = self.gpus?.get();
+        Some(lost.get().as_secs_f64() / 3600.0 * f64::from(gpus))
+    }
+}
+
+/// Assets as written, before the cross-field checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct AssetsSpec {
+    #[serde(default)]
+    pub models: Vec<Parsed<Model>>,
+    #[serde(default)]
+    pub buckets: Vec<Parsed<BucketAsset>>,
+    #[serde(default)]
+    pub datasets: Vec<Parsed<DatasetAsset>>,
+    #[serde(default)]
+    pub checkpoints: Vec<Parsed<CheckpointLocation>>,
+}
+
+impl AssetsSpec {
+    pub fn into_assets(self) -> Assets {
+        fn keep<T>(list: Vec<Parsed<T>>) -> Vec<T> {
+            list.into_iter().filter_map(Parsed::into_option).collect()
+        }
+        Assets {
+            models: keep(self.models),
+            buckets: keep(self.buckets),
+            datasets: keep(self.datasets),
+            checkpoints: keep(self.checkpoints),
+        }
+    }
+}
+
+/// Everything a workload protects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assets {
+    /// Vertex AI models.
+    pub models: Vec<Model>,
+    /// GCS buckets.
+    pub buckets: Vec<BucketAsset>,
+    /// BigQuery datasets.
+    pub datasets: Vec<DatasetAsset>,
+    /// Training checkpoint locations.
+    pub checkpoints: Vec<CheckpointLocation>,
+}
+
+impl Assets {
+    /// The number of assets of every kind.
+    pub fn len(&self) -> usize {
+        self.models.len() + self.buckets.len() + self.datasets.len() + self.checkpoints.len()
+    }
+
+    /// Whether the workload protects nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,432 @@
+//! Tests of loading and validating topology files: every example loads, and
+//! broken files report each problem at its line:column and field path.
+
+use std::path::PathBuf;
+
+use super::*;
+
+fn workspace_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// The problems of `text`, as `line:column path: message` strings.
+fn problems(text: &str) -> Vec<String> {
+    match Topology::parse(text, "t.yaml") {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .problems()
+            .iter()
+            .map(|p| format!("{}:{} {}: {}", p.line, p.column, p.path, p.message))
+            .collect(),
+    }
+}
+
+/// Asserts that a problem at `at` (`line:column path`) mentions `words`.
+fn assert_has(found: &[String], at: &str, words: &str) {
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with(&format!("{at}: ")) && p.contains(words)),
+        "expected `{at}: ...{words}...` among:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn every_example_loads() {
+    let dir = workspace_file("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            if let Err(errors) = Topology::load(&path) {
+                panic!("{errors}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "only {seen} examples in {}", dir.display());
+}
+
+#[test]
+fn production_three_region_accessors() {
+    let t = Topology::load(workspace_file("examples/production-three-region.yaml")).unwrap();
+    assert_eq!(t.primary().as_str(), "us-central1");
+    let standbys: Vec<_> = t.standby_regions().map(|r| r.id.as_str()).collect();
+    assert_eq!(standbys, ["us-east1", "europe-west1"]);
+    let w = t.workload("recommendations").unwrap();
+    assert_eq!(w.target_rpo(), Duration::from_mins(5));
+    assert_eq!(w.target_rto(), Duration::from_mins(5));
+    assert_eq!(w.pattern, Pattern::ActivePassive);
+    assert_eq!(w.hold_down, Duration::from_mins(15));
+    assert_eq!(w.assets.models[0].serving_replicas.get(), 3);
+    assert_eq!(t.asset_count(), 4);
+
+    let (owner, location) = t
+        .checkpoint_for_object(
+            "acme-recsys-ckpt-use1",
+            "runs/ranker-v7/step_1200/commit_success.txt",
+        )
+        .unwrap();
+    assert_eq!(owner.id.as_str(), "recommendations");
+    assert_eq!(location.marker.object_name(), "commit_success.txt");
+    assert_eq!(location.keep_newest.count(), 5);
+    assert_eq!(location.steps_in(Duration::from_mins(5)), Some(150));
+    assert_eq!(location.gpu_hours_in(Duration::from_mins(30)), Some(8.0));
+    assert!(
+        t.checkpoint_for_object("acme-recsys-ckpt-use1", "runs/other/x")
+            .is_none()
+    );
+
+    assert_eq!(t.workloads_for_bucket("acme-recsys-features-euw1").len(), 1);
+    assert!(t.workloads_for_bucket("someone-elses-bucket").is_empty());
+    assert_eq!(t.workloads_using_model("4512398712").len(), 1);
+    assert_eq!(t.workloads_using_model("recsys-ranker-v7").len(), 1);
+}
+
+#[test]
+fn defaults_come_from_the_class() {
+    let t = Topology::load(workspace_file("examples/active-active.yaml")).unwrap();
+    let w = t.workload("fraud-scoring").unwrap();
+    assert_eq!(w.target_rpo(), Duration::ZERO);
+    assert_eq!(w.target_rto(), Duration::ZERO);
+    assert_eq!(
+        w.failback,
+        Failback::Automatic {
+            stable_for: Duration::from_mins(30)
+        }
+    );
+    let p = Topology::load(workspace_file("examples/pilot-light.yaml")).unwrap();
+    let w = p.workload("llm-pretraining").unwrap();
+    assert_eq!(w.failback, Failback::Manual);
+    assert_eq!(w.assets.checkpoints[0].marker.object_name(), ".metadata");
+}
+
+#[test]
+fn fixture_reports_every_problem_with_position() {
+    let path = workspace_file("tests/fixtures/topology/bad.yaml");
+    let errors = Topology::load(&path).unwrap_err();
+    let text = errors.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let file = path.display().to_string();
+    let expected = [
+        ":11:5: workloads[0].rto: rto 5m is looser than the online-inference floor of 2m",
+        ":11:5: workloads[0].rto: rto 5m is impossible for pilot-light",
+        ":17:13: workloads[0].assets.buckets[0].replicas.us-central1: replica in the primary's own region us-central1",
+        ":18:13: workloads[0].assets.buckets[0].replicas.asia-east9: unknown region `asia-east9`",
+        ":19:11: workloads[0].assets.buckets[1].id: duplicate asset id `features` (first used at workloads[0].assets.buckets[0])",
+        ":20:11: workloads[0].assets.buckets[1].source: duplicate bucket `acme-features-usc1`",
+        ":24:19: workloads[0].assets.buckets[2].source: invalid bucket name `Acme_Labels`",
+        ":34:24: workloads[0].assets.checkpoints[0].keep-newest: retention of 0 would delete every checkpoint",
+        ":38:11: workloads[0].assets.checkpoints[1].colour: unknown field `colour`",
+    ];
+    for want in expected {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{file}{want}"))
+                    || l.contains(&format!("{file}{want}"))),
+            "missing `{want}` in:\n{text}"
+        );
+    }
+}
+
+/// A valid two-region active-passive file to break one piece at a time.
+const BASE: &str = "\
+project: acme-ml-prod
+regions:
+  - id: us-central1
+    role: primary
+  - id: us-east1
+    role: standby
+workloads:
+  - id: ranker
+    class: online-inference
+    pattern: active-passive
+    assets:
+      models:
+        - id: ranker-model
+          model-id: 4512398712
+          serving-replicas: 3
+          standby-replicas: 1
+          endpoints:
+            us-central1: 111
+            us-east1: 222
+      buckets:
+        - id: features
+          source: acme-features-usc1
+          replicas:
+            us-east1: acme-features-use1
+";
+
+#[test]
+fn base_is_valid() {
+    assert_eq!(problems(BASE), Vec::<String>::new());
+    let t = Topology::parse(BASE, "t.yaml").unwrap();
+    // Plain numbers are read as written when a string is expected.
+    assert_eq!(t.workloads()[0].assets.models[0].model_id, "4512398712");
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let found = problems("project: acme-ml-prod\nregions: [us-central1\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("3:1 : YAML syntax error"), "{found:?}");
+}
+
+#[test]
+fn duplicate_yaml_key_is_a_syntax_error() {
+    let found = problems(&BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    pattern: pilot-light\n",
+    ));
+    assert!(found[0].contains("duplicated key"), "{found:?}");
+}
+
+#[test]
+fn empty_file() {
+    assert_has(&problems(""), "1:1 ", "empty");
+}
+
+#[test]
+fn wrong_types_and_unknown_fields_in_several_elements() {
+    let text = BASE
+        .replace("serving-replicas: 3", "serving-replicas: three")
+        .replace("    role: standby", "    role: standby\n    zone: b")
+        .replace("source: acme-features-usc1", "source: [acme]");
+    let found = problems(&text);
+    assert_has(&found, "7:5 regions[1].zone", "unknown field `zone`");
+    assert_has(
+        &found,
+        "16:29 workloads[0].assets.models[0].serving-replicas",
+        "invalid type: string \"three\"",
+    );
+    assert_has(
+        &found,
+        "23:19 workloads[0].assets.buckets[0].source",
+        "invalid type: sequence",
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
+}
+
+#[test]
+fn missing_field_points_at_its_parent() {
+    let found = problems(&BASE.replace("          model-id: 4512398712\n", ""));
+    assert_has(
+        &found,
+        "13:11 workloads[0].assets.models[0]",
+        "missing field `model-id`",
+    );
+}
+
+#[test]
+fn primaries_and_duplicate_regions() {
+    let none = problems(&BASE.replace("role: primary", "role: standby"));
+    assert_has(&none, "2:1 regions", "no primary region");
+    let two = BASE.replace("role: standby", "role: primary");
+    assert_has(
+        &problems(&two),
+        "6:5 regions[1].role",
+        "more than one primary",
+    );
+    let dup = BASE.replace(
+        "id: us-east1\n    role: standby",
+        "id: us-central1\n    role: standby",
+    );
+    assert_has(
+        &problems(&dup),
+        "5:5 regions[1].id",
+        "duplicate region `us-central1`",
+    );
+    let bad = BASE.replace("id: us-east1", "id: US-East");
+    assert_has(
+        &problems(&bad),
+        "5:9 regions[1].id",
+        "not a Google Cloud region",
+    );
+}
+
+#[test]
+fn rto_impossible_by_pattern() {
+    let zero = BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    rto: 0\n",
+    );
+    assert_has(
+        &problems(&zero),
+        "11:5 workloads[0].rto",
+        "impossible for active-passive",
+    );
+    let critical = BASE.replace("online-inference", "critical-inference");
+    let found = problems(&critical);
+    assert_has(
+        &found,
+        "9:5 workloads[0].class",
+        "rto 0s is impossible for active-passive",
+    );
+    assert_has(
+        &found,
+        "9:5 workloads[0].class",
+        "rpo 0 needs synchronous replication",
+    );
+    let pilot = BASE
+        .replace("active-passive", "pilot-light")
+        .replace("          standby-replicas: 1\n", "")
+        .replace(
+            "    class: online-inference",
+            "    class: production-training\n    rto: 10m",
+        );
+    assert_has(
+        &problems(&pilot),
+        "10:5 workloads[0].rto",
+        "impossible for pilot-light",
+    );
+}
+
+#[test]
+fn rpo_zero_needs_data_everywhere() {
+    let text = "\
+project: acme-ml-prod
+regions:
+  - {id: us-central1, role: primary}
+  - {id: us-east1, role: standby}
+  - {id: us-west1, role: standby}
+workloads:
+  - id: fraud
+    class: critical-inference
+    pattern: active-active
+    assets:
+      models:
+        - id: fraud-model
+          model-id: m1
+          serving-replicas: 2
+          endpoints: {us-central1: e1, us-east1: e2, us-west1: e3}
+      buckets:
+        - id: cache
+          source: acme-cache-usc1
+          replicas: {us-east1: acme-cache-use1}
+";
+    assert_has(
+        &problems(text),
+        "19:11 workloads[0].assets.buckets[0].replicas",
+        "missing us-west1",
+    );
+}
+
+#[test]
+fn durations_and_targets() {
+    let text = BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    rpo: 5 minutes\n",
+    );
+    assert_has(
+        &problems(&text),
+        "11:10 workloads[0].rpo",
+        "invalid duration `5 minutes`",
+    );
+    let text = BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    hold-down: 10\n",
+    );
+    assert_has(
+        &problems(&text),
+        "11:16 workloads[0].hold-down",
+        "needs a unit",
+    );
+    let loose = BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    rpo: 1h\n",
+    );
+    assert_has(
+        &problems(&loose),
+        "11:5 workloads[0].rpo",
+        "looser than the online-inference floor of 5m",
+    );
+}
+
+#[test]
+fn model_replicas_follow_the_pattern() {
+    let text = BASE.replace("          standby-replicas: 1\n", "");
+    assert_has(
+        &problems(&text),
+        "13:11 workloads[0].assets.models[0].standby-replicas",
+        "at least 1",
+    );
+    let no_primary = BASE.replace("            us-central1: 111\n", "");
+    assert_has(
+        &problems(&no_primary),
+        "17:11 workloads[0].assets.models[0].endpoints",
+        "no endpoint in the primary region us-central1",
+    );
+}
+
+#[test]
+fn checkpoints_overlap_and_period() {
+    let text = BASE.replace(
+        "      buckets:",
+        "      checkpoints:
+        - id: a
+          bucket: acme-ckpt-usc1
+          prefix: runs/
+          marker: {manifest: manifest.json}
+          replicas: {us-east1: acme-ckpt-use1}
+          interval-steps: 100
+          keep-newest: 2
+          step-duration: 10s
+        - id: b
+          bucket: acme-ckpt-usc1
+          prefix: runs/llm
+          marker: {custom: DONE}
+          replicas: {us-east1: acme-ckpt-use1}
+          interval-steps: 10
+          keep-newest: 2
+      buckets:",
+    );
+    let found = problems(&text);
+    assert_has(
+        &found,
+        "26:11 workloads[0].assets.checkpoints[0].interval-steps",
+        "one every 16m40s, longer than the workload's RPO 5m",
+    );
+    assert_has(
+        &found,
+        "30:11 workloads[0].assets.checkpoints[1].bucket",
+        "overlaps the one at workloads[0].assets.checkpoints[0].bucket",
+    );
+    assert_has(
+        &found,
+        "33:22 workloads[0].assets.checkpoints[1].replicas.us-east1",
+        "overlaps",
+    );
+}
+
+#[test]
+fn load_reports_unreadable_file() {
+    let errors = Topology::load("/nonexistent/topology.yaml").unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .starts_with("/nonexistent/topology.yaml:0:0: cannot read")
+    );
+}
+
+#[test]
+fn nothing_panics_on_odd_input() {
+    for text in [
+        "---\n...\n---\n",
+        "project: [",
+        "*a",
+        "&a [*a]",
+        "project: !!int abc",
+        "regions: {}",
+        "? [a]\n: b",
+        "workloads:\n  - !custom {id: x}\n",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        "\u{feff}project: acme-ml-prod\nregions: []\n",
+        "project: acme-ml-prod\nregions:\n  - id: us-central1\n    role: primary\nworkloads:\n  - id: w\n    class: research-training\n    pattern: pilot-light\n    failback: {automatic: {stable-for: 0}, manual: ~}\n",
+    ] {
+        let _ = Topology::parse(text, "odd.yaml");
+    }
+}

@@ -1,0 +1,487 @@
+//! The rules a topology must follow beyond its types. Each rule is checked on
+//! every element, so one run reports every problem.
+//!
+//! - Regions: ids are unique; exactly one region is `primary`.
+//! - Ids: workload ids are unique; asset ids are unique across the whole file.
+//! - Buckets: a bucket name is used once in the file, except that checkpoint
+//!   locations may share a bucket when their prefixes do not overlap.
+//!   Datasets likewise are used once.
+//! - References: every region named in `endpoints` or `replicas` is declared;
+//!   a replica is never in the primary's own region; active-active and
+//!   active-passive workloads only target `standby` regions (a `pilot-light`
+//!   region has nothing deployed).
+//! - Targets: an explicit `rpo`/`rto` may only be tighter than the class
+//!   default (the floor to beat).
+//! - RTO by construction: a pilot-light workload deploys its model at
+//!   failover, which takes minutes, so its RTO is at least
+//!   [`PILOT_LIGHT_MIN_RTO`]; an active-passive workload must detect the
+//!   outage, scale the standby up and move traffic, so its RTO is at least
+//!   [`ACTIVE_PASSIVE_MIN_RTO`]; only active-active can promise RTO 0.
+//! - RPO 0 asks for synchronous replication, which event-driven replication
+//!   cannot give: it is accepted only for an active-active workload whose
+//!   every data asset (bucket, dataset, checkpoints) is in every region the
+//!   workload serves from, i.e. the application writes each region itself.
+//! - Checkpoints: when the step duration is known, checkpoints must come at
+//!   least once per RPO (`interval-steps` × `step-duration` ≤ RPO).
+//! - Models: each has an endpoint in the primary; active-passive keeps at
+//!   least one standby replica, pilot-light none, active-active serves every
+//!   region at `serving-replicas` and needs two regions or more.
+//! - Every workload protects something and has a region to fail over to;
+//!   its hold-down and automatic-failback period are longer than zero.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::workload::WorkloadSpec;
+use super::{
+    BucketName, Duration, Failback, ObjectPrefix, Pattern, RegionId, RegionRole, TopologyFile,
+};
+
+/// The shortest RTO a pilot-light workload can meet: a model deployment on
+/// Vertex AI alone takes several minutes.
+pub const PILOT_LIGHT_MIN_RTO: Duration = Duration::from_mins(15);
+
+/// The shortest RTO an active-passive workload can meet: detection by Cloud
+/// Monitoring, scaling the warm standby and moving traffic take a minute.
+pub const ACTIVE_PASSIVE_MIN_RTO: Duration = Duration::from_mins(1);
+
+/// A problem at a field path.
+type Found = (String, String);
+
+/// Where a bucket is used: a whole bucket (bucket asset) or a prefix in it.
+struct BucketUse<'f> {
+    name: &'f BucketName,
+    prefix: Option<&'f ObjectPrefix>,
+    path: String,
+}
+
+struct Checker<'f> {
+    found: Vec<Found>,
+    roles: HashMap<&'f RegionId, RegionRole>,
+    /// Whether every region parsed: otherwise reference checks would only
+    /// repeat the region's own problem.
+    regions_complete: bool,
+    primary: Option<&'f RegionId>,
+    asset_ids: HashMap<&'f str, String>,
+    datasets: HashMap<&'f str, String>,
+    buckets: Vec<BucketUse<'f>>,
+}
+
+/// Runs every rule on a parsed file; returns (field path, message) pairs.
+pub(super) fn check(file: &TopologyFile) -> Vec<Found> {
+    let mut checker = Checker {
+        found: Vec::new(),
+        roles: HashMap::new(),
+        regions_complete: file.regions.iter().all(|r| r.get().is_some()),
+        primary: None,
+        asset_ids: HashMap::new(),
+        datasets: HashMap::new(),
+        buckets: Vec::new(),
+    };
+    checker.regions(file);
+    let mut workload_ids: HashMap<&str, usize> = HashMap::new();
+    for (i, workload) in file.workloads.iter().enumerate() {
+        let Some(workload) = workload.get() else {
+            continue;
+        };
+        let base = format!("workloads[{i}]");
+        if let Some(first) = workload_ids.insert(workload.id.as_str(), i) {
+            checker.report(
+                format!("{base}.id"),
+                format!(
+                    "duplicate workload id `{}` (first used by workloads[{first}])",
+                    workload.id
+                ),
+            );
+            workload_ids.insert(workload.id.as_str(), first);
+        }
+        checker.workload(&base, workload);
+    }
+    checker.bucket_uses();
+    checker.found
+}
+
+impl<'f> Checker<'f> {
+    fn report(&mut self, path: String, message: String) {
+        self.found.push((path, message));
+    }
+
+    fn regions(&mut self, file: &'f TopologyFile) {
+        let mut first_primary: Option<(usize, &RegionId)> = None;
+        let mut seen: HashMap<&RegionId, usize> = HashMap::new();
+        for (i, region) in file.regions.iter().enumerate() {
+            let Some(region) = region.get() else {
+                continue;
+            };
+            if let Some(first) = seen.get(&region.id) {
+                self.report(
+                    format!("regions[{i}].id"),
+                    format!(
+                        "duplicate region `{}` (already regions[{first}])",
+                        region.id
+                    ),
+                );
+                continue;
+            }
+            seen.insert(&region.id, i);
+            self.roles.insert(&region.id, region.role);
+            if region.role == RegionRole::Primary {
+                match first_primary {
+                    Some((first, id)) => self.report(
+                        format!("regions[{i}].role"),
+                        format!(
+                            "more than one primary region: `{}` and `{id}` (regions[{first}]); \
+                             exactly one region is primary",
+                            region.id
+                        ),
+                    ),
+                    None => first_primary = Some((i, &region.id)),
+                }
+            }
+        }
+        self.primary = first_primary.map(|(_, id)| id);
+        if self.primary.is_none() && self.regions_complete {
+            self.report(
+                "regions".into(),
+                "no primary region: exactly one region needs `role: primary`".into(),
+            );
+        }
+    }
+
+    fn asset_id(&mut self, path: &str, id: &'f str) {
+        if let Some(first) = self.asset_ids.get(id) {
+            let message = format!("duplicate asset id `{id}` (first used at {first})");
+            self.report(format!("{path}.id"), message);
+        } else {
+            self.asset_ids.insert(id, path.to_owned());
+        }
+    }
+
+    /// Checks a region that an asset targets outside the primary.
+    fn target(&mut self, path: String, region: &RegionId, pattern: Pattern) {
+        if !self.regions_complete {
+            return;
+        }
+        match self.roles.get(region) {
+            None => self.report(
+                path,
+                format!("unknown region `{region}` (not declared under `regions`)"),
+            ),
+            Some(RegionRole::Primary) => self.report(
+                path,
+                format!("replica in the primary's own region {region}"),
+            ),
+            Some(RegionRole::PilotLight) if pattern != Pattern::PilotLight => self.report(
+                path,
+                format!(
+                    "region {region} is a pilot-light region with nothing deployed; \
+                     an {} workload needs a standby region",
+                    pattern.name()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn workload(&mut self, base: &str, w: &'f WorkloadSpec) {
+        self.targets(base, w);
+        if w.hold_down.is_zero() {
+            self.report(
+                format!("{base}.hold-down"),
+                "a hold-down of 0 lets traffic flap between regions; use e.g. 10m".into(),
+            );
+        }
+        if let Failback::Automatic { stable_for } = w.failback
+            && stable_for.is_zero()
+        {
+            self.report(
+                format!("{base}.failback.automatic.stable-for"),
+                "automatic failback needs the primary stable for longer than 0".into(),
+            );
+        }
+
+        // Regions the workload is present in, beyond the primary.
+        let mut elsewhere: BTreeSet<&RegionId> = BTreeSet::new();
+        let assets = &w.assets;
+        for (j, model) in assets.models.iter().enumerate() {
+            let Some(model) = model.get() else { continue };
+            let path = format!("{base}.assets.models[{j}]");
+            self.asset_id(&path, model.id.as_str());
+            if let Some(primary) = self.primary
+                && self.regions_complete
+                && !model.endpoints.contains_key(primary)
+            {
+                self.report(
+                    format!("{path}.endpoints"),
+                    format!("no endpoint in the primary region {primary}"),
+                );
+            }
+            for region in model.endpoints.keys() {
+                if Some(region) == self.primary {
+                    continue;
+                }
+                elsewhere.insert(region);
+                self.target(format!("{path}.endpoints.{region}"), region, w.pattern);
+            }
+            let standby = (format!("{path}.standby-replicas"), model.standby_replicas);
+            match w.pattern {
+                Pattern::ActivePassive if standby.1 == 0 => self.report(
+                    standby.0,
+                    "a warm standby (active-passive) keeps the model deployed: \
+                     standby-replicas must be at least 1"
+                        .into(),
+                ),
+                Pattern::PilotLight if standby.1 > 0 => self.report(
+                    standby.0,
+                    "a pilot-light standby has nothing deployed: remove standby-replicas \
+                     or use active-passive"
+                        .into(),
+                ),
+                Pattern::ActiveActive if standby.1 > 0 => self.report(
+                    standby.0,
+                    "active-active regions all serve at serving-replicas: remove standby-replicas"
+                        .into(),
+                ),
+                _ => {}
+            }
+            if w.pattern == Pattern::ActiveActive && model.endpoints.len() < 2 {
+                self.report(
+                    format!("{path}.endpoints"),
+                    "active-active serves from every region: give endpoints in two regions or more"
+                        .into(),
+                );
+            }
+        }
+
+        let rpo_zero = w.target_rpo().is_zero() && w.pattern == Pattern::ActiveActive;
+        // (path of the replicas map, regions it covers) per data asset.
+        let mut data_assets: Vec<(String, BTreeSet<&RegionId>)> = Vec::new();
+        for (j, bucket) in assets.buckets.iter().enumerate() {
+            let Some(bucket) = bucket.get() else { continue };
+            let path = format!("{base}.assets.buckets[{j}]");
+            self.asset_id(&path, bucket.id.as_str());
+            self.buckets.push(BucketUse {
+                name: &bucket.source,
+                prefix: None,
+                path: format!("{path}.source"),
+            });
+            for (region, name) in &bucket.replicas {
+                let at = format!("{path}.replicas.{region}");
+                self.target(at.clone(), region, w.pattern);
+                self.buckets.push(BucketUse {
+                    name,
+                    prefix: None,
+                    path: at,
+                });
+            }
+            self.replicated(&path, bucket.replicas.is_empty());
+            elsewhere.extend(bucket.replicas.keys());
+            data_assets.push((format!("{path}.replicas"), bucket.replicas.keys().collect()));
+        }
+        for (j, dataset) in assets.datasets.iter().enumerate() {
+            let Some(dataset) = dataset.get() else {
+                continue;
+            };
+            let path = format!("{base}.assets.datasets[{j}]");
+            self.asset_id(&path, dataset.id.as_str());
+            self.dataset(format!("{path}.source"), dataset.source.as_str());
+            for (region, name) in &dataset.replicas {
+                let at = format!("{path}.replicas.{region}");
+                self.target(at.clone(), region, w.pattern);
+                self.dataset(at, name.as_str());
+            }
+            self.replicated(&path, dataset.replicas.is_empty());
+            elsewhere.extend(dataset.replicas.keys());
+            data_assets.push((
+                format!("{path}.replicas"),
+                dataset.replicas.keys().collect(),
+            ));
+        }
+        for (j, location) in assets.checkpoints.iter().enumerate() {
+            let Some(location) = location.get() else {
+                continue;
+            };
+            let path = format!("{base}.assets.checkpoints[{j}]");
+            self.asset_id(&path, location.id.as_str());
+            self.buckets.push(BucketUse {
+                name: &location.bucket,
+                prefix: Some(&location.prefix),
+                path: format!("{path}.bucket"),
+            });
+            for (region, name) in &location.replicas {
+                let at = format!("{path}.replicas.{region}");
+                self.target(at.clone(), region, w.pattern);
+                self.buckets.push(BucketUse {
+                    name,
+                    prefix: Some(&location.prefix),
+                    path: at,
+                });
+            }
+            self.replicated(&path, location.replicas.is_empty());
+            elsewhere.extend(location.replicas.keys());
+            data_assets.push((
+                format!("{path}.replicas"),
+                location.replicas.keys().collect(),
+            ));
+            if let Some(period) = location.checkpoint_period()
+                && period > w.target_rpo()
+            {
+                self.report(
+                    format!("{path}.interval-steps"),
+                    format!(
+                        "a checkpoint every {} steps of {} is one every {period}, \
+                         longer than the workload's RPO {}",
+                        location.interval_steps,
+                        location.step_duration.unwrap_or_default(),
+                        w.target_rpo()
+                    ),
+                );
+            }
+        }
+
+        let asset_count = assets.models.len()
+            + assets.buckets.len()
+            + assets.datasets.len()
+            + assets.checkpoints.len();
+        if asset_count == 0 {
+            self.report(
+                format!("{base}.assets"),
+                format!("workload `{}` protects no assets", w.id),
+            );
+        } else if elsewhere.is_empty() && self.regions_complete {
+            self.report(
+                format!("{base}.assets"),
+                format!(
+                    "workload `{}` has nothing outside the primary region: it cannot fail over",
+                    w.id
+                ),
+            );
+        }
+        if rpo_zero {
+            for (path, covered) in data_assets {
+                let missing: Vec<String> = elsewhere
+                    .iter()
+                    .filter(|r| !covered.contains(*r))
+                    .map(|r| r.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    self.report(
+                        path,
+                        format!(
+                            "rpo 0 needs this data in every region of the workload; missing {}",
+                            missing.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Checks the explicit targets against the class floor and the pattern.
+    fn targets(&mut self, base: &str, w: &WorkloadSpec) {
+        let class = w.class;
+        if let Some(rpo) = w.rpo
+            && rpo > class.default_rpo()
+        {
+            self.report(
+                format!("{base}.rpo"),
+                format!(
+                    "rpo {rpo} is looser than the {} floor of {}",
+                    class.name(),
+                    class.default_rpo()
+                ),
+            );
+        }
+        if let Some(rto) = w.rto
+            && rto > class.default_rto()
+        {
+            self.report(
+                format!("{base}.rto"),
+                format!(
+                    "rto {rto} is looser than the {} floor of {}",
+                    class.name(),
+                    class.default_rto()
+                ),
+            );
+        }
+        let rto = w.target_rto();
+        let rto_path = format!("{base}.{}", if w.rto.is_some() { "rto" } else { "class" });
+        match w.pattern {
+            Pattern::PilotLight if rto < PILOT_LIGHT_MIN_RTO => self.report(
+                rto_path,
+                format!(
+                    "rto {rto} is impossible for pilot-light, which deploys the model at failover \
+                     (at least {PILOT_LIGHT_MIN_RTO}); use active-passive or active-active"
+                ),
+            ),
+            Pattern::ActivePassive if rto < ACTIVE_PASSIVE_MIN_RTO => self.report(
+                rto_path,
+                format!(
+                    "rto {rto} is impossible for active-passive, which must detect, scale up \
+                     and move traffic (at least {ACTIVE_PASSIVE_MIN_RTO}); rto 0 needs active-active"
+                ),
+            ),
+            _ => {}
+        }
+        if w.target_rpo().is_zero() && w.pattern != Pattern::ActiveActive {
+            let path = format!("{base}.{}", if w.rpo.is_some() { "rpo" } else { "class" });
+            self.report(
+                path,
+                format!(
+                    "rpo 0 needs synchronous replication, which event-driven replication cannot \
+                     give: use active-active with the data in every region (this is {})",
+                    w.pattern.name()
+                ),
+            );
+        }
+    }
+
+    fn replicated(&mut self, path: &str, no_replicas: bool) {
+        if no_replicas {
+            self.report(
+                format!("{path}.replicas"),
+                "no replica region: this asset is not protected".into(),
+            );
+        }
+    }
+
+    fn dataset(&mut self, path: String, name: &'f str) {
+        if let Some(first) = self.datasets.get(name) {
+            let message = format!("dataset `{name}` is already used at {first}");
+            self.report(path, message);
+        } else {
+            self.datasets.insert(name, path);
+        }
+    }
+
+    /// A bucket belongs to one asset, except checkpoint locations with
+    /// prefixes that do not overlap.
+    fn bucket_uses(&mut self) {
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut found = Vec::new();
+        for (i, usage) in self.buckets.iter().enumerate() {
+            let earlier = by_name.entry(usage.name.as_str()).or_default();
+            let clash = earlier.iter().map(|&e| &self.buckets[e]).find(|e| {
+                match (e.prefix, usage.prefix) {
+                    (Some(a), Some(b)) => a.overlaps(b),
+                    _ => true,
+                }
+            });
+            if let Some(clash) = clash {
+                let message = if clash.prefix.is_some() && usage.prefix.is_some() {
+                    format!(
+                        "checkpoint prefix in bucket `{}` overlaps the one at {}",
+                        usage.name, clash.path
+                    )
+                } else {
+                    format!(
+                        "duplicate bucket `{}` (already used at {})",
+                        usage.name, clash.path
+                    )
+                };
+                found.push((usage.path.clone(), message));
+            }
+            earlier.push(i);
+        }
+        self.found.extend(found);
+    }
+}
