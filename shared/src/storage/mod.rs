@@ -151,6 +151,17 @@ pub enum StorageError {
         /// Sizes and checksums compared.
         detail: String,
     },
+    /// The backend refused the request for a reason a retry cannot fix (a
+    /// 4xx answer other than 404 and 412: bad request, permission denied...).
+    #[error("{context}: rejected with HTTP {status}: {message}")]
+    Rejected {
+        /// The operation and object, e.g. `put gs://a/x`.
+        context: String,
+        /// The HTTP status of the answer.
+        status: u16,
+        /// The server's own explanation.
+        message: String,
+    },
     /// The backend could not be reached or answered with an error; worth a
     /// retry.
     #[error("{context}: {source}")]
@@ -217,4 +228,57 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         destination: &ObjectRef,
         options: CopyOptions,
     ) -> Result<ObjectMeta, StorageError>;
+}
+
+/// Wraps the content stream of `expected` so that it ends with a
+/// [`StorageError::Verification`] instead of a clean end when the bytes that
+/// went through do not have the expected size and CRC32C: a reader never
+/// mistakes a truncated or corrupted download for the object.
+pub(crate) fn verified_stream(expected: ObjectMeta, inner: ByteStream) -> ByteStream {
+    struct State {
+        inner: ByteStream,
+        expected: ObjectMeta,
+        crc: u32,
+        size: u64,
+        finished: bool,
+    }
+    let state = State {
+        inner,
+        expected,
+        crc: 0,
+        size: 0,
+        finished: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        use futures::StreamExt;
+        if state.finished {
+            return None;
+        }
+        match state.inner.next().await {
+            Some(Ok(chunk)) => {
+                state.crc = crc32c::crc32c_append(state.crc, &chunk);
+                state.size += chunk.len() as u64;
+                Some((Ok(chunk), state))
+            }
+            Some(Err(error)) => {
+                state.finished = true;
+                Some((Err(error), state))
+            }
+            None => {
+                state.finished = true;
+                if state.size == state.expected.size && state.crc == state.expected.crc32c {
+                    None
+                } else {
+                    let error = StorageError::Verification {
+                        object: state.expected.object.clone(),
+                        detail: format!(
+                            "read {} bytes with crc32c {:08x}, expected {} bytes with crc32c {:08x}",
+                            state.size, state.crc, state.expected.size, state.expected.crc32c
+                        ),
+                    };
+                    Some((Err(error), state))
+                }
+            }
+        }
+    }))
 }
