@@ -1,1 +1,115 @@
-fn main() {}
+//! The `lifeboat` command: validate a topology, run the local multi-region
+//! cloud.
+
+mod local_cloud;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lifeboat_shared::server::Shutdown;
+use lifeboat_shared::topology::Topology;
+
+/// Multi-region disaster recovery for ML workloads on Google Cloud.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks a topology file and prints every problem with file:line:column.
+    Validate {
+        /// The topology YAML file.
+        file: PathBuf,
+    },
+    /// The local multi-region cloud.
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LocalCommand {
+    /// Starts every region of a topology in this process, until Ctrl-C.
+    Up {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Where storage, state and events are kept (survives restarts).
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+        /// The functions' port; regions take the next ones. 0: any free ports.
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate { file } => validate::run(&file),
+        Command::Local(LocalCommand::Up {
+            topology,
+            data_dir,
+            port,
+        }) => local_up(&topology, &data_dir, port).map(|()| true),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("lifeboat: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lifeboat local up`: opens the local cloud, prints where each region
+/// listens and serves until Ctrl-C or SIGTERM.
+fn local_up(
+    topology_file: &std::path::Path,
+    data_dir: &std::path::Path,
+    port: u16,
+) -> anyhow::Result<()> {
+    lifeboat_shared::telemetry::init("lifeboat-local");
+    let topology =
+        Topology::load(topology_file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let data_dir = data_dir.join(topology.project().as_str());
+        let cloud = local_cloud::LocalCloud::open(topology, &data_dir).await?;
+        let bound = cloud.bind(port).await?;
+        let book = bound.address_book();
+        println!(
+            "lifeboat local cloud for {} ({}), data in {}",
+            book.project,
+            topology_file.display(),
+            data_dir.display()
+        );
+        println!("  {:<16} http://{}", "functions", book.functions);
+        for region in cloud.topology().regions() {
+            if let Some(address) = book.regions.get(region.id.as_str()) {
+                let buckets: Vec<String> = cloud
+                    .topology()
+                    .buckets()
+                    .into_iter()
+                    .filter(|(_, at)| **at == region.id)
+                    .map(|(bucket, _)| bucket.to_string())
+                    .collect();
+                println!(
+                    "  {:<16} http://{}  {}  buckets: {}",
+                    region.id.as_str(),
+                    address,
+                    region.role,
+                    buckets.join(", ")
+                );
+            }
+        }
+        println!("ready; Ctrl-C stops");
+        bound.serve(Shutdown::on_signals()).await
+    })
+}

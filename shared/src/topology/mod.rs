@@ -45,6 +45,23 @@ pub enum RegionRole {
     PilotLight,
 }
 
+impl RegionRole {
+    /// The role as written in the topology file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionRole::Primary => "primary",
+            RegionRole::Standby => "standby",
+            RegionRole::PilotLight => "pilot-light",
+        }
+    }
+}
+
+impl std::fmt::Display for RegionRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A region of the deployment and its role.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -235,6 +252,31 @@ impl Topology {
             .iter()
             .filter(|w| w.assets.models.iter().any(|m| m.is_named(model)))
             .collect()
+    }
+
+    /// Every bucket the topology names, once, with the region it lives in:
+    /// sources and checkpoint buckets in the primary, replicas in theirs.
+    pub fn buckets(&self) -> Vec<(&BucketName, &RegionId)> {
+        let primary = self.primary();
+        let mut buckets = Vec::new();
+        for assets in self.workloads.iter().map(|w| &w.assets) {
+            for bucket in &assets.buckets {
+                buckets.push((&bucket.source, primary));
+                buckets.extend(bucket.replicas.iter().map(|(region, name)| (name, region)));
+            }
+            for location in &assets.checkpoints {
+                buckets.push((&location.bucket, primary));
+                buckets.extend(
+                    location
+                        .replicas
+                        .iter()
+                        .map(|(region, name)| (name, region)),
+                );
+            }
+        }
+        buckets.sort();
+        buckets.dedup();
+        buckets
     }
 
     /// How many assets of every kind the workloads protect together.

@@ -84,6 +84,16 @@ fn production_three_region_accessors() {
     assert!(t.workloads_for_bucket("someone-elses-bucket").is_empty());
     assert_eq!(t.workloads_using_model("4512398712").len(), 1);
     assert_eq!(t.workloads_using_model("recsys-ranker-v7").len(), 1);
+
+    let buckets: Vec<(&str, &str)> = t
+        .buckets()
+        .into_iter()
+        .map(|(bucket, region)| (bucket.as_str(), region.as_str()))
+        .collect();
+    assert_eq!(buckets.len(), 6);
+    assert!(buckets.contains(&("acme-recsys-ckpt-usc1", "us-central1")));
+    assert!(buckets.contains(&("acme-recsys-ckpt-euw1", "europe-west1")));
+    assert!(buckets.contains(&("acme-recsys-features-use1", "us-east1")));
 }
 
 #[test]

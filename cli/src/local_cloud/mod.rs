@@ -1,0 +1,166 @@
+//! The local cloud: every region of a topology in one process, on this
+//! machine. Storage, state and the event bus are the embedded backends of
+//! `lifeboat_shared`, kept under one data directory so that everything
+//! survives a restart; each region answers on its own loopback port, and the
+//! functions' routers are served on one more.
+
+mod address_book;
+mod region;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use lifeboat_shared::server::{Service, Shutdown, serve_router};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::storage::ObjectStore;
+use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::topology::{RegionId, Topology};
+use tokio::net::TcpListener;
+
+pub use address_book::AddressBook;
+
+/// How long requests in flight may finish after Ctrl-C.
+const GRACE_PERIOD: Duration = Duration::from_secs(8);
+
+/// The embedded backends of every region of one topology.
+#[derive(Debug, Clone)]
+pub struct LocalCloud {
+    topology: Arc<Topology>,
+    data_dir: PathBuf,
+    storage: Arc<LocalStore>,
+    state: Arc<LocalStateStore>,
+}
+
+impl LocalCloud {
+    /// Opens (or creates) the local cloud of `topology` under `data_dir` and
+    /// creates every bucket the topology names, in its region.
+    pub async fn open(topology: Topology, data_dir: &Path) -> anyhow::Result<Self> {
+        let storage = LocalStore::open(data_dir.join("storage"))
+            .await
+            .context("opening the local object store")?;
+        let state = LocalStateStore::open(data_dir.join("state"))
+            .await
+            .context("opening the local state store")?;
+        for (bucket, region) in topology.buckets() {
+            storage
+                .create_bucket(bucket.as_str(), region.as_str())
+                .await
+                .with_context(|| format!("creating bucket {bucket} in {region}"))?;
+        }
+        Ok(Self {
+            topology: Arc::new(topology),
+            data_dir: data_dir.to_path_buf(),
+            storage: Arc::new(storage),
+            state: Arc::new(state),
+        })
+    }
+
+    /// The topology this cloud runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Binds one listener per region and one for the functions, on
+    /// consecutive ports from `base_port` (or ephemeral ports when it is 0),
+    /// and records them in the data directory's address book.
+    pub async fn bind(&self, base_port: u16) -> anyhow::Result<BoundCloud> {
+        let next_port = |offset: u16| {
+            if base_port == 0 {
+                0
+            } else {
+                base_port.saturating_add(offset)
+            }
+        };
+        let functions = bind(next_port(0)).await?;
+        let mut regions = BTreeMap::new();
+        for (offset, region) in (1u16..).zip(self.topology.regions()) {
+            regions.insert(region.id.clone(), bind(next_port(offset)).await?);
+        }
+        let book = AddressBook {
+            project: self.topology.project().to_string(),
+            functions: functions.local_addr()?,
+            regions: regions
+                .iter()
+                .map(|(id, listener)| Ok((id.to_string(), listener.local_addr()?)))
+                .collect::<std::io::Result<_>>()?,
+        };
+        book.save(&self.data_dir)?;
+        Ok(BoundCloud {
+            cloud: self.clone(),
+            functions,
+            regions,
+            book,
+        })
+    }
+}
+
+/// A local cloud whose listeners are bound, ready to serve.
+#[derive(Debug)]
+pub struct BoundCloud {
+    cloud: LocalCloud,
+    functions: TcpListener,
+    regions: BTreeMap<RegionId, TcpListener>,
+    book: AddressBook,
+}
+
+impl BoundCloud {
+    /// Where everything listens.
+    pub fn address_book(&self) -> &AddressBook {
+        &self.book
+    }
+
+    /// Serves every region and the functions until `shutdown` fires, then
+    /// lets requests in flight finish.
+    pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut servers = tokio::task::JoinSet::new();
+        let state = self.cloud.state.clone();
+        let functions = Service::new("local-functions", Router::new())
+            .with_readiness(move || {
+                let state = state.clone();
+                async move { state.get("local-cloud", "readiness").await.is_ok() }
+            })
+            .into_router();
+        servers.spawn(serve_router(
+            functions,
+            self.functions,
+            shutdown.clone(),
+            GRACE_PERIOD,
+        ));
+        for (id, listener) in self.regions {
+            let region = self
+                .cloud
+                .topology
+                .region(id.as_str())
+                .cloned()
+                .with_context(|| format!("region {id} vanished from the topology"))?;
+            let router = region::router(
+                region,
+                self.cloud.topology.clone(),
+                self.cloud.storage.clone(),
+            );
+            servers.spawn(serve_router(
+                router,
+                listener,
+                shutdown.clone(),
+                GRACE_PERIOD,
+            ));
+        }
+        while let Some(result) = servers.join_next().await {
+            result.context("a local cloud server panicked")??;
+        }
+        Ok(())
+    }
+}
+
+async fn bind(port: u16) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address} (is another local cloud running? try --port)"))
+}

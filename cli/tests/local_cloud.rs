@@ -1,0 +1,158 @@
+//! `lifeboat local up` as a user runs it: a real process, real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The three-region production example shipped with the repository.
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/production-three-region.yaml")
+}
+
+/// A running `lifeboat local up`, stopped with SIGTERM when dropped.
+struct LocalCloud {
+    child: Child,
+    book: serde_json::Value,
+}
+
+impl LocalCloud {
+    /// Starts the local cloud on free ports and waits until it says it is ready.
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .args(["local", "up", "--port", "0", "--topology"])
+            .arg(example())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("lifeboat starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut printed = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("stdout is text");
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        assert!(
+            printed.contains("ready"),
+            "local cloud never got ready:\n{printed}"
+        );
+        for region in ["us-central1", "us-east1", "europe-west1"] {
+            assert!(
+                printed.contains(region),
+                "{region} missing from:\n{printed}"
+            );
+        }
+        let book_path = data_dir.join("acme-ml-prod/local-cloud.json");
+        let book =
+            serde_json::from_slice(&std::fs::read(&book_path).expect("address book written"))
+                .expect("address book is JSON");
+        Self { child, book }
+    }
+
+    fn region_url(&self, region: &str) -> String {
+        let address = self.book["regions"][region]
+            .as_str()
+            .expect("region listed");
+        format!("http://{address}")
+    }
+
+    /// Sends SIGTERM and returns how the process ended and how long it took.
+    fn stop(mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = self.child.wait().expect("lifeboat exits");
+        (exit, started.elapsed())
+    }
+}
+
+#[tokio::test]
+async fn regions_answer_serve_their_own_buckets_and_survive_a_restart() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let http = reqwest::Client::new();
+
+    let health: serde_json::Value = http
+        .get(format!("{}/healthz", cloud.region_url("us-east1")))
+        .send()
+        .await
+        .expect("us-east1 answers")
+        .json()
+        .await
+        .expect("health is JSON");
+    assert_eq!(health["region"], "us-east1");
+    assert_eq!(health["role"], "standby");
+
+    // A process writing a file into the primary's bucket folder makes an object.
+    let object = data_dir
+        .path()
+        .join("acme-ml-prod/storage/acme-recsys-ckpt-usc1/runs/ranker-v7/step_100/shard-0");
+    std::fs::create_dir_all(object.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(&object, b"weights").expect("write shard");
+
+    let primary = cloud.region_url("us-central1");
+    let listing: serde_json::Value = http
+        .get(format!(
+            "{primary}/storage/acme-recsys-ckpt-usc1?prefix=runs/"
+        ))
+        .send()
+        .await
+        .expect("listing answers")
+        .json()
+        .await
+        .expect("listing is JSON");
+    assert_eq!(
+        listing["items"][0]["name"],
+        "runs/ranker-v7/step_100/shard-0"
+    );
+    assert_eq!(listing["items"][0]["size"], 7);
+
+    // The bucket lives in us-central1: another region does not serve it.
+    let elsewhere = http
+        .get(format!(
+            "{}/storage/acme-recsys-ckpt-usc1/runs/ranker-v7/step_100/shard-0",
+            cloud.region_url("us-east1")
+        ))
+        .send()
+        .await
+        .expect("us-east1 answers");
+    assert_eq!(elsewhere.status(), 404);
+    assert!(
+        elsewhere
+            .text()
+            .await
+            .expect("text")
+            .contains("is in us-central1")
+    );
+
+    let (status, took) = cloud.stop();
+    assert!(
+        status.success(),
+        "SIGTERM ends the local cloud cleanly: {status}"
+    );
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+
+    let cloud = LocalCloud::start(data_dir.path());
+    let bytes = http
+        .get(format!(
+            "{}/storage/acme-recsys-ckpt-usc1/runs/ranker-v7/step_100/shard-0",
+            cloud.region_url("us-central1")
+        ))
+        .send()
+        .await
+        .expect("object answers after restart")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&bytes[..], b"weights");
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
