@@ -222,11 +222,11 @@ pub struct PushedMessage {
     /// The message attributes.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
-    /// The id the bus gave the message at publish time.
-    #[serde(alias = "message_id")]
+    /// The id the bus gave the message at publish time. (Pub/Sub also sends
+    /// a snake_case `message_id` copy, which is ignored.)
     pub message_id: String,
-    /// When the bus accepted the message.
-    #[serde(alias = "publish_time")]
+    /// When the bus accepted the message (the `publish_time` copy is
+    /// ignored likewise).
     pub publish_time: DateTime<Utc>,
 }
 
