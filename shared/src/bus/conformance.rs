@@ -315,7 +315,8 @@ pub async fn publish_to_missing_topic_fails(bus: &dyn EventBus, topic: &str, sub
 /// after `prefix` (which the caller makes unique).
 pub async fn run_all(bus: &dyn EventBus, prefix: &str) {
     let names = |test: &str| (format!("{prefix}-{test}"), format!("{prefix}-{test}-sub"));
-    let (topic, sub) = names("attrs");
+    // Every punctuation character the buses allow in an id.
+    let (topic, sub) = names("a.b~c+d_e");
     published_event_is_pushed_with_its_attributes(bus, &topic, &sub).await;
     let (topic, sub) = names("retried");
     failed_delivery_is_retried_until_acknowledged(bus, &topic, &sub).await;

@@ -33,7 +33,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::binding::{DecodeError, PubSubMessage, PushEnvelope};
-use super::{BusError, EventBus, check_max_attempts};
+use super::{BusError, EventBus, check_max_attempts, check_subscription, check_topic};
 
 /// Topic names; the value is unused.
 const TOPICS: TableDefinition<&str, ()> = TableDefinition::new("topics");
@@ -59,7 +59,7 @@ pub struct LocalBusOptions {
     /// The longest wait between two attempts.
     pub max_backoff: Duration,
     /// How many messages of one subscription are being delivered at once
-    /// (counting those waiting for their next attempt).
+    /// (counting those waiting for their next attempt); 0 counts as 1.
     pub max_concurrent_deliveries: usize,
     /// How long an endpoint may take to answer before the attempt counts as
     /// failed (the push subscription's ack deadline).
@@ -337,10 +337,7 @@ impl Drop for LocalBus {
 #[async_trait]
 impl EventBus for LocalBus {
     async fn create_topic(&self, topic: &str) -> Result<(), BusError> {
-        check_name("topic", topic).map_err(|reason| BusError::InvalidTopic {
-            topic: topic.to_string(),
-            reason,
-        })?;
+        check_topic(topic)?;
         let name = topic.to_string();
         self.shared
             .store
@@ -364,7 +361,8 @@ impl EventBus for LocalBus {
             subscription: subscription.to_string(),
             reason,
         };
-        check_name("subscription", subscription).map_err(invalid)?;
+        check_topic(topic)?;
+        check_subscription(subscription)?;
         check_max_attempts(subscription, max_attempts)?;
         match reqwest::Url::parse(endpoint) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
@@ -414,6 +412,7 @@ impl EventBus for LocalBus {
     }
 
     async fn publish(&self, topic: &str, event: &Event) -> Result<String, BusError> {
+        check_topic(topic)?;
         let message = PubSubMessage::from_event(topic, event)?;
         let name = topic.to_string();
         let (message_id, subscribers) = self
@@ -460,27 +459,6 @@ impl EventBus for LocalBus {
             self.wake(subscription);
         }
         Ok(message_id.to_string())
-    }
-}
-
-/// Pub/Sub's rule for topic and subscription ids, so that a name accepted
-/// locally is accepted on Google Cloud: 3-255 characters, starting with a
-/// letter, of letters, digits and `-_.~+%`, not starting with `goog`.
-fn check_name(kind: &str, name: &str) -> Result<(), String> {
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.~+%".contains(c));
-    let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-    if (3..=255).contains(&name.len())
-        && valid_chars
-        && starts_with_letter
-        && !name.starts_with("goog")
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid {kind} id {name:?}: 3-255 letters, digits or -_.~+%, starting with a letter"
-        ))
     }
 }
 
@@ -949,10 +927,15 @@ mod tests {
             );
             assert!(!err.is_transient());
         }
-        assert!(matches!(
-            bus.create_topic("x").await,
-            Err(BusError::InvalidTopic { .. })
-        ));
+        for topic in ["x", "a%25b", "goog-topic", "1abc"] {
+            assert!(
+                matches!(
+                    bus.create_topic(topic).await,
+                    Err(BusError::InvalidTopic { .. })
+                ),
+                "{topic} must be refused"
+            );
+        }
         assert!(matches!(
             bus.redrive("nope-sub").await,
             Err(BusError::SubscriptionNotFound { .. })

@@ -96,6 +96,50 @@ impl BusError {
     }
 }
 
+/// Pub/Sub's rule for topic and subscription ids, minus `%`: 3-255
+/// characters, starting with a letter, of letters, digits and `-_.~+`, not
+/// starting with `goog`. Pub/Sub allows `%` too, but the official client puts
+/// ids into REST paths unescaped, so a `%` id is created under another name
+/// (`%25` becomes `%`) or never answered; both buses refuse it up front.
+fn name_error(kind: &str, name: &str) -> Option<String> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.~+".contains(c));
+    let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    let valid = (3..=255).contains(&name.len())
+        && valid_chars
+        && starts_with_letter
+        && !name.starts_with("goog");
+    (!valid).then(|| {
+        format!(
+            "invalid {kind} id {name:?}: 3-255 letters, digits or -_.~+, \
+             starting with a letter, not with goog"
+        )
+    })
+}
+
+/// Checks a topic id (see [`name_error`]).
+pub(crate) fn check_topic(topic: &str) -> Result<(), BusError> {
+    match name_error("topic", topic) {
+        None => Ok(()),
+        Some(reason) => Err(BusError::InvalidTopic {
+            topic: topic.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// Checks a subscription id (see [`name_error`]).
+pub(crate) fn check_subscription(subscription: &str) -> Result<(), BusError> {
+    match name_error("subscription", subscription) {
+        None => Ok(()),
+        Some(reason) => Err(BusError::InvalidSubscription {
+            subscription: subscription.to_string(),
+            reason,
+        }),
+    }
+}
+
 /// Checks `max_attempts` against Pub/Sub's range for `subscription`.
 pub(crate) fn check_max_attempts(subscription: &str, max_attempts: u32) -> Result<(), BusError> {
     if (MIN_DELIVERY_ATTEMPTS..=MAX_DELIVERY_ATTEMPTS).contains(&max_attempts) {
@@ -119,9 +163,10 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     async fn create_topic(&self, topic: &str) -> Result<(), BusError>;
 
     /// Creates (or updates) a push subscription that POSTs every event of
-    /// `topic` to `endpoint`, retrying failures, and after `max_attempts`
-    /// (5-100, as Pub/Sub requires) puts the event on the subscription's
-    /// dead-letter list.
+    /// `topic` to `endpoint` in the Pub/Sub push format, retrying failures,
+    /// and after `max_attempts` (5-100, as Pub/Sub requires) dead-letters the
+    /// event: to the topic `<topic>-dead-letter` on Pub/Sub, to the
+    /// subscription's dead-letter list on the local bus.
     async fn subscribe_push(
         &self,
         topic: &str,

@@ -28,7 +28,7 @@ use google_cloud_pubsub::model::{
 };
 
 use super::binding::PubSubMessage;
-use super::{BusError, EventBus, check_max_attempts};
+use super::{BusError, EventBus, check_max_attempts, check_subscription, check_topic};
 use crate::gcp::{ApiEndpoint, Credentials};
 
 /// Pub/Sub's production endpoint.
@@ -219,6 +219,7 @@ fn code(error: &google_cloud_pubsub::Error) -> Option<Code> {
 #[async_trait]
 impl EventBus for PubSubBus {
     async fn create_topic(&self, topic: &str) -> Result<(), BusError> {
+        check_topic(topic)?;
         match self
             .topics
             .create_topic()
@@ -243,6 +244,8 @@ impl EventBus for PubSubBus {
         endpoint: &str,
         max_attempts: u32,
     ) -> Result<(), BusError> {
+        check_topic(topic)?;
+        check_subscription(subscription)?;
         check_max_attempts(subscription, max_attempts)?;
         let spec = self.subscription_spec(topic, subscription, endpoint, max_attempts)?;
         let context = format!("subscribe {subscription} to topic {topic}");
@@ -299,6 +302,7 @@ impl EventBus for PubSubBus {
     }
 
     async fn publish(&self, topic: &str, event: &Event) -> Result<String, BusError> {
+        check_topic(topic)?;
         let message = PubSubMessage::from_event(topic, event)?;
         let published = self
             .publisher(topic)
