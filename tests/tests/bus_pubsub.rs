@@ -1,0 +1,169 @@
+//! The events-out conformance suite against `PubSubBus` on the Pub/Sub
+//! emulator, and what a publish reports when the emulator is gone.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cloudevents::AttributesReader;
+use lifeboat_shared::bus::pubsub::{PubSubBus, PubSubOptions, dead_letter_topic};
+use lifeboat_shared::bus::{BusError, EventBus, conformance};
+use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_tests::{PROJECT, emulator_host, unique_name};
+
+/// Options for the emulator: short retries so a dead emulator is reported
+/// quickly.
+fn options() -> PubSubOptions {
+    PubSubOptions {
+        min_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(5),
+        retry_time_limit: Duration::from_secs(3),
+        ..PubSubOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_bus_passes_the_conformance_suite() {
+    let host = emulator_host("PUBSUB_EMULATOR_HOST");
+    let bus = PubSubBus::new(PROJECT, &ApiEndpoint::emulator(&host), options())
+        .await
+        .expect("connect to the Pub/Sub emulator");
+    conformance::run_all(&bus, &unique_name("conformance")).await;
+}
+
+/// A Pub/Sub emulator of this test's own, in its own process group so that
+/// the Java child dies with it; stopped when dropped.
+struct OwnEmulator {
+    child: Child,
+    port: u16,
+}
+
+impl OwnEmulator {
+    /// Starts the emulator on a free port and waits until it accepts
+    /// connections.
+    fn start() -> Self {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("setsid")
+            .args([
+                "gcloud",
+                "beta",
+                "emulators",
+                "pubsub",
+                "start",
+                &format!("--host-port=127.0.0.1:{port}"),
+                &format!("--project={PROJECT}"),
+                "--quiet",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gcloud beta emulators pubsub start");
+        let emulator = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !emulator.accepts_connections() {
+            assert!(
+                Instant::now() < deadline,
+                "own Pub/Sub emulator on port {port} did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        emulator
+    }
+
+    fn accepts_connections(&self) -> bool {
+        TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
+    }
+
+    /// Kills the whole process group (`setsid` made the child its leader)
+    /// and waits until the port is closed.
+    fn kill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.accepts_connections() {
+            assert!(
+                Instant::now() < deadline,
+                "emulator port {} still open",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OwnEmulator {
+    fn drop(&mut self) {
+        if self.accepts_connections() {
+            self.kill();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_a_dead_emulator_is_transient_and_names_the_topic() {
+    let mut emulator = OwnEmulator::start();
+    let endpoint = ApiEndpoint::emulator(&format!("127.0.0.1:{}", emulator.port));
+    let bus = PubSubBus::new(PROJECT, &endpoint, options())
+        .await
+        .expect("connect to the own emulator");
+    let topic = unique_name("fault");
+    bus.create_topic(&topic).await.expect("create topic");
+
+    emulator.kill();
+    let started = Instant::now();
+    let err = bus
+        .publish(&topic, &conformance::sample_event("fault-1"))
+        .await
+        .expect_err("publishing to a dead emulator must fail");
+    assert!(
+        matches!(err, BusError::Backend { .. }) && err.is_transient(),
+        "expected a transient backend error, got {err:?}"
+    );
+    assert!(err.to_string().contains(&topic), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the failure took {:?} to be reported",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_pushes_end_on_the_dead_letter_topic_after_max_attempts() {
+    let host = emulator_host("PUBSUB_EMULATOR_HOST");
+    let bus = PubSubBus::new(PROJECT, &ApiEndpoint::emulator(&host), options())
+        .await
+        .expect("connect to the Pub/Sub emulator");
+    let topic = unique_name("dead");
+    let down = conformance::Receiver::start(usize::MAX).await;
+    let dead_letters = conformance::Receiver::start(0).await;
+    bus.create_topic(&topic).await.expect("create topic");
+    let subscription = format!("{topic}-push");
+    bus.subscribe_push(&topic, &subscription, &down.endpoint(), 6)
+        .await
+        .expect("subscribe");
+    // Subscribing again updates the subscription in place.
+    bus.subscribe_push(&topic, &subscription, &down.endpoint(), 5)
+        .await
+        .expect("update the subscription");
+    bus.subscribe_push(
+        &dead_letter_topic(&topic),
+        &format!("{topic}-dead-push"),
+        &dead_letters.endpoint(),
+        5,
+    )
+    .await
+    .expect("subscribe to the dead-letter topic");
+
+    bus.publish(&topic, &conformance::sample_event("dead-1"))
+        .await
+        .expect("publish");
+    let events = dead_letters
+        .wait_for_distinct(1, conformance::DELIVERY_TIMEOUT)
+        .await;
+    assert_eq!(events[0].id(), "dead-1");
+    assert_eq!(down.requests(), 5, "max_attempts is 5 after the update");
+}
