@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
@@ -35,6 +37,7 @@ pub struct LocalCloud {
     data_dir: PathBuf,
     storage: Arc<LocalStore>,
     state: Arc<LocalStateStore>,
+    bus: Arc<LocalBus>,
 }
 
 impl LocalCloud {
@@ -47,6 +50,12 @@ impl LocalCloud {
         let state = LocalStateStore::open(data_dir.join("state"))
             .await
             .context("opening the local state store")?;
+        let bus = LocalBus::open(data_dir.join("bus"), LocalBusOptions::default())
+            .await
+            .context("opening the local event bus")?;
+        bus.create_topic(EVENTS_TOPIC)
+            .await
+            .with_context(|| format!("creating topic {EVENTS_TOPIC}"))?;
         for (bucket, region) in topology.buckets() {
             storage
                 .create_bucket(bucket.as_str(), region.as_str())
@@ -58,6 +67,7 @@ impl LocalCloud {
             data_dir: data_dir.to_path_buf(),
             storage: Arc::new(storage),
             state: Arc::new(state),
+            bus: Arc::new(bus),
         })
     }
 
@@ -151,10 +161,19 @@ impl BoundCloud {
                 GRACE_PERIOD,
             ));
         }
+        let mut outcome = Ok(());
         while let Some(result) = servers.join_next().await {
-            result.context("a local cloud server panicked")??;
+            if let Err(error) = result
+                .context("a local cloud server panicked")
+                .and_then(|served| served.context("a local cloud server failed"))
+            {
+                outcome = Err(error);
+            }
         }
-        Ok(())
+        // Undelivered events stay in the bus's store and are pushed again
+        // after a restart.
+        self.cloud.bus.shutdown().await;
+        outcome
     }
 }
 

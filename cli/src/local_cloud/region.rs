@@ -60,7 +60,7 @@ async fn list_objects(
     Query(query): Query<ListQuery>,
 ) -> Response {
     if let Err(refusal) = state.owns(&bucket) {
-        return refusal;
+        return *refusal;
     }
     match state
         .storage
@@ -81,7 +81,7 @@ async fn read_object(
     Path((bucket, name)): Path<(String, String)>,
 ) -> Response {
     if let Err(refusal) = state.owns(&bucket) {
-        return refusal;
+        return *refusal;
     }
     match state.storage.get(&ObjectRef::new(bucket, name)).await {
         Ok((meta, bytes)) => {
@@ -101,7 +101,7 @@ async fn read_object(
 
 impl RegionState {
     /// Refuses a bucket that the topology does not place in this region.
-    fn owns(&self, bucket: &str) -> Result<(), Response> {
+    fn owns(&self, bucket: &str) -> Result<(), Box<Response>> {
         match self
             .topology
             .buckets()
@@ -109,16 +109,20 @@ impl RegionState {
             .find(|(name, _)| name.as_str() == bucket)
         {
             Some((_, region)) if *region == self.region.id => Ok(()),
-            Some((_, region)) => Err((
-                StatusCode::NOT_FOUND,
-                format!("bucket {bucket} is in {region}, not in {}", self.region.id),
-            )
-                .into_response()),
-            None => Err((
-                StatusCode::NOT_FOUND,
-                format!("bucket {bucket} is not in the topology"),
-            )
-                .into_response()),
+            Some((_, region)) => Err(Box::new(
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("bucket {bucket} is in {region}, not in {}", self.region.id),
+                )
+                    .into_response(),
+            )),
+            None => Err(Box::new(
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("bucket {bucket} is not in the topology"),
+                )
+                    .into_response(),
+            )),
         }
     }
 }

@@ -15,6 +15,10 @@ use std::fmt;
 use async_trait::async_trait;
 use cloudevents::Event;
 
+/// The topic Lifeboat publishes its own events to (replica verified,
+/// checkpoint committed, failover decided...); `infra/` creates it.
+pub const EVENTS_TOPIC: &str = "lifeboat-events";
+
 /// The fewest delivery attempts a subscription may allow before dead-lettering,
 /// as Pub/Sub requires (`max_delivery_attempts` 5-100); the local bus holds to
 /// the same range so a configuration that works locally works on Google Cloud.

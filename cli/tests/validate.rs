@@ -1,0 +1,71 @@
+//! `lifeboat validate FILE` as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repository_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+fn validate(file: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("validate")
+        .arg(file)
+        .output()
+        .expect("lifeboat runs")
+}
+
+#[test]
+fn every_example_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repository_file("examples")).expect("examples/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "yaml")
+        {
+            let output = validate(&path);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(stdout.contains(": OK ("), "{stdout}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} examples");
+}
+
+#[test]
+fn a_broken_file_names_file_line_column_and_field_and_fails() {
+    let bad = repository_file("tests/fixtures/topology/bad.yaml");
+    let output = validate(&bad);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.yaml:17:13: workloads[0].assets.buckets[0].replicas.us-central1: replica in the primary's own region"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "bad.yaml:18:13: workloads[0].assets.buckets[0].replicas.asia-east9: unknown region"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().count() >= 5,
+        "every problem is reported: {stderr}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let output = validate(Path::new("/nonexistent/topology.yaml"));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/topology.yaml"));
+}
