@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod gcs;
 pub mod local;
+pub mod replica;
 
 use std::collections::BTreeMap;
 use std::fmt;
