@@ -125,15 +125,18 @@ emulators_start() {
 # Java children included), then waits for them.
 emulators_stop() {
   local pgid
-  [ -n "$EMULATORS_RUN" ] && [ -f "$EMULATORS_RUN/pgids" ] || return 0
+  if [ -z "$EMULATORS_RUN" ] || [ ! -f "$EMULATORS_RUN/pgids" ]; then
+    return 0
+  fi
   while read -r pgid; do
-    [ -n "$pgid" ] && kill -TERM -- "-$pgid" 2>/dev/null
+    if [ -n "$pgid" ]; then kill -TERM -- "-$pgid" 2>/dev/null || true; fi
   done <"$EMULATORS_RUN/pgids"
   sleep 1
   while read -r pgid; do
-    [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null
+    if [ -n "$pgid" ]; then kill -KILL -- "-$pgid" 2>/dev/null || true; fi
   done <"$EMULATORS_RUN/pgids"
   rm -f "$EMULATORS_RUN/pgids"
+  return 0
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
