@@ -10,11 +10,11 @@ pub fn run(path: &Path) -> anyhow::Result<bool> {
     match Topology::load(path) {
         Ok(topology) => {
             println!(
-                "{}: OK ({} regions, {} workloads, {} assets)",
+                "{}: OK ({}, {}, {})",
                 path.display(),
-                topology.regions().len(),
-                topology.workloads().len(),
-                topology.asset_count()
+                count(topology.regions().len(), "region"),
+                count(topology.workloads().len(), "workload"),
+                count(topology.asset_count(), "asset")
             );
             Ok(true)
         }
@@ -24,5 +24,14 @@ pub fn run(path: &Path) -> anyhow::Result<bool> {
             }
             Ok(false)
         }
+    }
+}
+
+/// `1 region`, `3 regions`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
