@@ -1,5 +1,6 @@
 //! `GcsStore` against fake-gcs-server: the object storage conformance suite,
-//! and what happens when the server dies in the middle of an upload.
+//! and what happens when the server dies in the middle of an upload or a
+//! copy.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,4 +119,61 @@ async fn killing_the_server_mid_upload_is_transient_and_leaves_no_object() {
         .await
         .expect("retry");
     assert_eq!(retried.size, 16 * 64 * 1024);
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_copy_is_transient_and_leaves_no_replica() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut server = FakeGcsServer::start(root.path());
+    let store = store_at(server.host());
+    let (from, to) = (unique_name("fault-eu"), unique_name("fault-us"));
+    store.create_bucket(&from, "europe-west4").await.expect("a");
+    store.create_bucket(&to, "us-central1").await.expect("b");
+    let source = ObjectRef::new(from.as_str(), "model/weights.bin");
+    let replica = ObjectRef::new(to.as_str(), "model/weights.bin");
+    // 192 MiB: fake-gcs-server takes seconds to rewrite it, time enough to
+    // kill it half-way.
+    store
+        .put(
+            &source,
+            conformance::generated_body(3, 3 * 1024, 64 * 1024),
+            PutOptions::default(),
+        )
+        .await
+        .expect("source");
+
+    let copy = {
+        let store = store.clone();
+        let (source, replica) = (source.clone(), replica.clone());
+        tokio::spawn(async move { store.copy(&source, &replica, Default::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !copy.is_finished(),
+        "the copy ended before the server could be killed: {:?}",
+        copy.await
+    );
+    server.kill();
+    match copy.await.expect("copy task") {
+        Err(error) => {
+            assert!(error.is_transient(), "not transient: {error:?}");
+            assert!(
+                error.to_string().contains(&replica.to_string()),
+                "the error does not name the copy: {error}"
+            );
+        }
+        Ok(meta) => panic!("the copy succeeded against a dead server: {meta:?}"),
+    }
+
+    let restarted = FakeGcsServer::start(root.path());
+    let store = store_at(restarted.host());
+    match store.head(&replica).await {
+        Err(StorageError::NotFound { .. }) => {}
+        other => panic!("after the crash {replica} is {other:?}"),
+    }
+    let copied = store
+        .copy(&source, &replica, Default::default())
+        .await
+        .expect("the retried copy");
+    assert!(store.head(&source).await.expect("source").verifies(&copied));
 }
