@@ -25,3 +25,97 @@ pub fn unique_name(prefix: &str) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}", &suffix[..12])
 }
+
+/// A fake-gcs-server process of a test's (or benchmark's) own, for faults
+/// that must not touch the shared emulator: it can be killed and restarted.
+/// Killed when dropped.
+pub struct FakeGcsServer {
+    child: std::process::Child,
+    host: String,
+}
+
+impl FakeGcsServer {
+    /// Starts fake-gcs-server on a free port, storing objects in files under
+    /// `root` (so a restart on the same root sees what was stored), and
+    /// waits until it accepts connections.
+    pub fn start(root: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(fake_gcs_server_binary())
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
+            .arg(port.to_string())
+            .args(["-backend", "filesystem", "-filesystem-root"])
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fake-gcs-server did not listen on port {port} within 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            host: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Its URL, for `ApiEndpoint::emulator`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Kills it (SIGKILL, like a crash) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FakeGcsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The fake-gcs-server binary: `$FAKE_GCS_SERVER`, else the one
+/// scripts/emulators.sh installed under the target folder the running test
+/// was built in (`target/emulators/venv`).
+pub fn fake_gcs_server_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("FAKE_GCS_SERVER") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the running binary's path");
+    let venv = exe
+        .ancestors()
+        .map(|dir| dir.join("emulators/venv"))
+        .find(|venv| venv.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "no emulators/venv above {}: run scripts/emulators.sh or set FAKE_GCS_SERVER",
+                exe.display()
+            )
+        });
+    find_file(&venv, "fake-gcs-server-linux-amd64")
+        .unwrap_or_else(|| panic!("fake-gcs-server-linux-amd64 not under {}", venv.display()))
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}

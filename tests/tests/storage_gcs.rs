@@ -1,9 +1,7 @@
 //! `GcsStore` against fake-gcs-server: the object storage conformance suite,
-//! and what happens when the server dies in the middle of an upload.
+//! and what happens when the server dies in the middle of an upload or a
+//! copy.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +11,7 @@ use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::storage::conformance;
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::storage::{ByteStream, ObjectRef, ObjectStore, PutOptions, StorageError};
-use lifeboat_tests::{PROJECT, emulator_host, unique_name};
+use lifeboat_tests::{FakeGcsServer, PROJECT, emulator_host, unique_name};
 
 fn store_at(host: &str) -> GcsStore {
     GcsStore::new(ApiEndpoint::emulator(host), PROJECT)
@@ -51,92 +49,11 @@ async fn gcs_store_passes_the_conformance_suite() {
     conformance::missing_object_errors(store, &a).await;
 }
 
-/// The fake-gcs-server binary: `$FAKE_GCS_SERVER`, else the one
-/// scripts/emulators.sh installed under the target folder this test was
-/// built in.
-fn fake_gcs_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FAKE_GCS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let venv = exe
-        .ancestors()
-        .map(|dir| dir.join("emulators/venv"))
-        .find(|venv| venv.is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "no emulators/venv above {}: run scripts/emulators.sh or set FAKE_GCS_SERVER",
-                exe.display()
-            )
-        });
-    find_file(&venv, "fake-gcs-server-linux-amd64")
-        .unwrap_or_else(|| panic!("fake-gcs-server-linux-amd64 not under {}", venv.display()))
-}
-
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, name) {
-                return Some(found);
-            }
-        } else if entry.file_name() == name {
-            return Some(path);
-        }
-    }
-    None
-}
-
-/// A fake-gcs-server of this test's own, storing objects under `root`;
-/// killed when dropped.
-struct OwnServer {
-    child: Child,
-    host: String,
-}
-
-impl OwnServer {
-    fn start(root: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(fake_gcs_server_binary())
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
-            .arg(port.to_string())
-            .args(["-backend", "filesystem", "-filesystem-root"])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fake-gcs-server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "fake-gcs-server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            host: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn killing_the_server_mid_upload_is_transient_and_leaves_no_object() {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut server = OwnServer::start(root.path());
-    let store = store_at(&server.host);
+    let mut server = FakeGcsServer::start(root.path());
+    let store = store_at(server.host());
     let bucket = unique_name("fault");
     store
         .create_bucket(&bucket, "europe-west4")
@@ -183,8 +100,8 @@ async fn killing_the_server_mid_upload_is_transient_and_leaves_no_object() {
     );
 
     // The same data folder, served again: no partial object.
-    let restarted = OwnServer::start(root.path());
-    let store = store_at(&restarted.host);
+    let restarted = FakeGcsServer::start(root.path());
+    let store = store_at(restarted.host());
     match store.head(&object).await {
         Err(StorageError::NotFound { .. }) => {}
         other => panic!("after the crash {object} is {other:?}"),
@@ -202,4 +119,61 @@ async fn killing_the_server_mid_upload_is_transient_and_leaves_no_object() {
         .await
         .expect("retry");
     assert_eq!(retried.size, 16 * 64 * 1024);
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_copy_is_transient_and_leaves_no_replica() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut server = FakeGcsServer::start(root.path());
+    let store = store_at(server.host());
+    let (from, to) = (unique_name("fault-eu"), unique_name("fault-us"));
+    store.create_bucket(&from, "europe-west4").await.expect("a");
+    store.create_bucket(&to, "us-central1").await.expect("b");
+    let source = ObjectRef::new(from.as_str(), "model/weights.bin");
+    let replica = ObjectRef::new(to.as_str(), "model/weights.bin");
+    // 192 MiB: fake-gcs-server takes seconds to rewrite it, time enough to
+    // kill it half-way.
+    store
+        .put(
+            &source,
+            conformance::generated_body(3, 3 * 1024, 64 * 1024),
+            PutOptions::default(),
+        )
+        .await
+        .expect("source");
+
+    let copy = {
+        let store = store.clone();
+        let (source, replica) = (source.clone(), replica.clone());
+        tokio::spawn(async move { store.copy(&source, &replica, Default::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !copy.is_finished(),
+        "the copy ended before the server could be killed: {:?}",
+        copy.await
+    );
+    server.kill();
+    match copy.await.expect("copy task") {
+        Err(error) => {
+            assert!(error.is_transient(), "not transient: {error:?}");
+            assert!(
+                error.to_string().contains(&replica.to_string()),
+                "the error does not name the copy: {error}"
+            );
+        }
+        Ok(meta) => panic!("the copy succeeded against a dead server: {meta:?}"),
+    }
+
+    let restarted = FakeGcsServer::start(root.path());
+    let store = store_at(restarted.host());
+    match store.head(&replica).await {
+        Err(StorageError::NotFound { .. }) => {}
+        other => panic!("after the crash {replica} is {other:?}"),
+    }
+    let copied = store
+        .copy(&source, &replica, Default::default())
+        .await
+        .expect("the retried copy");
+    assert!(store.head(&source).await.expect("source").verifies(&copied));
 }

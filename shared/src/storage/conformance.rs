@@ -101,15 +101,7 @@ fn assert_precondition_failed<T: std::fmt::Debug>(
     object: &ObjectRef,
 ) {
     match result {
-        Err(error @ StorageError::PreconditionFailed { .. }) => {
-            assert!(!error.is_transient(), "{error} is not worth a retry");
-            match error {
-                StorageError::PreconditionFailed { object: about, .. } => {
-                    assert_eq!(&about, object)
-                }
-                _ => unreachable!("matched above"),
-            }
-        }
+        Err(StorageError::PreconditionFailed { object: about, .. }) => assert_eq!(&about, object),
         other => panic!("{object}: expected PreconditionFailed, got {other:?}"),
     }
 }

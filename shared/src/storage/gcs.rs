@@ -615,3 +615,112 @@ mod tests {
         assert_eq!(decode_crc32c("not base64!"), None);
     }
 }
+
+/// How `GcsStore` reads answers Cloud Storage gives and the emulator cannot
+/// be made to give: a corrupted upload, a 5xx, a refusal. A small HTTP
+/// server on a real socket plays the part.
+#[cfg(test)]
+mod answers {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode as Status;
+    use axum::routing::{delete, get, post};
+
+    use super::*;
+    use crate::storage::bytes_stream;
+
+    async fn serve(router: Router) -> GcsStore {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        GcsStore::new(ApiEndpoint::emulator(&address.to_string()), "project")
+    }
+
+    #[tokio::test]
+    async fn a_stored_crc32c_that_differs_fails_verification_and_is_removed() {
+        static DELETES: AtomicUsize = AtomicUsize::new(0);
+        let router = Router::new()
+            .route(
+                "/upload/storage/v1/b/{bucket}/o",
+                post(|body: axum::body::Bytes| async move {
+                    assert!(body.windows(5).any(|window| window == b"hello"));
+                    axum::Json(serde_json::json!({
+                        "bucket": "b", "name": "x", "generation": "7", "size": "5",
+                        "crc32c": "AAAAAA==",
+                    }))
+                }),
+            )
+            .route(
+                "/storage/v1/b/{bucket}/o/{name}",
+                delete(|| async {
+                    DELETES.fetch_add(1, Ordering::SeqCst);
+                    Status::NO_CONTENT
+                }),
+            );
+        let store = serve(router).await;
+        let object = ObjectRef::new("b", "x");
+        match store
+            .put(&object, bytes_stream("hello"), PutOptions::default())
+            .await
+        {
+            Err(StorageError::Verification {
+                object: bad,
+                detail,
+            }) => {
+                assert_eq!(bad, object);
+                assert!(detail.contains("9a71bb4c"), "{detail}");
+            }
+            other => panic!("expected Verification, got {other:?}"),
+        }
+        assert_eq!(
+            DELETES.load(Ordering::SeqCst),
+            1,
+            "the bad generation stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_transient_and_refusals_carry_the_message() {
+        let router = Router::new()
+            .route(
+                "/storage/v1/b/{bucket}/o/{name}",
+                get(|| async { (Status::SERVICE_UNAVAILABLE, "backend busy") }),
+            )
+            .route(
+                "/storage/v1/b/{bucket}/o",
+                get(|| async {
+                    (
+                        Status::FORBIDDEN,
+                        axum::Json(serde_json::json!({
+                            "error": { "code": 403, "message": "caller lacks storage.objects.list" }
+                        })),
+                    )
+                }),
+            );
+        let store = serve(router).await;
+        let object = ObjectRef::new("bucket", "dir/name");
+        let error = store.head(&object).await.expect_err("503");
+        assert!(error.is_transient(), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("gs://bucket/dir/name") && text.contains("503"),
+            "{text}"
+        );
+
+        match store.list("bucket", "p/", None).await {
+            Err(error @ StorageError::Rejected { status: 403, .. }) => {
+                assert!(!error.is_transient());
+                let text = error.to_string();
+                assert!(text.contains("storage.objects.list") && text.contains("gs://bucket/p/"));
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+
+        let unreachable = GcsStore::new(ApiEndpoint::emulator("127.0.0.1:1"), "project");
+        let error = unreachable.head(&object).await.expect_err("no server");
+        assert!(error.is_transient(), "{error:?}");
+    }
+}

@@ -15,10 +15,11 @@
 //! bytes and its generation derived from its mtime, then recorded.
 //!
 //! Bucket names cannot start with `.`, so `.lifeboat` is never a bucket and
-//! never listed. Writes from this process are serialized per store when they
-//! commit (the rename and the sidecar), which is what makes generation
-//! preconditions hold; processes sharing a root without going through one
-//! store only get the "foreign file" guarantees.
+//! never listed. Writes from this process are serialized per root when they
+//! commit (the rename and the sidecar), whichever store opened it, which is
+//! what makes generation preconditions hold; other processes sharing a root
+//! only get the "foreign file" guarantees. Temporary files left by a crash
+//! are removed by the next [`LocalStore::open`] once an hour old.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -60,7 +61,7 @@ pub struct LocalStore {
     list_page_size: usize,
     /// Held while an object is replaced or removed, and while a sidecar is
     /// recorded, so a precondition check and the change it guards are one
-    /// step for this store.
+    /// step for every store of this process on the same root.
     commit: Arc<Mutex<()>>,
 }
 
@@ -220,10 +221,18 @@ impl LocalStore {
                 .await
                 .map_err(|error| io_error(&context, error))?;
         }
+        let root = tokio::fs::canonicalize(&root)
+            .await
+            .map_err(|error| io_error(&context, error))?;
+        let tmp = root.join(SYSTEM_DIR).join("tmp");
+        blocking(&context.clone(), move || {
+            remove_abandoned_temp_files(&tmp).map_err(|error| io_error(&context, error))
+        })
+        .await?;
         Ok(Self {
+            commit: commit_lock(&root),
             root: Arc::new(root),
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
-            commit: Arc::new(Mutex::new(())),
         })
     }
 
@@ -288,6 +297,37 @@ impl LocalStore {
             .join("tmp")
             .join(uuid::Uuid::new_v4().simple().to_string())
     }
+}
+
+/// How old a temporary file must be to count as left by a crash: far more
+/// than any write takes between two chunks.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files of writes that died with their process.
+fn remove_abandoned_temp_files(tmp: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(tmp)? {
+        let entry = entry?;
+        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+        if age > ABANDONED_AFTER {
+            match fs::remove_file(entry.path()) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one commit lock of `root` in this process, shared by every store
+/// opened on it.
+fn commit_lock(root: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>>> =
+        std::sync::OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(locks.entry(root.to_path_buf()).or_default())
 }
 
 /// The bucket folder of a valid bucket name.
@@ -1137,6 +1177,44 @@ mod tests {
             files_under(&dir.path().join(".lifeboat/tmp")),
             Vec::<PathBuf>::new()
         );
+    }
+
+    #[tokio::test]
+    async fn stores_on_one_root_share_preconditions_and_old_temp_files_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = store(&dir).await;
+        first
+            .create_bucket("shared", "local")
+            .await
+            .expect("bucket");
+        let second = store(&dir).await;
+        assert!(Arc::ptr_eq(&first.commit, &second.commit));
+        let object = ObjectRef::new("shared", "lease");
+        let only_new = || PutOptions {
+            if_generation_match: Some(0),
+            ..PutOptions::default()
+        };
+        let (a, b) = tokio::join!(
+            first.put(&object, bytes_stream("first"), only_new()),
+            second.put(&object, bytes_stream("second"), only_new()),
+        );
+        assert!(a.is_ok() != b.is_ok(), "both or neither won: {a:?} {b:?}");
+
+        let tmp = dir.path().join(".lifeboat/tmp");
+        let old = tmp.join("crashed-write");
+        let recent = tmp.join("write-in-progress");
+        for path in [&old, &recent] {
+            write_foreign(path, b"partial").expect("temp file");
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|file| file.set_modified(two_hours_ago))
+            .expect("age the file");
+        store(&dir).await;
+        assert!(!old.exists(), "an abandoned temp file stayed");
+        assert!(recent.exists(), "a recent temp file was removed");
     }
 
     #[tokio::test]
