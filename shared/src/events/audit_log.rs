@@ -142,7 +142,7 @@ impl AuditLogEntry {
     /// Reads a `LogEntry` whose payload is an audit log.
     pub(crate) fn from_json(entry: &JsonObject<'_>) -> Result<Self, EventError> {
         let payload = entry.object("protoPayload")?;
-        let resource = entry.opt_object("resource")?;
+        let (resource_type, resource_labels) = entry.monitored_resource("resource")?;
         let status = payload.opt_object("status")?;
         let operation = entry
             .opt_object("operation")?
@@ -169,16 +169,8 @@ impl AuditLogEntry {
             insert_id: entry.opt_string("insertId")?,
             timestamp: entry.opt_timestamp("timestamp")?,
             severity: entry.opt_string("severity")?,
-            resource_type: resource
-                .as_ref()
-                .map(|r| r.opt_string("type"))
-                .transpose()?
-                .flatten(),
-            resource_labels: resource
-                .as_ref()
-                .map(|r| r.string_map("labels"))
-                .transpose()?
-                .unwrap_or_default(),
+            resource_type,
+            resource_labels,
             method_name: payload.non_empty_string("methodName")?,
             principal_email: payload
                 .opt_object("authenticationInfo")?

@@ -216,6 +216,18 @@ impl<'a> JsonObject<'a> {
             .collect()
     }
 
+    /// An optional monitored resource (`{"type": ..., "labels": {...}}`), as
+    /// both log entries and incidents carry one: its type and its labels.
+    pub(crate) fn monitored_resource(
+        &self,
+        name: &str,
+    ) -> Result<(Option<String>, BTreeMap<String, String>), EventError> {
+        match self.opt_object(name)? {
+            Some(resource) => Ok((resource.opt_string("type")?, resource.string_map("labels")?)),
+            None => Ok((None, BTreeMap::new())),
+        }
+    }
+
     /// An optional field kept as raw JSON, for parts whose shape depends on
     /// the API method (an audit log's request and response).
     pub(crate) fn raw(&self, name: &str) -> Option<Value> {

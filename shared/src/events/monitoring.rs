@@ -140,7 +140,7 @@ impl Incident {
         };
         let started_at = unix_seconds("started_at")?
             .ok_or_else(|| EventError::invalid(incident.path_of("started_at"), "missing"))?;
-        let resource = incident.opt_object("resource")?;
+        let (resource_type, resource_labels) = incident.monitored_resource("resource")?;
         let metric = incident.opt_object("metric")?;
         Ok(Self {
             incident_id: incident.non_empty_string("incident_id")?,
@@ -153,16 +153,8 @@ impl Incident {
             policy_name: incident.opt_string("policy_name")?,
             condition_name: incident.opt_string("condition_name")?,
             policy_user_labels: incident.string_map("policy_user_labels")?,
-            resource_type: resource
-                .as_ref()
-                .map(|r| r.opt_string("type"))
-                .transpose()?
-                .flatten(),
-            resource_labels: resource
-                .as_ref()
-                .map(|r| r.string_map("labels"))
-                .transpose()?
-                .unwrap_or_default(),
+            resource_type,
+            resource_labels,
             resource_type_display_name: incident.opt_string("resource_type_display_name")?,
             metric_type: metric
                 .as_ref()
