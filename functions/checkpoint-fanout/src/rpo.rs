@@ -88,7 +88,7 @@ pub async fn record(store: &dyn StateStore, newest: &NewestCheckpoint) -> Result
 }
 
 /// The RPO exposure of one checkpoint location in one target region, now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
     /// The workload's id.
     pub workload: String,
@@ -170,4 +170,79 @@ pub async fn report(
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_shared::state::local::LocalStateStore;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("timestamp")
+    }
+
+    fn newest(region: &str, step: u64, written: &str) -> NewestCheckpoint {
+        NewestCheckpoint {
+            workload: "ranker".into(),
+            location: crate::conformance::ASSET.into(),
+            region: region.into(),
+            step,
+            directory: format!("runs/v7/step_{step}/"),
+            source_written_at: at(written),
+            committed_at: at(written) + TimeDelta::seconds(3),
+            copy_millis: 3000,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_only_move_forward_and_exposure_is_judged_against_the_target() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("state");
+        let topology = crate::conformance::topology("ckpt", "orbax");
+        assert!(
+            record(&store, &newest("us-east1", 200, "2026-11-25T10:00:00Z"))
+                .await
+                .expect("record")
+        );
+        assert!(
+            !record(&store, &newest("us-east1", 100, "2026-11-25T09:00:00Z"))
+                .await
+                .expect("record")
+        );
+        assert!(
+            record(&store, &newest("us-central1", 300, "2026-11-25T10:05:00Z"))
+                .await
+                .expect("record")
+        );
+
+        // Production training: RPO 1 h. Step duration 2 s.
+        let rows = report(&topology, &store, at("2026-11-25T10:40:00Z"))
+            .await
+            .expect("report");
+        let east = rows
+            .iter()
+            .find(|r| r.region == "us-east1")
+            .expect("us-east1 row");
+        assert_eq!(east.newest_step, Some(200));
+        assert_eq!(east.source_step, Some(300));
+        assert_eq!(east.exposure_seconds, Some(40 * 60));
+        assert_eq!(east.exposure_steps, Some(40 * 60 / 2));
+        assert_eq!(east.target_rpo_seconds, 3600);
+        assert!(east.meets_target);
+        assert_eq!(east.lag_seconds, Some(3.0));
+        let europe = rows
+            .iter()
+            .find(|r| r.region == "europe-west1")
+            .expect("europe row");
+        assert_eq!((europe.newest_step, europe.meets_target), (None, false));
+
+        let later = report(&topology, &store, at("2026-11-25T11:00:01Z"))
+            .await
+            .expect("report");
+        let east = later
+            .iter()
+            .find(|r| r.region == "us-east1")
+            .expect("us-east1 row");
+        assert!(!east.meets_target, "{east:?}");
+    }
 }
