@@ -6,9 +6,13 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::Request;
 use lifeboat_checkpoint_fanout::conformance::{self, Rig};
-use lifeboat_checkpoint_fanout::{FanoutContext, router};
+use lifeboat_checkpoint_fanout::{FanoutContext, Outcome, router};
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::storage::{
+    ByteStream, CopyOptions, ListPage, ObjectMeta, ObjectRef, ObjectStore, PutOptions,
+    StorageError, bytes_stream,
+};
 use tower::ServiceExt;
 
 /// A rig on local backends in a temporary directory, with the marker given.
@@ -201,7 +205,7 @@ async fn a_handler_killed_mid_fan_out_leaves_nothing_half_visible_and_a_redelive
     rig.assert_no_half_visible_checkpoint().await;
     let outcome = loop {
         match lifeboat_checkpoint_fanout::handle_finalized(&rig.context, &event, &object).await {
-            lifeboat_checkpoint_fanout::Outcome::InProgress => {
+            Outcome::InProgress => {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "the claim never lapsed"
@@ -212,11 +216,122 @@ async fn a_handler_killed_mid_fan_out_leaves_nothing_half_visible_and_a_redelive
         }
     };
     match outcome {
-        lifeboat_checkpoint_fanout::Outcome::FannedOut(report) => {
+        Outcome::FannedOut(report) => {
             assert!(report.is_complete(), "{}", report.to_json());
         }
         other => panic!("the redelivery did not fan out: {other:?}"),
     }
     rig.assert_committed(100).await;
     rig.assert_no_half_visible_checkpoint().await;
+}
+
+/// Local storage whose server-side copy of one object into one bucket
+/// silently stores other bytes: the fault verification exists to catch.
+#[derive(Debug)]
+struct CorruptingStore {
+    inner: LocalStore,
+    name: String,
+    bucket: String,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CorruptingStore {
+    async fn create_bucket(&self, bucket: &str, location: &str) -> Result<(), StorageError> {
+        self.inner.create_bucket(bucket, location).await
+    }
+    async fn put(
+        &self,
+        object: &ObjectRef,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectMeta, StorageError> {
+        self.inner.put(object, body, options).await
+    }
+    async fn get(&self, object: &ObjectRef) -> Result<(ObjectMeta, ByteStream), StorageError> {
+        self.inner.get(object).await
+    }
+    async fn head(&self, object: &ObjectRef) -> Result<ObjectMeta, StorageError> {
+        self.inner.head(object).await
+    }
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+    ) -> Result<ListPage, StorageError> {
+        self.inner.list(bucket, prefix, page_token).await
+    }
+    async fn delete(
+        &self,
+        object: &ObjectRef,
+        generation: Option<i64>,
+    ) -> Result<(), StorageError> {
+        self.inner.delete(object, generation).await
+    }
+    async fn copy(
+        &self,
+        source: &ObjectRef,
+        destination: &ObjectRef,
+        options: CopyOptions,
+    ) -> Result<ObjectMeta, StorageError> {
+        let copied = self.inner.copy(source, destination, options).await?;
+        if source.name == self.name && destination.bucket == self.bucket {
+            let garbage = bytes_stream(&b"bit rot"[..]);
+            return self
+                .inner
+                .put(destination, garbage, PutOptions::default())
+                .await;
+        }
+        Ok(copied)
+    }
+}
+
+#[tokio::test]
+async fn a_shard_failing_verification_keeps_the_marker_out_of_that_region_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shard = format!("{}step_100/shard-0002", conformance::PREFIX);
+    let storage = CorruptingStore {
+        inner: LocalStore::open(dir.path().join("storage"))
+            .await
+            .expect("store"),
+        name: shard.clone(),
+        bucket: "ckpt-use1".to_string(),
+    };
+    let state = LocalStateStore::open(dir.path().join("state"))
+        .await
+        .expect("state");
+    let rig = Rig::new(
+        conformance::topology("ckpt", "orbax"),
+        Arc::new(storage),
+        Arc::new(state),
+    )
+    .await;
+    rig.write_shards(100, 4, 2).await;
+    let report = match rig.commit(100).await {
+        Outcome::FannedOut(report) => report,
+        other => panic!("expected a fan-out, got {other:?}"),
+    };
+    let failed: Vec<String> = report
+        .regions
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", report.to_json());
+    assert!(failed[0].contains("us-east1"), "{}", failed[0]);
+    assert!(failed[0].contains(&shard), "{}", failed[0]);
+    assert!(failed[0].contains("failed verification"), "{}", failed[0]);
+    let east = rig.objects("ckpt-use1").await;
+    assert!(
+        !east.keys().any(|name| name.ends_with("commit_success.txt")),
+        "us-east1 shows the marker over a corrupt shard"
+    );
+    assert!(
+        rig.objects("ckpt-euw1")
+            .await
+            .keys()
+            .any(|name| name.ends_with("commit_success.txt")),
+        "europe-west1 was held back"
+    );
+    assert_eq!(rig.newest("us-east1").await, None);
+    assert_eq!(rig.newest("europe-west1").await.map(|n| n.step), Some(100));
 }
