@@ -17,3 +17,8 @@ output "deployer_service_account" {
   description = "Service account to run cloudbuild.yaml with."
   value       = google_service_account.deployer.email
 }
+
+output "checkpoint_fanout_url" {
+  description = "The checkpoint-fanout service (internal ingress)."
+  value       = google_cloud_run_v2_service.checkpoint_fanout.uri
+}

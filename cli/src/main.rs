@@ -1,8 +1,10 @@
 //! The `lifeboat` command: validate a topology, run the local multi-region
-//! cloud.
+//! cloud, write checkpoints into it, and report RPO per region.
 
 mod local_cloud;
+mod status;
 mod validate;
+mod write_checkpoint;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,24 @@ enum Command {
     /// The local multi-region cloud.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Per checkpoint location and region: newest complete step, RPO exposure
+    /// now (time and steps) and whether it meets the target. Exits 1 when a
+    /// region misses its target.
+    Status {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+        /// Read Firestore of the topology's project ($FIRESTORE_EMULATOR_HOST
+        /// if set) instead of the local cloud.
+        #[arg(long)]
+        firestore: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +66,28 @@ enum LocalCommand {
         #[arg(long, default_value_t = 8700)]
         port: u16,
     },
+    /// Writes a checkpoint into the primary's local bucket like a training
+    /// job: every shard, then the commit marker.
+    WriteCheckpoint {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+        /// The checkpoint location's id (default: the first one).
+        #[arg(long)]
+        location: Option<String>,
+        /// The training step.
+        #[arg(long)]
+        step: u64,
+        /// How many shards.
+        #[arg(long, default_value_t = 16)]
+        shards: u32,
+        /// The checkpoint's total size in bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        size: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +99,34 @@ fn main() -> ExitCode {
             data_dir,
             port,
         }) => local_up(&topology, &data_dir, port).map(|()| true),
+        Command::Local(LocalCommand::WriteCheckpoint {
+            topology,
+            data_dir,
+            location,
+            step,
+            shards,
+            size,
+        }) => {
+            let shape = write_checkpoint::Shape { step, shards, size };
+            with_topology(&topology, |topology| async move {
+                write_checkpoint::run(&topology, &data_dir, location.as_deref(), shape)
+                    .await
+                    .map(|()| true)
+            })
+        }
+        Command::Status {
+            topology,
+            data_dir,
+            firestore,
+            json,
+        } => with_topology(&topology, |topology| async move {
+            let source = if firestore {
+                status::Source::Firestore
+            } else {
+                status::Source::Local(&data_dir)
+            };
+            status::run(&topology, source, json).await
+        }),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -66,6 +136,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the topology and runs `work` on a new async runtime.
+fn with_topology<F, Fut>(file: &std::path::Path, work: F) -> anyhow::Result<bool>
+where
+    F: FnOnce(Topology) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let topology = Topology::load(file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(work(topology))
 }
 
 /// `lifeboat local up`: opens the local cloud, prints where each region

@@ -156,3 +156,97 @@ async fn regions_answer_serve_their_own_buckets_and_survive_a_restart() {
     let (status, _) = cloud.stop();
     assert!(status.success());
 }
+
+/// Runs `lifeboat ARGS` to completion and returns its exit success and stdout.
+fn lifeboat(args: &[&str], data_dir: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .arg("--topology")
+        .arg(example())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("lifeboat runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_checkpoint_written_into_the_primary_fans_out_by_itself_and_status_reports_it() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let http = reqwest::Client::new();
+
+    let (before, _) = lifeboat(&["status"], data_dir.path());
+    assert!(
+        !before,
+        "no checkpoint yet, yet status says every target is met"
+    );
+
+    let (wrote, printed) = lifeboat(
+        &[
+            "local",
+            "write-checkpoint",
+            "--step",
+            "300",
+            "--shards",
+            "8",
+            "--size",
+            "800000",
+        ],
+        data_dir.path(),
+    );
+    assert!(wrote, "write-checkpoint failed: {printed}");
+
+    // The marker appears in every standby region, after every shard.
+    let marker = "runs/ranker-v7/step_300/commit_success.txt";
+    for (region, bucket) in [
+        ("us-east1", "acme-recsys-ckpt-use1"),
+        ("europe-west1", "acme-recsys-ckpt-euw1"),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let items = loop {
+            let listing: serde_json::Value = http
+                .get(format!(
+                    "{}/storage/{bucket}?prefix=runs/ranker-v7/step_300/",
+                    cloud.region_url(region)
+                ))
+                .send()
+                .await
+                .expect("listing answers")
+                .json()
+                .await
+                .expect("listing is JSON");
+            let items = listing["items"].as_array().cloned().unwrap_or_default();
+            if items.iter().any(|item| item["name"] == marker) {
+                break items;
+            }
+            assert!(Instant::now() < deadline, "{region}: no marker after 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(items.len(), 9, "{region}: {items:?}");
+    }
+
+    let (met, json) = lifeboat(&["status", "--json"], data_dir.path());
+    assert!(met, "status says a target is missed: {json}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(rows.len(), 2, "{json}");
+    for row in &rows {
+        assert_eq!(row["newest_step"], 300, "{json}");
+        assert_eq!(row["meets_target"], true, "{json}");
+        assert_eq!(row["target_rpo_seconds"], 300, "{json}");
+    }
+    let (_, table) = lifeboat(&["status"], data_dir.path());
+    assert!(
+        table.contains("europe-west1") && table.contains("300"),
+        "{table}"
+    );
+
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+    // Stopped: status reads the state directly.
+    let (met, json) = lifeboat(&["status", "--json"], data_dir.path());
+    assert!(met, "{json}");
+}

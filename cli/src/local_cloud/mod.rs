@@ -6,6 +6,7 @@
 
 mod address_book;
 mod region;
+pub mod storage_events;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
@@ -29,6 +31,16 @@ pub use address_book::AddressBook;
 
 /// How long requests in flight may finish after Ctrl-C.
 const GRACE_PERIOD: Duration = Duration::from_secs(8);
+
+/// Where checkpoint-fanout's router is mounted on the functions listener.
+pub const CHECKPOINT_FANOUT_PATH: &str = "/checkpoint-fanout";
+
+/// How long a function may take to answer a pushed event (Pub/Sub's
+/// longest ack deadline): a large checkpoint's fan-out takes a while.
+const ACK_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Delivery attempts before an event is dead-lettered.
+const MAX_DELIVERY_ATTEMPTS: u32 = 20;
 
 /// The embedded backends of every region of one topology.
 #[derive(Debug, Clone)]
@@ -50,7 +62,11 @@ impl LocalCloud {
         let state = LocalStateStore::open(data_dir.join("state"))
             .await
             .context("opening the local state store")?;
-        let bus = LocalBus::open(data_dir.join("bus"), LocalBusOptions::default())
+        let bus_options = LocalBusOptions {
+            ack_deadline: ACK_DEADLINE,
+            ..LocalBusOptions::default()
+        };
+        let bus = LocalBus::open(data_dir.join("bus"), bus_options)
             .await
             .context("opening the local event bus")?;
         bus.create_topic(EVENTS_TOPIC)
@@ -130,12 +146,47 @@ impl BoundCloud {
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut servers = tokio::task::JoinSet::new();
         let state = self.cloud.state.clone();
-        let functions = Service::new("local-functions", Router::new())
-            .with_readiness(move || {
-                let state = state.clone();
-                async move { state.get("local-cloud", "readiness").await.is_ok() }
-            })
+        let fanout = lifeboat_checkpoint_fanout::router(FanoutContext {
+            topology: self.cloud.topology.clone(),
+            storage: self.cloud.storage.clone(),
+            state: self.cloud.state.clone(),
+            options: FanoutOptions::default(),
+        });
+        let fanout = Service::new(lifeboat_checkpoint_fanout::SERVICE_NAME, fanout)
+            .with_request_timeout(ACK_DEADLINE)
             .into_router();
+        self.cloud
+            .bus
+            .subscribe_push(
+                EVENTS_TOPIC,
+                lifeboat_checkpoint_fanout::SERVICE_NAME,
+                &format!("http://{}{CHECKPOINT_FANOUT_PATH}", self.book.functions),
+                MAX_DELIVERY_ATTEMPTS,
+            )
+            .await
+            .context("subscribing checkpoint-fanout to storage events")?;
+        let buckets = self
+            .cloud
+            .topology
+            .buckets()
+            .into_iter()
+            .map(|(bucket, _)| bucket.to_string())
+            .collect();
+        let notifier = storage_events::StorageNotifier::new(
+            self.cloud.storage.clone(),
+            self.cloud.bus.clone(),
+            buckets,
+        );
+        let notifications = tokio::spawn(notifier.run(shutdown.clone()));
+        let functions = Service::new(
+            "local-functions",
+            Router::new().nest(CHECKPOINT_FANOUT_PATH, fanout),
+        )
+        .with_readiness(move || {
+            let state = state.clone();
+            async move { state.get("local-cloud", "readiness").await.is_ok() }
+        })
+        .into_router();
         servers.spawn(serve_router(
             functions,
             self.functions,
@@ -169,6 +220,9 @@ impl BoundCloud {
             {
                 outcome = Err(error);
             }
+        }
+        if let Err(error) = notifications.await {
+            tracing::warn!(%error, "the storage notifier ended abnormally");
         }
         // Undelivered events stay in the bus's store and are pushed again
         // after a restart.

@@ -1,0 +1,302 @@
+//! checkpoint-fanout: when a training job commits a checkpoint (its commit
+//! marker is finalized under a protected location), copy every shard to
+//! every target region, verify each copy, and only then write the marker
+//! there; apply retention; record the newest complete step per region for
+//! RPO.
+//!
+//! [`router`] is what Cloud Run serves (see `main.rs`) and what the local
+//! cloud mounts; [`handle_finalized`] does the work without HTTP.
+
+pub mod checkpoint;
+pub mod conformance;
+pub mod fanout;
+pub mod retention;
+pub mod rpo;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use lifeboat_shared::events::{EventContext, InboundEvent, StorageObject};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
+use lifeboat_shared::topology::Topology;
+use serde_json::json;
+use tracing::Instrument;
+
+use checkpoint::{CheckpointError, Recognised};
+use fanout::FanoutReport;
+use rpo::NewestCheckpoint;
+
+/// The service's name, in logs and idempotency keys.
+pub const SERVICE_NAME: &str = "checkpoint-fanout";
+
+/// How the fan-out runs.
+#[derive(Clone, Debug)]
+pub struct FanoutOptions {
+    /// Copies in flight per region.
+    pub parallelism: usize,
+    /// How long a delivery owns an event before a redelivery may take it
+    /// over (longer than the request deadline).
+    pub claim_ttl: Duration,
+    /// How long a finished event is remembered, to answer duplicates.
+    pub done_ttl: Duration,
+}
+
+impl Default for FanoutOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: fanout::DEFAULT_PARALLELISM,
+            claim_ttl: Duration::from_secs(16 * 60),
+            done_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What every request can reach: the topology and the backends.
+#[derive(Clone, Debug)]
+pub struct FanoutContext {
+    /// The deployment.
+    pub topology: Arc<Topology>,
+    /// Object storage holding the source and replica buckets.
+    pub storage: Arc<dyn ObjectStore>,
+    /// State: idempotency records and RPO records.
+    pub state: Arc<dyn StateStore>,
+    /// How the fan-out runs.
+    pub options: FanoutOptions,
+}
+
+/// The routes: `POST /` takes storage events; `GET /rpo` answers the RPO
+/// exposure of every checkpoint location per region, now.
+pub fn router(context: FanoutContext) -> Router {
+    Router::new()
+        .route("/", post(receive))
+        .route("/rpo", get(exposure))
+        .with_state(context)
+}
+
+/// What became of one event.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing to do (a shard, a replica, an unprotected object, another
+    /// kind of event, a marker whose checkpoint is gone).
+    Ignored(String),
+    /// The event was handled before: nothing done again.
+    Duplicate,
+    /// Another delivery of the event is being handled now.
+    InProgress,
+    /// The fan-out ran; complete or not, region by region.
+    FannedOut(FanoutReport),
+    /// The marker can never be fanned out as it is.
+    Refused(CheckpointError),
+    /// A backend failed before any region could be judged; retry.
+    Failed(String),
+}
+
+impl IntoResponse for Outcome {
+    fn into_response(self) -> Response {
+        match self {
+            Outcome::Ignored(reason) => {
+                (StatusCode::OK, Json(json!({"ignored": reason}))).into_response()
+            }
+            Outcome::Duplicate => {
+                (StatusCode::OK, Json(json!({"duplicate": true}))).into_response()
+            }
+            Outcome::InProgress => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "another delivery of this event is being handled; retry later",
+            )
+                .into_response(),
+            Outcome::FannedOut(report) => {
+                let status = if report.is_complete() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (status, Json(report.to_json())).into_response()
+            }
+            Outcome::Refused(error) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response()
+            }
+            Outcome::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
+        }
+    }
+}
+
+async fn receive(State(context): State<FanoutContext>, event: InboundEvent) -> Outcome {
+    match event {
+        InboundEvent::ObjectFinalized {
+            context: event,
+            object,
+        } => handle_finalized(&context, &event, &object).await,
+        other => Outcome::Ignored(format!("{} events are not handled here", other.kind())),
+    }
+}
+
+async fn exposure(State(context): State<FanoutContext>) -> Response {
+    match rpo::report(&context.topology, context.state.as_ref(), Utc::now()).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+/// Handles one finalized object: fans out the checkpoint if it is a source
+/// marker, once per event id.
+pub async fn handle_finalized(
+    context: &FanoutContext,
+    event: &EventContext,
+    object: &StorageObject,
+) -> Outcome {
+    let checkpoint = match checkpoint::recognise(&context.topology, &object.bucket, &object.name) {
+        Ok(Recognised::Marker(checkpoint)) => checkpoint,
+        Ok(Recognised::NotAMarker) => {
+            return Outcome::Ignored(format!(
+                "gs://{}/{} is not a source commit marker",
+                object.bucket, object.name
+            ));
+        }
+        Ok(Recognised::Unprotected) => {
+            tracing::info!(bucket = %object.bucket, name = %object.name, "marker outside any protected checkpoint location; nothing copied");
+            return Outcome::Ignored(format!(
+                "gs://{}/{} is under no protected checkpoint location",
+                object.bucket, object.name
+            ));
+        }
+        Err(error) => {
+            tracing::error!(%error, "marker refused");
+            return Outcome::Refused(error);
+        }
+    };
+    let span = tracing::info_span!(
+        "fan_out",
+        event_id = %event.id,
+        asset = %checkpoint.location.id,
+        step = checkpoint.step
+    );
+    once_per_event(context, event, &checkpoint, object)
+        .instrument(span)
+        .await
+}
+
+/// Runs the fan-out under an idempotency claim on the event id, so a
+/// duplicate delivery does no work and a failed one can be retried at once.
+async fn once_per_event(
+    context: &FanoutContext,
+    event: &EventContext,
+    checkpoint: &checkpoint::Checkpoint<'_>,
+    object: &StorageObject,
+) -> Outcome {
+    let key = format!("{SERVICE_NAME}:{}", event.id);
+    let state = context.state.as_ref();
+    let options = &context.options;
+    let token = match idempotency::begin(state, &key, options.claim_ttl, options.done_ttl).await {
+        Ok(Claim::First(token)) => token,
+        Ok(Claim::Done) => return Outcome::Duplicate,
+        Ok(Claim::InProgress) => return Outcome::InProgress,
+        Err(error) => return Outcome::Failed(format!("event {}: {error}", event.id)),
+    };
+    let outcome = run(context, checkpoint, object).await;
+    let done = outcome_is_done(&outcome);
+    let finished = if done {
+        idempotency::complete(state, &token).await
+    } else {
+        idempotency::abandon(state, &token).await
+    };
+    match finished {
+        Ok(()) => outcome,
+        Err(error) if done => Outcome::Failed(format!(
+            "event {}: work done but not recorded: {error}",
+            event.id
+        )),
+        Err(error) => {
+            tracing::warn!(%error, "could not give up the claim; it lapses on its own");
+            outcome
+        }
+    }
+}
+
+/// Whether the event needs no further delivery.
+fn outcome_is_done(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::FannedOut(report) => report.is_complete(),
+        Outcome::Failed(_) | Outcome::InProgress => false,
+        Outcome::Ignored(_) | Outcome::Duplicate | Outcome::Refused(_) => true,
+    }
+}
+
+/// The work for one source marker: shards, fan-out, retention, RPO records.
+async fn run(
+    context: &FanoutContext,
+    checkpoint: &checkpoint::Checkpoint<'_>,
+    object: &StorageObject,
+) -> Outcome {
+    let store = context.storage.as_ref();
+    let marker_ref = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
+    let marker = match store.head(&marker_ref).await {
+        Ok(marker) => marker,
+        Err(StorageError::NotFound { .. }) => {
+            return Outcome::Ignored(format!(
+                "{marker_ref} no longer exists: its checkpoint was deleted at the source"
+            ));
+        }
+        Err(error) => return Outcome::Failed(format!("{}: {error}", checkpoint.location.id)),
+    };
+    let shards = match checkpoint::shards(store, checkpoint, context.options.parallelism).await {
+        Ok(shards) => shards,
+        Err(error) if error.is_transient() => return Outcome::Failed(error.to_string()),
+        Err(error) => return Outcome::Refused(error),
+    };
+    let report = fanout::fan_out(
+        store,
+        checkpoint,
+        &marker,
+        &shards,
+        context.options.parallelism,
+    )
+    .await;
+    let source = NewestCheckpoint {
+        workload: checkpoint.workload.id.to_string(),
+        location: checkpoint.location.id.to_string(),
+        region: context.topology.primary().to_string(),
+        step: checkpoint.step,
+        directory: checkpoint.directory.clone(),
+        source_written_at: marker.updated,
+        committed_at: marker.updated,
+        copy_millis: 0,
+    };
+    let mut records = vec![source.clone()];
+    for outcome in &report.regions {
+        match outcome {
+            Ok(commit) => {
+                if let Err(error) =
+                    retention::apply(store, checkpoint.location, &commit.bucket).await
+                {
+                    tracing::warn!(%error, region = %commit.region, "retention failed; the next checkpoint applies it again");
+                }
+                records.push(NewestCheckpoint {
+                    region: commit.region.to_string(),
+                    committed_at: commit.committed_at,
+                    copy_millis: u64::try_from(commit.copy_duration.as_millis())
+                        .unwrap_or(u64::MAX),
+                    ..source.clone()
+                });
+            }
+            Err(error) => tracing::error!(%error, region = %error.region, "region not committed"),
+        }
+    }
+    for record in &records {
+        if let Err(error) = rpo::record(context.state.as_ref(), record).await {
+            return Outcome::Failed(format!(
+                "{} step {} in {}: committed, but the RPO record failed: {error}",
+                record.location, record.step, record.region
+            ));
+        }
+    }
+    Outcome::FannedOut(report)
+}

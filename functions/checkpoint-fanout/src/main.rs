@@ -1,0 +1,37 @@
+//! checkpoint-fanout on Cloud Run: Cloud Storage and Firestore from the
+//! environment, the topology from `$LIFEBOAT_TOPOLOGY`, served on `$PORT`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions, SERVICE_NAME, router};
+use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::server::Service;
+use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::gcs::GcsStore;
+use lifeboat_shared::topology::Topology;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifeboat_shared::telemetry::init(SERVICE_NAME);
+    let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
+    let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let project = topology.project().to_string();
+    let storage = GcsStore::new(
+        ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?,
+        &project,
+    );
+    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let context = FanoutContext {
+        topology: Arc::new(topology),
+        storage: Arc::new(storage),
+        state: Arc::new(state),
+        options: FanoutOptions::default(),
+    };
+    Service::new(SERVICE_NAME, router(context))
+        .with_request_timeout(Duration::from_secs(15 * 60))
+        .serve_from_env()
+        .await?;
+    Ok(())
+}

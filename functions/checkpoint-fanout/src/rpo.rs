@@ -1,0 +1,248 @@
+//! RPO bookkeeping: for each checkpoint location and region, the newest
+//! complete step, its source write time and how long its copy took, kept in
+//! the state store; and the exposure it implies now, per region, against the
+//! workload's RPO target (what `lifeboat status` shows).
+//!
+//! A record only ever moves forward: a checkpoint committed late (markers
+//! out of order, a retried event) never replaces a newer one.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lifeboat_shared::state::{Precondition, StateError, StateStore};
+use lifeboat_shared::topology::Topology;
+use serde::{Deserialize, Serialize};
+
+/// The collection the records live in.
+pub const COLLECTION: &str = "checkpoint-rpo";
+
+/// How many times [`record`] re-reads after losing a race.
+const RECORD_ATTEMPTS: usize = 5;
+
+/// The newest checkpoint complete in one region (the primary's record is
+/// the newest checkpoint written at the source).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewestCheckpoint {
+    /// The workload's id.
+    pub workload: String,
+    /// The checkpoint location's id.
+    pub location: String,
+    /// The region.
+    pub region: String,
+    /// The training step.
+    pub step: u64,
+    /// The checkpoint's directory.
+    pub directory: String,
+    /// When the source marker was written: what RPO is measured from.
+    pub source_written_at: DateTime<Utc>,
+    /// When the region's marker was written.
+    pub committed_at: DateTime<Utc>,
+    /// How long the copy to the region took, in milliseconds.
+    pub copy_millis: u64,
+}
+
+impl NewestCheckpoint {
+    /// The record's document id: `location@region`.
+    pub fn document_id(location: &str, region: &str) -> String {
+        format!("{location}@{region}")
+    }
+
+    /// Replication lag: from the source write to the region's commit.
+    pub fn replication_lag(&self) -> TimeDelta {
+        self.committed_at - self.source_written_at
+    }
+}
+
+/// Records `newest` unless the region already holds a newer or equal step;
+/// returns whether it was recorded.
+pub async fn record(store: &dyn StateStore, newest: &NewestCheckpoint) -> Result<bool, StateError> {
+    let id = NewestCheckpoint::document_id(&newest.location, &newest.region);
+    let value = serde_json::to_value(newest).map_err(|e| StateError::InvalidValue {
+        collection: COLLECTION.to_string(),
+        id: id.clone(),
+        reason: e.to_string(),
+    })?;
+    for _ in 0..RECORD_ATTEMPTS {
+        let precondition = match store.get(COLLECTION, &id).await? {
+            None => Precondition::MustNotExist,
+            Some(doc) => {
+                let held: Option<NewestCheckpoint> = serde_json::from_value(doc.value).ok();
+                if held.is_some_and(|held| held.step >= newest.step) {
+                    return Ok(false);
+                }
+                Precondition::Version(doc.version)
+            }
+        };
+        match store.put(COLLECTION, &id, &value, precondition).await {
+            Ok(_) => return Ok(true),
+            Err(StateError::Conflict { .. }) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StateError::Conflict {
+        collection: COLLECTION.to_string(),
+        id,
+        detail: format!(
+            "lost {RECORD_ATTEMPTS} races to record step {}",
+            newest.step
+        ),
+    })
+}
+
+/// The RPO exposure of one checkpoint location in one target region, now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// The workload's id.
+    pub workload: String,
+    /// The checkpoint location's id.
+    pub location: String,
+    /// The target region.
+    pub region: String,
+    /// The newest step complete there, if any.
+    pub newest_step: Option<u64>,
+    /// The newest step written at the source, if known.
+    pub source_step: Option<u64>,
+    /// When the newest complete checkpoint there was written at the source.
+    pub source_written_at: Option<DateTime<Utc>>,
+    /// Now minus that write time, in seconds: the time a failure now loses.
+    pub exposure_seconds: Option<i64>,
+    /// The same in training steps: from the step duration when the topology
+    /// gives one, else the steps the source is ahead.
+    pub exposure_steps: Option<u64>,
+    /// The workload's RPO target, in seconds.
+    pub target_rpo_seconds: u64,
+    /// Whether the exposure is within the target.
+    pub meets_target: bool,
+    /// How long the newest copy took, in seconds.
+    pub copy_seconds: Option<f64>,
+    /// Replication lag of the newest copy, in seconds.
+    pub lag_seconds: Option<f64>,
+}
+
+/// The exposure of every checkpoint location in every target region at `now`.
+pub async fn report(
+    topology: &Topology,
+    store: &dyn StateStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<Exposure>, StateError> {
+    let read = |location: String, region: String| async move {
+        let id = NewestCheckpoint::document_id(&location, &region);
+        let doc = store.get(COLLECTION, &id).await?;
+        Ok::<_, StateError>(
+            doc.and_then(|doc| serde_json::from_value::<NewestCheckpoint>(doc.value).ok()),
+        )
+    };
+    let mut rows = Vec::new();
+    for workload in topology.workloads() {
+        for location in &workload.assets.checkpoints {
+            let source = read(location.id.to_string(), topology.primary().to_string()).await?;
+            for region in location.replicas.keys() {
+                let newest = read(location.id.to_string(), region.to_string()).await?;
+                let exposure = newest
+                    .as_ref()
+                    .map(|n| (now - n.source_written_at).max(TimeDelta::zero()));
+                let exposure_steps = exposure.and_then(|lost| {
+                    let lost = lifeboat_shared::topology::Duration::from_secs(
+                        u64::try_from(lost.num_seconds()).unwrap_or(0),
+                    );
+                    location.steps_in(lost).or_else(|| {
+                        let (source, newest) = (source.as_ref()?, newest.as_ref()?);
+                        Some(source.step.saturating_sub(newest.step))
+                    })
+                });
+                let target = workload.target_rpo();
+                rows.push(Exposure {
+                    workload: workload.id.to_string(),
+                    location: location.id.to_string(),
+                    region: region.to_string(),
+                    newest_step: newest.as_ref().map(|n| n.step),
+                    source_step: source.as_ref().map(|s| s.step),
+                    source_written_at: newest.as_ref().map(|n| n.source_written_at),
+                    exposure_seconds: exposure.map(|e| e.num_seconds()),
+                    exposure_steps,
+                    target_rpo_seconds: target.as_secs(),
+                    meets_target: exposure
+                        .is_some_and(|e| e.to_std().is_ok_and(|e| e <= target.get())),
+                    copy_seconds: newest.as_ref().map(|n| n.copy_millis as f64 / 1000.0),
+                    lag_seconds: newest
+                        .as_ref()
+                        .map(|n| n.replication_lag().num_milliseconds() as f64 / 1000.0),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_shared::state::local::LocalStateStore;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("timestamp")
+    }
+
+    fn newest(region: &str, step: u64, written: &str) -> NewestCheckpoint {
+        NewestCheckpoint {
+            workload: "ranker".into(),
+            location: crate::conformance::ASSET.into(),
+            region: region.into(),
+            step,
+            directory: format!("runs/v7/step_{step}/"),
+            source_written_at: at(written),
+            committed_at: at(written) + TimeDelta::seconds(3),
+            copy_millis: 3000,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_only_move_forward_and_exposure_is_judged_against_the_target() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("state");
+        let topology = crate::conformance::topology("ckpt", "orbax");
+        assert!(
+            record(&store, &newest("us-east1", 200, "2026-11-25T10:00:00Z"))
+                .await
+                .expect("record")
+        );
+        assert!(
+            !record(&store, &newest("us-east1", 100, "2026-11-25T09:00:00Z"))
+                .await
+                .expect("record")
+        );
+        assert!(
+            record(&store, &newest("us-central1", 300, "2026-11-25T10:05:00Z"))
+                .await
+                .expect("record")
+        );
+
+        // Production training: RPO 1 h. Step duration 2 s.
+        let rows = report(&topology, &store, at("2026-11-25T10:40:00Z"))
+            .await
+            .expect("report");
+        let east = rows
+            .iter()
+            .find(|r| r.region == "us-east1")
+            .expect("us-east1 row");
+        assert_eq!(east.newest_step, Some(200));
+        assert_eq!(east.source_step, Some(300));
+        assert_eq!(east.exposure_seconds, Some(40 * 60));
+        assert_eq!(east.exposure_steps, Some(40 * 60 / 2));
+        assert_eq!(east.target_rpo_seconds, 3600);
+        assert!(east.meets_target);
+        assert_eq!(east.lag_seconds, Some(3.0));
+        let europe = rows
+            .iter()
+            .find(|r| r.region == "europe-west1")
+            .expect("europe row");
+        assert_eq!((europe.newest_step, europe.meets_target), (None, false));
+
+        let later = report(&topology, &store, at("2026-11-25T11:00:01Z"))
+            .await
+            .expect("report");
+        let east = later
+            .iter()
+            .find(|r| r.region == "us-east1")
+            .expect("us-east1 row");
+        assert!(!east.meets_target, "{east:?}");
+    }
+}
