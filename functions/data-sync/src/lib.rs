@@ -1,0 +1,166 @@
+//! data-sync: every object of a protected Cloud Storage bucket mirrored to
+//! its replica bucket in each target region.
+//!
+//! [`router`] answers the events Eventarc (or a Pub/Sub notification) sends
+//! for the source buckets; the work itself is in plain async functions
+//! ([`bucket_sync::on_object_event`]) that take a [`DataSync`] context, so it
+//! runs the same on Cloud Run, against the emulators and in the local cloud.
+
+pub mod bucket_sync;
+pub mod ledger;
+pub mod scenarios;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use lifeboat_shared::events::{EventContext, InboundEvent, StorageObject};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::storage::ObjectStore;
+use lifeboat_shared::topology::{BucketAsset, Topology};
+use tracing::Instrument as _;
+
+use crate::bucket_sync::{Change, Outcome};
+
+/// The service's name, in logs and idempotency keys.
+pub const SERVICE: &str = "data-sync";
+
+/// How long one delivery may hold an event before another may take it over.
+const PROCESSING_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a handled event id is remembered, to answer duplicates.
+const RETENTION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What data-sync acts on: the topology naming the protected buckets and
+/// their replicas, the object store holding them and the state store of the
+/// ledger and idempotency records. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DataSync {
+    /// The deployment's topology.
+    pub topology: Arc<Topology>,
+    /// Every bucket, source and replicas (one client reaches every region).
+    pub storage: Arc<dyn ObjectStore>,
+    /// Ledger and idempotency records.
+    pub state: Arc<dyn StateStore>,
+}
+
+impl DataSync {
+    /// The bucket asset whose source bucket is `bucket`, if any.
+    pub fn bucket_asset(&self, bucket: &str) -> Option<&BucketAsset> {
+        self.topology
+            .workloads()
+            .iter()
+            .flat_map(|workload| &workload.assets.buckets)
+            .find(|asset| asset.source.as_str() == bucket)
+    }
+}
+
+/// The routes of data-sync: every event is POSTed to `/`.
+pub fn router(sync: DataSync) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .with_state(Arc::new(sync))
+}
+
+/// Answers one event: 2xx once its work is durable (or when there is none),
+/// 5xx when a retry may succeed, 4xx (from the extractor) when it is
+/// malformed.
+async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Response {
+    match event {
+        InboundEvent::ObjectFinalized { context, object } => {
+            object_event(&sync, Change::Finalized, &context, &object).await
+        }
+        InboundEvent::ObjectDeleted { context, object } => {
+            object_event(&sync, Change::Deleted, &context, &object).await
+        }
+        other => {
+            tracing::info!(
+                kind = other.kind(),
+                "event not handled by data-sync; acknowledged"
+            );
+            (StatusCode::OK, "not a data-sync event").into_response()
+        }
+    }
+}
+
+/// Handles a finalize or delete once per event id.
+async fn object_event(
+    sync: &DataSync,
+    change: Change,
+    context: &EventContext,
+    object: &StorageObject,
+) -> Response {
+    let Some(asset) = sync.bucket_asset(&object.bucket) else {
+        tracing::info!(bucket = %object.bucket, "not a protected source bucket; acknowledged");
+        return (StatusCode::OK, "not a protected source bucket").into_response();
+    };
+    let span = tracing::info_span!(
+        "object_event",
+        asset = %asset.id,
+        bucket = %object.bucket,
+        object = %object.name,
+        generation = object.generation,
+        ?change,
+    );
+    async {
+        let key = format!("{SERVICE}/{}", context.id);
+        let state = sync.state.as_ref();
+        let token = match idempotency::begin(state, &key, PROCESSING_TTL, RETENTION_TTL).await {
+            Ok(Claim::First(token)) => token,
+            Ok(Claim::Done) => return (StatusCode::OK, "duplicate event").into_response(),
+            Ok(Claim::InProgress) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "event in progress elsewhere; retry",
+                )
+                    .into_response();
+            }
+            Err(error) => return failure(&error.to_string(), error.is_transient()),
+        };
+        match bucket_sync::on_object_event(sync, asset, change, object, context.time).await {
+            Ok(outcome) => {
+                if let Err(error) = idempotency::complete(state, &token).await {
+                    // The work is durable; a redelivery finds it done.
+                    tracing::warn!(%error, "could not mark the event done");
+                }
+                tracing::info!(?outcome, "object event handled");
+                (StatusCode::OK, describe(&outcome)).into_response()
+            }
+            Err(error) => {
+                if let Err(abandon_error) = idempotency::abandon(state, &token).await {
+                    tracing::warn!(error = %abandon_error, "could not give the claim up");
+                }
+                failure(&error.to_string(), error.is_transient())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A failure as an answer: 503 when a retry may succeed, 500 otherwise
+/// (still retried by the sender; the reconcile repairs what is left).
+fn failure(message: &str, transient: bool) -> Response {
+    if transient {
+        tracing::warn!(error = message, "transient failure; the sender will retry");
+        (StatusCode::SERVICE_UNAVAILABLE, message.to_string()).into_response()
+    } else {
+        tracing::error!(error = message, "failure");
+        (StatusCode::INTERNAL_SERVER_ERROR, message.to_string()).into_response()
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Stale => "stale event: a newer generation was already seen".to_string(),
+        Outcome::AlreadyReplicated => "already replicated".to_string(),
+        Outcome::Synced(regions) => format!("synced to {} region(s)", regions.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,34 @@
+//! The data-sync service on Cloud Run: Cloud Storage and Firestore from the
+//! environment (or their emulators), the topology from `$LIFEBOAT_TOPOLOGY`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lifeboat_data_sync::{DataSync, SERVICE, router};
+use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::server::Service;
+use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::gcs::GcsStore;
+use lifeboat_shared::topology::Topology;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifeboat_shared::telemetry::init(SERVICE);
+    let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
+    let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let project = topology.project().as_str().to_string();
+    let storage_api =
+        ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
+    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let sync = DataSync {
+        topology: Arc::new(topology),
+        storage: Arc::new(GcsStore::new(storage_api, project)),
+        state: Arc::new(state),
+    };
+    Service::new(SERVICE, router(sync))
+        .with_request_timeout(Duration::from_secs(3600))
+        .serve_from_env()
+        .await
+        .context("serving")
+}

@@ -1,0 +1,399 @@
+//! What data-sync must do, as plain async functions that panic with a
+//! precise message when it does not: run by this crate's tests on the local
+//! backends and by `lifeboat-tests` against fake-gcs-server and the
+//! Firestore emulator, so both prove the same behaviour.
+//!
+//! [`Fixture::create`] writes a topology with two bucket assets whose bucket
+//! names start with a caller-chosen prefix (unique per run on a shared
+//! emulator): `mirrored` (delete policy mirror, replicas in two regions) and
+//! `kept` (delete policy keep 1 h, one replica).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::storage::{
+    ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream,
+};
+use lifeboat_shared::topology::{BucketAsset, Topology};
+
+use crate::DataSync;
+use crate::bucket_sync::{Change, Outcome, on_object_event};
+use crate::ledger;
+
+/// A data-sync context on a topology of its own, its buckets created.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The context under test.
+    pub sync: DataSync,
+}
+
+impl Fixture {
+    /// Writes the topology for bucket names starting with `prefix` (at most
+    /// 50 lowercase characters), creates its buckets and returns the context.
+    pub async fn create(
+        prefix: &str,
+        storage: Arc<dyn ObjectStore>,
+        state: Arc<dyn StateStore>,
+    ) -> Fixture {
+        let yaml = format!(
+            "project: lifeboat-test
+regions:
+  - id: us-central1
+    role: primary
+  - id: us-east1
+    role: standby
+  - id: europe-west1
+    role: pilot-light
+workloads:
+  - id: training-data
+    class: research-training
+    pattern: pilot-light
+    assets:
+      buckets:
+        - id: mirrored
+          source: {prefix}-src
+          replicas:
+            us-east1: {prefix}-use1
+            europe-west1: {prefix}-euw1
+        - id: kept
+          source: {prefix}-ksrc
+          replicas:
+            us-east1: {prefix}-kuse1
+          delete-policy:
+            keep: 1h
+"
+        );
+        let topology = Topology::parse(&yaml, "scenario.yaml")
+            .unwrap_or_else(|problems| panic!("scenario topology: {problems}"));
+        for (bucket, region) in topology.buckets() {
+            storage
+                .create_bucket(bucket.as_str(), region.as_str())
+                .await
+                .unwrap_or_else(|error| panic!("create bucket {bucket}: {error}"));
+        }
+        Fixture {
+            sync: DataSync {
+                topology: Arc::new(topology),
+                storage,
+                state,
+            },
+        }
+    }
+
+    /// The bucket asset with `id` (`mirrored` or `kept`).
+    pub fn asset(&self, id: &str) -> BucketAsset {
+        self.sync
+            .topology
+            .workloads()
+            .iter()
+            .flat_map(|w| w.assets.buckets.iter())
+            .find(|asset| asset.id.as_str() == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no bucket asset {id}"))
+    }
+
+    /// Writes `bytes` as `name` in the source bucket of `asset`.
+    pub async fn write(
+        &self,
+        asset: &BucketAsset,
+        name: &str,
+        bytes: &[u8],
+        options: PutOptions,
+    ) -> ObjectMeta {
+        let object = ObjectRef::new(asset.source.as_str(), name);
+        self.sync
+            .storage
+            .put(
+                &object,
+                bytes_stream(Bytes::copy_from_slice(bytes)),
+                options,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("put {object}: {error}"))
+    }
+
+    /// Deletes `name` from the source bucket of `asset`.
+    pub async fn remove(&self, asset: &BucketAsset, name: &str) {
+        let object = ObjectRef::new(asset.source.as_str(), name);
+        self.sync
+            .storage
+            .delete(&object, None)
+            .await
+            .unwrap_or_else(|error| panic!("delete {object}: {error}"));
+    }
+
+    /// Delivers a finalize or delete event of `meta` and returns its outcome.
+    pub async fn deliver(&self, asset: &BucketAsset, change: Change, meta: &ObjectMeta) -> Outcome {
+        on_object_event(&self.sync, asset, change, &event_object(meta), Utc::now())
+            .await
+            .unwrap_or_else(|error| panic!("{change:?} of {}: {error}", meta.object))
+    }
+
+    /// The content of `name` in the replica of `asset` in `region`, `None`
+    /// when it does not exist.
+    pub async fn replica(
+        &self,
+        asset: &BucketAsset,
+        region: &str,
+        name: &str,
+    ) -> Option<(ObjectMeta, Vec<u8>)> {
+        let bucket = asset
+            .replicas
+            .iter()
+            .find(|(r, _)| r.as_str() == region)
+            .map(|(_, bucket)| bucket.as_str())
+            .unwrap_or_else(|| panic!("asset {} has no replica in {region}", asset.id));
+        let object = ObjectRef::new(bucket, name);
+        match self.sync.storage.get(&object).await {
+            Ok((meta, mut body)) => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = body.next().await {
+                    bytes.extend_from_slice(
+                        &chunk.unwrap_or_else(|error| panic!("read {object}: {error}")),
+                    );
+                }
+                Some((meta, bytes))
+            }
+            Err(StorageError::NotFound { .. }) => None,
+            Err(error) => panic!("get {object}: {error}"),
+        }
+    }
+
+    /// Asserts that every replica of `asset` holds exactly `bytes` as `name`.
+    pub async fn assert_replicated(&self, asset: &BucketAsset, name: &str, bytes: &[u8]) {
+        for region in asset.replicas.keys() {
+            let (_, content) = self
+                .replica(asset, region.as_str(), name)
+                .await
+                .unwrap_or_else(|| {
+                    panic!("{name:?} missing in the {region} replica of {}", asset.id)
+                });
+            assert_eq!(
+                content, bytes,
+                "content of {name:?} in the {region} replica of {}",
+                asset.id
+            );
+        }
+    }
+
+    /// Asserts that no replica of `asset` holds `name`.
+    pub async fn assert_absent(&self, asset: &BucketAsset, name: &str) {
+        for region in asset.replicas.keys() {
+            assert!(
+                self.replica(asset, region.as_str(), name).await.is_none(),
+                "{name:?} still in the {region} replica of {}",
+                asset.id
+            );
+        }
+    }
+}
+
+/// The event data a finalize or delete of `meta` carries.
+pub fn event_object(meta: &ObjectMeta) -> StorageObject {
+    StorageObject {
+        bucket: meta.object.bucket.clone(),
+        name: meta.object.name.clone(),
+        generation: meta.generation,
+        metageneration: Some(1),
+        size: meta.size,
+        crc32c: meta.crc32c,
+        md5_hash: None,
+        content_type: meta.content_type.clone(),
+        metadata: meta.metadata.clone(),
+        storage_class: None,
+        time_created: Some(meta.updated),
+        updated: Some(meta.updated),
+    }
+}
+
+/// Runs every scenario on one fixture.
+pub async fn run_all(fixture: &Fixture) {
+    finalize_copies_content_and_metadata(fixture).await;
+    late_and_duplicate_finalizes_never_go_back(fixture).await;
+    delete_then_recreate_ends_present(fixture).await;
+    mirror_policy_deletes_replicas(fixture).await;
+    keep_policy_keeps_replicas(fixture).await;
+    unusual_names_replicate(fixture).await;
+}
+
+/// A finalize copies the object to every replica, with its content type and
+/// custom metadata.
+pub async fn finalize_copies_content_and_metadata(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let options = PutOptions {
+        content_type: Some("application/x-parquet".to_string()),
+        metadata: BTreeMap::from([("owner".to_string(), "team-ml".to_string())]),
+        if_generation_match: None,
+    };
+    let written = fixture
+        .write(&asset, "features/part-0.parquet", b"columns", options)
+        .await;
+    let outcome = fixture.deliver(&asset, Change::Finalized, &written).await;
+    assert!(
+        matches!(outcome, Outcome::Synced(ref regions) if regions.len() == 2),
+        "{outcome:?}"
+    );
+    fixture
+        .assert_replicated(&asset, "features/part-0.parquet", b"columns")
+        .await;
+    for region in ["us-east1", "europe-west1"] {
+        let (meta, _) = fixture
+            .replica(&asset, region, "features/part-0.parquet")
+            .await
+            .expect("replica");
+        assert_eq!(
+            meta.content_type.as_deref(),
+            Some("application/x-parquet"),
+            "content type in {region}"
+        );
+        assert_eq!(
+            meta.metadata.get("owner").map(String::as_str),
+            Some("team-ml"),
+            "metadata in {region}"
+        );
+        assert!(written.verifies(&meta), "size and CRC32C in {region}");
+    }
+    let again = fixture.deliver(&asset, Change::Finalized, &written).await;
+    assert_eq!(
+        again,
+        Outcome::AlreadyReplicated,
+        "a duplicate finalize does nothing"
+    );
+}
+
+/// A late finalize of an old generation never overwrites a newer replica,
+/// whether it arrives before or after the newer one's.
+pub async fn late_and_duplicate_finalizes_never_go_back(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let name = "reordered/model.bin";
+    let old = fixture
+        .write(&asset, name, b"old generation", PutOptions::default())
+        .await;
+    let new = fixture
+        .write(&asset, name, b"new generation!", PutOptions::default())
+        .await;
+    assert!(new.generation > old.generation);
+
+    // The old generation's event arrives first, after the new one exists:
+    // the newest is what gets copied.
+    fixture.deliver(&asset, Change::Finalized, &old).await;
+    fixture
+        .assert_replicated(&asset, name, b"new generation!")
+        .await;
+    fixture.deliver(&asset, Change::Finalized, &new).await;
+    fixture.deliver(&asset, Change::Finalized, &new).await;
+    let late = fixture.deliver(&asset, Change::Finalized, &old).await;
+    assert_eq!(
+        late,
+        Outcome::Stale,
+        "a finalize older than one already seen"
+    );
+    fixture
+        .assert_replicated(&asset, name, b"new generation!")
+        .await;
+    let known = ledger::read(fixture.sync.state.as_ref(), asset.source.as_str(), name)
+        .await
+        .expect("ledger");
+    assert_eq!(known.generation, new.generation);
+    assert!(known.replicated_everywhere(new.generation, ["us-east1", "europe-west1"].into_iter()));
+}
+
+/// A delete followed by a re-create ends with the object present, in every
+/// order of delivery.
+pub async fn delete_then_recreate_ends_present(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    for (case, delete_first) in [("in-order", true), ("delete-late", false)] {
+        let name = format!("recreated/{case}");
+        let first = fixture
+            .write(&asset, &name, b"first", PutOptions::default())
+            .await;
+        fixture.deliver(&asset, Change::Finalized, &first).await;
+        fixture.remove(&asset, &name).await;
+        let second = fixture
+            .write(&asset, &name, b"second", PutOptions::default())
+            .await;
+        if delete_first {
+            fixture.deliver(&asset, Change::Deleted, &first).await;
+            fixture.deliver(&asset, Change::Finalized, &second).await;
+        } else {
+            fixture.deliver(&asset, Change::Finalized, &second).await;
+            let late = fixture.deliver(&asset, Change::Deleted, &first).await;
+            assert_eq!(
+                late,
+                Outcome::Stale,
+                "{case}: a delete of a generation already replaced"
+            );
+        }
+        fixture.assert_replicated(&asset, &name, b"second").await;
+    }
+}
+
+/// Under `delete-policy: mirror` a delete removes every replica; a duplicate
+/// delete is harmless.
+pub async fn mirror_policy_deletes_replicas(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let name = "deleted/old-features.csv";
+    let written = fixture
+        .write(&asset, name, b"a,b\n1,2\n", PutOptions::default())
+        .await;
+    fixture.deliver(&asset, Change::Finalized, &written).await;
+    fixture.assert_replicated(&asset, name, b"a,b\n1,2\n").await;
+    fixture.remove(&asset, name).await;
+    fixture.deliver(&asset, Change::Deleted, &written).await;
+    fixture.assert_absent(&asset, name).await;
+    fixture.deliver(&asset, Change::Deleted, &written).await;
+    // A finalize delivered after the delete finds nothing to copy.
+    fixture.deliver(&asset, Change::Finalized, &written).await;
+    fixture.assert_absent(&asset, name).await;
+}
+
+/// Under `delete-policy: {keep: …}` a delete keeps the replica and records
+/// when the delete was seen, for the reconcile to act on once the period
+/// ends.
+pub async fn keep_policy_keeps_replicas(fixture: &Fixture) {
+    let asset = fixture.asset("kept");
+    let name = "kept/important.json";
+    let written = fixture
+        .write(&asset, name, b"{}", PutOptions::default())
+        .await;
+    fixture.deliver(&asset, Change::Finalized, &written).await;
+    fixture.remove(&asset, name).await;
+    let before = Utc::now();
+    fixture.deliver(&asset, Change::Deleted, &written).await;
+    fixture.assert_replicated(&asset, name, b"{}").await;
+    let known = ledger::read(fixture.sync.state.as_ref(), asset.source.as_str(), name)
+        .await
+        .expect("ledger");
+    assert!(!known.live, "the ledger knows the source is gone");
+    assert!(known.deleted_at.is_some_and(|at| at >= before), "{known:?}");
+}
+
+/// Names with spaces, unicode, `#`, `?`, `%` and about 1000 bytes replicate
+/// under the same name with the same bytes.
+pub async fn unusual_names_replicate(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let names = [
+        "odd/with space".to_string(),
+        "odd/ünïcödé 日本 🚀".to_string(),
+        "odd/hash#fragment".to_string(),
+        "odd/question?x=1&y".to_string(),
+        "odd/percent%20%2F%".to_string(),
+        "odd/plus+;:@<>'\"".to_string(),
+        // 998 bytes; segments stay under the 255 bytes a filesystem allows.
+        format!("odd/{}", vec!["é".repeat(99); 5].join("/")),
+    ];
+    for name in &names {
+        let written = fixture
+            .write(&asset, name, name.as_bytes(), PutOptions::default())
+            .await;
+        fixture.deliver(&asset, Change::Finalized, &written).await;
+        fixture
+            .assert_replicated(&asset, name, name.as_bytes())
+            .await;
+    }
+}
