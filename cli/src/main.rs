@@ -2,6 +2,7 @@
 //! cloud.
 
 mod local_cloud;
+mod sync;
 mod validate;
 
 use std::path::PathBuf;
@@ -30,6 +31,28 @@ enum Command {
     /// The local multi-region cloud.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Bucket and dataset replication.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// Compares every protected bucket with its replicas, repairs what
+    /// differs and reports the drift (objects the events missed).
+    Reconcile {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Reconcile the local cloud kept in this data directory instead of
+        /// Google Cloud (or the emulators named by STORAGE_EMULATOR_HOST and
+        /// FIRESTORE_EMULATOR_HOST).
+        #[arg(long)]
+        local: Option<PathBuf>,
+        /// How many repairs run at once.
+        #[arg(long, default_value_t = lifeboat_data_sync::reconcile::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +80,11 @@ fn main() -> ExitCode {
             data_dir,
             port,
         }) => local_up(&topology, &data_dir, port).map(|()| true),
+        Command::Sync(SyncCommand::Reconcile {
+            topology,
+            local,
+            concurrency,
+        }) => sync::reconcile(&topology, local.as_deref(), concurrency),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

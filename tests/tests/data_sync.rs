@@ -13,7 +13,8 @@ async fn emulator_fixture() -> Fixture {
     let storage = GcsStore::new(
         ApiEndpoint::emulator(&emulator_host("STORAGE_EMULATOR_HOST")),
         PROJECT,
-    );
+    )
+    .with_list_page_size(3);
     let state = FirestoreStore::new(
         ApiEndpoint::emulator(&emulator_host("FIRESTORE_EMULATOR_HOST")),
         PROJECT,

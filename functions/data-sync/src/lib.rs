@@ -8,6 +8,7 @@
 
 pub mod bucket_sync;
 pub mod ledger;
+pub mod reconcile;
 pub mod scenarios;
 
 use std::sync::Arc;
@@ -77,6 +78,11 @@ async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Respo
         InboundEvent::ObjectDeleted { context, object } => {
             object_event(&sync, Change::Deleted, &context, &object).await
         }
+        InboundEvent::SchedulerTick { context, tick } => {
+            let span =
+                tracing::info_span!("scheduled_reconcile", job = %tick.job, tick = %context.id);
+            scheduled_reconcile(&sync).instrument(span).await
+        }
         other => {
             tracing::info!(
                 kind = other.kind(),
@@ -84,6 +90,28 @@ async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Respo
             );
             (StatusCode::OK, "not a data-sync event").into_response()
         }
+    }
+}
+
+/// Reconciles every bucket asset: 200 when every difference was repaired,
+/// 500 when some could not be (the next tick tries again), 503 when a
+/// listing failed.
+async fn scheduled_reconcile(sync: &DataSync) -> Response {
+    let progress = |report: &reconcile::RegionReport| {
+        tracing::debug!(asset = %report.asset, region = %report.region, source_objects = report.source_objects, "reconcile progress");
+    };
+    match reconcile::reconcile_all(sync, reconcile::DEFAULT_CONCURRENCY, &progress).await {
+        Ok(reports) => {
+            let failed: u64 = reports.iter().map(|r| r.failed).sum();
+            let body = serde_json::to_string(&reports).unwrap_or_default();
+            if failed == 0 {
+                (StatusCode::OK, body).into_response()
+            } else {
+                tracing::error!(failed, "reconcile left objects unrepaired");
+                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+            }
+        }
+        Err(error) => failure(&error.to_string(), true),
     }
 }
 

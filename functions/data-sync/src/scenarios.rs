@@ -23,7 +23,8 @@ use lifeboat_shared::topology::{BucketAsset, Topology};
 
 use crate::DataSync;
 use crate::bucket_sync::{Change, Outcome, on_object_event};
-use crate::ledger;
+use crate::ledger::{self, Observation};
+use crate::reconcile::{RegionReport, reconcile_all};
 
 /// A data-sync context on a topology of its own, its buckets created.
 #[derive(Debug)]
@@ -219,6 +220,8 @@ pub async fn run_all(fixture: &Fixture) {
     mirror_policy_deletes_replicas(fixture).await;
     keep_policy_keeps_replicas(fixture).await;
     unusual_names_replicate(fixture).await;
+    reconcile_repairs_what_events_missed(fixture).await;
+    reconcile_deletes_once_the_keep_period_ends(fixture).await;
 }
 
 /// A finalize copies the object to every replica, with its content type and
@@ -396,4 +399,174 @@ pub async fn unusual_names_replicate(fixture: &Fixture) {
             .assert_replicated(&asset, name, name.as_bytes())
             .await;
     }
+}
+
+/// Reconciles every asset and returns the reports by `asset/region`.
+pub async fn reconcile(fixture: &Fixture) -> BTreeMap<String, RegionReport> {
+    let reports = reconcile_all(&fixture.sync, 4, &|_: &RegionReport| {})
+        .await
+        .unwrap_or_else(|error| panic!("reconcile: {error}"));
+    reports
+        .into_iter()
+        .map(|report| (format!("{}/{}", report.asset, report.region), report))
+        .collect()
+}
+
+/// Writes `bytes` as `name` straight into the replica of `asset` in
+/// `region`, as if something else had written there.
+async fn write_replica(
+    fixture: &Fixture,
+    asset: &BucketAsset,
+    region: &str,
+    name: &str,
+    bytes: &[u8],
+) {
+    let bucket = asset
+        .replicas
+        .iter()
+        .find(|(r, _)| r.as_str() == region)
+        .map(|(_, bucket)| bucket.as_str())
+        .expect("replica region");
+    let object = ObjectRef::new(bucket, name);
+    fixture
+        .sync
+        .storage
+        .put(
+            &object,
+            bytes_stream(Bytes::copy_from_slice(bytes)),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("put {object}: {error}"));
+}
+
+/// Objects whose events were lost (new, changed, deleted) are found and
+/// repaired by the reconcile, reported as drift, and a second reconcile
+/// finds nothing left.
+pub async fn reconcile_repairs_what_events_missed(fixture: &Fixture) {
+    let mirrored = fixture.asset("mirrored");
+    let kept = fixture.asset("kept");
+    let settled = reconcile(fixture).await;
+    assert!(settled.values().all(|r| r.failed == 0), "{settled:#?}");
+
+    for name in ["missed/a", "missed/b c", "missed/日本#?%"] {
+        fixture
+            .write(&mirrored, name, name.as_bytes(), PutOptions::default())
+            .await;
+    }
+    let changed = fixture
+        .write(
+            &mirrored,
+            "missed/changed",
+            b"version 1",
+            PutOptions::default(),
+        )
+        .await;
+    fixture
+        .deliver(&mirrored, Change::Finalized, &changed)
+        .await;
+    write_replica(
+        fixture,
+        &mirrored,
+        "us-east1",
+        "missed/changed",
+        b"tampered",
+    )
+    .await;
+    write_replica(
+        fixture,
+        &mirrored,
+        "europe-west1",
+        "missed/deleted",
+        b"stale",
+    )
+    .await;
+    write_replica(fixture, &kept, "us-east1", "missed/kept", b"kept").await;
+
+    let reports = reconcile(fixture).await;
+    let east = &reports["mirrored/us-east1"];
+    assert_eq!(
+        (
+            east.copied_missing,
+            east.repaired_different,
+            east.missed_deletes,
+            east.failed
+        ),
+        (3, 1, 0, 0),
+        "{east:#?}"
+    );
+    let west = &reports["mirrored/europe-west1"];
+    assert_eq!(
+        (
+            west.copied_missing,
+            west.repaired_different,
+            west.missed_deletes,
+            west.deleted
+        ),
+        (3, 0, 1, 1),
+        "{west:#?}"
+    );
+    assert_eq!(west.drift(), 4);
+    let kept_east = &reports["kept/us-east1"];
+    assert_eq!(
+        (kept_east.missed_deletes, kept_east.deleted),
+        (1, 0),
+        "{kept_east:#?}"
+    );
+    for name in ["missed/a", "missed/b c", "missed/日本#?%"] {
+        fixture
+            .assert_replicated(&mirrored, name, name.as_bytes())
+            .await;
+    }
+    fixture
+        .assert_replicated(&mirrored, "missed/changed", b"version 1")
+        .await;
+    fixture.assert_absent(&mirrored, "missed/deleted").await;
+    fixture
+        .assert_replicated(&kept, "missed/kept", b"kept")
+        .await;
+
+    let again = reconcile(fixture).await;
+    for (key, report) in &again {
+        assert_eq!(
+            (report.drift(), report.failed),
+            (0, 0),
+            "{key}: {report:#?}"
+        );
+        assert_eq!(
+            report.source_objects + report.kept,
+            report.replica_objects,
+            "{key}: {report:#?}"
+        );
+    }
+}
+
+/// A replica kept under `delete-policy: {keep: 1h}` is deleted by the first
+/// reconcile after the hour since the delete was seen.
+pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
+    let kept = fixture.asset("kept");
+    let name = "expired/old.bin";
+    write_replica(fixture, &kept, "us-east1", name, b"old").await;
+    let seen = Utc::now() - chrono::TimeDelta::hours(2);
+    ledger::record(
+        fixture.sync.state.as_ref(),
+        kept.source.as_str(),
+        name,
+        &[Observation::Deleted {
+            region: "us-east1".to_string(),
+            generation: 1,
+            at: seen,
+            replica_deleted: false,
+        }],
+    )
+    .await
+    .expect("ledger");
+    let reports = reconcile(fixture).await;
+    let report = &reports["kept/us-east1"];
+    assert_eq!(
+        (report.deleted, report.missed_deletes, report.failed),
+        (1, 0, 0),
+        "{report:#?}"
+    );
+    fixture.assert_absent(&kept, name).await;
 }
