@@ -17,6 +17,8 @@ use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::topology::Topology;
+use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
+use lifeboat_shared::warehouse::local::LocalWarehouse;
 
 /// Runs the reconcile of every bucket asset of the topology at
 /// `topology_file`; `local`: the local cloud's data directory instead of
@@ -71,10 +73,14 @@ async fn local_backends(topology: Topology, data_dir: &Path) -> anyhow::Result<D
                 data_dir.display()
             )
         })?;
+    let warehouse = LocalWarehouse::open(data_dir.join("warehouse"))
+        .await
+        .with_context(|| format!("opening the local warehouse in {}", data_dir.display()))?;
     Ok(DataSync {
         topology: Arc::new(topology),
         storage: Arc::new(storage),
         state: Arc::new(state),
+        warehouse: Arc::new(warehouse),
     })
 }
 
@@ -84,9 +90,12 @@ async fn cloud_backends(topology: Topology) -> anyhow::Result<DataSync> {
     let project = topology.project().as_str().to_string();
     let storage_api =
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
+    let bigquery_api =
+        ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
     let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
     Ok(DataSync {
         topology: Arc::new(topology),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
         storage: Arc::new(GcsStore::new(storage_api, project)),
         state: Arc::new(state),
     })

@@ -1,4 +1,4 @@
-//! data-sync against fake-gcs-server and the Firestore emulator: the same
+//! data-sync against fake-gcs-server, bqemulator and the Firestore emulator: the same
 //! scenario suite the local backends pass, and a server killed mid-copy.
 
 use std::sync::Arc;
@@ -12,8 +12,17 @@ use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::storage::{ObjectStore, PutOptions};
+use lifeboat_shared::warehouse::Warehouse;
+use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 use lifeboat_tests::fake_gcs::OwnServer;
 use lifeboat_tests::{PROJECT, emulator_host, unique_name};
+
+fn bigquery() -> Arc<dyn Warehouse> {
+    Arc::new(BigQueryWarehouse::new(
+        ApiEndpoint::emulator(&emulator_host("BIGQUERY_EMULATOR_HOST")),
+        PROJECT,
+    ))
+}
 
 async fn emulator_fixture() -> Fixture {
     let storage = GcsStore::new(
@@ -27,7 +36,13 @@ async fn emulator_fixture() -> Fixture {
         DEFAULT_DATABASE,
     )
     .expect("Firestore client");
-    Fixture::create(&unique_name("ds"), Arc::new(storage), Arc::new(state)).await
+    Fixture::create(
+        &unique_name("ds"),
+        Arc::new(storage),
+        Arc::new(state),
+        bigquery(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -55,7 +70,7 @@ async fn a_server_killed_mid_copy_never_leaves_a_wrong_replica() {
     let gcs = |host: &str| -> Arc<dyn ObjectStore> {
         Arc::new(GcsStore::new(ApiEndpoint::emulator(host), PROJECT))
     };
-    let fixture = Fixture::create(&prefix, gcs(&server.host), Arc::clone(&state)).await;
+    let fixture = Fixture::create(&prefix, gcs(&server.host), Arc::clone(&state), bigquery()).await;
     let asset = fixture.asset("mirrored");
     let content: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
     let big = fixture
@@ -89,7 +104,7 @@ async fn a_server_killed_mid_copy_never_leaves_a_wrong_replica() {
     assert!(down.to_string().contains("fault/small"), "{down}");
 
     let restarted = OwnServer::start(root.path());
-    let fixture = Fixture::create(&prefix, gcs(&restarted.host), state).await;
+    let fixture = Fixture::create(&prefix, gcs(&restarted.host), state, bigquery()).await;
     for region in ["us-east1", "europe-west1"] {
         if let Some((replica, _)) = fixture.replica(&asset, region, "fault/big shard").await {
             assert!(

@@ -1,15 +1,19 @@
 //! data-sync: every object of a protected Cloud Storage bucket mirrored to
-//! its replica bucket in each target region.
+//! its replica bucket in each target region, and every table of a protected
+//! BigQuery dataset copied to its replica dataset.
 //!
 //! [`router`] answers the events Eventarc (or a Pub/Sub notification) sends
-//! for the source buckets; the work itself is in plain async functions
-//! ([`bucket_sync::on_object_event`]) that take a [`DataSync`] context, so it
-//! runs the same on Cloud Run, against the emulators and in the local cloud.
+//! for the source buckets, BigQuery table-change audit events and the
+//! Scheduler's reconcile tick; the work itself is in plain async functions
+//! ([`bucket_sync::on_object_event`], [`reconcile::reconcile_all`],
+//! [`tables::sync_table`]) that take a [`DataSync`] context, so it runs the
+//! same on Cloud Run, against the emulators and in the local cloud.
 
 pub mod bucket_sync;
 pub mod ledger;
 pub mod reconcile;
 pub mod scenarios;
+pub mod tables;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +23,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use lifeboat_shared::events::{EventContext, InboundEvent, StorageObject};
+use lifeboat_shared::events::{
+    BigQueryTableChange, EventContext, InboundEvent, StorageObject, TableChangeKind,
+};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, Claim};
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::topology::{BucketAsset, Topology};
+use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
 
 use crate::bucket_sync::{Change, Outcome};
@@ -45,8 +52,10 @@ pub struct DataSync {
     pub topology: Arc<Topology>,
     /// Every bucket, source and replicas (one client reaches every region).
     pub storage: Arc<dyn ObjectStore>,
-    /// Ledger and idempotency records.
+    /// Ledger, table copy records and idempotency records.
     pub state: Arc<dyn StateStore>,
+    /// Every dataset, source and replicas.
+    pub warehouse: Arc<dyn Warehouse>,
 }
 
 impl DataSync {
@@ -78,6 +87,10 @@ async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Respo
         InboundEvent::ObjectDeleted { context, object } => {
             object_event(&sync, Change::Deleted, &context, &object).await
         }
+        InboundEvent::AuditLog { context, entry } => match &entry.bigquery {
+            Some(change) => table_change(&sync, &context, change).await,
+            None => (StatusCode::OK, "not a BigQuery table change").into_response(),
+        },
         InboundEvent::SchedulerTick { context, tick } => {
             let span =
                 tracing::info_span!("scheduled_reconcile", job = %tick.job, tick = %context.id);
@@ -93,25 +106,62 @@ async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Respo
     }
 }
 
-/// Reconciles every bucket asset: 200 when every difference was repaired,
-/// 500 when some could not be (the next tick tries again), 503 when a
-/// listing failed.
+/// Copies the table an audit event says changed to every replica region.
+async fn table_change(
+    sync: &DataSync,
+    context: &EventContext,
+    change: &BigQueryTableChange,
+) -> Response {
+    let Some(asset) = tables::dataset_asset(sync, change) else {
+        return (StatusCode::OK, "not a protected dataset").into_response();
+    };
+    if change.kind == TableChangeKind::Deleted {
+        tracing::info!(asset = %asset.id, table = %change.table.table, "source table deleted; replicas kept");
+        return (StatusCode::OK, "table deleted; replicas kept").into_response();
+    }
+    let span = tracing::info_span!("table_change", asset = %asset.id, table = %change.table.table, event = %context.id);
+    match tables::sync_table(sync, asset, &change.table.table, true)
+        .instrument(span)
+        .await
+    {
+        Ok(done) => (
+            StatusCode::OK,
+            format!("table synced to {} region(s)", done.len()),
+        )
+            .into_response(),
+        Err(error) => failure(&error.to_string(), error.is_transient()),
+    }
+}
+
+/// Reconciles every bucket asset, then every dataset: 200 when every
+/// difference was repaired, 500 when some object could not be (the next
+/// tick tries again), 503 (or 500) when a listing or a table copy failed.
 async fn scheduled_reconcile(sync: &DataSync) -> Response {
     let progress = |report: &reconcile::RegionReport| {
-        tracing::debug!(asset = %report.asset, region = %report.region, source_objects = report.source_objects, "reconcile progress");
+        tracing::debug!(
+            asset = %report.asset,
+            region = %report.region,
+            source_objects = report.source_objects,
+            "reconcile progress"
+        );
     };
-    match reconcile::reconcile_all(sync, reconcile::DEFAULT_CONCURRENCY, &progress).await {
-        Ok(reports) => {
-            let failed: u64 = reports.iter().map(|r| r.failed).sum();
-            let body = serde_json::to_string(&reports).unwrap_or_default();
-            if failed == 0 {
-                (StatusCode::OK, body).into_response()
-            } else {
-                tracing::error!(failed, "reconcile left objects unrepaired");
-                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
-            }
-        }
-        Err(error) => failure(&error.to_string(), true),
+    let buckets = reconcile::reconcile_all(sync, reconcile::DEFAULT_CONCURRENCY, &progress).await;
+    let tables = tables::reconcile_tables(sync).await;
+    let reports = match buckets {
+        Ok(reports) => reports,
+        Err(error) => return failure(&error.to_string(), true),
+    };
+    let copies = match tables {
+        Ok(copies) => copies,
+        Err(error) => return failure(&error.to_string(), error.is_transient()),
+    };
+    let failed: u64 = reports.iter().map(|r| r.failed).sum();
+    let body = serde_json::json!({ "buckets": reports, "table_copies": copies }).to_string();
+    if failed == 0 {
+        (StatusCode::OK, body).into_response()
+    } else {
+        tracing::error!(failed, "reconcile left objects unrepaired");
+        (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
     }
 }
 

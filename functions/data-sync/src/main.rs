@@ -1,5 +1,5 @@
-//! The data-sync service on Cloud Run: Cloud Storage and Firestore from the
-//! environment (or their emulators), the topology from `$LIFEBOAT_TOPOLOGY`.
+//! The data-sync service on Cloud Run: Cloud Storage, BigQuery and Firestore
+//! from the environment (or their emulators), the topology from `$LIFEBOAT_TOPOLOGY`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use lifeboat_shared::server::Service;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::topology::Topology;
+use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,11 +21,13 @@ async fn main() -> anyhow::Result<()> {
     let project = topology.project().as_str().to_string();
     let storage_api =
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
-    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let bigquery_api =
+        ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
     let sync = DataSync {
-        topology: Arc::new(topology),
+        state: Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
         storage: Arc::new(GcsStore::new(storage_api, project)),
-        state: Arc::new(state),
+        topology: Arc::new(topology),
     };
     Service::new(SERVICE, router(sync))
         .with_request_timeout(Duration::from_secs(3600))

@@ -6,7 +6,8 @@
 //! [`Fixture::create`] writes a topology with two bucket assets whose bucket
 //! names start with a caller-chosen prefix (unique per run on a shared
 //! emulator): `mirrored` (delete policy mirror, replicas in two regions) and
-//! `kept` (delete policy keep 1 h, one replica).
+//! `kept` (delete policy keep 1 h, one replica), and one dataset asset
+//! `events` with replica datasets in both standby regions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,11 +21,13 @@ use lifeboat_shared::storage::{
     ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream,
 };
 use lifeboat_shared::topology::{BucketAsset, Topology};
+use lifeboat_shared::warehouse::{Column, TableRef, Warehouse};
 
 use crate::DataSync;
 use crate::bucket_sync::{Change, Outcome, on_object_event};
 use crate::ledger::{self, Observation};
 use crate::reconcile::{RegionReport, reconcile_all};
+use crate::tables::{self, TableSync};
 
 /// A data-sync context on a topology of its own, its buckets created.
 #[derive(Debug)]
@@ -40,7 +43,9 @@ impl Fixture {
         prefix: &str,
         storage: Arc<dyn ObjectStore>,
         state: Arc<dyn StateStore>,
+        warehouse: Arc<dyn Warehouse>,
     ) -> Fixture {
+        let datasets = prefix.replace('-', "_");
         let yaml = format!(
             "project: lifeboat-test
 regions:
@@ -67,6 +72,12 @@ workloads:
             us-east1: {prefix}-kuse1
           delete-policy:
             keep: 1h
+      datasets:
+        - id: events
+          source: {datasets}_src
+          replicas:
+            us-east1: {datasets}_use1
+            europe-west1: {datasets}_euw1
 "
         );
         let topology = Topology::parse(&yaml, "scenario.yaml")
@@ -77,11 +88,24 @@ workloads:
                 .await
                 .unwrap_or_else(|error| panic!("create bucket {bucket}: {error}"));
         }
+        let project = topology.project().as_str().to_string();
+        let primary = topology.primary().to_string();
+        for asset in topology.workloads().iter().flat_map(|w| &w.assets.datasets) {
+            let mut datasets = vec![(asset.source.as_str(), primary.as_str())];
+            datasets.extend(asset.replicas.iter().map(|(r, d)| (d.as_str(), r.as_str())));
+            for (dataset, location) in datasets {
+                warehouse
+                    .create_dataset(&project, dataset, location)
+                    .await
+                    .unwrap_or_else(|error| panic!("create dataset {dataset}: {error}"));
+            }
+        }
         Fixture {
             sync: DataSync {
                 topology: Arc::new(topology),
                 storage,
                 state,
+                warehouse,
             },
         }
     }
@@ -222,6 +246,7 @@ pub async fn run_all(fixture: &Fixture) {
     unusual_names_replicate(fixture).await;
     reconcile_repairs_what_events_missed(fixture).await;
     reconcile_deletes_once_the_keep_period_ends(fixture).await;
+    table_changes_are_copied_and_verified(fixture).await;
 }
 
 /// A finalize copies the object to every replica, with its content type and
@@ -569,4 +594,105 @@ pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
         "{report:#?}"
     );
     fixture.assert_absent(&kept, name).await;
+}
+
+/// A changed table is copied to every replica dataset and verified by row
+/// count, its copy recorded per region; the reconcile copies a table no
+/// event announced and leaves current tables alone.
+pub async fn table_changes_are_copied_and_verified(fixture: &Fixture) {
+    let sync = &fixture.sync;
+    let asset = sync
+        .topology
+        .workloads()
+        .iter()
+        .flat_map(|w| w.assets.datasets.iter())
+        .find(|asset| asset.id.as_str() == "events")
+        .cloned()
+        .expect("dataset asset");
+    let project = sync.topology.project().as_str();
+    let source_table = |table: &str| TableRef::new(project, asset.source.as_str(), table);
+    let columns = [
+        Column {
+            name: "id".to_string(),
+            kind: "INTEGER".to_string(),
+        },
+        Column {
+            name: "page".to_string(),
+            kind: "STRING".to_string(),
+        },
+    ];
+    let clicks = source_table("clicks");
+    sync.warehouse
+        .create_table(&clicks, &columns)
+        .await
+        .expect("create clicks");
+    let rows = |from: i64, to: i64| -> Vec<serde_json::Value> {
+        (from..to)
+            .map(|i| serde_json::json!({"id": i, "page": format!("/p/{i}")}))
+            .collect()
+    };
+    sync.warehouse
+        .insert_rows(&clicks, &rows(0, 2))
+        .await
+        .expect("insert");
+
+    for expected in [2, 3] {
+        if expected == 3 {
+            sync.warehouse
+                .insert_rows(&clicks, &rows(2, 3))
+                .await
+                .expect("insert");
+        }
+        let done = tables::sync_table(sync, &asset, "clicks", true)
+            .await
+            .unwrap_or_else(|error| panic!("sync clicks: {error}"));
+        assert_eq!(done.len(), 2, "{done:?}");
+        for (region, replica) in &asset.replicas {
+            let table = TableRef::new(project, replica.as_str(), "clicks");
+            let counted = sync
+                .warehouse
+                .row_count(&table)
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"));
+            assert_eq!(counted, expected, "rows of {table}");
+            let copy = tables::last_copy(sync, &asset, region.as_str(), "clicks")
+                .await
+                .expect("copy record")
+                .unwrap_or_else(|| panic!("no copy record for {region}"));
+            assert_eq!(copy.rows, expected, "recorded rows in {region}");
+        }
+    }
+
+    let views = source_table("views");
+    sync.warehouse
+        .create_table(&views, &columns)
+        .await
+        .expect("create views");
+    sync.warehouse
+        .insert_rows(&views, &rows(0, 5))
+        .await
+        .expect("insert");
+    let copies = tables::reconcile_tables(sync)
+        .await
+        .expect("reconcile tables");
+    let copied: Vec<(&str, &str, u64)> = copies
+        .iter()
+        .map(|c| (c.table.as_str(), c.region.as_str(), c.rows))
+        .collect();
+    assert_eq!(
+        copied,
+        [("views", "europe-west1", 5), ("views", "us-east1", 5)],
+        "{copies:#?}"
+    );
+    let again = tables::reconcile_tables(sync)
+        .await
+        .expect("reconcile tables");
+    assert!(again.is_empty(), "current tables copied again: {again:#?}");
+    let current = tables::sync_table(sync, &asset, "views", false)
+        .await
+        .expect("sync views");
+    assert!(
+        current.iter().all(|(_, done)| *done == TableSync::Current),
+        "{current:?}"
+    );
 }

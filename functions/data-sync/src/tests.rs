@@ -8,6 +8,7 @@ use base64::Engine;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{ObjectMeta, PutOptions};
+use lifeboat_shared::warehouse::local::LocalWarehouse;
 use tower::ServiceExt as _;
 
 use crate::scenarios::{self, Fixture};
@@ -19,7 +20,16 @@ async fn local_fixture(dir: &std::path::Path) -> Fixture {
     let state = LocalStateStore::open(dir.join("state"))
         .await
         .expect("state");
-    Fixture::create("ds", Arc::new(storage), Arc::new(state)).await
+    let warehouse = LocalWarehouse::open(dir.join("warehouse"))
+        .await
+        .expect("warehouse");
+    Fixture::create(
+        "ds",
+        Arc::new(storage),
+        Arc::new(state),
+        Arc::new(warehouse),
+    )
+    .await
 }
 
 #[tokio::test]

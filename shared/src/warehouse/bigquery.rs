@@ -256,6 +256,52 @@ impl Warehouse for BigQueryWarehouse {
         })
     }
 
+    async fn row_count(&self, table: &TableRef) -> Result<u64, WarehouseError> {
+        let context = format!("count rows of {table}");
+        if [&table.project, &table.dataset, &table.table]
+            .iter()
+            .any(|id| id.contains('`'))
+        {
+            return Err(WarehouseError::Rejected {
+                context,
+                status: 400,
+                message: "a table id cannot hold a backtick".to_string(),
+            });
+        }
+        let query = format!(
+            "SELECT COUNT(*) FROM `{}.{}.{}`",
+            table.project, table.dataset, table.table
+        );
+        let request = self
+            .client
+            .post(self.url(&self.job_project, "/queries"))
+            .json(&json!({ "query": query, "useLegacySql": false, "timeoutMs": 60_000 }));
+        let mut answer = self.call(&context, &table.to_string(), request).await?;
+        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        while answer["jobComplete"].as_bool() == Some(false) {
+            let job_id = answer["jobReference"]["jobId"]
+                .as_str()
+                .ok_or_else(|| backend(&context, "an incomplete query without a job id"))?
+                .to_string();
+            if tokio::time::Instant::now() >= deadline {
+                return Err(backend(&context, format!("query {job_id} still running")));
+            }
+            tokio::time::sleep(JOB_POLL_INTERVAL).await;
+            let poll = self
+                .client
+                .get(self.url(&self.job_project, &format!("/queries/{}", encode(&job_id))));
+            answer = self
+                .call(&context, &format!("query {job_id}"), poll)
+                .await?;
+        }
+        let count = &answer["rows"][0]["f"][0]["v"];
+        count
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .or_else(|| count.as_u64())
+            .ok_or_else(|| backend(&context, format!("unreadable COUNT(*) answer: {count}")))
+    }
+
     async fn copy_table(
         &self,
         source: &TableRef,

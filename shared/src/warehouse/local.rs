@@ -224,6 +224,10 @@ impl Warehouse for LocalWarehouse {
         Ok(meta(table, &self.read(table).await?))
     }
 
+    async fn row_count(&self, table: &TableRef) -> Result<u64, WarehouseError> {
+        Ok(self.read(table).await?.rows.len() as u64)
+    }
+
     async fn copy_table(
         &self,
         source: &TableRef,

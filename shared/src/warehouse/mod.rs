@@ -62,7 +62,8 @@ pub struct TableMeta {
     pub table: TableRef,
     /// When its data or schema last changed.
     pub last_modified: DateTime<Utc>,
-    /// How many rows it holds.
+    /// How many rows its metadata says it holds (may lag behind recent
+    /// writes; [`Warehouse::row_count`] counts them).
     pub num_rows: u64,
 }
 
@@ -148,6 +149,10 @@ pub trait Warehouse: Send + Sync + fmt::Debug {
 
     /// The freshness and row count of `table`.
     async fn table(&self, table: &TableRef) -> Result<TableMeta, WarehouseError>;
+
+    /// Counts the rows of `table` (`SELECT COUNT(*)`, which BigQuery answers
+    /// from metadata without scanning): what a copy is verified by.
+    async fn row_count(&self, table: &TableRef) -> Result<u64, WarehouseError>;
 
     /// Replaces `destination` with a copy of `source` (a copy job with
     /// `WRITE_TRUNCATE`, created if needed) and waits until it is done.
