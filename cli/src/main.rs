@@ -2,6 +2,7 @@
 //! cloud.
 
 mod local_cloud;
+mod status;
 mod sync;
 mod validate;
 
@@ -31,6 +32,17 @@ enum Command {
     /// The local multi-region cloud.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// The RPO exposure of every replicated bucket and dataset, per region,
+    /// against its target.
+    Status {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Read the local cloud kept in this data directory instead of
+        /// Google Cloud.
+        #[arg(long)]
+        local: Option<PathBuf>,
+    },
     /// Bucket and dataset replication.
     #[command(subcommand)]
     Sync(SyncCommand),
@@ -80,6 +92,7 @@ fn main() -> ExitCode {
             data_dir,
             port,
         }) => local_up(&topology, &data_dir, port).map(|()| true),
+        Command::Status { topology, local } => status::run(&topology, local.as_deref()),
         Command::Sync(SyncCommand::Reconcile {
             topology,
             local,

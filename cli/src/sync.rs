@@ -32,10 +32,7 @@ pub fn reconcile(
         Topology::load(topology_file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let sync = match local {
-            Some(data_dir) => local_backends(topology, data_dir).await?,
-            None => cloud_backends(topology).await?,
-        };
+        let sync = backends(topology, local).await?;
         let started = Instant::now();
         let progress = |report: &RegionReport| {
             let mut err = std::io::stderr().lock();
@@ -56,6 +53,14 @@ pub fn reconcile(
         print_reports(&reports);
         Ok(reports.iter().all(|report| report.failed == 0))
     })
+}
+
+/// The backends of the local cloud kept in `local`, or else of Google Cloud.
+pub(crate) async fn backends(topology: Topology, local: Option<&Path>) -> anyhow::Result<DataSync> {
+    match local {
+        Some(data_dir) => local_backends(topology, data_dir).await,
+        None => cloud_backends(topology).await,
+    }
 }
 
 /// The local cloud's storage and state under `data_dir` (as `lifeboat local

@@ -1,4 +1,4 @@
-//! `lifeboat sync reconcile` as a user runs it, on a local cloud's data
+//! `lifeboat sync reconcile` and `lifeboat status` as a user runs them, on a local cloud's data
 //! directory whose replicas lag behind their sources.
 
 use std::path::Path;
@@ -78,6 +78,32 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
             "0"
         ],
         "{stdout}"
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["status", "--topology"])
+        .arg(&topology_file)
+        .arg("--local")
+        .arg(dir.path())
+        .output()
+        .expect("lifeboat runs");
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{shown}");
+    let row = shown
+        .lines()
+        .find(|line| line.starts_with("bucket") && line.contains("pretraining-corpus"))
+        .unwrap_or_else(|| panic!("no RPO row for the bucket:\n{shown}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        columns[..6],
+        [
+            "bucket",
+            "pretraining-corpus",
+            "us-west1",
+            "0s",
+            "21600s",
+            "yes"
+        ],
+        "{shown}"
     );
     for name in names {
         let replica = store

@@ -12,6 +12,7 @@
 pub mod bucket_sync;
 pub mod ledger;
 pub mod reconcile;
+pub mod rpo;
 pub mod scenarios;
 pub mod tables;
 
@@ -59,6 +60,46 @@ pub struct DataSync {
 }
 
 impl DataSync {
+    /// The RPO target, in seconds, of the workload protecting the asset
+    /// `asset` (0 if no workload does).
+    pub fn target_rpo_seconds(&self, asset: &str) -> u64 {
+        self.topology
+            .workloads()
+            .iter()
+            .find(|w| {
+                w.assets.buckets.iter().any(|b| b.id.as_str() == asset)
+                    || w.assets.datasets.iter().any(|d| d.id.as_str() == asset)
+            })
+            .map_or(0, |w| w.target_rpo().as_secs())
+    }
+
+    /// Notes in the RPO records that a change of `asset` written at
+    /// `source_time` is not replicated in `regions` (logged, never fatal:
+    /// the reconcile rewrites these records anyway).
+    pub async fn note_unreplicated<'a>(
+        &self,
+        kind: rpo::AssetKind,
+        asset: &str,
+        regions: impl Iterator<Item = &'a str>,
+        source_time: chrono::DateTime<chrono::Utc>,
+    ) {
+        let target = self.target_rpo_seconds(asset);
+        for region in regions {
+            if let Err(error) = rpo::note_unreplicated(
+                self.state.as_ref(),
+                kind,
+                asset,
+                region,
+                target,
+                source_time,
+            )
+            .await
+            {
+                tracing::warn!(asset, region, %error, "could not note the unreplicated change");
+            }
+        }
+    }
+
     /// The bucket asset whose source bucket is `bucket`, if any.
     pub fn bucket_asset(&self, bucket: &str) -> Option<&BucketAsset> {
         self.topology
@@ -129,7 +170,17 @@ async fn table_change(
             format!("table synced to {} region(s)", done.len()),
         )
             .into_response(),
-        Err(error) => failure(&error.to_string(), error.is_transient()),
+        Err(error) => {
+            let regions = asset.replicas.keys().map(|region| region.as_str());
+            sync.note_unreplicated(
+                rpo::AssetKind::Dataset,
+                asset.id.as_str(),
+                regions,
+                context.time,
+            )
+            .await;
+            failure(&error.to_string(), error.is_transient())
+        }
     }
 }
 
@@ -209,6 +260,13 @@ async fn object_event(
                 (StatusCode::OK, describe(&outcome)).into_response()
             }
             Err(error) => {
+                let regions = asset.replicas.keys().map(|region| region.as_str());
+                let written = object
+                    .time_created
+                    .or(object.updated)
+                    .unwrap_or(context.time);
+                sync.note_unreplicated(rpo::AssetKind::Bucket, asset.id.as_str(), regions, written)
+                    .await;
                 if let Err(abandon_error) = idempotency::abandon(state, &token).await {
                     tracing::warn!(error = %abandon_error, "could not give the claim up");
                 }

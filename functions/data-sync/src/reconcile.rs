@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
+use crate::rpo::{self, AssetKind, RpoRecord};
 
 /// How many repairs run at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -183,9 +184,23 @@ pub async fn reconcile_all(
         .collect();
     let mut reports = Vec::new();
     for asset in &assets {
+        let target_seconds = sync.target_rpo_seconds(asset.id.as_str());
         for region in asset.replicas.keys() {
-            reports
-                .push(reconcile_region(sync, asset, region.as_str(), concurrency, progress).await?);
+            let checked_at = Utc::now();
+            let report =
+                reconcile_region(sync, asset, region.as_str(), concurrency, progress).await?;
+            let record = RpoRecord {
+                kind: AssetKind::Bucket,
+                asset: asset.id.to_string(),
+                region: region.to_string(),
+                target_seconds,
+                oldest_unreplicated: report.oldest_unreplicated,
+                checked_at: Some(checked_at),
+            };
+            if let Err(error) = rpo::record_check(sync.state.as_ref(), &record).await {
+                tracing::warn!(asset = %asset.id, region = %region, %error, "could not record the RPO check");
+            }
+            reports.push(report);
         }
     }
     Ok(reports)

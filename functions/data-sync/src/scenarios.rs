@@ -27,6 +27,7 @@ use crate::DataSync;
 use crate::bucket_sync::{Change, Outcome, on_object_event};
 use crate::ledger::{self, Observation};
 use crate::reconcile::{RegionReport, reconcile_all};
+use crate::rpo;
 use crate::tables::{self, TableSync};
 
 /// A data-sync context on a topology of its own, its buckets created.
@@ -695,4 +696,22 @@ pub async fn table_changes_are_copied_and_verified(fixture: &Fixture) {
         current.iter().all(|(_, done)| *done == TableSync::Current),
         "{current:?}"
     );
+
+    let checked = Utc::now() - chrono::TimeDelta::minutes(5);
+    let records = rpo::read_all(sync.state.as_ref())
+        .await
+        .expect("RPO records");
+    for region in ["us-east1", "europe-west1"] {
+        let record = records
+            .iter()
+            .find(|r| {
+                r.kind == rpo::AssetKind::Dataset && r.asset == "events" && r.region == region
+            })
+            .unwrap_or_else(|| panic!("no RPO record for events in {region}: {records:#?}"));
+        assert!(
+            record.checked_at.is_some_and(|at| at >= checked),
+            "{record:?}"
+        );
+        assert_eq!(record.target_seconds, 24 * 3600, "research training's RPO");
+    }
 }

@@ -17,6 +17,7 @@ use lifeboat_shared::warehouse::{TableRef, WarehouseError};
 use serde::{Deserialize, Serialize};
 
 use crate::DataSync;
+use crate::rpo::{self, AssetKind, RpoRecord};
 
 /// The collection of table copy records.
 pub const COLLECTION: &str = "data-sync.tables";
@@ -106,8 +107,10 @@ pub fn split_dataset<'a>(id: &'a str, default_project: &'a str) -> (&'a str, &'a
     id.split_once('.').unwrap_or((default_project, id))
 }
 
-fn record_id(asset: &str, region: &str, table: &str) -> String {
-    format!("{asset}.{region}.{table}")
+/// The record of `table` in `region`: named after the asset and its source
+/// dataset, so renaming either starts afresh.
+fn record_id(asset: &DatasetAsset, region: &str, table: &str) -> String {
+    format!("{}.{}.{region}.{table}", asset.id, asset.source)
 }
 
 /// Reads the last verified copy of `table` to `region`, if any.
@@ -123,7 +126,7 @@ pub async fn last_copy(
         table: table.to_string(),
         source,
     };
-    let id = record_id(asset.id.as_str(), region, table);
+    let id = record_id(asset, region, table);
     match sync
         .state
         .get(COLLECTION, &id)
@@ -216,7 +219,7 @@ pub async fn sync_table(
             rows: copied_rows,
             verified_at: Utc::now(),
         };
-        record(sync, &copy).await?;
+        record(sync, asset, &copy).await?;
         tracing::info!(asset = %asset.id, region, table, rows = copy.rows, "table copied and verified");
         done.push((region.to_string(), TableSync::Copied(copy)));
     }
@@ -224,8 +227,8 @@ pub async fn sync_table(
 }
 
 /// Writes `copy` unless a record of a newer source time is already there.
-async fn record(sync: &DataSync, copy: &TableCopy) -> Result<(), TableError> {
-    let id = record_id(&copy.asset, &copy.region, &copy.table);
+async fn record(sync: &DataSync, asset: &DatasetAsset, copy: &TableCopy) -> Result<(), TableError> {
+    let id = record_id(asset, &copy.region, &copy.table);
     let record_error = |source| TableError::Record {
         asset: copy.asset.clone(),
         region: copy.region.clone(),
@@ -307,12 +310,32 @@ pub async fn reconcile_tables(sync: &DataSync) -> Result<Vec<TableCopy>, TableEr
                 region: sync.topology.primary().to_string(),
                 source,
             })?;
+        let checked_at = Utc::now();
         for table in tables {
             for (_, done) in sync_table(sync, asset, &table, false).await? {
                 if let TableSync::Copied(copy) = done {
                     copies.push(copy);
                 }
             }
+        }
+        // Every table of the asset is verified as of the check.
+        for region in asset.replicas.keys() {
+            let record = RpoRecord {
+                kind: AssetKind::Dataset,
+                asset: asset.id.to_string(),
+                region: region.to_string(),
+                target_seconds: sync.target_rpo_seconds(asset.id.as_str()),
+                oldest_unreplicated: None,
+                checked_at: Some(checked_at),
+            };
+            rpo::record_check(sync.state.as_ref(), &record)
+                .await
+                .map_err(|source| TableError::Record {
+                    asset: asset.id.to_string(),
+                    region: region.to_string(),
+                    table: "*".to_string(),
+                    source,
+                })?;
         }
     }
     Ok(copies)
