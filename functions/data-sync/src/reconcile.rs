@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use lifeboat_shared::storage::replica::replicate;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 use serde::Serialize;
@@ -185,7 +186,9 @@ pub async fn reconcile_all(
     let mut reports = Vec::new();
     for asset in &assets {
         let target_seconds = sync.target_rpo_seconds(asset.id.as_str());
-        for region in asset.replicas.keys() {
+        // The regions of one asset are walked at the same time, each with
+        // its own bounded listing pages and batch.
+        let regions = asset.replicas.keys().map(|region| async move {
             let checked_at = Utc::now();
             let report =
                 reconcile_region(sync, asset, region.as_str(), concurrency, progress).await?;
@@ -200,8 +203,9 @@ pub async fn reconcile_all(
             if let Err(error) = rpo::record_check(sync.state.as_ref(), &record).await {
                 tracing::warn!(asset = %asset.id, region = %region, %error, "could not record the RPO check");
             }
-            reports.push(report);
-        }
+            Ok::<_, ReconcileError>(report)
+        });
+        reports.extend(futures::future::try_join_all(regions).await?);
     }
     Ok(reports)
 }
@@ -392,6 +396,9 @@ impl Walk<'_> {
         let name = meta.object.name.as_str();
         let source = ObjectRef::new(asset.source.as_str(), name);
         let replica = ObjectRef::new(self.replica_bucket, name);
+        if let Difference::Missing(listed) | Difference::Different(listed) = difference {
+            return self.copy_listed(listed, &source, &replica).await;
+        }
         let known = ledger::read(self.sync.state.as_ref(), &source.bucket, name)
             .await
             .map_err(|error| SyncError::Ledger {
@@ -455,6 +462,45 @@ impl Walk<'_> {
             ) => Repair::Kept { missed },
             (_, Converged::Absent { .. }) => Repair::Nothing,
         })
+    }
+
+    /// Copies the generation the listing showed, then checks that it is
+    /// still the live one; if the source changed meanwhile, falls back to
+    /// [`converge`]. The ledger is left alone: it only speeds up events,
+    /// which converge on the live generation whatever it says.
+    async fn copy_listed(
+        &self,
+        listed: &ObjectMeta,
+        source: &ObjectRef,
+        replica: &ObjectRef,
+    ) -> Result<Repair, SyncError> {
+        let store = self.sync.storage.as_ref();
+        let failed = |error| SyncError::Storage {
+            asset: self.asset.id.to_string(),
+            region: self.region.to_string(),
+            source: error,
+        };
+        match replicate(store, listed, replica).await {
+            Ok(_) => match store.head(source).await {
+                Ok(live) if live.generation == listed.generation => return Ok(Repair::Copied),
+                Ok(_) | Err(StorageError::NotFound { .. }) => {}
+                Err(error) => return Err(failed(error)),
+            },
+            // Replaced or deleted since it was listed.
+            Err(StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. }) => {}
+            Err(error @ StorageError::Verification { .. }) => {
+                // Never leave a replica with the wrong bytes.
+                let _ = store.delete(replica, None).await;
+                return Err(failed(error));
+            }
+            Err(error) => return Err(failed(error)),
+        }
+        Ok(
+            match converge(store, self.asset, self.region, source, replica).await? {
+                Converged::Replicated { .. } => Repair::Copied,
+                Converged::Absent { .. } => Repair::Nothing,
+            },
+        )
     }
 
     /// Records what a repair found in the ledger.
