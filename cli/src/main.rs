@@ -3,6 +3,8 @@
 
 mod local_cloud;
 mod status;
+mod sync;
+mod sync_status;
 mod validate;
 mod write_checkpoint;
 
@@ -49,6 +51,39 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Bucket and dataset replication.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// Compares every protected bucket with its replicas, repairs what
+    /// differs and reports the drift (objects the events missed).
+    Reconcile {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Reconcile the local cloud kept in this data directory instead of
+        /// Google Cloud (or the emulators named by STORAGE_EMULATOR_HOST and
+        /// FIRESTORE_EMULATOR_HOST).
+        #[arg(long)]
+        local: Option<PathBuf>,
+        /// How many repairs run at once.
+        #[arg(long, default_value_t = lifeboat_data_sync::reconcile::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+    },
+    /// The RPO exposure of every replicated bucket and dataset, per region,
+    /// against its target. Exits 1 when one misses it.
+    Status {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Read the local cloud kept in this data directory instead of
+        /// Google Cloud.
+        #[arg(long)]
+        local: Option<PathBuf>,
     },
 }
 
@@ -127,6 +162,14 @@ fn main() -> ExitCode {
             };
             status::run(&topology, source, json).await
         }),
+        Command::Sync(SyncCommand::Reconcile {
+            topology,
+            local,
+            concurrency,
+        }) => sync::reconcile(&topology, local.as_deref(), concurrency),
+        Command::Sync(SyncCommand::Status { topology, local }) => {
+            sync_status::run(&topology, local.as_deref())
+        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -10,3 +10,4 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod topology;
+pub mod warehouse;

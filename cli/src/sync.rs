@@ -1,0 +1,131 @@
+//! `lifeboat sync reconcile`: the reconcile data-sync runs on its schedule,
+//! run now from a terminal, with progress, against Google Cloud (or the
+//! emulators named by `STORAGE_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST`)
+//! or against the local cloud's data directory.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use lifeboat_data_sync::DataSync;
+use lifeboat_data_sync::reconcile::{RegionReport, reconcile_all};
+use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::storage::gcs::GcsStore;
+use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::topology::Topology;
+use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
+use lifeboat_shared::warehouse::local::LocalWarehouse;
+
+/// Runs the reconcile of every bucket asset of the topology at
+/// `topology_file`; `local`: the local cloud's data directory instead of
+/// Google Cloud. Returns whether every difference was repaired.
+pub fn reconcile(
+    topology_file: &Path,
+    local: Option<&Path>,
+    concurrency: usize,
+) -> anyhow::Result<bool> {
+    let topology =
+        Topology::load(topology_file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let sync = backends(topology, local).await?;
+        let started = Instant::now();
+        let progress = |report: &RegionReport| {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r{} -> {}: {} source objects checked, {} drift, {} failed ({:.0?})   ",
+                report.asset,
+                report.region,
+                report.source_objects,
+                report.drift(),
+                report.failed,
+                started.elapsed()
+            );
+            let _ = err.flush();
+        };
+        let reports = reconcile_all(&sync, concurrency, &progress).await?;
+        eprintln!();
+        print_reports(&reports);
+        Ok(reports.iter().all(|report| report.failed == 0))
+    })
+}
+
+/// The backends of the local cloud kept in `local`, or else of Google Cloud.
+pub(crate) async fn backends(topology: Topology, local: Option<&Path>) -> anyhow::Result<DataSync> {
+    match local {
+        Some(data_dir) => local_backends(topology, data_dir).await,
+        None => cloud_backends(topology).await,
+    }
+}
+
+/// The local cloud's storage and state under `data_dir` (as `lifeboat local
+/// up --data-dir` keeps them).
+async fn local_backends(topology: Topology, data_dir: &Path) -> anyhow::Result<DataSync> {
+    let data_dir = data_dir.join(topology.project().as_str());
+    let storage = LocalStore::open(data_dir.join("storage"))
+        .await
+        .with_context(|| format!("opening the local object store in {}", data_dir.display()))?;
+    let state = LocalStateStore::open(data_dir.join("state"))
+        .await
+        .with_context(|| {
+            format!(
+                "opening the local state store in {} (stop `lifeboat local up` first: it holds it)",
+                data_dir.display()
+            )
+        })?;
+    let warehouse = LocalWarehouse::open(data_dir.join("warehouse"))
+        .await
+        .with_context(|| format!("opening the local warehouse in {}", data_dir.display()))?;
+    Ok(DataSync {
+        topology: Arc::new(topology),
+        storage: Arc::new(storage),
+        state: Arc::new(state),
+        warehouse: Arc::new(warehouse),
+    })
+}
+
+/// Cloud Storage and Firestore, or their emulators when the usual variables
+/// name them.
+async fn cloud_backends(topology: Topology) -> anyhow::Result<DataSync> {
+    let project = topology.project().as_str().to_string();
+    let storage_api =
+        ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
+    let bigquery_api =
+        ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
+    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    Ok(DataSync {
+        topology: Arc::new(topology),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        storage: Arc::new(GcsStore::new(storage_api, project)),
+        state: Arc::new(state),
+    })
+}
+
+fn print_reports(reports: &[RegionReport]) {
+    println!(
+        "{:<24} {:<16} {:>10} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        "asset", "region", "objects", "copied", "repaired", "deleted", "kept", "drift", "failed"
+    );
+    for r in reports {
+        println!(
+            "{:<24} {:<16} {:>10} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+            r.asset,
+            r.region,
+            r.source_objects,
+            r.copied_missing,
+            r.repaired_different,
+            r.deleted,
+            r.kept,
+            r.drift(),
+            r.failed
+        );
+        if !r.drift_samples.is_empty() {
+            println!("  drift, for example: {}", r.drift_samples.join(", "));
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Bucket replication on object events: after a finalize or a delete in a
+//! protected bucket, each replica bucket is brought to what the source holds
+//! *now*.
+//!
+//! Events arrive late, twice and out of order, so an event is only a hint
+//! that a name changed: [`converge`] reads the source's live generation and
+//! copies that one (server-side, verified by size and CRC32C), or applies the
+//! delete policy when the source is gone, then reads the source again and
+//! starts over if it changed meanwhile. Whatever order two workers finish
+//! in, the last one to check sees the newest generation in place; a late
+//! finalize of an old generation therefore never leaves old bytes behind,
+//! and a delete followed by a re-create ends with the object present. The
+//! [`ledger`] answers stale and duplicate events without touching storage.
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::state::StateError;
+use lifeboat_shared::storage::replica::{existing_replica, replicate};
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
+use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
+
+use crate::DataSync;
+use crate::ledger::{self, Observation};
+
+/// How many times [`converge`] starts over when the source changes under it.
+const CONVERGE_ATTEMPTS: usize = 5;
+
+/// What went wrong while syncing one object. Every variant names the asset,
+/// the object and, where there is one, the region.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A storage call failed.
+    #[error("asset {asset}, region {region}: {source}")]
+    Storage {
+        /// The bucket asset.
+        asset: String,
+        /// The replica region.
+        region: String,
+        /// The failure, which names the object.
+        #[source]
+        source: StorageError,
+    },
+    /// Reading or writing the ledger failed.
+    #[error("asset {asset}, {object}: ledger: {source}")]
+    Ledger {
+        /// The bucket asset.
+        asset: String,
+        /// The source object.
+        object: ObjectRef,
+        /// The failure.
+        #[source]
+        source: StateError,
+    },
+    /// The source changed on every attempt; a later delivery will try again.
+    #[error(
+        "asset {asset}, region {region}, {object}: the source kept changing over {attempts} attempts"
+    )]
+    Unsettled {
+        /// The bucket asset.
+        asset: String,
+        /// The replica region.
+        region: String,
+        /// The source object.
+        object: ObjectRef,
+        /// How many attempts were made.
+        attempts: usize,
+    },
+}
+
+impl SyncError {
+    /// True when a retry may succeed: the sender should redeliver (5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Storage { source, .. } => matches!(
+                source,
+                StorageError::Backend { .. }
+                    | StorageError::PreconditionFailed { .. }
+                    | StorageError::Verification { .. }
+            ),
+            SyncError::Ledger { source, .. } => {
+                source.is_transient() || matches!(source, StateError::Conflict { .. })
+            }
+            SyncError::Unsettled { .. } => true,
+        }
+    }
+}
+
+/// The state a replica was brought to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Converged {
+    /// The replica holds the source's live generation, verified.
+    Replicated {
+        /// The source generation now in the replica.
+        generation: i64,
+        /// When the source wrote that generation.
+        source_time: DateTime<Utc>,
+        /// Whether a copy was made (false: the replica already verified).
+        copied: bool,
+    },
+    /// The source object does not exist.
+    Absent {
+        /// Whether the replica was deleted (mirror policy) or kept.
+        replica_deleted: bool,
+    },
+}
+
+/// Brings `replica` to what `source` holds now: the live generation copied
+/// and verified, or, when the source is gone, the delete policy applied.
+/// Starts over while the source changes under it.
+pub async fn converge(
+    store: &dyn ObjectStore,
+    asset: &BucketAsset,
+    region: &str,
+    source: &ObjectRef,
+    replica: &ObjectRef,
+) -> Result<Converged, SyncError> {
+    let failed = |source: StorageError| SyncError::Storage {
+        asset: asset.id.to_string(),
+        region: region.to_string(),
+        source,
+    };
+    for _ in 0..CONVERGE_ATTEMPTS {
+        let converged = match store.head(source).await {
+            Ok(live) => {
+                let copied = match existing_replica(store, &live, replica)
+                    .await
+                    .map_err(failed)?
+                {
+                    Some(_) => false,
+                    None => match replicate(store, &live, replica).await {
+                        Ok(_) => true,
+                        // The source was replaced or deleted during the copy.
+                        Err(
+                            StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. },
+                        ) => {
+                            continue;
+                        }
+                        Err(error @ StorageError::Verification { .. }) => {
+                            // Never leave a replica with the wrong bytes.
+                            let _ = store.delete(replica, None).await;
+                            return Err(failed(error));
+                        }
+                        Err(error) => return Err(failed(error)),
+                    },
+                };
+                Converged::Replicated {
+                    generation: live.generation,
+                    source_time: live.updated,
+                    copied,
+                }
+            }
+            Err(StorageError::NotFound { .. }) => {
+                let replica_deleted = match asset.delete_policy {
+                    DeletePolicy::Mirror => match store.delete(replica, None).await {
+                        Ok(()) | Err(StorageError::NotFound { .. }) => true,
+                        Err(error) => return Err(failed(error)),
+                    },
+                    DeletePolicy::Keep(_) => false,
+                };
+                Converged::Absent { replica_deleted }
+            }
+            Err(error) => return Err(failed(error)),
+        };
+        // Settled only if the source is still as it was when we acted.
+        let settled = match (store.head(source).await, &converged) {
+            (Ok(now), Converged::Replicated { generation, .. }) => now.generation == *generation,
+            (Err(StorageError::NotFound { .. }), Converged::Absent { .. }) => true,
+            (Ok(_) | Err(StorageError::NotFound { .. }), _) => false,
+            (Err(error), _) => return Err(failed(error)),
+        };
+        if settled {
+            return Ok(converged);
+        }
+    }
+    Err(SyncError::Unsettled {
+        asset: asset.id.to_string(),
+        region: region.to_string(),
+        object: source.clone(),
+        attempts: CONVERGE_ATTEMPTS,
+    })
+}
+
+/// What kind of change an event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A generation was written.
+    Finalized,
+    /// A generation was deleted (or overwritten).
+    Deleted,
+}
+
+/// What handling one object event did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A newer generation was already seen: nothing to do.
+    Stale,
+    /// This generation is already verified in every replica region.
+    AlreadyReplicated,
+    /// Every replica was brought to the source's state, region by region.
+    Synced(Vec<(String, Converged)>),
+}
+
+/// Handles one finalize or delete event of `object` in `asset`'s source
+/// bucket: every replica ends as the source's newest generation says, and
+/// the ledger records it. Fails if any region failed (the others' work is
+/// recorded and a redelivery redoes only what is missing).
+pub async fn on_object_event(
+    sync: &DataSync,
+    asset: &BucketAsset,
+    change: Change,
+    object: &StorageObject,
+    event_time: DateTime<Utc>,
+) -> Result<Outcome, SyncError> {
+    let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
+    let ledger_error = |source_error: StateError| SyncError::Ledger {
+        asset: asset.id.to_string(),
+        object: source.clone(),
+        source: source_error,
+    };
+    let known = ledger::read(sync.state.as_ref(), &source.bucket, &source.name)
+        .await
+        .map_err(ledger_error)?;
+    let regions = asset.replicas.keys().map(|region| region.as_str());
+    match change {
+        Change::Finalized if known.supersedes(object.generation) => return Ok(Outcome::Stale),
+        Change::Finalized if known.replicated_everywhere(object.generation, regions) => {
+            return Ok(Outcome::AlreadyReplicated);
+        }
+        Change::Deleted if known.live && known.supersedes(object.generation) => {
+            return Ok(Outcome::Stale);
+        }
+        _ => {}
+    }
+
+    let results = join_all(asset.replicas.iter().map(|(region, bucket)| {
+        let replica = ObjectRef::new(bucket.as_str(), source.name.as_str());
+        let source = &source;
+        async move {
+            let result = converge(
+                sync.storage.as_ref(),
+                asset,
+                region.as_str(),
+                source,
+                &replica,
+            )
+            .await;
+            (region.to_string(), result)
+        }
+    }))
+    .await;
+
+    let mut observations = Vec::new();
+    let mut converged = Vec::new();
+    let mut first_error = None;
+    for (region, result) in results {
+        match result {
+            Ok(state) => {
+                observations.push(observation(&region, &state, object.generation, event_time));
+                converged.push((region, state));
+            }
+            Err(error) => {
+                tracing::warn!(asset = %asset.id, region, object = %source, %error, "replica not brought up to date");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if !observations.is_empty() {
+        ledger::record(
+            sync.state.as_ref(),
+            &source.bucket,
+            &source.name,
+            &observations,
+        )
+        .await
+        .map_err(ledger_error)?;
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(Outcome::Synced(converged)),
+    }
+}
+
+/// The ledger observation of `state` in `region`; `event_generation` is the
+/// generation the event reported, the newest known deleted one when the
+/// source turned out absent.
+pub fn observation(
+    region: &str,
+    state: &Converged,
+    event_generation: i64,
+    seen_at: DateTime<Utc>,
+) -> Observation {
+    match state {
+        Converged::Replicated { generation, .. } => Observation::Replicated {
+            region: region.to_string(),
+            generation: *generation,
+        },
+        Converged::Absent { replica_deleted } => Observation::Deleted {
+            region: region.to_string(),
+            generation: event_generation,
+            at: seen_at,
+            replica_deleted: *replica_deleted,
+        },
+    }
+}

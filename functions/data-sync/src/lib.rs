@@ -1,0 +1,302 @@
+//! data-sync: every object of a protected Cloud Storage bucket mirrored to
+//! its replica bucket in each target region, and every table of a protected
+//! BigQuery dataset copied to its replica dataset.
+//!
+//! [`router`] answers the events Eventarc (or a Pub/Sub notification) sends
+//! for the source buckets, BigQuery table-change audit events and the
+//! Scheduler's reconcile tick; the work itself is in plain async functions
+//! ([`bucket_sync::on_object_event`], [`reconcile::reconcile_all`],
+//! [`tables::sync_table`]) that take a [`DataSync`] context, so it runs the
+//! same on Cloud Run, against the emulators and in the local cloud.
+
+pub mod bucket_sync;
+pub mod ledger;
+pub mod reconcile;
+pub mod rpo;
+pub mod scenarios;
+pub mod tables;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use lifeboat_shared::events::{
+    BigQueryTableChange, EventContext, InboundEvent, StorageObject, TableChangeKind,
+};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::storage::ObjectStore;
+use lifeboat_shared::topology::{BucketAsset, Topology};
+use lifeboat_shared::warehouse::Warehouse;
+use tracing::Instrument as _;
+
+use crate::bucket_sync::{Change, Outcome};
+
+/// The service's name, in logs and idempotency keys.
+pub const SERVICE: &str = "data-sync";
+
+/// How long one delivery may hold an event before another may take it over.
+const PROCESSING_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a handled event id is remembered, to answer duplicates.
+const RETENTION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What data-sync acts on: the topology naming the protected buckets and
+/// their replicas, the object store holding them and the state store of the
+/// ledger and idempotency records. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DataSync {
+    /// The deployment's topology.
+    pub topology: Arc<Topology>,
+    /// Every bucket, source and replicas (one client reaches every region).
+    pub storage: Arc<dyn ObjectStore>,
+    /// Ledger, table copy records and idempotency records.
+    pub state: Arc<dyn StateStore>,
+    /// Every dataset, source and replicas.
+    pub warehouse: Arc<dyn Warehouse>,
+}
+
+impl DataSync {
+    /// The RPO target, in seconds, of the workload protecting the asset
+    /// `asset` (0 if no workload does).
+    pub fn target_rpo_seconds(&self, asset: &str) -> u64 {
+        self.topology
+            .workloads()
+            .iter()
+            .find(|w| {
+                w.assets.buckets.iter().any(|b| b.id.as_str() == asset)
+                    || w.assets.datasets.iter().any(|d| d.id.as_str() == asset)
+            })
+            .map_or(0, |w| w.target_rpo().as_secs())
+    }
+
+    /// Notes in the RPO records that a change of `asset` written at
+    /// `source_time` is not replicated in `regions` (logged, never fatal:
+    /// the reconcile rewrites these records anyway).
+    pub async fn note_unreplicated<'a>(
+        &self,
+        kind: rpo::AssetKind,
+        asset: &str,
+        regions: impl Iterator<Item = &'a str>,
+        source_time: chrono::DateTime<chrono::Utc>,
+    ) {
+        let target = self.target_rpo_seconds(asset);
+        for region in regions {
+            if let Err(error) = rpo::note_unreplicated(
+                self.state.as_ref(),
+                kind,
+                asset,
+                region,
+                target,
+                source_time,
+            )
+            .await
+            {
+                tracing::warn!(asset, region, %error, "could not note the unreplicated change");
+            }
+        }
+    }
+
+    /// The bucket asset whose source bucket is `bucket`, if any.
+    pub fn bucket_asset(&self, bucket: &str) -> Option<&BucketAsset> {
+        self.topology
+            .workloads()
+            .iter()
+            .flat_map(|workload| &workload.assets.buckets)
+            .find(|asset| asset.source.as_str() == bucket)
+    }
+}
+
+/// The routes of data-sync: every event is POSTed to `/`.
+pub fn router(sync: DataSync) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .with_state(Arc::new(sync))
+}
+
+/// Answers one event: 2xx once its work is durable (or when there is none),
+/// 5xx when a retry may succeed, 4xx (from the extractor) when it is
+/// malformed.
+async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Response {
+    match event {
+        InboundEvent::ObjectFinalized { context, object } => {
+            object_event(&sync, Change::Finalized, &context, &object).await
+        }
+        InboundEvent::ObjectDeleted { context, object } => {
+            object_event(&sync, Change::Deleted, &context, &object).await
+        }
+        InboundEvent::AuditLog { context, entry } => match &entry.bigquery {
+            Some(change) => table_change(&sync, &context, change).await,
+            None => (StatusCode::OK, "not a BigQuery table change").into_response(),
+        },
+        InboundEvent::SchedulerTick { context, tick } => {
+            let span =
+                tracing::info_span!("scheduled_reconcile", job = %tick.job, tick = %context.id);
+            scheduled_reconcile(&sync).instrument(span).await
+        }
+        other => {
+            tracing::info!(
+                kind = other.kind(),
+                "event not handled by data-sync; acknowledged"
+            );
+            (StatusCode::OK, "not a data-sync event").into_response()
+        }
+    }
+}
+
+/// Copies the table an audit event says changed to every replica region.
+async fn table_change(
+    sync: &DataSync,
+    context: &EventContext,
+    change: &BigQueryTableChange,
+) -> Response {
+    let Some(asset) = tables::dataset_asset(sync, change) else {
+        return (StatusCode::OK, "not a protected dataset").into_response();
+    };
+    if change.kind == TableChangeKind::Deleted {
+        tracing::info!(asset = %asset.id, table = %change.table.table, "source table deleted; replicas kept");
+        return (StatusCode::OK, "table deleted; replicas kept").into_response();
+    }
+    let span = tracing::info_span!("table_change", asset = %asset.id, table = %change.table.table, event = %context.id);
+    match tables::sync_table(sync, asset, &change.table.table, true)
+        .instrument(span)
+        .await
+    {
+        Ok(done) => (
+            StatusCode::OK,
+            format!("table synced to {} region(s)", done.len()),
+        )
+            .into_response(),
+        Err(error) => {
+            let regions = asset.replicas.keys().map(|region| region.as_str());
+            sync.note_unreplicated(
+                rpo::AssetKind::Dataset,
+                asset.id.as_str(),
+                regions,
+                context.time,
+            )
+            .await;
+            failure(&error.to_string(), error.is_transient())
+        }
+    }
+}
+
+/// Reconciles every bucket asset, then every dataset: 200 when every
+/// difference was repaired, 500 when some object could not be (the next
+/// tick tries again), 503 (or 500) when a listing or a table copy failed.
+async fn scheduled_reconcile(sync: &DataSync) -> Response {
+    let progress = |report: &reconcile::RegionReport| {
+        tracing::debug!(
+            asset = %report.asset,
+            region = %report.region,
+            source_objects = report.source_objects,
+            "reconcile progress"
+        );
+    };
+    let buckets = reconcile::reconcile_all(sync, reconcile::DEFAULT_CONCURRENCY, &progress).await;
+    let tables = tables::reconcile_tables(sync).await;
+    let reports = match buckets {
+        Ok(reports) => reports,
+        Err(error) => return failure(&error.to_string(), true),
+    };
+    let copies = match tables {
+        Ok(copies) => copies,
+        Err(error) => return failure(&error.to_string(), error.is_transient()),
+    };
+    let failed: u64 = reports.iter().map(|r| r.failed).sum();
+    let body = serde_json::json!({ "buckets": reports, "table_copies": copies }).to_string();
+    if failed == 0 {
+        (StatusCode::OK, body).into_response()
+    } else {
+        tracing::error!(failed, "reconcile left objects unrepaired");
+        (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+    }
+}
+
+/// Handles a finalize or delete once per event id.
+async fn object_event(
+    sync: &DataSync,
+    change: Change,
+    context: &EventContext,
+    object: &StorageObject,
+) -> Response {
+    let Some(asset) = sync.bucket_asset(&object.bucket) else {
+        tracing::info!(bucket = %object.bucket, "not a protected source bucket; acknowledged");
+        return (StatusCode::OK, "not a protected source bucket").into_response();
+    };
+    let span = tracing::info_span!(
+        "object_event",
+        asset = %asset.id,
+        bucket = %object.bucket,
+        object = %object.name,
+        generation = object.generation,
+        ?change,
+    );
+    async {
+        let key = format!("{SERVICE}/{}", context.id);
+        let state = sync.state.as_ref();
+        let token = match idempotency::begin(state, &key, PROCESSING_TTL, RETENTION_TTL).await {
+            Ok(Claim::First(token)) => token,
+            Ok(Claim::Done) => return (StatusCode::OK, "duplicate event").into_response(),
+            Ok(Claim::InProgress) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "event in progress elsewhere; retry",
+                )
+                    .into_response();
+            }
+            Err(error) => return failure(&error.to_string(), error.is_transient()),
+        };
+        match bucket_sync::on_object_event(sync, asset, change, object, context.time).await {
+            Ok(outcome) => {
+                if let Err(error) = idempotency::complete(state, &token).await {
+                    // The work is durable; a redelivery finds it done.
+                    tracing::warn!(%error, "could not mark the event done");
+                }
+                tracing::info!(?outcome, "object event handled");
+                (StatusCode::OK, describe(&outcome)).into_response()
+            }
+            Err(error) => {
+                let regions = asset.replicas.keys().map(|region| region.as_str());
+                let written = object
+                    .time_created
+                    .or(object.updated)
+                    .unwrap_or(context.time);
+                sync.note_unreplicated(rpo::AssetKind::Bucket, asset.id.as_str(), regions, written)
+                    .await;
+                if let Err(abandon_error) = idempotency::abandon(state, &token).await {
+                    tracing::warn!(error = %abandon_error, "could not give the claim up");
+                }
+                failure(&error.to_string(), error.is_transient())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A failure as an answer: 503 when a retry may succeed, 500 otherwise
+/// (still retried by the sender; the reconcile repairs what is left).
+fn failure(message: &str, transient: bool) -> Response {
+    if transient {
+        tracing::warn!(error = message, "transient failure; the sender will retry");
+        (StatusCode::SERVICE_UNAVAILABLE, message.to_string()).into_response()
+    } else {
+        tracing::error!(error = message, "failure");
+        (StatusCode::INTERNAL_SERVER_ERROR, message.to_string()).into_response()
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Stale => "stale event: a newer generation was already seen".to_string(),
+        Outcome::AlreadyReplicated => "already replicated".to_string(),
+        Outcome::Synced(regions) => format!("synced to {} region(s)", regions.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,37 @@
+//! The data-sync service on Cloud Run: Cloud Storage, BigQuery and Firestore
+//! from the environment (or their emulators), the topology from `$LIFEBOAT_TOPOLOGY`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lifeboat_data_sync::{DataSync, SERVICE, router};
+use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::server::Service;
+use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::gcs::GcsStore;
+use lifeboat_shared::topology::Topology;
+use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifeboat_shared::telemetry::init(SERVICE);
+    let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
+    let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let project = topology.project().as_str().to_string();
+    let storage_api =
+        ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
+    let bigquery_api =
+        ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
+    let sync = DataSync {
+        state: Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        storage: Arc::new(GcsStore::new(storage_api, project)),
+        topology: Arc::new(topology),
+    };
+    Service::new(SERVICE, router(sync))
+        .with_request_timeout(Duration::from_secs(3600))
+        .serve_from_env()
+        .await
+        .context("serving")
+}

@@ -1,0 +1,533 @@
+//! The reconcile: what guarantees the RPO when events are lost. For each
+//! bucket asset and replica region it walks the source and the replica
+//! listings side by side (both come in name order, one page at a time, so
+//! memory stays bounded whatever the bucket holds), copies what is missing
+//! or different, applies deletes the events missed and the keep periods that
+//! ended, and reports the drift: the objects the events had not handled.
+//!
+//! Every repair goes through [`converge`], the same code the events run, so
+//! a reconcile racing with events cannot leave an older generation behind.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use lifeboat_shared::storage::replica::replicate;
+use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
+use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use crate::DataSync;
+use crate::bucket_sync::{Converged, SyncError, converge, observation};
+use crate::ledger::{self, Observation};
+use crate::rpo::{self, AssetKind, RpoRecord};
+
+/// How many repairs run at once.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// How many differences are collected before they are repaired together.
+const BATCH: usize = 512;
+/// How many names of each kind of drift a report keeps, as examples.
+const SAMPLES: usize = 10;
+
+/// What went wrong in a reconcile as a whole (a single object's failure is
+/// counted in the report instead, and the walk goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A listing failed, so the walk cannot go on.
+    #[error("asset {asset}, region {region}: listing gs://{bucket}: {source}")]
+    Listing {
+        /// The bucket asset.
+        asset: String,
+        /// The replica region.
+        region: String,
+        /// The bucket being listed.
+        bucket: String,
+        /// The failure.
+        #[source]
+        source: StorageError,
+    },
+}
+
+/// What one reconcile of one asset in one region found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RegionReport {
+    /// The bucket asset.
+    pub asset: String,
+    /// The replica region.
+    pub region: String,
+    /// Objects listed in the source so far.
+    pub source_objects: u64,
+    /// Objects listed in the replica so far.
+    pub replica_objects: u64,
+    /// Source objects missing in the replica, copied (drift).
+    pub copied_missing: u64,
+    /// Replicas whose size or CRC32C differed from the source, copied again
+    /// (drift).
+    pub repaired_different: u64,
+    /// Replicas of deleted objects removed: mirrored deletes the events
+    /// missed, and keep periods that ended.
+    pub deleted: u64,
+    /// Replicas of deleted objects kept until their keep period ends.
+    pub kept: u64,
+    /// Deletes no event had recorded (drift).
+    pub missed_deletes: u64,
+    /// Objects that could not be repaired; the next reconcile tries again.
+    pub failed: u64,
+    /// Some names of drifted objects, as examples.
+    pub drift_samples: Vec<String>,
+    /// The source write time of the oldest change that is still not
+    /// replicated (a failed repair), if any.
+    pub oldest_unreplicated: Option<DateTime<Utc>>,
+}
+
+impl RegionReport {
+    /// Objects the events had missed: missing, different or deleted.
+    pub fn drift(&self) -> u64 {
+        self.copied_missing + self.repaired_different + self.missed_deletes
+    }
+
+    fn note_drift(&mut self, name: &str) {
+        if self.drift_samples.len() < SAMPLES {
+            self.drift_samples.push(name.to_string());
+        }
+    }
+
+    fn note_failure(&mut self, source_time: Option<DateTime<Utc>>) {
+        self.failed += 1;
+        if let Some(time) = source_time {
+            self.oldest_unreplicated = Some(self.oldest_unreplicated.map_or(time, |t| t.min(time)));
+        }
+    }
+}
+
+/// One bucket listing walked one page at a time, in name order.
+struct Listing<'a> {
+    store: &'a dyn ObjectStore,
+    bucket: &'a str,
+    page: std::vec::IntoIter<ObjectMeta>,
+    next_token: Option<String>,
+    started: bool,
+    current: Option<ObjectMeta>,
+}
+
+impl<'a> Listing<'a> {
+    fn new(store: &'a dyn ObjectStore, bucket: &'a str) -> Self {
+        Self {
+            store,
+            bucket,
+            page: Vec::new().into_iter(),
+            next_token: None,
+            started: false,
+            current: None,
+        }
+    }
+
+    /// Makes [`Listing::current`] the next object, fetching a page if needed.
+    async fn fill(&mut self) -> Result<(), StorageError> {
+        while self.current.is_none() {
+            if let Some(object) = self.page.next() {
+                self.current = Some(object);
+            } else if !self.started || self.next_token.is_some() {
+                let page = self
+                    .store
+                    .list(self.bucket, "", self.next_token.as_deref())
+                    .await?;
+                self.started = true;
+                self.next_token = page.next_page_token;
+                self.page = page.objects.into_iter();
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Option<&ObjectMeta> {
+        self.current.as_ref()
+    }
+
+    fn take(&mut self) -> Option<ObjectMeta> {
+        self.current.take()
+    }
+}
+
+/// A difference between source and replica found by the walk.
+enum Difference {
+    /// In the source, not in the replica.
+    Missing(ObjectMeta),
+    /// In both, with different size or CRC32C.
+    Different(ObjectMeta),
+    /// In the replica only.
+    Orphan(ObjectMeta),
+}
+
+/// What repairing one difference did.
+enum Repair {
+    Copied,
+    Deleted { missed: bool },
+    Kept { missed: bool },
+    Nothing,
+}
+
+/// Reconciles every bucket asset of the topology in every replica region;
+/// `progress` is called as the walk goes on with the report so far.
+pub async fn reconcile_all(
+    sync: &DataSync,
+    concurrency: usize,
+    progress: &(dyn Fn(&RegionReport) + Send + Sync),
+) -> Result<Vec<RegionReport>, ReconcileError> {
+    let assets: Vec<BucketAsset> = sync
+        .topology
+        .workloads()
+        .iter()
+        .flat_map(|workload| workload.assets.buckets.iter().cloned())
+        .collect();
+    let mut reports = Vec::new();
+    for asset in &assets {
+        let target_seconds = sync.target_rpo_seconds(asset.id.as_str());
+        // The regions of one asset are walked at the same time, each with
+        // its own bounded listing pages and batch.
+        let regions = asset.replicas.keys().map(|region| async move {
+            let checked_at = Utc::now();
+            let report =
+                reconcile_region(sync, asset, region.as_str(), concurrency, progress).await?;
+            let record = RpoRecord {
+                kind: AssetKind::Bucket,
+                asset: asset.id.to_string(),
+                region: region.to_string(),
+                target_seconds,
+                oldest_unreplicated: report.oldest_unreplicated,
+                checked_at: Some(checked_at),
+            };
+            if let Err(error) = rpo::record_check(sync.state.as_ref(), &record).await {
+                tracing::warn!(asset = %asset.id, region = %region, %error, "could not record the RPO check");
+            }
+            Ok::<_, ReconcileError>(report)
+        });
+        reports.extend(futures::future::try_join_all(regions).await?);
+    }
+    Ok(reports)
+}
+
+/// Reconciles `asset`'s replica in `region` with its source.
+pub async fn reconcile_region(
+    sync: &DataSync,
+    asset: &BucketAsset,
+    region: &str,
+    concurrency: usize,
+    progress: &(dyn Fn(&RegionReport) + Send + Sync),
+) -> Result<RegionReport, ReconcileError> {
+    let replica_bucket = asset
+        .replicas
+        .iter()
+        .find(|(r, _)| r.as_str() == region)
+        .map(|(_, bucket)| bucket.as_str())
+        .unwrap_or_default();
+    let walk = Walk {
+        sync,
+        asset,
+        region,
+        replica_bucket,
+        started: Utc::now(),
+        concurrency: concurrency.max(1),
+    };
+    let span = tracing::info_span!("reconcile", asset = %asset.id, region);
+    walk.run(progress).instrument(span).await
+}
+
+/// One reconcile of one asset in one region.
+struct Walk<'a> {
+    sync: &'a DataSync,
+    asset: &'a BucketAsset,
+    region: &'a str,
+    replica_bucket: &'a str,
+    /// When the walk began: deletes it finds are dated from then.
+    started: DateTime<Utc>,
+    concurrency: usize,
+}
+
+/// The outcome of one repair, with what the report needs to know of it.
+struct Repaired {
+    name: String,
+    /// The source write time of what was to be copied, if anything.
+    source_time: Option<DateTime<Utc>>,
+    /// The object was missing (rather than different or orphaned).
+    missing: bool,
+    result: Result<Repair, SyncError>,
+}
+
+impl Walk<'_> {
+    /// Walks both listings side by side and repairs every difference.
+    async fn run(
+        &self,
+        progress: &(dyn Fn(&RegionReport) + Send + Sync),
+    ) -> Result<RegionReport, ReconcileError> {
+        let asset = self.asset;
+        let mut report = RegionReport {
+            asset: asset.id.to_string(),
+            region: self.region.to_string(),
+            ..RegionReport::default()
+        };
+        let store = self.sync.storage.as_ref();
+        let listing_error = |bucket: &str, source: StorageError| ReconcileError::Listing {
+            asset: asset.id.to_string(),
+            region: self.region.to_string(),
+            bucket: bucket.to_string(),
+            source,
+        };
+        let mut source = Listing::new(store, asset.source.as_str());
+        let mut replica = Listing::new(store, self.replica_bucket);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut walked: u64 = 0;
+        loop {
+            source
+                .fill()
+                .await
+                .map_err(|e| listing_error(asset.source.as_str(), e))?;
+            replica
+                .fill()
+                .await
+                .map_err(|e| listing_error(self.replica_bucket, e))?;
+            let order = match (source.current(), replica.current()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(s), Some(r)) => s.object.name.cmp(&r.object.name),
+            };
+            match order {
+                Ordering::Less => {
+                    report.source_objects += 1;
+                    batch.extend(source.take().map(Difference::Missing));
+                }
+                Ordering::Greater => {
+                    report.replica_objects += 1;
+                    batch.extend(replica.take().map(Difference::Orphan));
+                }
+                Ordering::Equal => {
+                    report.source_objects += 1;
+                    report.replica_objects += 1;
+                    if let (Some(s), Some(r)) = (source.take(), replica.take())
+                        && !s.verifies(&r)
+                    {
+                        batch.push(Difference::Different(s));
+                    }
+                }
+            }
+            walked += 1;
+            if batch.len() >= BATCH {
+                self.repair_batch(&mut batch, &mut report).await;
+            }
+            if walked.is_multiple_of(1000) {
+                progress(&report);
+            }
+        }
+        self.repair_batch(&mut batch, &mut report).await;
+        progress(&report);
+        tracing::info!(
+            source_objects = report.source_objects,
+            drift = report.drift(),
+            failed = report.failed,
+            "reconcile done"
+        );
+        Ok(report)
+    }
+
+    /// Repairs the differences of `batch`, `concurrency` at a time, and
+    /// counts what was done in `report`.
+    async fn repair_batch(&self, batch: &mut Vec<Difference>, report: &mut RegionReport) {
+        let results: Vec<Repaired> = futures::stream::iter(batch.drain(..))
+            .map(|difference| async move {
+                let (meta, missing) = match &difference {
+                    Difference::Missing(meta) => (meta, true),
+                    Difference::Different(meta) | Difference::Orphan(meta) => (meta, false),
+                };
+                Repaired {
+                    name: meta.object.name.clone(),
+                    source_time: (!matches!(difference, Difference::Orphan(_)))
+                        .then_some(meta.updated),
+                    missing,
+                    result: self.repair(&difference).await,
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for repaired in results {
+            let name = repaired.name.as_str();
+            match repaired.result {
+                Ok(Repair::Copied) => {
+                    if repaired.missing {
+                        report.copied_missing += 1;
+                    } else {
+                        report.repaired_different += 1;
+                    }
+                    report.note_drift(name);
+                }
+                Ok(Repair::Deleted { missed }) => {
+                    report.deleted += 1;
+                    if missed {
+                        report.missed_deletes += 1;
+                        report.note_drift(name);
+                    }
+                }
+                Ok(Repair::Kept { missed }) => {
+                    report.kept += 1;
+                    if missed {
+                        report.missed_deletes += 1;
+                        report.note_drift(name);
+                    }
+                }
+                Ok(Repair::Nothing) => {}
+                Err(error) => {
+                    tracing::warn!(object = name, %error, "reconcile could not repair");
+                    report.note_failure(repaired.source_time);
+                }
+            }
+        }
+    }
+
+    /// Repairs one difference.
+    async fn repair(&self, difference: &Difference) -> Result<Repair, SyncError> {
+        let (asset, region) = (self.asset, self.region);
+        let store = self.sync.storage.as_ref();
+        let (Difference::Missing(meta) | Difference::Different(meta) | Difference::Orphan(meta)) =
+            difference;
+        let name = meta.object.name.as_str();
+        let source = ObjectRef::new(asset.source.as_str(), name);
+        let replica = ObjectRef::new(self.replica_bucket, name);
+        if let Difference::Missing(listed) | Difference::Different(listed) = difference {
+            return self.copy_listed(listed, &source, &replica).await;
+        }
+        let known = ledger::read(self.sync.state.as_ref(), &source.bucket, name)
+            .await
+            .map_err(|error| SyncError::Ledger {
+                asset: asset.id.to_string(),
+                object: source.clone(),
+                source: error,
+            })?;
+        // A delete is missed when the ledger has no record of it.
+        let missed = known.live || known.deleted_at.is_none();
+        if let (Difference::Orphan(_), DeletePolicy::Keep(keep)) = (difference, asset.delete_policy)
+        {
+            // The source lacked the object when listed: keep the replica
+            // until the keep period, counted from when the delete was first
+            // seen, ends.
+            let seen = if known.live { None } else { known.deleted_at };
+            let ends = seen.and_then(|at| {
+                chrono::TimeDelta::from_std(keep.get())
+                    .ok()
+                    .and_then(|period| at.checked_add_signed(period))
+            });
+            match ends {
+                Some(ends) if ends <= Utc::now() => {
+                    match store.delete(&replica, Some(meta.generation)).await {
+                        Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                        Err(error) => {
+                            return Err(SyncError::Storage {
+                                asset: asset.id.to_string(),
+                                region: region.to_string(),
+                                source: error,
+                            });
+                        }
+                    }
+                    // Re-created meanwhile: bring it back.
+                    let after = converge(store, asset, region, &source, &replica).await?;
+                    self.record(&source, &after, known.generation).await?;
+                    return Ok(match after {
+                        Converged::Replicated { .. } => Repair::Copied,
+                        Converged::Absent { .. } => Repair::Deleted { missed: false },
+                    });
+                }
+                Some(_) => return Ok(Repair::Kept { missed: false }),
+                None => {}
+            }
+        }
+        let converged = converge(store, asset, region, &source, &replica).await?;
+        self.record(&source, &converged, known.generation).await?;
+        Ok(match (difference, converged) {
+            (_, Converged::Replicated { copied: true, .. }) => Repair::Copied,
+            (_, Converged::Replicated { copied: false, .. }) => Repair::Nothing,
+            (
+                Difference::Orphan(_),
+                Converged::Absent {
+                    replica_deleted: true,
+                },
+            ) => Repair::Deleted { missed },
+            (
+                Difference::Orphan(_),
+                Converged::Absent {
+                    replica_deleted: false,
+                },
+            ) => Repair::Kept { missed },
+            (_, Converged::Absent { .. }) => Repair::Nothing,
+        })
+    }
+
+    /// Copies the generation the listing showed, then checks that it is
+    /// still the live one; if the source changed meanwhile, falls back to
+    /// [`converge`]. The ledger is left alone: it only speeds up events,
+    /// which converge on the live generation whatever it says.
+    async fn copy_listed(
+        &self,
+        listed: &ObjectMeta,
+        source: &ObjectRef,
+        replica: &ObjectRef,
+    ) -> Result<Repair, SyncError> {
+        let store = self.sync.storage.as_ref();
+        let failed = |error| SyncError::Storage {
+            asset: self.asset.id.to_string(),
+            region: self.region.to_string(),
+            source: error,
+        };
+        match replicate(store, listed, replica).await {
+            Ok(_) => match store.head(source).await {
+                Ok(live) if live.generation == listed.generation => return Ok(Repair::Copied),
+                Ok(_) | Err(StorageError::NotFound { .. }) => {}
+                Err(error) => return Err(failed(error)),
+            },
+            // Replaced or deleted since it was listed.
+            Err(StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. }) => {}
+            Err(error @ StorageError::Verification { .. }) => {
+                // Never leave a replica with the wrong bytes.
+                let _ = store.delete(replica, None).await;
+                return Err(failed(error));
+            }
+            Err(error) => return Err(failed(error)),
+        }
+        Ok(
+            match converge(store, self.asset, self.region, source, replica).await? {
+                Converged::Replicated { .. } => Repair::Copied,
+                Converged::Absent { .. } => Repair::Nothing,
+            },
+        )
+    }
+
+    /// Records what a repair found in the ledger.
+    async fn record(
+        &self,
+        source: &ObjectRef,
+        converged: &Converged,
+        known_generation: i64,
+    ) -> Result<(), SyncError> {
+        let observations: [Observation; 1] = [observation(
+            self.region,
+            converged,
+            known_generation,
+            self.started,
+        )];
+        ledger::record(
+            self.sync.state.as_ref(),
+            &source.bucket,
+            &source.name,
+            &observations,
+        )
+        .await
+        .map_err(|error| SyncError::Ledger {
+            asset: self.asset.id.to_string(),
+            object: source.clone(),
+            source: error,
+        })?;
+        Ok(())
+    }
+}

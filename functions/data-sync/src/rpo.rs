@@ -1,0 +1,185 @@
+//! RPO bookkeeping: per bucket or dataset asset and replica region, the
+//! source write time of the oldest change not yet verified in that region.
+//! The exposure now is `now − oldest unreplicated change` (zero when there
+//! is none), compared with the workload's RPO target by `lifeboat status`.
+//!
+//! A failed event notes its change here (the oldest one wins); a reconcile
+//! rewrites the record with what it left unrepaired, since it has just
+//! checked everything.
+
+use chrono::{DateTime, Utc};
+use lifeboat_shared::state::{Precondition, StateError, StateStore};
+use serde::{Deserialize, Serialize};
+
+/// The collection of RPO records, one per asset and region.
+pub const COLLECTION: &str = "data-sync.rpo";
+
+/// How many times [`note_unreplicated`] re-reads after losing a race.
+const NOTE_ATTEMPTS: usize = 5;
+
+/// What kind of asset a record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetKind {
+    /// A Cloud Storage bucket.
+    Bucket,
+    /// A BigQuery dataset.
+    Dataset,
+}
+
+/// The replication state of one asset in one region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpoRecord {
+    /// Bucket or dataset.
+    pub kind: AssetKind,
+    /// The asset id.
+    pub asset: String,
+    /// The replica region.
+    pub region: String,
+    /// The workload's RPO target, in seconds.
+    pub target_seconds: u64,
+    /// The source write time of the oldest change not verified in the
+    /// region; `None` when everything checked is there.
+    pub oldest_unreplicated: Option<DateTime<Utc>>,
+    /// When the last reconcile checked this asset in this region.
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+impl RpoRecord {
+    /// The RPO exposure at `now`, in seconds.
+    pub fn exposure_seconds(&self, now: DateTime<Utc>) -> u64 {
+        self.oldest_unreplicated.map_or(0, |oldest| {
+            u64::try_from((now - oldest).num_seconds()).unwrap_or(0)
+        })
+    }
+
+    /// Whether the exposure at `now` is within the target.
+    pub fn met(&self, now: DateTime<Utc>) -> bool {
+        self.exposure_seconds(now) <= self.target_seconds
+    }
+}
+
+fn document_id(kind: AssetKind, asset: &str, region: &str) -> String {
+    let kind = match kind {
+        AssetKind::Bucket => "bucket",
+        AssetKind::Dataset => "dataset",
+    };
+    format!("{kind}.{asset}.{region}")
+}
+
+fn invalid(id: &str, error: serde_json::Error) -> StateError {
+    StateError::InvalidValue {
+        collection: COLLECTION.to_string(),
+        id: id.to_string(),
+        reason: error.to_string(),
+    }
+}
+
+/// Writes the record a reconcile leaves (it replaces what was there).
+pub async fn record_check(state: &dyn StateStore, record: &RpoRecord) -> Result<(), StateError> {
+    let id = document_id(record.kind, &record.asset, &record.region);
+    let value = serde_json::to_value(record).map_err(|e| invalid(&id, e))?;
+    state
+        .put(COLLECTION, &id, &value, Precondition::None)
+        .await
+        .map(|_| ())
+}
+
+/// Notes that a change written at `source_time` is not replicated in
+/// `region`: the record's oldest unreplicated change becomes the older of
+/// the two.
+pub async fn note_unreplicated(
+    state: &dyn StateStore,
+    kind: AssetKind,
+    asset: &str,
+    region: &str,
+    target_seconds: u64,
+    source_time: DateTime<Utc>,
+) -> Result<(), StateError> {
+    let id = document_id(kind, asset, region);
+    for _ in 0..NOTE_ATTEMPTS {
+        let (mut record, precondition) = match state.get(COLLECTION, &id).await? {
+            Some(doc) => (
+                serde_json::from_value::<RpoRecord>(doc.value).map_err(|e| invalid(&id, e))?,
+                Precondition::Version(doc.version),
+            ),
+            None => (
+                RpoRecord {
+                    kind,
+                    asset: asset.to_string(),
+                    region: region.to_string(),
+                    target_seconds,
+                    oldest_unreplicated: None,
+                    checked_at: None,
+                },
+                Precondition::MustNotExist,
+            ),
+        };
+        if record
+            .oldest_unreplicated
+            .is_some_and(|oldest| oldest <= source_time)
+        {
+            return Ok(());
+        }
+        record.oldest_unreplicated = Some(source_time);
+        let value = serde_json::to_value(&record).map_err(|e| invalid(&id, e))?;
+        match state.put(COLLECTION, &id, &value, precondition).await {
+            Ok(_) => return Ok(()),
+            Err(StateError::Conflict { .. }) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StateError::Conflict {
+        collection: COLLECTION.to_string(),
+        id,
+        detail: "lost every race to note an unreplicated change".to_string(),
+    })
+}
+
+/// Every RPO record, in asset and region order.
+pub async fn read_all(state: &dyn StateStore) -> Result<Vec<RpoRecord>, StateError> {
+    state
+        .list(COLLECTION)
+        .await?
+        .into_iter()
+        .map(|doc| serde_json::from_value(doc.value).map_err(|e| invalid(&doc.id, e)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_shared::state::local::LocalStateStore;
+
+    #[tokio::test]
+    async fn the_oldest_unreplicated_change_wins_until_a_reconcile_clears_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = LocalStateStore::open(dir.path()).await.expect("state");
+        let now = Utc::now();
+        let older = now - chrono::TimeDelta::minutes(10);
+        let newer = now - chrono::TimeDelta::minutes(2);
+        for time in [newer, older, newer] {
+            note_unreplicated(&state, AssetKind::Bucket, "features", "us-east1", 300, time)
+                .await
+                .expect("note");
+        }
+        let records = read_all(&state).await.expect("read");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].oldest_unreplicated, Some(older));
+        assert_eq!(records[0].exposure_seconds(now), 600);
+        assert!(
+            !records[0].met(now),
+            "10 min exposure against a 5 min target"
+        );
+
+        let cleared = RpoRecord {
+            oldest_unreplicated: None,
+            checked_at: Some(now),
+            ..records[0].clone()
+        };
+        record_check(&state, &cleared).await.expect("record");
+        let records = read_all(&state).await.expect("read");
+        assert_eq!(records[0].exposure_seconds(now), 0);
+        assert!(records[0].met(now));
+    }
+}

@@ -1,0 +1,717 @@
+//! What data-sync must do, as plain async functions that panic with a
+//! precise message when it does not: run by this crate's tests on the local
+//! backends and by `lifeboat-tests` against fake-gcs-server and the
+//! Firestore emulator, so both prove the same behaviour.
+//!
+//! [`Fixture::create`] writes a topology with two bucket assets whose bucket
+//! names start with a caller-chosen prefix (unique per run on a shared
+//! emulator): `mirrored` (delete policy mirror, replicas in two regions) and
+//! `kept` (delete policy keep 1 h, one replica), and one dataset asset
+//! `events` with replica datasets in both standby regions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::storage::{
+    ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream,
+};
+use lifeboat_shared::topology::{BucketAsset, Topology};
+use lifeboat_shared::warehouse::{Column, TableRef, Warehouse};
+
+use crate::DataSync;
+use crate::bucket_sync::{Change, Outcome, on_object_event};
+use crate::ledger::{self, Observation};
+use crate::reconcile::{RegionReport, reconcile_all};
+use crate::rpo;
+use crate::tables::{self, TableSync};
+
+/// A data-sync context on a topology of its own, its buckets created.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The context under test.
+    pub sync: DataSync,
+}
+
+impl Fixture {
+    /// Writes the topology for bucket names starting with `prefix` (at most
+    /// 50 lowercase characters), creates its buckets and returns the context.
+    pub async fn create(
+        prefix: &str,
+        storage: Arc<dyn ObjectStore>,
+        state: Arc<dyn StateStore>,
+        warehouse: Arc<dyn Warehouse>,
+    ) -> Fixture {
+        let datasets = prefix.replace('-', "_");
+        let yaml = format!(
+            "project: lifeboat-test
+regions:
+  - id: us-central1
+    role: primary
+  - id: us-east1
+    role: standby
+  - id: europe-west1
+    role: pilot-light
+workloads:
+  - id: training-data
+    class: research-training
+    pattern: pilot-light
+    assets:
+      buckets:
+        - id: mirrored
+          source: {prefix}-src
+          replicas:
+            us-east1: {prefix}-use1
+            europe-west1: {prefix}-euw1
+        - id: kept
+          source: {prefix}-ksrc
+          replicas:
+            us-east1: {prefix}-kuse1
+          delete-policy:
+            keep: 1h
+      datasets:
+        - id: events
+          source: {datasets}_src
+          replicas:
+            us-east1: {datasets}_use1
+            europe-west1: {datasets}_euw1
+"
+        );
+        let topology = Topology::parse(&yaml, "scenario.yaml")
+            .unwrap_or_else(|problems| panic!("scenario topology: {problems}"));
+        for (bucket, region) in topology.buckets() {
+            storage
+                .create_bucket(bucket.as_str(), region.as_str())
+                .await
+                .unwrap_or_else(|error| panic!("create bucket {bucket}: {error}"));
+        }
+        let project = topology.project().as_str().to_string();
+        let primary = topology.primary().to_string();
+        for asset in topology.workloads().iter().flat_map(|w| &w.assets.datasets) {
+            let mut datasets = vec![(asset.source.as_str(), primary.as_str())];
+            datasets.extend(asset.replicas.iter().map(|(r, d)| (d.as_str(), r.as_str())));
+            for (dataset, location) in datasets {
+                warehouse
+                    .create_dataset(&project, dataset, location)
+                    .await
+                    .unwrap_or_else(|error| panic!("create dataset {dataset}: {error}"));
+            }
+        }
+        Fixture {
+            sync: DataSync {
+                topology: Arc::new(topology),
+                storage,
+                state,
+                warehouse,
+            },
+        }
+    }
+
+    /// The bucket asset with `id` (`mirrored` or `kept`).
+    pub fn asset(&self, id: &str) -> BucketAsset {
+        self.sync
+            .topology
+            .workloads()
+            .iter()
+            .flat_map(|w| w.assets.buckets.iter())
+            .find(|asset| asset.id.as_str() == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no bucket asset {id}"))
+    }
+
+    /// Writes `bytes` as `name` in the source bucket of `asset`.
+    pub async fn write(
+        &self,
+        asset: &BucketAsset,
+        name: &str,
+        bytes: &[u8],
+        options: PutOptions,
+    ) -> ObjectMeta {
+        let object = ObjectRef::new(asset.source.as_str(), name);
+        self.sync
+            .storage
+            .put(
+                &object,
+                bytes_stream(Bytes::copy_from_slice(bytes)),
+                options,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("put {object}: {error}"))
+    }
+
+    /// Deletes `name` from the source bucket of `asset`.
+    pub async fn remove(&self, asset: &BucketAsset, name: &str) {
+        let object = ObjectRef::new(asset.source.as_str(), name);
+        self.sync
+            .storage
+            .delete(&object, None)
+            .await
+            .unwrap_or_else(|error| panic!("delete {object}: {error}"));
+    }
+
+    /// Delivers a finalize or delete event of `meta` and returns its outcome.
+    pub async fn deliver(&self, asset: &BucketAsset, change: Change, meta: &ObjectMeta) -> Outcome {
+        on_object_event(&self.sync, asset, change, &event_object(meta), Utc::now())
+            .await
+            .unwrap_or_else(|error| panic!("{change:?} of {}: {error}", meta.object))
+    }
+
+    /// The content of `name` in the replica of `asset` in `region`, `None`
+    /// when it does not exist.
+    pub async fn replica(
+        &self,
+        asset: &BucketAsset,
+        region: &str,
+        name: &str,
+    ) -> Option<(ObjectMeta, Vec<u8>)> {
+        let bucket = asset
+            .replicas
+            .iter()
+            .find(|(r, _)| r.as_str() == region)
+            .map(|(_, bucket)| bucket.as_str())
+            .unwrap_or_else(|| panic!("asset {} has no replica in {region}", asset.id));
+        let object = ObjectRef::new(bucket, name);
+        match self.sync.storage.get(&object).await {
+            Ok((meta, mut body)) => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = body.next().await {
+                    bytes.extend_from_slice(
+                        &chunk.unwrap_or_else(|error| panic!("read {object}: {error}")),
+                    );
+                }
+                Some((meta, bytes))
+            }
+            Err(StorageError::NotFound { .. }) => None,
+            Err(error) => panic!("get {object}: {error}"),
+        }
+    }
+
+    /// Asserts that every replica of `asset` holds exactly `bytes` as `name`.
+    pub async fn assert_replicated(&self, asset: &BucketAsset, name: &str, bytes: &[u8]) {
+        for region in asset.replicas.keys() {
+            let (_, content) = self
+                .replica(asset, region.as_str(), name)
+                .await
+                .unwrap_or_else(|| {
+                    panic!("{name:?} missing in the {region} replica of {}", asset.id)
+                });
+            assert_eq!(
+                content, bytes,
+                "content of {name:?} in the {region} replica of {}",
+                asset.id
+            );
+        }
+    }
+
+    /// Asserts that no replica of `asset` holds `name`.
+    pub async fn assert_absent(&self, asset: &BucketAsset, name: &str) {
+        for region in asset.replicas.keys() {
+            assert!(
+                self.replica(asset, region.as_str(), name).await.is_none(),
+                "{name:?} still in the {region} replica of {}",
+                asset.id
+            );
+        }
+    }
+}
+
+/// The event data a finalize or delete of `meta` carries.
+pub fn event_object(meta: &ObjectMeta) -> StorageObject {
+    StorageObject {
+        bucket: meta.object.bucket.clone(),
+        name: meta.object.name.clone(),
+        generation: meta.generation,
+        metageneration: Some(1),
+        size: meta.size,
+        crc32c: meta.crc32c,
+        md5_hash: None,
+        content_type: meta.content_type.clone(),
+        metadata: meta.metadata.clone(),
+        storage_class: None,
+        time_created: Some(meta.updated),
+        updated: Some(meta.updated),
+    }
+}
+
+/// Runs every scenario on one fixture.
+pub async fn run_all(fixture: &Fixture) {
+    finalize_copies_content_and_metadata(fixture).await;
+    late_and_duplicate_finalizes_never_go_back(fixture).await;
+    delete_then_recreate_ends_present(fixture).await;
+    mirror_policy_deletes_replicas(fixture).await;
+    keep_policy_keeps_replicas(fixture).await;
+    unusual_names_replicate(fixture).await;
+    reconcile_repairs_what_events_missed(fixture).await;
+    reconcile_deletes_once_the_keep_period_ends(fixture).await;
+    table_changes_are_copied_and_verified(fixture).await;
+}
+
+/// A finalize copies the object to every replica, with its content type and
+/// custom metadata.
+pub async fn finalize_copies_content_and_metadata(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let options = PutOptions {
+        content_type: Some("application/x-parquet".to_string()),
+        metadata: BTreeMap::from([("owner".to_string(), "team-ml".to_string())]),
+        if_generation_match: None,
+    };
+    let written = fixture
+        .write(&asset, "features/part-0.parquet", b"columns", options)
+        .await;
+    let outcome = fixture.deliver(&asset, Change::Finalized, &written).await;
+    assert!(
+        matches!(outcome, Outcome::Synced(ref regions) if regions.len() == 2),
+        "{outcome:?}"
+    );
+    fixture
+        .assert_replicated(&asset, "features/part-0.parquet", b"columns")
+        .await;
+    for region in ["us-east1", "europe-west1"] {
+        let (meta, _) = fixture
+            .replica(&asset, region, "features/part-0.parquet")
+            .await
+            .expect("replica");
+        assert_eq!(
+            meta.content_type.as_deref(),
+            Some("application/x-parquet"),
+            "content type in {region}"
+        );
+        assert_eq!(
+            meta.metadata.get("owner").map(String::as_str),
+            Some("team-ml"),
+            "metadata in {region}"
+        );
+        assert!(written.verifies(&meta), "size and CRC32C in {region}");
+    }
+    let again = fixture.deliver(&asset, Change::Finalized, &written).await;
+    assert_eq!(
+        again,
+        Outcome::AlreadyReplicated,
+        "a duplicate finalize does nothing"
+    );
+}
+
+/// A late finalize of an old generation never overwrites a newer replica,
+/// whether it arrives before or after the newer one's.
+pub async fn late_and_duplicate_finalizes_never_go_back(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let name = "reordered/model.bin";
+    let old = fixture
+        .write(&asset, name, b"old generation", PutOptions::default())
+        .await;
+    let new = fixture
+        .write(&asset, name, b"new generation!", PutOptions::default())
+        .await;
+    assert!(new.generation > old.generation);
+
+    // The old generation's event arrives first, after the new one exists:
+    // the newest is what gets copied.
+    fixture.deliver(&asset, Change::Finalized, &old).await;
+    fixture
+        .assert_replicated(&asset, name, b"new generation!")
+        .await;
+    fixture.deliver(&asset, Change::Finalized, &new).await;
+    fixture.deliver(&asset, Change::Finalized, &new).await;
+    let late = fixture.deliver(&asset, Change::Finalized, &old).await;
+    assert_eq!(
+        late,
+        Outcome::Stale,
+        "a finalize older than one already seen"
+    );
+    fixture
+        .assert_replicated(&asset, name, b"new generation!")
+        .await;
+    let known = ledger::read(fixture.sync.state.as_ref(), asset.source.as_str(), name)
+        .await
+        .expect("ledger");
+    assert_eq!(known.generation, new.generation);
+    assert!(known.replicated_everywhere(new.generation, ["us-east1", "europe-west1"].into_iter()));
+}
+
+/// A delete followed by a re-create ends with the object present, in every
+/// order of delivery.
+pub async fn delete_then_recreate_ends_present(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    for (case, delete_first) in [("in-order", true), ("delete-late", false)] {
+        let name = format!("recreated/{case}");
+        let first = fixture
+            .write(&asset, &name, b"first", PutOptions::default())
+            .await;
+        fixture.deliver(&asset, Change::Finalized, &first).await;
+        fixture.remove(&asset, &name).await;
+        let second = fixture
+            .write(&asset, &name, b"second", PutOptions::default())
+            .await;
+        if delete_first {
+            fixture.deliver(&asset, Change::Deleted, &first).await;
+            fixture.deliver(&asset, Change::Finalized, &second).await;
+        } else {
+            fixture.deliver(&asset, Change::Finalized, &second).await;
+            let late = fixture.deliver(&asset, Change::Deleted, &first).await;
+            assert_eq!(
+                late,
+                Outcome::Stale,
+                "{case}: a delete of a generation already replaced"
+            );
+        }
+        fixture.assert_replicated(&asset, &name, b"second").await;
+    }
+}
+
+/// Under `delete-policy: mirror` a delete removes every replica; a duplicate
+/// delete is harmless.
+pub async fn mirror_policy_deletes_replicas(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let name = "deleted/old-features.csv";
+    let written = fixture
+        .write(&asset, name, b"a,b\n1,2\n", PutOptions::default())
+        .await;
+    fixture.deliver(&asset, Change::Finalized, &written).await;
+    fixture.assert_replicated(&asset, name, b"a,b\n1,2\n").await;
+    fixture.remove(&asset, name).await;
+    fixture.deliver(&asset, Change::Deleted, &written).await;
+    fixture.assert_absent(&asset, name).await;
+    fixture.deliver(&asset, Change::Deleted, &written).await;
+    // A finalize delivered after the delete finds nothing to copy.
+    fixture.deliver(&asset, Change::Finalized, &written).await;
+    fixture.assert_absent(&asset, name).await;
+}
+
+/// Under `delete-policy: {keep: …}` a delete keeps the replica and records
+/// when the delete was seen, for the reconcile to act on once the period
+/// ends.
+pub async fn keep_policy_keeps_replicas(fixture: &Fixture) {
+    let asset = fixture.asset("kept");
+    let name = "kept/important.json";
+    let written = fixture
+        .write(&asset, name, b"{}", PutOptions::default())
+        .await;
+    fixture.deliver(&asset, Change::Finalized, &written).await;
+    fixture.remove(&asset, name).await;
+    let before = Utc::now();
+    fixture.deliver(&asset, Change::Deleted, &written).await;
+    fixture.assert_replicated(&asset, name, b"{}").await;
+    let known = ledger::read(fixture.sync.state.as_ref(), asset.source.as_str(), name)
+        .await
+        .expect("ledger");
+    assert!(!known.live, "the ledger knows the source is gone");
+    assert!(known.deleted_at.is_some_and(|at| at >= before), "{known:?}");
+}
+
+/// Names with spaces, unicode, `#`, `?`, `%` and about 1000 bytes replicate
+/// under the same name with the same bytes.
+pub async fn unusual_names_replicate(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let names = [
+        "odd/with space".to_string(),
+        "odd/ünïcödé 日本 🚀".to_string(),
+        "odd/hash#fragment".to_string(),
+        "odd/question?x=1&y".to_string(),
+        "odd/percent%20%2F%".to_string(),
+        "odd/plus+;:@<>'\"".to_string(),
+        // 998 bytes; segments stay under the 255 bytes a filesystem allows.
+        format!("odd/{}", vec!["é".repeat(99); 5].join("/")),
+    ];
+    for name in &names {
+        let written = fixture
+            .write(&asset, name, name.as_bytes(), PutOptions::default())
+            .await;
+        fixture.deliver(&asset, Change::Finalized, &written).await;
+        fixture
+            .assert_replicated(&asset, name, name.as_bytes())
+            .await;
+    }
+}
+
+/// Reconciles every asset and returns the reports by `asset/region`.
+pub async fn reconcile(fixture: &Fixture) -> BTreeMap<String, RegionReport> {
+    let reports = reconcile_all(&fixture.sync, 4, &|_: &RegionReport| {})
+        .await
+        .unwrap_or_else(|error| panic!("reconcile: {error}"));
+    reports
+        .into_iter()
+        .map(|report| (format!("{}/{}", report.asset, report.region), report))
+        .collect()
+}
+
+/// Writes `bytes` as `name` straight into the replica of `asset` in
+/// `region`, as if something else had written there.
+async fn write_replica(
+    fixture: &Fixture,
+    asset: &BucketAsset,
+    region: &str,
+    name: &str,
+    bytes: &[u8],
+) {
+    let bucket = asset
+        .replicas
+        .iter()
+        .find(|(r, _)| r.as_str() == region)
+        .map(|(_, bucket)| bucket.as_str())
+        .expect("replica region");
+    let object = ObjectRef::new(bucket, name);
+    fixture
+        .sync
+        .storage
+        .put(
+            &object,
+            bytes_stream(Bytes::copy_from_slice(bytes)),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("put {object}: {error}"));
+}
+
+/// Objects whose events were lost (new, changed, deleted) are found and
+/// repaired by the reconcile, reported as drift, and a second reconcile
+/// finds nothing left.
+pub async fn reconcile_repairs_what_events_missed(fixture: &Fixture) {
+    let mirrored = fixture.asset("mirrored");
+    let kept = fixture.asset("kept");
+    let settled = reconcile(fixture).await;
+    assert!(settled.values().all(|r| r.failed == 0), "{settled:#?}");
+
+    for name in ["missed/a", "missed/b c", "missed/日本#?%"] {
+        fixture
+            .write(&mirrored, name, name.as_bytes(), PutOptions::default())
+            .await;
+    }
+    let changed = fixture
+        .write(
+            &mirrored,
+            "missed/changed",
+            b"version 1",
+            PutOptions::default(),
+        )
+        .await;
+    fixture
+        .deliver(&mirrored, Change::Finalized, &changed)
+        .await;
+    write_replica(
+        fixture,
+        &mirrored,
+        "us-east1",
+        "missed/changed",
+        b"tampered",
+    )
+    .await;
+    write_replica(
+        fixture,
+        &mirrored,
+        "europe-west1",
+        "missed/deleted",
+        b"stale",
+    )
+    .await;
+    write_replica(fixture, &kept, "us-east1", "missed/kept", b"kept").await;
+
+    let reports = reconcile(fixture).await;
+    let east = &reports["mirrored/us-east1"];
+    assert_eq!(
+        (
+            east.copied_missing,
+            east.repaired_different,
+            east.missed_deletes,
+            east.failed
+        ),
+        (3, 1, 0, 0),
+        "{east:#?}"
+    );
+    let west = &reports["mirrored/europe-west1"];
+    assert_eq!(
+        (
+            west.copied_missing,
+            west.repaired_different,
+            west.missed_deletes,
+            west.deleted
+        ),
+        (3, 0, 1, 1),
+        "{west:#?}"
+    );
+    assert_eq!(west.drift(), 4);
+    let kept_east = &reports["kept/us-east1"];
+    assert_eq!(
+        (kept_east.missed_deletes, kept_east.deleted),
+        (1, 0),
+        "{kept_east:#?}"
+    );
+    for name in ["missed/a", "missed/b c", "missed/日本#?%"] {
+        fixture
+            .assert_replicated(&mirrored, name, name.as_bytes())
+            .await;
+    }
+    fixture
+        .assert_replicated(&mirrored, "missed/changed", b"version 1")
+        .await;
+    fixture.assert_absent(&mirrored, "missed/deleted").await;
+    fixture
+        .assert_replicated(&kept, "missed/kept", b"kept")
+        .await;
+
+    let again = reconcile(fixture).await;
+    for (key, report) in &again {
+        assert_eq!(
+            (report.drift(), report.failed),
+            (0, 0),
+            "{key}: {report:#?}"
+        );
+        assert_eq!(
+            report.source_objects + report.kept,
+            report.replica_objects,
+            "{key}: {report:#?}"
+        );
+    }
+}
+
+/// A replica kept under `delete-policy: {keep: 1h}` is deleted by the first
+/// reconcile after the hour since the delete was seen.
+pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
+    let kept = fixture.asset("kept");
+    let name = "expired/old.bin";
+    write_replica(fixture, &kept, "us-east1", name, b"old").await;
+    let seen = Utc::now() - chrono::TimeDelta::hours(2);
+    ledger::record(
+        fixture.sync.state.as_ref(),
+        kept.source.as_str(),
+        name,
+        &[Observation::Deleted {
+            region: "us-east1".to_string(),
+            generation: 1,
+            at: seen,
+            replica_deleted: false,
+        }],
+    )
+    .await
+    .expect("ledger");
+    let reports = reconcile(fixture).await;
+    let report = &reports["kept/us-east1"];
+    assert_eq!(
+        (report.deleted, report.missed_deletes, report.failed),
+        (1, 0, 0),
+        "{report:#?}"
+    );
+    fixture.assert_absent(&kept, name).await;
+}
+
+/// A changed table is copied to every replica dataset and verified by row
+/// count, its copy recorded per region; the reconcile copies a table no
+/// event announced and leaves current tables alone.
+pub async fn table_changes_are_copied_and_verified(fixture: &Fixture) {
+    let sync = &fixture.sync;
+    let asset = sync
+        .topology
+        .workloads()
+        .iter()
+        .flat_map(|w| w.assets.datasets.iter())
+        .find(|asset| asset.id.as_str() == "events")
+        .cloned()
+        .expect("dataset asset");
+    let project = sync.topology.project().as_str();
+    let source_table = |table: &str| TableRef::new(project, asset.source.as_str(), table);
+    let columns = [
+        Column {
+            name: "id".to_string(),
+            kind: "INTEGER".to_string(),
+        },
+        Column {
+            name: "page".to_string(),
+            kind: "STRING".to_string(),
+        },
+    ];
+    let clicks = source_table("clicks");
+    sync.warehouse
+        .create_table(&clicks, &columns)
+        .await
+        .expect("create clicks");
+    let rows = |from: i64, to: i64| -> Vec<serde_json::Value> {
+        (from..to)
+            .map(|i| serde_json::json!({"id": i, "page": format!("/p/{i}")}))
+            .collect()
+    };
+    sync.warehouse
+        .insert_rows(&clicks, &rows(0, 2))
+        .await
+        .expect("insert");
+
+    for expected in [2, 3] {
+        if expected == 3 {
+            sync.warehouse
+                .insert_rows(&clicks, &rows(2, 3))
+                .await
+                .expect("insert");
+        }
+        let done = tables::sync_table(sync, &asset, "clicks", true)
+            .await
+            .unwrap_or_else(|error| panic!("sync clicks: {error}"));
+        assert_eq!(done.len(), 2, "{done:?}");
+        for (region, replica) in &asset.replicas {
+            let table = TableRef::new(project, replica.as_str(), "clicks");
+            let counted = sync
+                .warehouse
+                .row_count(&table)
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"));
+            assert_eq!(counted, expected, "rows of {table}");
+            let copy = tables::last_copy(sync, &asset, region.as_str(), "clicks")
+                .await
+                .expect("copy record")
+                .unwrap_or_else(|| panic!("no copy record for {region}"));
+            assert_eq!(copy.rows, expected, "recorded rows in {region}");
+        }
+    }
+
+    let views = source_table("views");
+    sync.warehouse
+        .create_table(&views, &columns)
+        .await
+        .expect("create views");
+    sync.warehouse
+        .insert_rows(&views, &rows(0, 5))
+        .await
+        .expect("insert");
+    let copies = tables::reconcile_tables(sync)
+        .await
+        .expect("reconcile tables");
+    let copied: Vec<(&str, &str, u64)> = copies
+        .iter()
+        .map(|c| (c.table.as_str(), c.region.as_str(), c.rows))
+        .collect();
+    assert_eq!(
+        copied,
+        [("views", "europe-west1", 5), ("views", "us-east1", 5)],
+        "{copies:#?}"
+    );
+    let again = tables::reconcile_tables(sync)
+        .await
+        .expect("reconcile tables");
+    assert!(again.is_empty(), "current tables copied again: {again:#?}");
+    let current = tables::sync_table(sync, &asset, "views", false)
+        .await
+        .expect("sync views");
+    assert!(
+        current.iter().all(|(_, done)| *done == TableSync::Current),
+        "{current:?}"
+    );
+
+    let checked = Utc::now() - chrono::TimeDelta::minutes(5);
+    let records = rpo::read_all(sync.state.as_ref())
+        .await
+        .expect("RPO records");
+    for region in ["us-east1", "europe-west1"] {
+        let record = records
+            .iter()
+            .find(|r| {
+                r.kind == rpo::AssetKind::Dataset && r.asset == "events" && r.region == region
+            })
+            .unwrap_or_else(|| panic!("no RPO record for events in {region}: {records:#?}"));
+        assert!(
+            record.checked_at.is_some_and(|at| at >= checked),
+            "{record:?}"
+        );
+        assert_eq!(record.target_seconds, 24 * 3600, "research training's RPO");
+    }
+}

@@ -1,0 +1,123 @@
+//! data-sync on the local backends: the scenario suite, and the HTTP edge.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::storage::{ObjectMeta, PutOptions};
+use lifeboat_shared::warehouse::local::LocalWarehouse;
+use tower::ServiceExt as _;
+
+use crate::scenarios::{self, Fixture};
+
+async fn local_fixture(dir: &std::path::Path) -> Fixture {
+    let storage = LocalStore::open(dir.join("storage"))
+        .await
+        .expect("storage");
+    let state = LocalStateStore::open(dir.join("state"))
+        .await
+        .expect("state");
+    let warehouse = LocalWarehouse::open(dir.join("warehouse"))
+        .await
+        .expect("warehouse");
+    Fixture::create(
+        "ds",
+        Arc::new(storage),
+        Arc::new(state),
+        Arc::new(warehouse),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn local_backends_pass_the_scenarios() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = local_fixture(dir.path()).await;
+    scenarios::run_all(&fixture).await;
+}
+
+/// A binary-mode CloudEvent as Eventarc sends it for `meta`.
+fn storage_event(id: &str, kind: &str, meta: &ObjectMeta) -> Request<Body> {
+    let crc = base64::engine::general_purpose::STANDARD.encode(meta.crc32c.to_be_bytes());
+    let body = serde_json::json!({
+        "bucket": meta.object.bucket,
+        "name": meta.object.name,
+        "generation": meta.generation.to_string(),
+        "size": meta.size.to_string(),
+        "crc32c": crc,
+    });
+    Request::post("/")
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header(
+            "ce-source",
+            format!(
+                "//storage.googleapis.com/projects/_/buckets/{}",
+                meta.object.bucket
+            ),
+        )
+        .header("ce-type", format!("google.cloud.storage.object.v1.{kind}"))
+        .header("ce-time", "2026-11-25T16:00:00Z")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn the_router_syncs_once_per_event_and_refuses_malformed_input() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = local_fixture(dir.path()).await;
+    let asset = fixture.asset("mirrored");
+    let written = fixture
+        .write(&asset, "http/a b#?.bin", b"payload", PutOptions::default())
+        .await;
+    let router = crate::router(fixture.sync.clone());
+
+    let response = router
+        .clone()
+        .oneshot(storage_event("ev-1", "finalized", &written))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    fixture
+        .assert_replicated(&asset, "http/a b#?.bin", b"payload")
+        .await;
+
+    let duplicate = router
+        .clone()
+        .oneshot(storage_event("ev-1", "finalized", &written))
+        .await
+        .expect("answer");
+    assert_eq!(duplicate.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(duplicate.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    assert_eq!(&body[..], b"duplicate event");
+
+    let malformed = Request::post("/")
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "ev-2")
+        .header("ce-source", "//storage.googleapis.com/projects/_/buckets/x")
+        .header("ce-type", "google.cloud.storage.object.v1.finalized")
+        .header("ce-time", "2026-11-25T16:00:00Z")
+        .body(Body::from(r#"{"bucket":"x","name":"y"}"#))
+        .expect("request");
+    let response = router.clone().oneshot(malformed).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let mut elsewhere = written.clone();
+    elsewhere.object.bucket = "not-protected".to_string();
+    let response = router
+        .oneshot(storage_event("ev-3", "finalized", &elsewhere))
+        .await
+        .expect("answer");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "other buckets are acknowledged"
+    );
+}
