@@ -38,14 +38,6 @@ resource "google_firestore_database" "lifeboat" {
   depends_on              = [google_project_service.api["firestore.googleapis.com"]]
 }
 
-# Idempotency records carry an `expiresAt` timestamp; Firestore deletes them
-# once it has passed.
-resource "google_firestore_field" "idempotency_ttl" {
-  database   = google_firestore_database.lifeboat.name
-  collection = "idempotency"
-  field      = "expiresAt"
-  ttl_config {}
-  index_config {}
 }
 
 # Events Lifeboat publishes (replica verified, checkpoint committed, failover
