@@ -1,4 +1,4 @@
-//! `lifeboat sync reconcile` and `lifeboat status` as a user runs them, on a local cloud's data
+//! `lifeboat sync reconcile` and `lifeboat sync status` as a user runs them, on a local cloud's data
 //! directory whose replicas lag behind their sources.
 
 use std::path::Path;
@@ -80,7 +80,7 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
         "{stdout}"
     );
     let status = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["status", "--topology"])
+        .args(["sync", "status", "--topology"])
         .arg(&topology_file)
         .arg("--local")
         .arg(dir.path())
