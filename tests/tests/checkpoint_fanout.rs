@@ -9,6 +9,7 @@ use lifeboat_checkpoint_fanout::conformance::{self, Rig};
 use lifeboat_checkpoint_fanout::{FanoutOptions, Outcome, handle_finalized};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_tests::{FakeGcsServer, emulator_host, unique_name};
 
@@ -115,7 +116,9 @@ async fn storage_killed_mid_fan_out_then_the_retry_finishes_and_nothing_is_half_
     // The same data, served again: no region shows the marker over missing
     // shards, and the redelivered event finishes the job.
     let restarted = FakeGcsServer::start(root.path());
-    let mut rig = Rig::new(topology, Arc::new(gcs(restarted.host())), state).await;
+    let restarted_store = gcs(restarted.host());
+    wait_until_buckets_load(&restarted_store, rig.replicas.values()).await;
+    let mut rig = Rig::new(topology, Arc::new(restarted_store), state).await;
     rig.context.options.parallelism = 8;
     rig.assert_no_half_visible_checkpoint().await;
     match handle_finalized(&rig.context, &event, &object).await {
@@ -133,4 +136,24 @@ async fn storage_killed_mid_fan_out_then_the_retry_finishes_and_nothing_is_half_
     }
     rig.assert_committed(100).await;
     rig.assert_no_half_visible_checkpoint().await;
+}
+
+/// Waits until a fake-gcs-server restarted on a filesystem root lists every
+/// bucket again: right after a restart it was seen (about one run in four)
+/// to answer a listing 404 for a bucket that is on disk. Fails after 20 s
+/// with the last error, so a bucket really lost still fails the test.
+async fn wait_until_buckets_load<'a>(store: &GcsStore, buckets: impl Iterator<Item = &'a String>) {
+    for bucket in buckets {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match store.list(bucket, "", None).await {
+                Ok(_) => break,
+                Err(error) => assert!(
+                    Instant::now() < deadline,
+                    "bucket {bucket} never came back after the restart: {error}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
