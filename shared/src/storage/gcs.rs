@@ -491,21 +491,19 @@ impl ObjectStore for GcsStore {
         options: CopyOptions,
     ) -> Result<ObjectMeta, StorageError> {
         let context = format!("copy {source} -> {destination}");
-        // The source's metadata pins the generation copied (so a copy never
-        // mixes two versions) and is what the replica is verified against.
-        let original = self.head(source).await?;
-        if let Some(expected) = options.if_source_generation_match
-            && expected != original.generation
-        {
-            return Err(StorageError::PreconditionFailed {
-                object: source.clone(),
-                detail: format!(
-                    "{context}: source generation {expected} expected, {} is live",
-                    original.generation
-                ),
-            });
-        }
-        let generation = original.generation;
+        // A copy is always pinned to one source generation, so it never mixes
+        // two versions. A caller that names the generation already holds the
+        // source's metadata and verifies the replica itself
+        // (`storage::replica::replicate`): the rewrite alone enforces the pin,
+        // and no extra read precedes it. Otherwise the source is read here,
+        // for its generation and to verify the replica against.
+        let (generation, original) = match options.if_source_generation_match {
+            Some(pinned) => (pinned, None),
+            None => {
+                let original = self.head(source).await?;
+                (original.generation, Some(original))
+            }
+        };
         let generation_text = generation.to_string();
         let path = format!(
             "{}/rewriteTo/b/{}/o/{}",
@@ -554,7 +552,9 @@ impl ObjectStore for GcsStore {
             }
         };
         let replica = resource.into_meta(&context)?;
-        if !original.verifies(&replica) {
+        if let Some(original) = original
+            && !original.verifies(&replica)
+        {
             return Err(StorageError::Verification {
                 object: destination.clone(),
                 detail: format!(

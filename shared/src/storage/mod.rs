@@ -222,7 +222,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Copies `source` to `destination` on the server side (across buckets and
     /// regions), keeping content type and metadata, and returns the new
-    /// object. The bytes never pass through the caller.
+    /// object. The bytes never pass through the caller. With a pinned source
+    /// generation the store may skip reading the source first; callers that
+    /// need a verified replica go through [`replica::replicate`].
     async fn copy(
         &self,
         source: &ObjectRef,
