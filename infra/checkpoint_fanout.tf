@@ -19,12 +19,6 @@ variable "checkpoint_replica_buckets" {
   type        = map(string)
 }
 
-variable "topology_secret" {
-  description = "Secret Manager secret id whose latest version is the topology YAML."
-  type        = string
-  default     = "lifeboat-topology"
-}
-
 resource "google_service_account" "checkpoint_fanout" {
   account_id   = "lifeboat-checkpoint-fanout"
   display_name = "Lifeboat checkpoint-fanout: reads checkpoints, writes their replicas"
@@ -64,7 +58,7 @@ resource "google_project_iam_member" "checkpoint_fanout_state" {
 }
 
 resource "google_secret_manager_secret_iam_member" "checkpoint_fanout_topology" {
-  secret_id = var.topology_secret
+  secret_id = google_secret_manager_secret.topology.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.checkpoint_fanout.email}"
 }
@@ -106,7 +100,7 @@ resource "google_cloud_run_v2_service" "checkpoint_fanout" {
     volumes {
       name = "topology"
       secret {
-        secret = var.topology_secret
+        secret = google_secret_manager_secret.topology.secret_id
         items {
           version = "latest"
           path    = "topology.yaml"
@@ -134,15 +128,6 @@ resource "google_project_iam_member" "checkpoint_fanout_event_receiver" {
   project = var.project
   role    = "roles/eventarc.eventReceiver"
   member  = "serviceAccount:${google_service_account.checkpoint_fanout_trigger.email}"
-}
-
-# Cloud Storage publishes the bucket's events to Pub/Sub for Eventarc.
-data "google_storage_project_service_account" "gcs" {}
-
-resource "google_project_iam_member" "gcs_publishes_events" {
-  project = var.project
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
 }
 
 resource "google_eventarc_trigger" "checkpoint_fanout" {

@@ -22,11 +22,6 @@ variable "data_sync_datasets" {
   default = {}
 }
 
-variable "topology_yaml" {
-  description = "The topology file's content, given to data-sync through Secret Manager."
-  type        = string
-}
-
 variable "data_sync_image" {
   description = "The data-sync image (cloudbuild.yaml pushes it; later deploys only change the revision's image)."
   type        = string
@@ -58,11 +53,6 @@ locals {
     "google.cloud.bigquery.v2.TableService.UpdateTable",
     "google.cloud.bigquery.v2.TableService.PatchTable",
   ])
-}
-
-resource "google_project_service" "secretmanager" {
-  service            = "secretmanager.googleapis.com"
-  disable_on_destroy = false
 }
 
 resource "google_service_account" "data_sync" {
@@ -129,19 +119,6 @@ resource "google_project_iam_member" "data_sync_state" {
   project = var.project
   role    = "roles/datastore.user"
   member  = "serviceAccount:${google_service_account.data_sync.email}"
-}
-
-resource "google_secret_manager_secret" "topology" {
-  secret_id = "lifeboat-topology"
-  replication {
-    auto {}
-  }
-  depends_on = [google_project_service.secretmanager]
-}
-
-resource "google_secret_manager_secret_version" "topology" {
-  secret      = google_secret_manager_secret.topology.id
-  secret_data = var.topology_yaml
 }
 
 resource "google_secret_manager_secret_iam_member" "data_sync_topology" {
@@ -217,15 +194,6 @@ resource "google_service_account_iam_member" "deployer_acts_as_data_sync" {
   service_account_id = google_service_account.data_sync.name
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.deployer.email}"
-}
-
-# Cloud Storage publishes object events through Pub/Sub on Eventarc's behalf.
-data "google_storage_project_service_account" "gcs" {}
-
-resource "google_project_iam_member" "gcs_publishes_events" {
-  project = var.project
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
 }
 
 locals {

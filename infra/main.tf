@@ -38,8 +38,6 @@ resource "google_firestore_database" "lifeboat" {
   depends_on              = [google_project_service.api["firestore.googleapis.com"]]
 }
 
-}
-
 # Events Lifeboat publishes (replica verified, checkpoint committed, failover
 # decided...), and where undeliverable pushes end up.
 resource "google_pubsub_topic" "events" {
@@ -105,4 +103,28 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   topic  = google_pubsub_topic.dead_letter.id
   role   = "roles/pubsub.publisher"
   member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# The topology file, mounted into every service at /etc/lifeboat/topology.yaml.
+resource "google_secret_manager_secret" "topology" {
+  secret_id = "lifeboat-topology"
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.api["secretmanager.googleapis.com"]]
+}
+
+resource "google_secret_manager_secret_version" "topology" {
+  secret      = google_secret_manager_secret.topology.id
+  secret_data = var.topology_yaml
+}
+
+# Cloud Storage publishes object events through Pub/Sub on Eventarc's behalf,
+# for every function triggered by a bucket.
+data "google_storage_project_service_account" "gcs" {}
+
+resource "google_project_iam_member" "gcs_publishes_events" {
+  project = var.project
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
 }

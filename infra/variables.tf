@@ -19,3 +19,8 @@ variable "artifact_location" {
   type        = string
   default     = "us"
 }
+
+variable "topology_yaml" {
+  description = "The topology file's content, given to every service through Secret Manager."
+  type        = string
+}
