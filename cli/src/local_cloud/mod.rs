@@ -200,11 +200,7 @@ impl BoundCloud {
                 .region(id.as_str())
                 .cloned()
                 .with_context(|| format!("region {id} vanished from the topology"))?;
-            let router = region::router(
-                region,
-                self.cloud.topology.clone(),
-                self.cloud.storage.clone(),
-            );
+            let router = region::router(region, &self.cloud.topology, self.cloud.storage.clone());
             servers.spawn(serve_router(
                 router,
                 listener,

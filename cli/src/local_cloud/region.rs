@@ -2,6 +2,7 @@
 //! and a read-only view of the buckets that live in it, so a person (or a
 //! test) can see what reached the region.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
-use lifeboat_shared::topology::{Region, Topology};
+use lifeboat_shared::topology::{Region, RegionId, Topology};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,20 +21,27 @@ use serde_json::json;
 #[derive(Debug, Clone)]
 struct RegionState {
     region: Region,
-    topology: Arc<Topology>,
+    /// The region every bucket of the topology lives in, read once.
+    bucket_regions: Arc<BTreeMap<String, RegionId>>,
     storage: Arc<dyn ObjectStore>,
 }
 
 /// The routes of one region: `/healthz`, `/storage/{bucket}` (listing) and
 /// `/storage/{bucket}/{name}` (an object's bytes).
-pub fn router(region: Region, topology: Arc<Topology>, storage: Arc<dyn ObjectStore>) -> Router {
+pub fn router(region: Region, topology: &Topology, storage: Arc<dyn ObjectStore>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/storage/{bucket}", get(list_objects))
         .route("/storage/{bucket}/{*name}", get(read_object))
         .with_state(RegionState {
             region,
-            topology,
+            bucket_regions: Arc::new(
+                topology
+                    .buckets()
+                    .into_iter()
+                    .map(|(bucket, region)| (bucket.to_string(), region.clone()))
+                    .collect(),
+            ),
             storage,
         })
 }
@@ -102,14 +110,9 @@ async fn read_object(
 impl RegionState {
     /// Refuses a bucket that the topology does not place in this region.
     fn owns(&self, bucket: &str) -> Result<(), Box<Response>> {
-        match self
-            .topology
-            .buckets()
-            .into_iter()
-            .find(|(name, _)| name.as_str() == bucket)
-        {
-            Some((_, region)) if *region == self.region.id => Ok(()),
-            Some((_, region)) => Err(Box::new(
+        match self.bucket_regions.get(bucket) {
+            Some(region) if *region == self.region.id => Ok(()),
+            Some(region) => Err(Box::new(
                 (
                     StatusCode::NOT_FOUND,
                     format!("bucket {bucket} is in {region}, not in {}", self.region.id),
