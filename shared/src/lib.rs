@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod events;
 pub mod gcp;
+pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -19,6 +19,7 @@ use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
+use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
@@ -150,6 +151,7 @@ impl BoundCloud {
             topology: self.cloud.topology.clone(),
             storage: self.cloud.storage.clone(),
             state: self.cloud.state.clone(),
+            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
             options: FanoutOptions::default(),
         });
         let fanout = Service::new(lifeboat_checkpoint_fanout::SERVICE_NAME, fanout)
@@ -175,6 +177,7 @@ impl BoundCloud {
         let notifier = storage_events::StorageNotifier::new(
             self.cloud.storage.clone(),
             self.cloud.bus.clone(),
+            self.cloud.state.clone(),
             buckets,
         );
         let notifications = tokio::spawn(notifier.run(shutdown.clone()));

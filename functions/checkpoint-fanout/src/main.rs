@@ -1,5 +1,6 @@
-//! checkpoint-fanout on Cloud Run: Cloud Storage and Firestore from the
-//! environment, the topology from `$LIFEBOAT_TOPOLOGY`, served on `$PORT`.
+//! checkpoint-fanout on Cloud Run: Cloud Storage, Firestore and Cloud
+//! Monitoring from the environment, the topology from `$LIFEBOAT_TOPOLOGY`,
+//! served on `$PORT`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions, SERVICE_NAME, router};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::metrics;
 use lifeboat_shared::server::Service;
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::topology::Topology;
@@ -22,11 +25,14 @@ async fn main() -> anyhow::Result<()> {
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?,
         &project,
     );
-    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let state: Arc<dyn StateStore> =
+        Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
+    let metrics = metrics::from_env(&project, state.clone()).await?;
     let context = FanoutContext {
         topology: Arc::new(topology),
         storage: Arc::new(storage),
-        state: Arc::new(state),
+        state,
+        metrics,
         options: FanoutOptions::default(),
     };
     Service::new(SERVICE_NAME, router(context))
