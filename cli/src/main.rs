@@ -4,7 +4,6 @@
 mod local_cloud;
 mod status;
 mod sync;
-mod sync_status;
 mod validate;
 mod write_checkpoint;
 
@@ -34,9 +33,10 @@ enum Command {
     /// The local multi-region cloud.
     #[command(subcommand)]
     Local(LocalCommand),
-    /// Per checkpoint location and region: newest complete step, RPO exposure
-    /// now (time and steps) and whether it meets the target. Exits 1 when a
-    /// region misses its target.
+    /// RPO exposure now against each workload's target: per checkpoint
+    /// location and region (newest complete step, exposure in time and
+    /// steps) and per bucket and dataset and region. Exits 1 when a region
+    /// misses its target.
     Status {
         /// The topology YAML file.
         #[arg(long)]
@@ -60,7 +60,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum SyncCommand {
     /// Compares every protected bucket with its replicas, repairs what
-    /// differs and reports the drift (objects the events missed).
+    /// differs and reports the drift (objects the events missed), then
+    /// copies every table of every protected dataset whose source is newer
+    /// than its last verified copy.
     Reconcile {
         /// The topology YAML file.
         #[arg(long)]
@@ -73,17 +75,6 @@ enum SyncCommand {
         /// How many repairs run at once.
         #[arg(long, default_value_t = lifeboat_data_sync::reconcile::DEFAULT_CONCURRENCY)]
         concurrency: usize,
-    },
-    /// The RPO exposure of every replicated bucket and dataset, per region,
-    /// against its target. Exits 1 when one misses it.
-    Status {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
-        /// Read the local cloud kept in this data directory instead of
-        /// Google Cloud.
-        #[arg(long)]
-        local: Option<PathBuf>,
     },
 }
 
@@ -167,9 +158,6 @@ fn main() -> ExitCode {
             local,
             concurrency,
         }) => sync::reconcile(&topology, local.as_deref(), concurrency),
-        Command::Sync(SyncCommand::Status { topology, local }) => {
-            sync_status::run(&topology, local.as_deref())
-        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,19 +1,24 @@
-//! `lifeboat status`: per checkpoint location and target region, the newest
-//! complete step, the RPO exposure now (time and steps) and whether it meets
-//! the workload's target. Read from Firestore (`--firestore`), from a running
-//! local cloud (through its functions listener, which holds the state), or
-//! from a stopped local cloud's state directly.
+//! `lifeboat status`: the RPO exposure of everything Lifeboat replicates,
+//! against each workload's target. Per checkpoint location and target
+//! region: the newest complete step and the exposure now, in time and in
+//! steps; per bucket and dataset and replica region: the age of the oldest
+//! change not verified there. Read from Firestore (`--firestore`), from a
+//! running local cloud (through its functions listener, which holds the
+//! state), or from a stopped local cloud's state directly.
 
 use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
-use lifeboat_checkpoint_fanout::rpo::{self, Exposure};
+use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
+use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::Topology;
+use serde::{Deserialize, Serialize};
 
-use crate::local_cloud::AddressBook;
+use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH};
 
 /// Where the RPO records are read from.
 #[derive(Debug)]
@@ -24,70 +29,100 @@ pub enum Source<'a> {
     Local(&'a Path),
 }
 
-/// Prints the status; returns whether every region meets its target.
-pub async fn run(topology: &Topology, source: Source<'_>, json: bool) -> anyhow::Result<bool> {
-    let rows = exposure(topology, source).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print!("{}", table(&rows));
-    }
-    Ok(rows.iter().all(|row| row.meets_target))
+/// Everything `lifeboat status` reports (its `--json` form).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// Per checkpoint location and target region.
+    pub checkpoints: Vec<checkpoint_rpo::Exposure>,
+    /// Per bucket or dataset and replica region.
+    pub data: Vec<data_rpo::Exposure>,
 }
 
-/// The exposure rows, from wherever the state is.
-async fn exposure(topology: &Topology, source: Source<'_>) -> anyhow::Result<Vec<Exposure>> {
+impl Status {
+    /// Whether every row meets its target.
+    pub fn meets_targets(&self) -> bool {
+        self.checkpoints.iter().all(|row| row.meets_target)
+            && self.data.iter().all(|row| row.meets_target)
+    }
+}
+
+/// Prints the status; returns whether every row meets its target.
+pub async fn run(topology: &Topology, source: Source<'_>, json: bool) -> anyhow::Result<bool> {
+    let status = read(topology, source).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", checkpoint_table(&status.checkpoints));
+        if !status.data.is_empty() {
+            println!();
+            print!("{}", data_table(&status.data));
+        }
+    }
+    Ok(status.meets_targets())
+}
+
+/// The status, from wherever the state is.
+async fn read(topology: &Topology, source: Source<'_>) -> anyhow::Result<Status> {
     let project = topology.project().as_str();
     match source {
         Source::Firestore => {
             let store = FirestoreStore::from_env(project, DEFAULT_DATABASE).await?;
-            Ok(rpo::report(topology, &store, Utc::now()).await?)
+            from_store(topology, &store).await
         }
         Source::Local(data_dir) => {
             let dir = data_dir.join(project);
-            if let Some(rows) = from_running_cloud(&dir).await {
-                return Ok(rows);
+            if let Some(status) = from_running_cloud(&dir).await {
+                return Ok(status);
             }
             let store = LocalStateStore::open(dir.join("state"))
                 .await
                 .with_context(|| format!("opening the local state in {}", dir.display()))?;
-            Ok(rpo::report(topology, &store, Utc::now()).await?)
+            from_store(topology, &store).await
         }
     }
 }
 
-/// The rows from the local cloud running on `dir`, if one answers.
-async fn from_running_cloud(dir: &Path) -> Option<Vec<Exposure>> {
+async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Result<Status> {
+    let now = Utc::now();
+    Ok(Status {
+        checkpoints: checkpoint_rpo::report(topology, store, now).await?,
+        data: data_rpo::report(topology, store, now).await?,
+    })
+}
+
+/// The status from the local cloud running on `dir`, if one answers.
+async fn from_running_cloud(dir: &Path) -> Option<Status> {
     let book: AddressBook =
         serde_json::from_slice(&std::fs::read(AddressBook::path(dir)).ok()?).ok()?;
-    let url = format!(
-        "http://{}{}/rpo",
-        book.functions,
-        crate::local_cloud::CHECKPOINT_FANOUT_PATH
-    );
-    let response = reqwest::get(url).await.ok()?;
+    Some(Status {
+        checkpoints: rows(&book, CHECKPOINT_FANOUT_PATH).await?,
+        data: rows(&book, DATA_SYNC_PATH).await?,
+    })
+}
+
+/// The rows a running local cloud's function mounted at `path` answers.
+async fn rows<T: serde::de::DeserializeOwned>(book: &AddressBook, path: &str) -> Option<Vec<T>> {
+    let response = reqwest::get(format!("http://{}{path}/rpo", book.functions))
+        .await
+        .ok()?;
     response.error_for_status().ok()?.json().await.ok()
 }
 
-/// The rows as an aligned text table.
-pub fn table(rows: &[Exposure]) -> String {
-    let mut lines = vec![
-        [
-            "WORKLOAD",
-            "CHECKPOINTS",
-            "REGION",
-            "NEWEST STEP",
-            "SOURCE STEP",
-            "RPO EXPOSURE",
-            "IN STEPS",
-            "TARGET",
-            "MEETS",
-        ]
-        .map(String::from),
+/// The checkpoint rows as an aligned text table.
+pub fn checkpoint_table(rows: &[checkpoint_rpo::Exposure]) -> String {
+    let header = [
+        "WORKLOAD",
+        "CHECKPOINTS",
+        "REGION",
+        "NEWEST STEP",
+        "SOURCE STEP",
+        "RPO EXPOSURE",
+        "IN STEPS",
+        "TARGET",
+        "MEETS",
     ];
-    for row in rows {
-        let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
-        lines.push([
+    let lines = rows.iter().map(|row| {
+        vec![
             row.workload.clone(),
             row.location.clone(),
             row.region.clone(),
@@ -96,10 +131,62 @@ pub fn table(rows: &[Exposure]) -> String {
             or_dash(row.exposure_seconds.map(human)),
             or_dash(row.exposure_steps.map(|s| s.to_string())),
             human(i64::try_from(row.target_rpo_seconds).unwrap_or(i64::MAX)),
-            if row.meets_target { "yes" } else { "NO" }.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..9)
+            yes_no(row.meets_target),
+        ]
+    });
+    aligned(&header, lines)
+}
+
+/// The bucket and dataset rows as an aligned text table.
+pub fn data_table(rows: &[data_rpo::Exposure]) -> String {
+    let header = [
+        "WORKLOAD",
+        "KIND",
+        "ASSET",
+        "REGION",
+        "RPO EXPOSURE",
+        "TARGET",
+        "LAST RECONCILE",
+        "MEETS",
+    ];
+    let lines = rows.iter().map(|row| {
+        vec![
+            row.workload.clone(),
+            match row.kind {
+                AssetKind::Bucket => "bucket",
+                AssetKind::Dataset => "dataset",
+            }
+            .to_string(),
+            row.asset.clone(),
+            row.region.clone(),
+            or_dash(
+                row.exposure_seconds
+                    .map(|e| human(i64::try_from(e).unwrap_or(i64::MAX))),
+            ),
+            human(i64::try_from(row.target_rpo_seconds).unwrap_or(i64::MAX)),
+            row.checked_at.map_or_else(
+                || "never".to_string(),
+                |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+            yes_no(row.meets_target),
+        ]
+    });
+    aligned(&header, lines)
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_string())
+}
+
+fn yes_no(meets: bool) -> String {
+    if meets { "yes" } else { "NO" }.to_string()
+}
+
+/// `header` and `rows` as columns padded to their widest cell.
+fn aligned(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut lines = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    lines.extend(rows);
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| lines.iter().map(|line| line[i].len()).max().unwrap_or(0))
         .collect();
     lines

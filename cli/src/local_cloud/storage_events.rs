@@ -3,16 +3,19 @@
 //! interval; each new object generation (written through `LocalStore` or as
 //! a plain file by any process) is published on the local bus as a
 //! `google.cloud.storage.object.v1.finalized` CloudEvent carrying the JSON
-//! API object resource, so push subscriptions deliver it to the functions
-//! exactly as Eventarc would.
+//! API object resource, and each announced generation that is gone as a
+//! `google.cloud.storage.object.v1.deleted` one, so push subscriptions
+//! deliver them to the functions exactly as Eventarc would. (An object
+//! deleted while the cloud was stopped is not announced: data-sync's
+//! reconcile applies that delete.)
 //!
-//! Event ids are `bucket/name#generation`. How far each bucket has been
+//! Event ids are `bucket/name#generation` (with `/deleted` for deletes). How far each bucket has been
 //! announced (the newest `updated` time published) is kept in the state
 //! store, so a restarted cloud announces only what changed since, plus a few
 //! seconds of overlap whose repeats idempotent handlers answer as
 //! duplicates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use lifeboat_shared::bus::{BusError, EVENTS_TOPIC, EventBus};
-use lifeboat_shared::events::cloud_event::STORAGE_OBJECT_FINALIZED;
+use lifeboat_shared::events::cloud_event::{STORAGE_OBJECT_DELETED, STORAGE_OBJECT_FINALIZED};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{Precondition, StateError, StateStore};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
@@ -48,12 +51,12 @@ pub struct StorageNotifier {
     restart_overlap: TimeDelta,
 }
 
-/// What the notifier knows: each object generation announced in this run,
-/// and each bucket's announced-through time (from the previous run, then
-/// kept current).
+/// What the notifier knows: each object generation announced (or, after a
+/// restart, already announced before), and each bucket's announced-through
+/// time (from the previous run, then kept current).
 #[derive(Debug, Default)]
 pub struct Announced {
-    generations: HashMap<ObjectRef, i64>,
+    objects: HashMap<ObjectRef, ObjectMeta>,
     through: HashMap<String, DateTime<Utc>>,
 }
 
@@ -139,10 +142,10 @@ impl StorageNotifier {
         }
     }
 
-    /// Publishes an event for each object generation not announced yet
-    /// (neither in this run nor, before a restart, through the bucket's
-    /// announced-through time less the restart overlap) and records it;
-    /// returns how many were published.
+    /// Publishes a finalize event for each object generation not announced
+    /// yet (neither in this run nor, before a restart, through the bucket's
+    /// announced-through time less the restart overlap) and a delete event
+    /// for each announced one that is gone; returns how many were published.
     pub async fn scan(&self, announced: &mut Announced) -> Result<usize, NotifyError> {
         let mut published = 0;
         for bucket in &self.buckets {
@@ -151,27 +154,48 @@ impl StorageNotifier {
                 .get(bucket)
                 .map(|t| *t - self.restart_overlap);
             let mut newest = announced.through.get(bucket).copied();
+            let mut listed = HashSet::new();
             let mut token: Option<String> = None;
             loop {
                 let page = self.storage.list(bucket, "", token.as_deref()).await?;
                 for meta in page.objects {
-                    if announced.generations.get(&meta.object) == Some(&meta.generation) {
+                    listed.insert(meta.object.clone());
+                    let known = announced.objects.get(&meta.object);
+                    if known.is_some_and(|known| known.generation == meta.generation) {
                         continue;
                     }
                     let seen_before_restart = resumed_from.is_some_and(|from| meta.updated < from);
                     if !seen_before_restart {
-                        self.bus.publish(EVENTS_TOPIC, &finalized(&meta)?).await?;
+                        self.bus
+                            .publish(
+                                EVENTS_TOPIC,
+                                &storage_event(STORAGE_OBJECT_FINALIZED, &meta)?,
+                            )
+                            .await?;
                         published += 1;
                         newest = newest.max(Some(meta.updated));
                     }
-                    announced
-                        .generations
-                        .insert(meta.object.clone(), meta.generation);
+                    announced.objects.insert(meta.object.clone(), meta);
                 }
                 match page.next_page_token {
                     Some(next) => token = Some(next),
                     None => break,
                 }
+            }
+            let gone: Vec<ObjectRef> = announced
+                .objects
+                .keys()
+                .filter(|object| object.bucket == *bucket && !listed.contains(*object))
+                .cloned()
+                .collect();
+            for object in gone {
+                if let Some(meta) = announced.objects.get(&object) {
+                    self.bus
+                        .publish(EVENTS_TOPIC, &storage_event(STORAGE_OBJECT_DELETED, meta)?)
+                        .await?;
+                    published += 1;
+                }
+                announced.objects.remove(&object);
             }
             if let Some(through) = newest
                 && announced.through.get(bucket) != Some(&through)
@@ -187,8 +211,12 @@ impl StorageNotifier {
     }
 }
 
-/// The finalize CloudEvent of one object generation, shaped as Eventarc's.
-pub fn finalized(meta: &ObjectMeta) -> Result<Event, cloudevents::event::EventBuilderError> {
+/// The finalize or delete CloudEvent (`ty`) of one object generation,
+/// shaped as Eventarc's.
+pub fn storage_event(
+    ty: &str,
+    meta: &ObjectMeta,
+) -> Result<Event, cloudevents::event::EventBuilderError> {
     let object = &meta.object;
     let data = serde_json::json!({
         "kind": "storage#object",
@@ -205,10 +233,17 @@ pub fn finalized(meta: &ObjectMeta) -> Result<Event, cloudevents::event::EventBu
     });
     EventBuilderV10::new()
         .id(format!(
-            "{}/{}#{}",
-            object.bucket, object.name, meta.generation
+            "{}/{}#{}{}",
+            object.bucket,
+            object.name,
+            meta.generation,
+            if ty == STORAGE_OBJECT_DELETED {
+                "/deleted"
+            } else {
+                ""
+            }
         ))
-        .ty(STORAGE_OBJECT_FINALIZED)
+        .ty(ty)
         .source(format!(
             "//storage.googleapis.com/projects/_/buckets/{}",
             object.bucket
@@ -296,6 +331,20 @@ mod tests {
             restarted.scan(&mut announced).await.expect("scan"),
             1,
             "the new object"
+        );
+        storage
+            .delete(&ObjectRef::new("ckpt-usc1", "step_1/a"), None)
+            .await
+            .expect("delete");
+        assert_eq!(
+            restarted.scan(&mut announced).await.expect("scan"),
+            1,
+            "the delete"
+        );
+        assert_eq!(
+            restarted.scan(&mut announced).await.expect("scan"),
+            0,
+            "announced once"
         );
     }
 }

@@ -33,11 +33,28 @@ async fn main() -> anyhow::Result<()> {
         storage: Arc::new(storage),
         state,
         metrics,
-        options: FanoutOptions::default(),
+        options: FanoutOptions {
+            parallelism: parallelism_from_env()?,
+            ..FanoutOptions::default()
+        },
     };
     Service::new(SERVICE_NAME, router(context))
         .with_request_timeout(Duration::from_secs(15 * 60))
         .serve_from_env()
         .await?;
     Ok(())
+}
+
+/// Copies in flight per region: `$LIFEBOAT_COPY_PARALLELISM`, or the default.
+fn parallelism_from_env() -> anyhow::Result<usize> {
+    match std::env::var("LIFEBOAT_COPY_PARALLELISM") {
+        Ok(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| {
+                format!("LIFEBOAT_COPY_PARALLELISM={text:?} is not a positive number")
+            }),
+        Err(_) => Ok(lifeboat_checkpoint_fanout::fanout::DEFAULT_PARALLELISM),
+    }
 }
