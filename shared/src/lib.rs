@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod events;
 pub mod gcp;
+pub mod models;
 pub mod server;
 pub mod state;
 pub mod storage;
