@@ -4,6 +4,8 @@
 //! A test never skips silently when one is missing: it fails and says what to
 //! start.
 
+pub mod vertex_standin;
+
 /// The project id every emulator is started with.
 pub const PROJECT: &str = "lifeboat-test";
 

@@ -39,7 +39,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// The suite's names in `project`: model `4512398712` from
+    /// The suite's names in `project`: model `fraud-scorer` from
     /// `us-central1` to `us-east1`, endpoint `8812345002` there.
     pub fn new(project: &str) -> Self {
         let region = |name: &str| RegionId::new(name).expect("a valid region");
@@ -47,7 +47,7 @@ impl Fixture {
             project: project.to_string(),
             primary: region("us-central1"),
             standby: region("us-east1"),
-            model_id: "4512398712".to_string(),
+            model_id: "fraud-scorer".to_string(),
             endpoint_id: "8812345002".to_string(),
         }
     }
@@ -79,6 +79,7 @@ pub fn version(id: &str, created: &str) -> ModelVersion {
         ),
         artifact_uri: format!("gs://models-usc1/fraud-scorer/v{id}/"),
         image_uri: "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest".to_string(),
+        source_version: None,
     }
 }
 
@@ -135,20 +136,22 @@ async fn copy(registry: &dyn ModelRegistry, fixture: &Fixture, version_id: &str)
 }
 
 /// The first copy creates the model under the same id in the standby; the
-/// second adds a version to it; a missing version is not copied.
+/// second adds a version to it. Versions are numbered in order of arrival
+/// (version 2 copied first becomes version 1 there) and each remembers its
+/// source version. A missing version is not copied.
 pub async fn copies_create_the_model_then_add_versions(
     registry: &dyn ModelRegistry,
     fixture: &Fixture,
 ) {
-    for (version_id, expected) in [("1", vec!["1"]), ("2", vec!["1", "2"])] {
-        let completed = copy(registry, fixture, version_id).await;
+    for (source_version, created, expected) in [("2", "1", vec!["1"]), ("1", "2", vec!["1", "2"])] {
+        let completed = copy(registry, fixture, source_version).await;
         assert_eq!(
             completed,
             Completed::Copied {
-                model: fixture.copy(),
-                version_id: version_id.to_string(),
+                model_id: fixture.model_id.clone(),
+                version_id: created.to_string(),
             },
-            "what the copy of version {version_id} reports"
+            "what the copy of version {source_version} reports"
         );
         let copied = registry
             .model(&fixture.copy())
@@ -163,12 +166,17 @@ pub async fn copies_create_the_model_then_add_versions(
         assert_eq!(
             ids,
             expected,
-            "versions of {} after copying {version_id}",
+            "versions of {} after copying {source_version}",
             fixture.copy()
         );
-        let version = copied.version(version_id).expect("the copied version");
+        let version = copied
+            .copy_of(source_version)
+            .unwrap_or_else(|| panic!("no copy of version {source_version}: {copied:?}"));
+        assert_eq!(version.version_id, created, "the copy of {source_version}");
         assert!(
-            version.artifact_uri.contains(&format!("/v{version_id}/")),
+            version
+                .artifact_uri
+                .contains(&format!("/v{source_version}/")),
             "artifacts of the copy: {}",
             version.artifact_uri
         );

@@ -249,18 +249,27 @@ impl ModelRegistry for LocalRegistry {
         let registered = self.model(source).await?.ok_or_else(not_found)?;
         let version = registered.version(version_id).ok_or_else(not_found)?;
         let target = source.in_region(region);
-        self.upload(
-            &target,
-            &registered.display_name,
-            ModelVersion {
-                created_at: Some(Utc::now()),
-                ..version.clone()
-            },
-        )
-        .await?;
+        let display_name = registered.display_name.clone();
+        let copied = self
+            .update(MODELS, &model_doc(&target), &target.to_string(), |stored| {
+                let mut copy = stored.unwrap_or_else(|| RegisteredModel {
+                    model: target.clone(),
+                    display_name: display_name.clone(),
+                    versions: Vec::new(),
+                });
+                copy.versions.push(ModelVersion {
+                    version_id: copy.next_version_id(),
+                    created_at: Some(Utc::now()),
+                    source_version: Some(version_id.to_string()),
+                    ..version.clone()
+                });
+                Ok(copy)
+            })
+            .await?;
+        let created = copied.versions.last().map(|v| v.version_id.clone());
         let completed = Completed::Copied {
-            model: target,
-            version_id: version_id.to_string(),
+            model_id: target.model_id,
+            version_id: created.unwrap_or_default(),
         };
         self.finished(&source.project, region, completed).await
     }

@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod local;
+pub mod vertex;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -111,6 +112,9 @@ pub struct ModelVersion {
     pub artifact_uri: String,
     /// The serving container image, empty for none.
     pub image_uri: String,
+    /// For a copy, the version id of the model it was copied from (ids are
+    /// given in order of arrival in each region, so they may differ).
+    pub source_version: Option<String>,
 }
 
 /// A model in one region with every version it holds there.
@@ -128,6 +132,25 @@ impl RegisteredModel {
     /// The version with id `version_id`, if this region holds it.
     pub fn version(&self, version_id: &str) -> Option<&ModelVersion> {
         self.versions.iter().find(|v| v.version_id == version_id)
+    }
+
+    /// The version copied from version `source_version` of the source
+    /// model, if this region holds one.
+    pub fn copy_of(&self, source_version: &str) -> Option<&ModelVersion> {
+        self.versions
+            .iter()
+            .find(|v| v.source_version.as_deref() == Some(source_version))
+    }
+
+    /// The id a new version gets here: one more than the highest.
+    pub fn next_version_id(&self) -> String {
+        let highest = self
+            .versions
+            .iter()
+            .filter_map(|v| v.version_id.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        (highest + 1).to_string()
     }
 }
 
@@ -222,8 +245,8 @@ pub enum OperationState {
 pub enum Completed {
     /// A copy: the model and version now in the target region.
     Copied {
-        /// The model in the target region.
-        model: ModelRef,
+        /// The model id in the target region.
+        model_id: String,
         /// The version id created there.
         version_id: String,
     },
@@ -329,7 +352,8 @@ pub trait ModelRegistry: Send + Sync + fmt::Debug {
 
     /// Starts copying version `version_id` of `source` into `region`: as a
     /// new version of the model there if the region has it, else as a new
-    /// model with the same id.
+    /// model with the same id. The copy gets the region's next version id
+    /// and remembers `version_id` as its [`ModelVersion::source_version`].
     async fn start_copy(
         &self,
         source: &ModelRef,
