@@ -84,6 +84,7 @@ struct Registry {
     faults: Faults,
     next_id: u64,
     copy_calls: usize,
+    most_pending: usize,
 }
 
 type Shared = Arc<Mutex<Registry>>;
@@ -188,6 +189,12 @@ impl VertexStandIn {
     /// How many `models:copy` calls arrived (failed ones included).
     pub fn copy_calls(&self) -> usize {
         lock(&self.shared).copy_calls
+    }
+
+    /// The most operations that were ever running at once: what shows
+    /// that a client runs its operations in parallel.
+    pub fn most_operations_at_once(&self) -> usize {
+        lock(&self.shared).most_pending
     }
 
     /// The version ids of a model in a region, in order (empty if absent).
@@ -399,6 +406,7 @@ fn start(registry: &mut Registry, project: &str, region: &str, change: Change) -
             failure,
         };
         registry.pending.insert(name.clone(), pending);
+        registry.most_pending = registry.most_pending.max(registry.pending.len());
     }
     Json(Operation::new().set_name(name)).into_response()
 }

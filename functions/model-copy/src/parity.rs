@@ -1,0 +1,198 @@
+//! Version parity, per model and region, in the state store (collection
+//! `model-parity`): the versions present, the version deployed, how long
+//! the newest version took to reach the region, and the last failure.
+//! Records only move forward: versions are added, never removed, and an
+//! older version never replaces a newer one as newest or deployed.
+
+use chrono::{DateTime, Utc};
+use lifeboat_shared::models::compare_versions;
+use lifeboat_shared::state::{Precondition, StateError, StateStore};
+use serde::{Deserialize, Serialize};
+
+/// The collection of parity records.
+pub const COLLECTION: &str = "model-parity";
+
+/// How many times [`record`] re-reads after losing a race.
+const RECORD_ATTEMPTS: usize = 5;
+
+/// What one region holds of one model. Version ids are the primary's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityRecord {
+    /// The model's asset id in the topology.
+    pub model: String,
+    /// The region.
+    pub region: String,
+    /// Every version verified present, in version order.
+    pub versions_present: Vec<String>,
+    /// The version the region's endpoint serves, if it has one.
+    pub deployed_version: Option<String>,
+    /// The newest version present.
+    pub newest_version: Option<String>,
+    /// How long the newest version took to reach the region, from its
+    /// creation in the primary to its verification here.
+    pub newest_reach_millis: Option<u64>,
+    /// A version that failed to reach the region, newer than any present.
+    pub failed_version: Option<String>,
+    /// Why it failed (the operation's error).
+    pub error: Option<String>,
+    /// When the record last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// What one handling learnt about one region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// `version` is present (and verified), after `reach_millis`.
+    Present {
+        /// The primary's version id.
+        version: String,
+        /// From its creation in the primary to its verification here.
+        reach_millis: Option<u64>,
+        /// Every version the region holds, as the primary's ids.
+        all: Vec<String>,
+        /// What the region's endpoint now serves, if it was checked.
+        deployed: Option<String>,
+    },
+    /// `version` did not reach the region.
+    Failed {
+        /// The primary's version id.
+        version: String,
+        /// Why (the operation's error).
+        error: String,
+    },
+}
+
+fn newer(a: &str, b: &str) -> bool {
+    compare_versions(a, b).is_gt()
+}
+
+/// Merges `observation` into `record`, forward only.
+pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime<Utc>) {
+    match observation {
+        Observation::Present {
+            version,
+            reach_millis,
+            all,
+            deployed,
+        } => {
+            for v in all.iter().chain([version]) {
+                if !record.versions_present.contains(v) {
+                    record.versions_present.push(v.clone());
+                }
+            }
+            record
+                .versions_present
+                .sort_by(|a, b| compare_versions(a, b));
+            if record
+                .newest_version
+                .as_deref()
+                .is_none_or(|n| newer(version, n))
+            {
+                record.newest_version = Some(version.clone());
+                record.newest_reach_millis = *reach_millis;
+            }
+            if let Some(deployed) = deployed
+                && record
+                    .deployed_version
+                    .as_deref()
+                    .is_none_or(|d| !newer(d, deployed))
+            {
+                record.deployed_version = Some(deployed.clone());
+            }
+            if record
+                .failed_version
+                .as_deref()
+                .is_some_and(|f| !newer(f, version))
+            {
+                record.failed_version = None;
+                record.error = None;
+            }
+        }
+        Observation::Failed { version, error } => {
+            let behind = record
+                .newest_version
+                .as_deref()
+                .is_none_or(|n| newer(version, n));
+            if behind {
+                record.failed_version = Some(version.clone());
+                record.error = Some(error.clone());
+            }
+        }
+    }
+    record.updated_at = Some(now);
+}
+
+/// Whether `region` is in parity with `primary`: it holds the primary's
+/// newest version with no newer failure, and, where it keeps the model
+/// deployed (`warm`), serves it.
+pub fn in_parity(primary: &ParityRecord, region: &ParityRecord, warm: bool) -> bool {
+    let Some(newest) = &primary.newest_version else {
+        return false;
+    };
+    region.versions_present.contains(newest)
+        && region.failed_version.is_none()
+        && (!warm || region.deployed_version.as_ref() == Some(newest))
+}
+
+/// The document id of a model's record in a region.
+pub fn document_id(model: &str, region: &str) -> String {
+    format!("{model}:{region}")
+}
+
+/// Reads one record.
+pub async fn read(
+    state: &dyn StateStore,
+    model: &str,
+    region: &str,
+) -> Result<Option<ParityRecord>, StateError> {
+    let id = document_id(model, region);
+    let Some(document) = state.get(COLLECTION, &id).await? else {
+        return Ok(None);
+    };
+    serde_json::from_value(document.value)
+        .map(Some)
+        .map_err(|e| StateError::InvalidValue {
+            collection: COLLECTION.to_string(),
+            id,
+            reason: e.to_string(),
+        })
+}
+
+/// Merges `observation` into the record of `model` in `region`, with
+/// compare-and-set.
+pub async fn record(
+    state: &dyn StateStore,
+    model: &str,
+    region: &str,
+    observation: &Observation,
+) -> Result<ParityRecord, StateError> {
+    let id = document_id(model, region);
+    for _ in 0..RECORD_ATTEMPTS {
+        let stored = state.get(COLLECTION, &id).await?;
+        let (mut current, precondition) = match stored {
+            Some(document) => (
+                serde_json::from_value(document.value).unwrap_or_default(),
+                Precondition::Version(document.version),
+            ),
+            None => (ParityRecord::default(), Precondition::MustNotExist),
+        };
+        current.model = model.to_string();
+        current.region = region.to_string();
+        merge(&mut current, observation, Utc::now());
+        let value = serde_json::to_value(&current).map_err(|e| StateError::InvalidValue {
+            collection: COLLECTION.to_string(),
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
+        match state.put(COLLECTION, &id, &value, precondition).await {
+            Ok(_) => return Ok(current),
+            Err(StateError::Conflict { .. }) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StateError::Conflict {
+        collection: COLLECTION.to_string(),
+        id,
+        detail: format!("lost {RECORD_ATTEMPTS} races to record {observation:?}"),
+    })
+}
