@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_shared::models::compare_versions;
-use lifeboat_shared::state::{Precondition, StateError, StateStore};
+use lifeboat_shared::state::{StateError, StateStore, update};
 use serde::{Deserialize, Serialize};
 
 /// The collection of parity records.
@@ -167,32 +167,71 @@ pub async fn record(
     observation: &Observation,
 ) -> Result<ParityRecord, StateError> {
     let id = document_id(model, region);
-    for _ in 0..RECORD_ATTEMPTS {
-        let stored = state.get(COLLECTION, &id).await?;
-        let (mut current, precondition) = match stored {
-            Some(document) => (
-                serde_json::from_value(document.value).unwrap_or_default(),
-                Precondition::Version(document.version),
-            ),
-            None => (ParityRecord::default(), Precondition::MustNotExist),
-        };
+    update(state, COLLECTION, &id, RECORD_ATTEMPTS, |stored| {
+        let mut current: ParityRecord = stored.unwrap_or_default();
         current.model = model.to_string();
         current.region = region.to_string();
         merge(&mut current, observation, Utc::now());
-        let value = serde_json::to_value(&current).map_err(|e| StateError::InvalidValue {
-            collection: COLLECTION.to_string(),
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
-        match state.put(COLLECTION, &id, &value, precondition).await {
-            Ok(_) => return Ok(current),
-            Err(StateError::Conflict { .. }) => continue,
-            Err(error) => return Err(error),
+        Ok::<_, StateError>(current)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn present(version: &str, deployed: Option<&str>) -> Observation {
+        Observation::Present {
+            version: version.to_string(),
+            reach_millis: Some(version.parse::<u64>().expect("numeric") * 1000),
+            all: vec![version.to_string()],
+            deployed: deployed.map(str::to_string),
         }
     }
-    Err(StateError::Conflict {
-        collection: COLLECTION.to_string(),
-        id,
-        detail: format!("lost {RECORD_ATTEMPTS} races to record {observation:?}"),
-    })
+
+    #[test]
+    fn records_only_move_forward() {
+        let mut record = ParityRecord::default();
+        let now = Utc::now();
+        merge(&mut record, &present("10", Some("10")), now);
+        merge(&mut record, &present("9", Some("9")), now);
+        assert_eq!(record.versions_present, ["9", "10"], "numeric order");
+        assert_eq!(record.newest_version.as_deref(), Some("10"));
+        assert_eq!(
+            record.newest_reach_millis,
+            Some(10_000),
+            "the newest's time kept"
+        );
+        assert_eq!(
+            record.deployed_version.as_deref(),
+            Some("10"),
+            "never older"
+        );
+
+        let failed = Observation::Failed {
+            version: "9".to_string(),
+            error: "quota".to_string(),
+        };
+        merge(&mut record, &failed, now);
+        assert_eq!(record.failed_version, None, "an older failure is moot");
+        let failed = Observation::Failed {
+            version: "11".to_string(),
+            error: "quota".to_string(),
+        };
+        merge(&mut record, &failed, now);
+        assert_eq!(record.failed_version.as_deref(), Some("11"));
+        let primary = ParityRecord {
+            newest_version: Some("11".to_string()),
+            ..ParityRecord::default()
+        };
+        assert!(!in_parity(&primary, &record, false));
+        merge(&mut record, &present("11", None), now);
+        assert_eq!(
+            (record.failed_version.as_deref(), record.error.as_deref()),
+            (None, None)
+        );
+        assert!(in_parity(&primary, &record, false), "holds 11");
+        assert!(!in_parity(&primary, &record, true), "but serves 10");
+    }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
@@ -17,7 +16,7 @@ use super::{
     ModelRegistry, ModelVersion, Operation, OperationState, RegisteredModel, compare_versions,
     operation_region,
 };
-use crate::state::{Precondition, StateError, StateStore};
+use crate::state::{Precondition, StateError, StateStore, update};
 use crate::topology::RegionId;
 
 /// The collection of models, one document per model and region.
@@ -74,33 +73,41 @@ impl LocalRegistry {
         version: ModelVersion,
     ) -> Result<(), ModelError> {
         let display_name = display_name.to_string();
-        self.update(MODELS, &model_doc(model), &model.to_string(), |stored| {
-            let mut registered = stored.unwrap_or_else(|| RegisteredModel {
-                model: model.clone(),
-                display_name: display_name.clone(),
-                versions: Vec::new(),
-            });
-            registered
-                .versions
-                .retain(|v| v.version_id != version.version_id);
-            registered.versions.push(version.clone());
-            registered
-                .versions
-                .sort_by(|a, b| compare_versions(&a.version_id, &b.version_id));
-            Ok(registered)
-        })
+        update(
+            self.state.as_ref(),
+            MODELS,
+            &model_doc(model),
+            UPDATE_ATTEMPTS,
+            |stored| {
+                let mut registered = stored.unwrap_or_else(|| RegisteredModel {
+                    model: model.clone(),
+                    display_name: display_name.clone(),
+                    versions: Vec::new(),
+                });
+                registered
+                    .versions
+                    .retain(|v| v.version_id != version.version_id);
+                registered.versions.push(version.clone());
+                registered
+                    .versions
+                    .sort_by(|a, b| compare_versions(&a.version_id, &b.version_id));
+                Ok(registered)
+            },
+        )
         .await
         .map(drop)
     }
 
     /// Creates `endpoint` with nothing deployed; does nothing if it exists.
     pub async fn create_endpoint(&self, endpoint: &EndpointRef) -> Result<(), ModelError> {
-        self.update(
+        let id = endpoint_doc(endpoint);
+        update(
+            self.state.as_ref(),
             ENDPOINTS,
-            &endpoint_doc(endpoint),
-            &endpoint.to_string(),
+            &id,
+            UPDATE_ATTEMPTS,
             |stored| {
-                Ok(stored.unwrap_or_else(|| Endpoint {
+                Ok::<_, ModelError>(stored.unwrap_or_else(|| Endpoint {
                     endpoint: endpoint.clone(),
                     deployed: Vec::new(),
                     traffic: BTreeMap::new(),
@@ -132,54 +139,6 @@ impl LocalRegistry {
                 context: format!("read {what}"),
                 source: Box::new(e),
             })
-    }
-
-    /// Reads, changes and writes back one document with compare-and-set,
-    /// again if another writer came first; returns the value written.
-    async fn update<T, F>(
-        &self,
-        collection: &str,
-        id: &str,
-        what: &str,
-        mut change: F,
-    ) -> Result<T, ModelError>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnMut(Option<T>) -> Result<T, ModelError> + Send,
-    {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let stored = self
-                .state
-                .get(collection, id)
-                .await
-                .map_err(|e| backend(format!("read {what}"), e))?;
-            let (current, precondition) = match stored {
-                Some(document) => (
-                    Some(serde_json::from_value(document.value).map_err(|e| {
-                        ModelError::Backend {
-                            context: format!("read {what}"),
-                            source: Box::new(e),
-                        }
-                    })?),
-                    Precondition::Version(document.version),
-                ),
-                None => (None, Precondition::MustNotExist),
-            };
-            let next = change(current)?;
-            let value = serde_json::to_value(&next).map_err(|e| ModelError::Backend {
-                context: format!("write {what}"),
-                source: Box::new(e),
-            })?;
-            match self.state.put(collection, id, &value, precondition).await {
-                Ok(_) => return Ok(next),
-                Err(StateError::Conflict { .. }) => continue,
-                Err(e) => return Err(backend(format!("write {what}"), e)),
-            }
-        }
-        Err(ModelError::Backend {
-            context: format!("write {what}"),
-            source: format!("{UPDATE_ATTEMPTS} concurrent writers in a row").into(),
-        })
     }
 
     /// Records a finished operation in `region` and returns it.
@@ -220,12 +179,18 @@ impl LocalRegistry {
         F: FnMut(&mut Endpoint) -> Result<(), ModelError> + Send,
     {
         let what = endpoint.to_string();
-        self.update(ENDPOINTS, &endpoint_doc(endpoint), &what, |stored| {
-            let mut current: Endpoint =
-                stored.ok_or_else(|| ModelError::NotFound { what: what.clone() })?;
-            change(&mut current)?;
-            Ok(current)
-        })
+        update(
+            self.state.as_ref(),
+            ENDPOINTS,
+            &endpoint_doc(endpoint),
+            UPDATE_ATTEMPTS,
+            |stored| {
+                let mut current: Endpoint =
+                    stored.ok_or_else(|| ModelError::NotFound { what: what.clone() })?;
+                change(&mut current)?;
+                Ok(current)
+            },
+        )
         .await
     }
 }
@@ -250,8 +215,13 @@ impl ModelRegistry for LocalRegistry {
         let version = registered.version(version_id).ok_or_else(not_found)?;
         let target = source.in_region(region);
         let display_name = registered.display_name.clone();
-        let copied = self
-            .update(MODELS, &model_doc(&target), &target.to_string(), |stored| {
+        let id = model_doc(&target);
+        let copied = update(
+            self.state.as_ref(),
+            MODELS,
+            &id,
+            UPDATE_ATTEMPTS,
+            |stored| {
                 let mut copy = stored.unwrap_or_else(|| RegisteredModel {
                     model: target.clone(),
                     display_name: display_name.clone(),
@@ -263,9 +233,10 @@ impl ModelRegistry for LocalRegistry {
                     source_version: Some(version_id.to_string()),
                     ..version.clone()
                 });
-                Ok(copy)
-            })
-            .await?;
+                Ok::<_, ModelError>(copy)
+            },
+        )
+        .await?;
         let created = copied.versions.last().map(|v| v.version_id.clone());
         let completed = Completed::Copied {
             model_id: target.model_id,

@@ -342,6 +342,16 @@ impl ModelError {
     }
 }
 
+impl From<crate::state::StateError> for ModelError {
+    /// A state store failure under a registry kept there (the local one).
+    fn from(error: crate::state::StateError) -> Self {
+        ModelError::Backend {
+            context: "the registry's state".to_string(),
+            source: Box::new(error),
+        }
+    }
+}
+
 /// The registry and endpoints as Lifeboat uses them. Implemented by Vertex
 /// AI ([`vertex::VertexRegistry`]) and locally ([`local::LocalRegistry`]).
 #[async_trait]
