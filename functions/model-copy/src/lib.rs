@@ -11,6 +11,8 @@ pub mod copy;
 pub mod parity;
 pub mod request;
 pub mod standby;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
