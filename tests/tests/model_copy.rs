@@ -375,6 +375,15 @@ async fn a_failing_copy_is_retried_then_recorded_as_failed_with_its_error() {
         assert!(!parity::in_parity(&primary, &record, true), "parity is no");
         assert_eq!(rig.serving(region, endpoint), [("1".to_string(), 1)]);
     }
+    let rows = parity::report(&rig.context.topology, rig.context.state.as_ref())
+        .await
+        .expect("parity report");
+    assert_eq!(rows.len(), 2, "one row per standby: {rows:?}");
+    for row in &rows {
+        assert!(!row.parity, "parity is no: {row:?}");
+        assert_eq!(row.source_version.as_deref(), Some("2"));
+        assert!(row.error.as_deref().is_some_and(|e| e.contains("Quota exceeded")));
+    }
     let redelivered = rig.handle(message("ev-2", MODEL_ID, None)).await;
     assert!(
         matches!(redelivered, Outcome::Duplicate),

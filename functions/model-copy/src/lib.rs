@@ -82,8 +82,8 @@ pub struct CopyContext {
     pub options: CopyOptions,
 }
 
-/// The routes: `POST /` takes events; `GET /parity` answers every parity
-/// record.
+/// The routes: `POST /` takes events; `GET /parity` answers the version
+/// parity of every protected model in every standby region.
 pub fn router(context: CopyContext) -> Router {
     Router::new()
         .route("/", post(receive))
@@ -227,11 +227,8 @@ async fn receive(State(context): State<CopyContext>, event: InboundEvent) -> Out
 }
 
 async fn parity_records(State(context): State<CopyContext>) -> Response {
-    match context.state.list(parity::COLLECTION).await {
-        Ok(documents) => {
-            let records: Vec<_> = documents.into_iter().map(|d| d.value).collect();
-            Json(records).into_response()
-        }
+    match parity::report(&context.topology, context.state.as_ref()).await {
+        Ok(rows) => Json(rows).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }

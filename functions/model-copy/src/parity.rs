@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use lifeboat_shared::models::compare_versions;
 use lifeboat_shared::state::{StateError, StateStore, update};
+use lifeboat_shared::topology::{Pattern, Topology};
 use serde::{Deserialize, Serialize};
 
 /// The collection of parity records.
@@ -175,6 +176,68 @@ pub async fn record(
         Ok::<_, StateError>(current)
     })
     .await
+}
+
+/// One row of `lifeboat status` for models: what one standby region holds
+/// of one model, against the primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityRow {
+    /// The workload's id.
+    pub workload: String,
+    /// The model's asset id.
+    pub model: String,
+    /// The standby region.
+    pub region: String,
+    /// The versions verified present there.
+    pub versions_present: Vec<String>,
+    /// The version its endpoint serves, if it keeps one deployed.
+    pub deployed_version: Option<String>,
+    /// The primary's newest version.
+    pub source_version: Option<String>,
+    /// How long the newest version present took to reach the region.
+    pub newest_reach_millis: Option<u64>,
+    /// Whether the region holds (and, for a warm standby, serves) the
+    /// primary's newest version.
+    pub parity: bool,
+    /// The last failure, newer than anything present.
+    pub error: Option<String>,
+}
+
+/// The parity of every protected model in every standby region.
+pub async fn report(
+    topology: &Topology,
+    state: &dyn StateStore,
+) -> Result<Vec<ParityRow>, StateError> {
+    let mut rows = Vec::new();
+    for workload in topology.workloads() {
+        for model in &workload.assets.models {
+            let id = model.id.as_str();
+            let primary = read(state, id, topology.primary().as_str())
+                .await?
+                .unwrap_or_default();
+            for region in topology.standby_regions() {
+                let held = read(state, id, region.id.as_str())
+                    .await?
+                    .unwrap_or_default();
+                let warm = workload.pattern == Pattern::ActivePassive
+                    && model.standby_replicas > 0
+                    && model.version.is_none()
+                    && model.endpoints.contains_key(&region.id);
+                rows.push(ParityRow {
+                    workload: workload.id.to_string(),
+                    model: id.to_string(),
+                    region: region.id.to_string(),
+                    parity: in_parity(&primary, &held, warm),
+                    source_version: primary.newest_version.clone(),
+                    versions_present: held.versions_present,
+                    deployed_version: held.deployed_version,
+                    newest_reach_millis: held.newest_reach_millis,
+                    error: held.error,
+                });
+            }
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
     );
 
     let malformed = router
+        .clone()
         .oneshot(push("m-3", "not json"))
         .await
         .expect("answer");
@@ -137,4 +138,26 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
     );
     let versions = registry.model(&copy).await.expect("read").expect("there");
     assert_eq!(versions.versions.len(), 1, "copied once");
+
+    let parity = router
+        .oneshot(
+            Request::get("/parity")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(parity.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(parity.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    let rows: Vec<parity::ParityRow> = serde_json::from_slice(&body).expect("rows");
+    assert_eq!(rows.len(), 1, "one standby region: {rows:?}");
+    let row = &rows[0];
+    assert_eq!(
+        (row.model.as_str(), row.region.as_str(), row.parity),
+        ("churn", "europe-west4", true),
+        "{row:?}"
+    );
+    assert_eq!(row.source_version.as_deref(), Some("1"));
 }
