@@ -28,6 +28,26 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", &suffix[..12])
 }
 
+/// Peak resident set of this process since the last [`reset_peak_rss`], in
+/// KiB (Linux `VmHWM`; 0 where it cannot be read).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak resident set to the current one (Linux: `5` written to
+/// clear_refs), so each step of a benchmark reports its own peak.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// A fake-gcs-server process of a test's (or benchmark's) own, for faults
 /// that must not touch the shared emulator: it can be killed and restarted.
 /// Killed when dropped.

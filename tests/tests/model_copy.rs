@@ -382,7 +382,11 @@ async fn a_failing_copy_is_retried_then_recorded_as_failed_with_its_error() {
     for row in &rows {
         assert!(!row.parity, "parity is no: {row:?}");
         assert_eq!(row.source_version.as_deref(), Some("2"));
-        assert!(row.error.as_deref().is_some_and(|e| e.contains("Quota exceeded")));
+        assert!(
+            row.error
+                .as_deref()
+                .is_some_and(|e| e.contains("Quota exceeded"))
+        );
     }
     let redelivered = rig.handle(message("ev-2", MODEL_ID, None)).await;
     assert!(
