@@ -36,7 +36,9 @@ enum Command {
     Local(LocalCommand),
     /// Per checkpoint location and region: newest complete step, RPO exposure
     /// now (time and steps) and whether it meets the target. Exits 1 when a
-    /// region misses its target.
+    /// region misses its target. With `--models`, per model and standby
+    /// region: versions present, version deployed, time to arrive and
+    /// parity; exits 1 when one is not in parity.
     Status {
         /// The topology YAML file.
         #[arg(long)]
@@ -51,6 +53,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Report model version parity instead of checkpoint RPO.
+        #[arg(long)]
+        models: bool,
     },
     /// Bucket and dataset replication.
     #[command(subcommand)]
@@ -154,13 +159,19 @@ fn main() -> ExitCode {
             data_dir,
             firestore,
             json,
+            models,
         } => with_topology(&topology, |topology| async move {
             let source = if firestore {
                 status::Source::Firestore
             } else {
                 status::Source::Local(&data_dir)
             };
-            status::run(&topology, source, json).await
+            let report = if models {
+                status::Report::Models
+            } else {
+                status::Report::Checkpoints
+            };
+            status::run(&topology, source, report, json).await
         }),
         Command::Sync(SyncCommand::Reconcile {
             topology,
