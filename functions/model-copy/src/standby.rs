@@ -54,7 +54,9 @@ fn source_of(model: &RegisteredModel, version_id: &str) -> String {
 }
 
 /// Makes the standby endpoint serve `standby.source_version`, unless it
-/// serves a newer one.
+/// serves a newer one. The endpoint is the model's own (the topology gives
+/// each model an endpoint per region), so all of its traffic moves to the
+/// new version.
 pub async fn keep_serving(
     registry: &dyn ModelRegistry,
     standby: &WarmStandby<'_>,
