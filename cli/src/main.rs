@@ -36,7 +36,9 @@ enum Command {
     /// RPO exposure now against each workload's target: per checkpoint
     /// location and region (newest complete step, exposure in time and
     /// steps) and per bucket and dataset and region. Exits 1 when a region
-    /// misses its target.
+    /// misses its target. With `--models`, per model and standby region:
+    /// versions present, version deployed, time to arrive and parity;
+    /// exits 1 when one is not in parity.
     Status {
         /// The topology YAML file.
         #[arg(long)]
@@ -51,6 +53,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Report model version parity instead of RPO exposure.
+        #[arg(long)]
+        models: bool,
     },
     /// Bucket and dataset replication.
     #[command(subcommand)]
@@ -145,13 +150,19 @@ fn main() -> ExitCode {
             data_dir,
             firestore,
             json,
+            models,
         } => with_topology(&topology, |topology| async move {
             let source = if firestore {
                 status::Source::Firestore
             } else {
                 status::Source::Local(&data_dir)
             };
-            status::run(&topology, source, json).await
+            let report = if models {
+                status::Report::Models
+            } else {
+                status::Report::Rpo
+            };
+            status::run(&topology, source, report, json).await
         }),
         Command::Sync(SyncCommand::Reconcile {
             topology,

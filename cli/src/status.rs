@@ -2,9 +2,12 @@
 //! against each workload's target. Per checkpoint location and target
 //! region: the newest complete step and the exposure now, in time and in
 //! steps; per bucket and dataset and replica region: the age of the oldest
-//! change not verified there. Read from Firestore (`--firestore`), from a
-//! running local cloud (through its functions listener, which holds the
-//! state), or from a stopped local cloud's state directly.
+//! change not verified there. With `--models`, per model and standby region:
+//! the versions present, the version deployed, how long the newest took to
+//! arrive and whether the region is in parity with the primary. Read from
+//! Firestore (`--firestore`), from a running local cloud (through its
+//! functions listener, which holds the state; RPO only, as the local cloud
+//! runs no model-copy yet), or from a stopped local cloud's state directly.
 
 use std::path::Path;
 
@@ -12,6 +15,7 @@ use anyhow::Context;
 use chrono::Utc;
 use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
 use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
+use lifeboat_model_copy::parity::{self, ParityRow};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
@@ -46,8 +50,32 @@ impl Status {
     }
 }
 
-/// Prints the status; returns whether every row meets its target.
-pub async fn run(topology: &Topology, source: Source<'_>, json: bool) -> anyhow::Result<bool> {
+/// What `lifeboat status` reports on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// RPO exposure of checkpoints, buckets and datasets.
+    Rpo,
+    /// Model version parity per model and standby region (`--models`).
+    Models,
+}
+
+/// Prints the status; returns whether every row meets its target (RPO) or
+/// is in parity (models).
+pub async fn run(
+    topology: &Topology,
+    source: Source<'_>,
+    report: Report,
+    json: bool,
+) -> anyhow::Result<bool> {
+    if report == Report::Models {
+        let rows = parity_rows(topology, source).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print!("{}", model_table(&rows));
+        }
+        return Ok(rows.iter().all(|row| row.parity));
+    }
     let status = read(topology, source).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -74,12 +102,31 @@ async fn read(topology: &Topology, source: Source<'_>) -> anyhow::Result<Status>
             if let Some(status) = from_running_cloud(&dir).await {
                 return Ok(status);
             }
-            let store = LocalStateStore::open(dir.join("state"))
-                .await
-                .with_context(|| format!("opening the local state in {}", dir.display()))?;
-            from_store(topology, &store).await
+            from_store(topology, &local_state(&dir).await?).await
         }
     }
+}
+
+/// The parity rows, from Firestore or a stopped local cloud's state (a
+/// running local cloud holds its state and runs no model-copy yet).
+async fn parity_rows(topology: &Topology, source: Source<'_>) -> anyhow::Result<Vec<ParityRow>> {
+    let project = topology.project().as_str();
+    match source {
+        Source::Firestore => {
+            let store = FirestoreStore::from_env(project, DEFAULT_DATABASE).await?;
+            Ok(parity::report(topology, &store).await?)
+        }
+        Source::Local(data_dir) => {
+            let dir = data_dir.join(project);
+            Ok(parity::report(topology, &local_state(&dir).await?).await?)
+        }
+    }
+}
+
+async fn local_state(dir: &Path) -> anyhow::Result<LocalStateStore> {
+    LocalStateStore::open(dir.join("state"))
+        .await
+        .with_context(|| format!("opening the local state in {}", dir.display()))
 }
 
 async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Result<Status> {
@@ -174,6 +221,41 @@ pub fn data_table(rows: &[data_rpo::Exposure]) -> String {
     aligned(&header, lines)
 }
 
+/// The model rows as an aligned text table.
+pub fn model_table(rows: &[ParityRow]) -> String {
+    let header = [
+        "WORKLOAD",
+        "MODEL",
+        "REGION",
+        "VERSIONS",
+        "DEPLOYED",
+        "SOURCE VERSION",
+        "NEWEST REACHED IN",
+        "PARITY",
+    ];
+    let lines = rows.iter().map(|row| {
+        let parity = match (&row.error, row.parity) {
+            (_, true) => "yes".to_string(),
+            (Some(error), false) => format!("NO: {error}"),
+            (None, false) => "NO".to_string(),
+        };
+        vec![
+            row.workload.clone(),
+            row.model.clone(),
+            row.region.clone(),
+            or_dash(Some(row.versions_present.join(",")).filter(|v| !v.is_empty())),
+            or_dash(row.deployed_version.clone()),
+            or_dash(row.source_version.clone()),
+            or_dash(
+                row.newest_reach_millis
+                    .map(|ms| human(i64::try_from(ms / 1000).unwrap_or(i64::MAX))),
+            ),
+            parity,
+        ]
+    });
+    aligned(&header, lines)
+}
+
 fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_string())
 }
@@ -215,6 +297,34 @@ fn human(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_rows_say_what_each_region_holds_and_why_not_in_parity() {
+        let row = |region: &str, parity: bool, error: Option<&str>| ParityRow {
+            workload: "scoring".to_string(),
+            model: "fraud".to_string(),
+            region: region.to_string(),
+            versions_present: vec!["1".to_string(), "2".to_string()],
+            deployed_version: Some("2".to_string()),
+            source_version: Some(if parity { "2" } else { "3" }.to_string()),
+            newest_reach_millis: Some(245_000),
+            parity,
+            error: error.map(str::to_string),
+        };
+        let printed = model_table(&[
+            row("us-east1", true, None),
+            row("europe-west1", false, Some("Quota exceeded")),
+        ]);
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "WORKLOAD  MODEL  REGION        VERSIONS  DEPLOYED  SOURCE VERSION  NEWEST REACHED IN  PARITY",
+                "scoring   fraud  us-east1      1,2       2         2               4m05s              yes",
+                "scoring   fraud  europe-west1  1,2       2         3               4m05s              NO: Quota exceeded",
+            ]
+        );
+    }
 
     #[test]
     fn durations_read_like_a_clock() {

@@ -22,7 +22,7 @@ use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{
     ByteStream, CopyOptions, ObjectRef, ObjectStore, PutOptions, StorageError,
 };
-use lifeboat_tests::{FakeGcsServer, PROJECT};
+use lifeboat_tests::{FakeGcsServer, PROJECT, peak_rss_kib, reset_peak_rss};
 
 /// The most this process may hold resident during any step.
 const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
@@ -44,25 +44,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-/// Peak resident set of this process since the last reset, in KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak resident set to the current one (Linux: `5` written to
-/// clear_refs), so each step reports its own peak.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// `len` bytes as a stream of chunks of at most 1 MiB cut from one buffer

@@ -5,6 +5,7 @@
 //! start.
 
 pub mod monitoring_standin;
+pub mod vertex_standin;
 
 /// The project id every emulator is started with.
 pub const PROJECT: &str = "lifeboat-test";
@@ -26,6 +27,26 @@ pub fn emulator_host(var: &str) -> String {
 pub fn unique_name(prefix: &str) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}", &suffix[..12])
+}
+
+/// Peak resident set of this process since the last [`reset_peak_rss`], in
+/// KiB (Linux `VmHWM`; 0 where it cannot be read).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak resident set to the current one (Linux: `5` written to
+/// clear_refs), so each step of a benchmark reports its own peak.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// A fake-gcs-server process of a test's (or benchmark's) own, for faults

@@ -12,6 +12,7 @@ pub mod local;
 use std::fmt;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of a stored document: opaque, changes on every write that
@@ -241,4 +242,50 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Lists every document of a collection, in id order.
     async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError>;
+}
+
+/// Reads the document `collection/id` as a `T` (`None` when absent), lets
+/// `change` compute its next value, and writes that with compare-and-set;
+/// when another writer came first, reads and computes again, up to
+/// `attempts` times. Returns the value written. The read-merge-write of
+/// records that only move forward.
+pub async fn update<T, E, F>(
+    store: &dyn StateStore,
+    collection: &str,
+    id: &str,
+    attempts: usize,
+    mut change: F,
+) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<StateError>,
+    F: FnMut(Option<T>) -> Result<T, E>,
+{
+    let invalid = |reason: String| StateError::InvalidValue {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        reason,
+    };
+    for _ in 0..attempts {
+        let (current, precondition) = match store.get(collection, id).await? {
+            Some(document) => (
+                Some(serde_json::from_value(document.value).map_err(|e| invalid(e.to_string()))?),
+                Precondition::Version(document.version),
+            ),
+            None => (None, Precondition::MustNotExist),
+        };
+        let next = change(current)?;
+        let value = serde_json::to_value(&next).map_err(|e| invalid(e.to_string()))?;
+        match store.put(collection, id, &value, precondition).await {
+            Ok(_) => return Ok(next),
+            Err(StateError::Conflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StateError::Conflict {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        detail: format!("lost {attempts} compare-and-set races in a row"),
+    }
+    .into())
 }

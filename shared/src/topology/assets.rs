@@ -32,7 +32,9 @@ pub struct Model {
 }
 
 impl Model {
-    pub(super) fn is_named(&self, name: &str) -> bool {
+    /// Whether `name` names this model: its asset id, Vertex AI model id or
+    /// display name.
+    pub fn is_named(&self, name: &str) -> bool {
         self.id.as_str() == name
             || self.model_id == name
             || self.display_name.as_deref() == Some(name)

@@ -63,6 +63,12 @@ macro_rules! checked_name {
                 deserializer.deserialize_string(NameVisitor)
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
     };
 }
 

@@ -1,0 +1,534 @@
+//! model-copy: when a new model version lands in the primary region (the
+//! audit log of `ModelService.UploadModel`, or a Pub/Sub message naming the
+//! model), copy it to every standby region of the workloads using the
+//! model, in parallel, verify it there, keep warm standbys serving it, and
+//! record version parity per model and region.
+//!
+//! [`router`] is what Cloud Run serves (see `main.rs`) and what the local
+//! cloud mounts; [`handle_event`] does the work without HTTP.
+
+pub mod copy;
+pub mod parity;
+pub mod request;
+pub mod standby;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use lifeboat_shared::events::{EventContext, InboundEvent};
+use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
+use serde_json::json;
+use tracing::Instrument;
+
+use parity::Observation;
+use request::{NewVersion, NotARequest};
+use standby::{Serving, WarmStandby};
+
+/// The service's name, in logs and idempotency keys.
+pub const SERVICE_NAME: &str = "model-copy";
+
+/// How copies are retried and operations followed.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    /// Rounds per region (read, copy if absent) before the copy is recorded
+    /// as failed.
+    pub copy_attempts: u32,
+    /// The wait before the first retry; doubled before each next one.
+    pub retry_delay: Duration,
+    /// How long each operation is polled.
+    pub operation: Backoff,
+    /// How long a delivery owns an event before a redelivery may take it
+    /// over (longer than the request deadline).
+    pub claim_ttl: Duration,
+    /// How long a finished event is remembered, to answer duplicates.
+    pub done_ttl: Duration,
+}
+
+impl Default for CopyOptions {
+    /// 3 rounds 10 s then 20 s apart, operations polled up to 20 minutes,
+    /// events claimed for 70 minutes and remembered for a week.
+    fn default() -> Self {
+        Self {
+            copy_attempts: 3,
+            retry_delay: Duration::from_secs(10),
+            operation: Backoff::default(),
+            claim_ttl: Duration::from_secs(70 * 60),
+            done_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What every request can reach: the topology and the backends.
+#[derive(Clone, Debug)]
+pub struct CopyContext {
+    /// The deployment.
+    pub topology: Arc<Topology>,
+    /// The model registry and endpoints of every region.
+    pub registry: Arc<dyn ModelRegistry>,
+    /// State: idempotency and parity records.
+    pub state: Arc<dyn StateStore>,
+    /// How copies run.
+    pub options: CopyOptions,
+}
+
+/// The routes: `POST /` takes events; `GET /parity` answers the version
+/// parity of every protected model in every standby region.
+pub fn router(context: CopyContext) -> Router {
+    Router::new()
+        .route("/", post(receive))
+        .route("/parity", get(parity_records))
+        .with_state(context)
+}
+
+/// What became of one region.
+#[derive(Debug)]
+pub enum RegionOutcome {
+    /// The version is there, verified; for a warm standby, what the
+    /// endpoint serves.
+    Present {
+        /// The region.
+        region: RegionId,
+        /// What the copy found or did.
+        present: copy::Present,
+        /// What the standby endpoint serves, when it keeps one.
+        serving: Option<Serving>,
+    },
+    /// The version is there but the standby endpoint could not be made to
+    /// serve it.
+    NotServing {
+        /// The region.
+        region: RegionId,
+        /// Why.
+        error: String,
+    },
+    /// The version did not reach the region.
+    Failed {
+        /// The region.
+        region: RegionId,
+        /// Why, after how many rounds.
+        error: String,
+    },
+}
+
+/// What one new version did in every standby region.
+#[derive(Debug)]
+pub struct CopyReport {
+    /// The model's asset id.
+    pub model: String,
+    /// The primary's version id.
+    pub version: String,
+    /// One outcome per standby region.
+    pub regions: Vec<RegionOutcome>,
+}
+
+impl CopyReport {
+    /// Whether every region holds (and, if warm, serves) the version.
+    pub fn is_complete(&self) -> bool {
+        self.regions
+            .iter()
+            .all(|r| matches!(r, RegionOutcome::Present { .. }))
+    }
+
+    /// The report as the response body.
+    pub fn to_json(&self) -> serde_json::Value {
+        let regions: serde_json::Map<String, serde_json::Value> = self
+            .regions
+            .iter()
+            .map(|outcome| match outcome {
+                RegionOutcome::Present {
+                    region,
+                    present,
+                    serving,
+                } => (
+                    region.to_string(),
+                    json!({
+                        "version_id": present.version_id,
+                        "copied": present.copied,
+                        "took_ms": u64::try_from(present.took.as_millis()).unwrap_or(u64::MAX),
+                        "serving": serving.as_ref().map(Serving::source_version),
+                    }),
+                ),
+                RegionOutcome::NotServing { region, error } => (
+                    region.to_string(),
+                    json!({"present": true, "serving_error": error}),
+                ),
+                RegionOutcome::Failed { region, error } => {
+                    (region.to_string(), json!({"error": error}))
+                }
+            })
+            .collect();
+        json!({
+            "model": self.model,
+            "version": self.version,
+            "complete": self.is_complete(),
+            "regions": regions,
+        })
+    }
+}
+
+/// What became of one event.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing to do (another kind of event, an unprotected model, an
+    /// upload elsewhere than the primary).
+    Ignored(String),
+    /// The event was handled before: nothing done again.
+    Duplicate,
+    /// Another delivery of the event is being handled now.
+    InProgress,
+    /// The copies ran, for each model asset the event concerns. Regions
+    /// that failed are recorded as failed and left for the next event.
+    Copied(Vec<CopyReport>),
+    /// The event can never be handled as it is.
+    Refused(String),
+    /// A backend failed before any region could be judged; retry.
+    Failed(String),
+}
+
+impl IntoResponse for Outcome {
+    fn into_response(self) -> Response {
+        match self {
+            Outcome::Ignored(reason) => {
+                (StatusCode::OK, Json(json!({"ignored": reason}))).into_response()
+            }
+            Outcome::Duplicate => {
+                (StatusCode::OK, Json(json!({"duplicate": true}))).into_response()
+            }
+            Outcome::InProgress => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "another delivery of this event is being handled; retry later",
+            )
+                .into_response(),
+            Outcome::Copied(reports) => {
+                let body: Vec<_> = reports.iter().map(CopyReport::to_json).collect();
+                (StatusCode::OK, Json(json!({"copies": body}))).into_response()
+            }
+            Outcome::Refused(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, message).into_response()
+            }
+            Outcome::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
+        }
+    }
+}
+
+async fn receive(State(context): State<CopyContext>, event: InboundEvent) -> Outcome {
+    handle_event(&context, event).await
+}
+
+async fn parity_records(State(context): State<CopyContext>) -> Response {
+    match parity::report(&context.topology, context.state.as_ref()).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+/// Handles one inbound event: a new model version is copied, anything else
+/// ignored.
+pub async fn handle_event(context: &CopyContext, event: InboundEvent) -> Outcome {
+    let (event_context, asked) = match &event {
+        InboundEvent::AuditLog { context, entry } => (context, request::from_audit_log(entry)),
+        InboundEvent::Message { context, message } => (context, request::from_message(message)),
+        other => {
+            return Outcome::Ignored(format!("{} events are not handled here", other.kind()));
+        }
+    };
+    match asked {
+        Ok(new_version) => handle_new_version(context, event_context, &new_version).await,
+        Err(NotARequest::Other(reason)) => Outcome::Ignored(reason),
+        Err(NotARequest::Malformed(reason)) => {
+            tracing::error!(event_id = %event_context.id, %reason, "event refused");
+            Outcome::Refused(reason)
+        }
+    }
+}
+
+/// Copies a new version of the model `asked` names, once per event id.
+pub async fn handle_new_version(
+    context: &CopyContext,
+    event: &EventContext,
+    asked: &NewVersion,
+) -> Outcome {
+    let topology = context.topology.as_ref();
+    if let Some(region) = &asked.region
+        && region != topology.primary().as_str()
+    {
+        return Outcome::Ignored(format!(
+            "model {} was uploaded to {region}, not to the primary {}",
+            asked.model,
+            topology.primary()
+        ));
+    }
+    let assets: Vec<(&Workload, &Model)> = topology
+        .workloads_using_model(&asked.model)
+        .into_iter()
+        .filter_map(|w| {
+            let asset = w.assets.models.iter().find(|m| m.is_named(&asked.model))?;
+            Some((w, asset))
+        })
+        .collect();
+    if assets.is_empty() {
+        tracing::info!(event_id = %event.id, model = %asked.model, "no workload protects the model; nothing copied");
+        return Outcome::Ignored(format!("no workload protects model {}", asked.model));
+    }
+    let span = tracing::info_span!(
+        "copy_model",
+        event_id = %event.id,
+        model = %asked.model,
+        version = asked.version.as_deref().unwrap_or("newest"),
+    );
+    once_per_event(context, event, asked, &assets)
+        .instrument(span)
+        .await
+}
+
+/// Runs the copies under an idempotency claim on the event id.
+async fn once_per_event(
+    context: &CopyContext,
+    event: &EventContext,
+    asked: &NewVersion,
+    assets: &[(&Workload, &Model)],
+) -> Outcome {
+    let key = format!("{SERVICE_NAME}:{}", event.id);
+    let state = context.state.as_ref();
+    let options = &context.options;
+    let token = match idempotency::begin(state, &key, options.claim_ttl, options.done_ttl).await {
+        Ok(Claim::First(token)) => token,
+        Ok(Claim::Done) => return Outcome::Duplicate,
+        Ok(Claim::InProgress) => return Outcome::InProgress,
+        Err(error) => return Outcome::Failed(format!("event {}: {error}", event.id)),
+    };
+    let mut reports = Vec::new();
+    let mut outcome = None;
+    for (workload, asset) in assets {
+        match copy_version(context, workload, asset, asked.version.as_deref()).await {
+            Ok(report) => reports.push(report),
+            Err(message) => {
+                outcome = Some(Outcome::Failed(message));
+                break;
+            }
+        }
+    }
+    let outcome = outcome.unwrap_or(Outcome::Copied(reports));
+    let done = matches!(outcome, Outcome::Copied(_));
+    let finished = if done {
+        idempotency::complete(state, &token).await
+    } else {
+        idempotency::abandon(state, &token).await
+    };
+    match finished {
+        Ok(()) => outcome,
+        Err(error) if done => Outcome::Failed(format!(
+            "event {}: work done but not recorded: {error}",
+            event.id
+        )),
+        Err(error) => {
+            tracing::warn!(%error, "could not give up the claim; it lapses on its own");
+            outcome
+        }
+    }
+}
+
+/// Copies `version` (the newest when `None`) of `asset` from the primary to
+/// every standby region in parallel and records parity. An error is a
+/// failure before any region could be judged.
+async fn copy_version(
+    context: &CopyContext,
+    workload: &Workload,
+    asset: &Model,
+    version: Option<&str>,
+) -> Result<CopyReport, String> {
+    let topology = context.topology.as_ref();
+    let registry = context.registry.as_ref();
+    let project = topology.project().as_str();
+    let source = ModelRef::new(project, topology.primary().clone(), &asset.model_id);
+    let registered = match registry.model(&source).await {
+        Ok(Some(registered)) => registered,
+        Ok(None) => return Err(format!("{source} is not in the registry (yet)")),
+        Err(error) => return Err(error.to_string()),
+    };
+    let version = match version {
+        Some(v) => v.to_string(),
+        None => match registered.versions.last() {
+            Some(newest) => newest.version_id.clone(),
+            None => return Err(format!("{source} has no version")),
+        },
+    };
+    let Some(source_version) = registered.version(&version) else {
+        return Err(format!("{source} has no version {version} (yet)"));
+    };
+    let created_at = source_version.created_at;
+    let all: Vec<String> = registered
+        .versions
+        .iter()
+        .map(|v| v.version_id.clone())
+        .collect();
+    let primary = Observation::Present {
+        version: version.clone(),
+        reach_millis: Some(0),
+        all,
+        deployed: None,
+    };
+    parity::record(
+        context.state.as_ref(),
+        asset.id.as_str(),
+        topology.primary().as_str(),
+        &primary,
+    )
+    .await
+    .map_err(|e| format!("{source}: parity record: {e}"))?;
+
+    let regions = topology.standby_regions().map(|region| {
+        let span = tracing::info_span!("region", region = %region.id);
+        to_region(
+            context, workload, asset, &source, &version, created_at, &region.id,
+        )
+        .instrument(span)
+    });
+    let regions = futures::future::join_all(regions).await;
+    Ok(CopyReport {
+        model: asset.id.to_string(),
+        version,
+        regions,
+    })
+}
+
+/// The work for one standby region: copy, verify, keep a warm standby
+/// serving it, record parity.
+async fn to_region(
+    context: &CopyContext,
+    workload: &Workload,
+    asset: &Model,
+    source: &ModelRef,
+    version: &str,
+    created_at: Option<chrono::DateTime<Utc>>,
+    region: &RegionId,
+) -> RegionOutcome {
+    let registry = context.registry.as_ref();
+    let options = &context.options;
+    let outcome = match copy::copy_to_region(registry, source, version, region, options).await {
+        Ok(present) => {
+            let serving =
+                match warm_standby(context, workload, asset, &present.model, version, region) {
+                    Some(standby) => {
+                        match standby::keep_serving(registry, &standby, &options.operation).await {
+                            Ok(serving) => Ok(Some(serving)),
+                            Err(error) => Err(error.to_string()),
+                        }
+                    }
+                    None => Ok(None),
+                };
+            match serving {
+                Ok(serving) => RegionOutcome::Present {
+                    region: region.clone(),
+                    present,
+                    serving,
+                },
+                Err(error) => {
+                    tracing::error!(%error, "the standby endpoint does not serve the version");
+                    RegionOutcome::NotServing {
+                        region: region.clone(),
+                        error,
+                    }
+                }
+            }
+        }
+        Err(failed) => {
+            tracing::error!(error = %failed.error, attempts = failed.attempts, "copy failed");
+            RegionOutcome::Failed {
+                region: region.clone(),
+                error: format!("after {} rounds: {}", failed.attempts, failed.error),
+            }
+        }
+    };
+    let observation = match &outcome {
+        RegionOutcome::Present {
+            present, serving, ..
+        } => Observation::Present {
+            version: version.to_string(),
+            reach_millis: reach_millis(created_at, present),
+            all: present
+                .model
+                .versions
+                .iter()
+                .filter_map(|v| v.source_version.clone())
+                .collect(),
+            deployed: serving.as_ref().map(|s| s.source_version().to_string()),
+        },
+        RegionOutcome::NotServing { error, .. } => Observation::Failed {
+            version: version.to_string(),
+            error: format!("present but not served: {error}"),
+        },
+        RegionOutcome::Failed { error, .. } => Observation::Failed {
+            version: version.to_string(),
+            error: error.clone(),
+        },
+    };
+    if let Err(error) = parity::record(
+        context.state.as_ref(),
+        asset.id.as_str(),
+        region.as_str(),
+        &observation,
+    )
+    .await
+    {
+        tracing::error!(%error, "parity record failed");
+        return RegionOutcome::Failed {
+            region: region.clone(),
+            error: format!("{outcome:?}, but the parity record failed: {error}"),
+        };
+    }
+    outcome
+}
+
+/// From the version's creation in the primary to its verification here;
+/// the copy's own duration when the creation time is unknown.
+fn reach_millis(created_at: Option<chrono::DateTime<Utc>>, present: &copy::Present) -> Option<u64> {
+    let millis = match created_at {
+        Some(created) => (Utc::now() - created).num_milliseconds(),
+        None => i64::try_from(present.took.as_millis()).unwrap_or(i64::MAX),
+    };
+    u64::try_from(millis).ok()
+}
+
+/// The warm standby to keep serving in `region`, if the workload keeps one
+/// there and the topology does not pin the version.
+fn warm_standby<'a>(
+    context: &CopyContext,
+    workload: &Workload,
+    asset: &Model,
+    model: &'a RegisteredModel,
+    version: &'a str,
+    region: &RegionId,
+) -> Option<WarmStandby<'a>> {
+    if workload.pattern != Pattern::ActivePassive || asset.standby_replicas == 0 {
+        return None;
+    }
+    if let Some(pinned) = &asset.version {
+        tracing::info!(%pinned, "the topology pins the served version; endpoint left as is");
+        return None;
+    }
+    let project = context.topology.project().as_str();
+    let endpoint_id = asset.endpoints.get(region)?;
+    let primary = context.topology.primary();
+    Some(WarmStandby {
+        endpoint: EndpointRef::new(project, region.clone(), endpoint_id),
+        model,
+        source_version: version,
+        replicas: asset.standby_replicas,
+        primary_endpoint: asset
+            .endpoints
+            .get(primary)
+            .map(|id| EndpointRef::new(project, primary.clone(), id)),
+    })
+}

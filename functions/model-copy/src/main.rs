@@ -1,0 +1,31 @@
+//! model-copy on Cloud Run: Vertex AI and Firestore from the environment,
+//! the topology from `$LIFEBOAT_TOPOLOGY`, served on `$PORT`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lifeboat_model_copy::{CopyContext, CopyOptions, SERVICE_NAME, router};
+use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
+use lifeboat_shared::server::Service;
+use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::topology::Topology;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifeboat_shared::telemetry::init(SERVICE_NAME);
+    let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
+    let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let state = FirestoreStore::from_env(topology.project().as_str(), DEFAULT_DATABASE).await?;
+    let context = CopyContext {
+        topology: Arc::new(topology),
+        registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
+        state: Arc::new(state),
+        options: CopyOptions::default(),
+    };
+    Service::new(SERVICE_NAME, router(context))
+        .with_request_timeout(Duration::from_secs(60 * 60))
+        .serve_from_env()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Version parity, per model and region, in the state store (collection
+//! `model-parity`): the versions present, the version deployed, how long
+//! the newest version took to reach the region, and the last failure.
+//! Records only move forward: versions are added, never removed, and an
+//! older version never replaces a newer one as newest or deployed.
+
+use chrono::{DateTime, Utc};
+use lifeboat_shared::models::compare_versions;
+use lifeboat_shared::state::{StateError, StateStore, update};
+use lifeboat_shared::topology::{Pattern, Topology};
+use serde::{Deserialize, Serialize};
+
+/// The collection of parity records.
+pub const COLLECTION: &str = "model-parity";
+
+/// How many times [`record`] re-reads after losing a race.
+const RECORD_ATTEMPTS: usize = 5;
+
+/// What one region holds of one model. Version ids are the primary's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityRecord {
+    /// The model's asset id in the topology.
+    pub model: String,
+    /// The region.
+    pub region: String,
+    /// Every version verified present, in version order.
+    pub versions_present: Vec<String>,
+    /// The version the region's endpoint serves, if it has one.
+    pub deployed_version: Option<String>,
+    /// The newest version present.
+    pub newest_version: Option<String>,
+    /// How long the newest version took to reach the region, from its
+    /// creation in the primary to its verification here.
+    pub newest_reach_millis: Option<u64>,
+    /// A version that failed to reach the region, newer than any present.
+    pub failed_version: Option<String>,
+    /// Why it failed (the operation's error).
+    pub error: Option<String>,
+    /// When the record last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// What one handling learnt about one region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// `version` is present (and verified), after `reach_millis`.
+    Present {
+        /// The primary's version id.
+        version: String,
+        /// From its creation in the primary to its verification here.
+        reach_millis: Option<u64>,
+        /// Every version the region holds, as the primary's ids.
+        all: Vec<String>,
+        /// What the region's endpoint now serves, if it was checked.
+        deployed: Option<String>,
+    },
+    /// `version` did not reach the region.
+    Failed {
+        /// The primary's version id.
+        version: String,
+        /// Why (the operation's error).
+        error: String,
+    },
+}
+
+fn newer(a: &str, b: &str) -> bool {
+    compare_versions(a, b).is_gt()
+}
+
+/// Merges `observation` into `record`, forward only.
+pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime<Utc>) {
+    match observation {
+        Observation::Present {
+            version,
+            reach_millis,
+            all,
+            deployed,
+        } => {
+            for v in all.iter().chain([version]) {
+                if !record.versions_present.contains(v) {
+                    record.versions_present.push(v.clone());
+                }
+            }
+            record
+                .versions_present
+                .sort_by(|a, b| compare_versions(a, b));
+            if record
+                .newest_version
+                .as_deref()
+                .is_none_or(|n| newer(version, n))
+            {
+                record.newest_version = Some(version.clone());
+                record.newest_reach_millis = *reach_millis;
+            }
+            if let Some(deployed) = deployed
+                && record
+                    .deployed_version
+                    .as_deref()
+                    .is_none_or(|d| !newer(d, deployed))
+            {
+                record.deployed_version = Some(deployed.clone());
+            }
+            if record
+                .failed_version
+                .as_deref()
+                .is_some_and(|f| !newer(f, version))
+            {
+                record.failed_version = None;
+                record.error = None;
+            }
+        }
+        Observation::Failed { version, error } => {
+            let behind = record
+                .newest_version
+                .as_deref()
+                .is_none_or(|n| newer(version, n));
+            if behind {
+                record.failed_version = Some(version.clone());
+                record.error = Some(error.clone());
+            }
+        }
+    }
+    record.updated_at = Some(now);
+}
+
+/// Whether `region` is in parity with `primary`: it holds the primary's
+/// newest version with no newer failure, and, where it keeps the model
+/// deployed (`warm`), serves it.
+pub fn in_parity(primary: &ParityRecord, region: &ParityRecord, warm: bool) -> bool {
+    let Some(newest) = &primary.newest_version else {
+        return false;
+    };
+    region.versions_present.contains(newest)
+        && region.failed_version.is_none()
+        && (!warm || region.deployed_version.as_ref() == Some(newest))
+}
+
+/// The document id of a model's record in a region.
+pub fn document_id(model: &str, region: &str) -> String {
+    format!("{model}:{region}")
+}
+
+/// Reads one record.
+pub async fn read(
+    state: &dyn StateStore,
+    model: &str,
+    region: &str,
+) -> Result<Option<ParityRecord>, StateError> {
+    let id = document_id(model, region);
+    let Some(document) = state.get(COLLECTION, &id).await? else {
+        return Ok(None);
+    };
+    serde_json::from_value(document.value)
+        .map(Some)
+        .map_err(|e| StateError::InvalidValue {
+            collection: COLLECTION.to_string(),
+            id,
+            reason: e.to_string(),
+        })
+}
+
+/// Merges `observation` into the record of `model` in `region`, with
+/// compare-and-set.
+pub async fn record(
+    state: &dyn StateStore,
+    model: &str,
+    region: &str,
+    observation: &Observation,
+) -> Result<ParityRecord, StateError> {
+    let id = document_id(model, region);
+    update(state, COLLECTION, &id, RECORD_ATTEMPTS, |stored| {
+        let mut current: ParityRecord = stored.unwrap_or_default();
+        current.model = model.to_string();
+        current.region = region.to_string();
+        merge(&mut current, observation, Utc::now());
+        Ok::<_, StateError>(current)
+    })
+    .await
+}
+
+/// One row of `lifeboat status` for models: what one standby region holds
+/// of one model, against the primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParityRow {
+    /// The workload's id.
+    pub workload: String,
+    /// The model's asset id.
+    pub model: String,
+    /// The standby region.
+    pub region: String,
+    /// The versions verified present there.
+    pub versions_present: Vec<String>,
+    /// The version its endpoint serves, if it keeps one deployed.
+    pub deployed_version: Option<String>,
+    /// The primary's newest version.
+    pub source_version: Option<String>,
+    /// How long the newest version present took to reach the region.
+    pub newest_reach_millis: Option<u64>,
+    /// Whether the region holds (and, for a warm standby, serves) the
+    /// primary's newest version.
+    pub parity: bool,
+    /// The last failure, newer than anything present.
+    pub error: Option<String>,
+}
+
+/// The parity of every protected model in every standby region.
+pub async fn report(
+    topology: &Topology,
+    state: &dyn StateStore,
+) -> Result<Vec<ParityRow>, StateError> {
+    let mut rows = Vec::new();
+    for workload in topology.workloads() {
+        for model in &workload.assets.models {
+            let id = model.id.as_str();
+            let primary = read(state, id, topology.primary().as_str())
+                .await?
+                .unwrap_or_default();
+            for region in topology.standby_regions() {
+                let held = read(state, id, region.id.as_str())
+                    .await?
+                    .unwrap_or_default();
+                let warm = workload.pattern == Pattern::ActivePassive
+                    && model.standby_replicas > 0
+                    && model.version.is_none()
+                    && model.endpoints.contains_key(&region.id);
+                rows.push(ParityRow {
+                    workload: workload.id.to_string(),
+                    model: id.to_string(),
+                    region: region.id.to_string(),
+                    parity: in_parity(&primary, &held, warm),
+                    source_version: primary.newest_version.clone(),
+                    versions_present: held.versions_present,
+                    deployed_version: held.deployed_version,
+                    newest_reach_millis: held.newest_reach_millis,
+                    error: held.error,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn present(version: &str, deployed: Option<&str>) -> Observation {
+        Observation::Present {
+            version: version.to_string(),
+            reach_millis: Some(version.parse::<u64>().expect("numeric") * 1000),
+            all: vec![version.to_string()],
+            deployed: deployed.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn records_only_move_forward() {
+        let mut record = ParityRecord::default();
+        let now = Utc::now();
+        merge(&mut record, &present("10", Some("10")), now);
+        merge(&mut record, &present("9", Some("9")), now);
+        assert_eq!(record.versions_present, ["9", "10"], "numeric order");
+        assert_eq!(record.newest_version.as_deref(), Some("10"));
+        assert_eq!(
+            record.newest_reach_millis,
+            Some(10_000),
+            "the newest's time kept"
+        );
+        assert_eq!(
+            record.deployed_version.as_deref(),
+            Some("10"),
+            "never older"
+        );
+
+        let failed = Observation::Failed {
+            version: "9".to_string(),
+            error: "quota".to_string(),
+        };
+        merge(&mut record, &failed, now);
+        assert_eq!(record.failed_version, None, "an older failure is moot");
+        let failed = Observation::Failed {
+            version: "11".to_string(),
+            error: "quota".to_string(),
+        };
+        merge(&mut record, &failed, now);
+        assert_eq!(record.failed_version.as_deref(), Some("11"));
+        let primary = ParityRecord {
+            newest_version: Some("11".to_string()),
+            ..ParityRecord::default()
+        };
+        assert!(!in_parity(&primary, &record, false));
+        merge(&mut record, &present("11", None), now);
+        assert_eq!(
+            (record.failed_version.as_deref(), record.error.as_deref()),
+            (None, None)
+        );
+        assert!(in_parity(&primary, &record, false), "holds 11");
+        assert!(!in_parity(&primary, &record, true), "but serves 10");
+    }
+}

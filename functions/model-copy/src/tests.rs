@@ -1,0 +1,163 @@
+//! model-copy's HTTP edge on the local backends (the local registry in an
+//! embedded state store): a pilot-light standby gets the new version and
+//! nothing deployed; duplicates, unprotected models and malformed messages
+//! get the answers Pub/Sub needs.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use base64::Engine;
+use http::{Request, StatusCode};
+use lifeboat_shared::models::conformance::{self, TEST_BACKOFF};
+use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::models::{ModelRef, ModelRegistry};
+use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::topology::{RegionId, Topology};
+use tower::ServiceExt as _;
+
+use crate::{CopyContext, CopyOptions, parity, router};
+
+const TOPOLOGY: &str = r#"
+project: acme-ml-prod
+regions:
+  - id: us-central1
+    role: primary
+  - id: europe-west4
+    role: pilot-light
+workloads:
+  - id: batch-scoring
+    class: research-training
+    pattern: pilot-light
+    assets:
+      models:
+        - id: churn
+          model-id: churn-model
+          display-name: churn model
+          serving-replicas: 1
+          endpoints:
+            us-central1: "100"
+            europe-west4: "400"
+"#;
+
+/// A Pub/Sub push of `data` with message id `id`.
+fn push(id: &str, data: &str) -> Request<Body> {
+    let body = serde_json::json!({
+        "message": {
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "messageId": id,
+            "publishTime": "2026-11-25T16:00:00Z",
+        },
+        "subscription": "projects/acme-ml-prod/subscriptions/model-copy",
+    });
+    Request::post("/")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
+    let registry = Arc::new(LocalRegistry::new(state.clone()));
+    let primary = RegionId::new("us-central1").expect("region");
+    let source = ModelRef::new("acme-ml-prod", primary, "churn-model");
+    registry
+        .upload(
+            &source,
+            "churn model",
+            conformance::version("1", "2026-11-25T15:00:00Z"),
+        )
+        .await
+        .expect("upload");
+    let topology = Topology::parse(TOPOLOGY, "pilot-light.yaml").expect("valid topology");
+    let context = CopyContext {
+        topology: Arc::new(topology),
+        registry: registry.clone(),
+        state: state.clone(),
+        options: CopyOptions {
+            operation: TEST_BACKOFF,
+            ..CopyOptions::default()
+        },
+    };
+    let router = router(context);
+
+    let response = router
+        .clone()
+        .oneshot(push("m-1", r#"{"model": "churn"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let copy = source.in_region(&RegionId::new("europe-west4").expect("region"));
+    let copied = registry.model(&copy).await.expect("read").expect("copied");
+    assert_eq!(
+        copied.copy_of("1").map(|v| v.version_id.as_str()),
+        Some("1")
+    );
+    let record = parity::read(state.as_ref(), "churn", "europe-west4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(record.versions_present, ["1"]);
+    assert_eq!(
+        record.deployed_version, None,
+        "a pilot light deploys nothing"
+    );
+
+    let duplicate = router
+        .clone()
+        .oneshot(push("m-1", r#"{"model": "churn"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(duplicate.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(duplicate.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    assert_eq!(&body[..], br#"{"duplicate":true}"#);
+
+    let unprotected = router
+        .clone()
+        .oneshot(push("m-2", r#"{"model": "nobody's model"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(
+        unprotected.status(),
+        StatusCode::OK,
+        "acknowledged, not retried"
+    );
+
+    let malformed = router
+        .clone()
+        .oneshot(push("m-3", "not json"))
+        .await
+        .expect("answer");
+    assert!(
+        malformed.status().is_client_error(),
+        "a message naming no model is refused: {}",
+        malformed.status()
+    );
+    let versions = registry.model(&copy).await.expect("read").expect("there");
+    assert_eq!(versions.versions.len(), 1, "copied once");
+
+    let parity = router
+        .oneshot(
+            Request::get("/parity")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(parity.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(parity.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    let rows: Vec<parity::ParityRow> = serde_json::from_slice(&body).expect("rows");
+    assert_eq!(rows.len(), 1, "one standby region: {rows:?}");
+    let row = &rows[0];
+    assert_eq!(
+        (row.model.as_str(), row.region.as_str(), row.parity),
+        ("churn", "europe-west4", true),
+        "{row:?}"
+    );
+    assert_eq!(row.source_version.as_deref(), Some("1"));
+}
