@@ -15,14 +15,16 @@ use anyhow::Context;
 use chrono::Utc;
 use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
 use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
+use lifeboat_failover::record::{self as incident_record, IncidentRecord, Outcome};
 use lifeboat_model_copy::parity::{self, ParityRow};
+use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
-use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH};
+use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, FAILOVER_PATH};
 
 /// Where the RPO records are read from.
 #[derive(Debug)]
@@ -40,6 +42,10 @@ pub struct Status {
     pub checkpoints: Vec<checkpoint_rpo::Exposure>,
     /// Per bucket or dataset and replica region.
     pub data: Vec<data_rpo::Exposure>,
+    /// The routing table of every workload that has one.
+    pub routing: Vec<RoutingTable>,
+    /// Every incident not closed yet, with what failover did about it.
+    pub open_incidents: Vec<IncidentRecord>,
 }
 
 impl Status {
@@ -84,6 +90,12 @@ pub async fn run(
         if !status.data.is_empty() {
             println!();
             print!("{}", data_table(&status.data));
+        }
+        println!();
+        print!("{}", routing_table(&status.routing));
+        if !status.open_incidents.is_empty() {
+            println!();
+            print!("{}", incident_table(&status.open_incidents));
         }
     }
     Ok(status.meets_targets())
@@ -134,6 +146,8 @@ async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Resu
     Ok(Status {
         checkpoints: checkpoint_rpo::report(topology, store, now).await?,
         data: data_rpo::report(topology, store, now).await?,
+        routing: routing::read_all(store).await?,
+        open_incidents: open(incident_record::read_all(store).await?),
     })
 }
 
@@ -142,14 +156,29 @@ async fn from_running_cloud(dir: &Path) -> Option<Status> {
     let book: AddressBook =
         serde_json::from_slice(&std::fs::read(AddressBook::path(dir)).ok()?).ok()?;
     Some(Status {
-        checkpoints: rows(&book, CHECKPOINT_FANOUT_PATH).await?,
-        data: rows(&book, DATA_SYNC_PATH).await?,
+        checkpoints: rows(&book, CHECKPOINT_FANOUT_PATH, "rpo").await?,
+        data: rows(&book, DATA_SYNC_PATH, "rpo").await?,
+        routing: rows(&book, FAILOVER_PATH, "routing").await?,
+        open_incidents: open(rows(&book, FAILOVER_PATH, "incidents").await?),
     })
 }
 
-/// The rows a running local cloud's function mounted at `path` answers.
-async fn rows<T: serde::de::DeserializeOwned>(book: &AddressBook, path: &str) -> Option<Vec<T>> {
-    let response = reqwest::get(format!("http://{}{path}/rpo", book.functions))
+/// The incidents of `records` not closed yet.
+fn open(records: Vec<IncidentRecord>) -> Vec<IncidentRecord> {
+    records
+        .into_iter()
+        .filter(|record| record.outcome != Some(Outcome::Closed))
+        .collect()
+}
+
+/// The rows a running local cloud's function mounted at `path` answers at
+/// `route`.
+async fn rows<T: serde::de::DeserializeOwned>(
+    book: &AddressBook,
+    path: &str,
+    route: &str,
+) -> Option<Vec<T>> {
+    let response = reqwest::get(format!("http://{}{path}/{route}", book.functions))
         .await
         .ok()?;
     response.error_for_status().ok()?.json().await.ok()
@@ -251,6 +280,65 @@ pub fn model_table(rows: &[ParityRow]) -> String {
                     .map(|ms| human(i64::try_from(ms / 1000).unwrap_or(i64::MAX))),
             ),
             parity,
+        ]
+    });
+    aligned(&header, lines)
+}
+
+/// The routing tables as an aligned text table.
+pub fn routing_table(tables: &[RoutingTable]) -> String {
+    if tables.is_empty() {
+        return "ROUTING: no table written yet; each workload's primary takes its traffic\n"
+            .to_string();
+    }
+    let header = ["WORKLOAD", "ROUTING WEIGHTS", "REVISION", "SINCE", "WHY"];
+    let lines = tables.iter().map(|table| {
+        let weights: Vec<String> = table
+            .weights
+            .iter()
+            .map(|(region, weight)| format!("{region}={weight}"))
+            .collect();
+        vec![
+            table.workload.clone(),
+            weights.join(" "),
+            table.revision.to_string(),
+            table.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            table.reason.clone(),
+        ]
+    });
+    aligned(&header, lines)
+}
+
+/// The open incidents as an aligned text table.
+pub fn incident_table(records: &[IncidentRecord]) -> String {
+    let header = [
+        "INCIDENT",
+        "WORKLOAD",
+        "REGION",
+        "STARTED",
+        "OUTCOME",
+        "LAST STEP",
+    ];
+    let lines = records.iter().map(|record| {
+        let last = record.steps.last().map_or_else(String::new, |step| {
+            format!("{}: {}", step.what, step.detail)
+        });
+        vec![
+            record.incident_id.clone(),
+            record.workload.clone(),
+            record.region.clone(),
+            record.started_at.map_or_else(
+                || "-".to_string(),
+                |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+            match &record.outcome {
+                Some(Outcome::Moved) => "moved",
+                Some(Outcome::Stayed) => "STAYED",
+                Some(Outcome::Closed) => "closed",
+                None => "in progress",
+            }
+            .to_string(),
+            last,
         ]
     });
     aligned(&header, lines)

@@ -316,3 +316,47 @@ async fn an_object_written_into_a_protected_bucket_reaches_every_replica_by_itse
     let (status, _) = cloud.stop();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn an_incident_posted_to_the_local_failover_is_recorded_and_shown_by_status() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let functions = cloud.book["functions"].as_str().expect("functions address");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/events/monitoring_incident_webhook.json");
+    let mut incident: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("JSON");
+    incident["incident"]["incident_id"] = "local-1".into();
+    incident["incident"]["policy_user_labels"] = serde_json::json!({"lifeboat-workload": "recommendations", "lifeboat-region": "us-central1"});
+    let answer = reqwest::Client::new()
+        .post(format!("http://{functions}/failover"))
+        .json(&incident)
+        .send()
+        .await
+        .expect("failover answers");
+    assert_eq!(answer.status(), 200);
+    let record: serde_json::Value = answer.json().await.expect("the record");
+    // No region has a probe target in the local cloud yet: the alert is not
+    // confirmed, so traffic stays, and the record says why.
+    assert_eq!(record["outcome"], "stayed", "{record:#}");
+    assert!(
+        record["decision"]["reasons"][0]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no probe target")),
+        "{record:#}"
+    );
+
+    let (_, json) = lifeboat(&["status", "--json"], data_dir.path());
+    let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(
+        status["open_incidents"][0]["incident_id"], "local-1",
+        "{json}"
+    );
+    let (_, table) = lifeboat(&["status"], data_dir.path());
+    assert!(
+        table.contains("local-1") && table.contains("STAYED"),
+        "{table}"
+    );
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}

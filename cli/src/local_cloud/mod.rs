@@ -20,9 +20,12 @@ use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
 use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::tables::split_dataset;
+use lifeboat_failover::probes::Prober;
+use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
 use lifeboat_shared::metrics::state::StateMetrics;
+use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
@@ -43,6 +46,10 @@ pub const CHECKPOINT_FANOUT_PATH: &str = "/checkpoint-fanout";
 
 /// Where data-sync's router is mounted on the functions listener.
 pub const DATA_SYNC_PATH: &str = "/data-sync";
+
+/// Where failover's router is mounted on the functions listener (incidents
+/// are POSTed there, as Monitoring's webhook channel does).
+pub const FAILOVER_PATH: &str = "/failover";
 
 /// How long a function may take to answer a pushed event (Pub/Sub's
 /// longest ack deadline): a large checkpoint's fan-out takes a while.
@@ -220,11 +227,23 @@ impl BoundCloud {
             scheduler::RECONCILE_INTERVAL,
             shutdown.clone(),
         ));
+        let failover = lifeboat_failover::router(FailoverContext {
+            topology: self.cloud.topology.clone(),
+            state: self.cloud.state.clone(),
+            registry: Arc::new(LocalRegistry::new(self.cloud.state.clone())),
+            probes: ProbeTargets::default(),
+            prober: Prober::default(),
+            options: FailoverOptions::default(),
+        });
+        let failover = Service::new(lifeboat_failover::SERVICE_NAME, failover)
+            .with_request_timeout(ACK_DEADLINE)
+            .into_router();
         let functions = Service::new(
             "local-functions",
             Router::new()
                 .nest(CHECKPOINT_FANOUT_PATH, fanout)
-                .nest(DATA_SYNC_PATH, data_sync),
+                .nest(DATA_SYNC_PATH, data_sync)
+                .nest(FAILOVER_PATH, failover),
         )
         .with_readiness(move || {
             let state = state.clone();

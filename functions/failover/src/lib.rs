@@ -25,7 +25,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::{TimeDelta, Utc};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
@@ -101,11 +101,29 @@ pub struct FailoverContext {
     pub options: FailoverOptions,
 }
 
-/// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub).
+/// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub);
+/// `GET /incidents` answers every incident record, `GET /routing` every
+/// routing table.
 pub fn router(context: FailoverContext) -> Router {
     Router::new()
         .route("/", post(receive))
+        .route("/incidents", get(incidents))
+        .route("/routing", get(routing_tables))
         .with_state(Arc::new(context))
+}
+
+async fn incidents(State(context): State<Arc<FailoverContext>>) -> Response {
+    match record::read_all(context.state.as_ref()).await {
+        Ok(records) => Json(records).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+async fn routing_tables(State(context): State<Arc<FailoverContext>>) -> Response {
+    match routing::read_all(context.state.as_ref()).await {
+        Ok(tables) => Json(tables).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
 }
 
 async fn receive(State(context): State<Arc<FailoverContext>>, event: InboundEvent) -> Response {
