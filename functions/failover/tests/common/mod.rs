@@ -1,0 +1,199 @@
+//! The failover rig shared by the tests and the decision benchmark: the
+//! production example (active-passive, 3 serving replicas, standbys at 1),
+//! the local model registry over a given state store, probes answered by a
+//! loopback server whose regions can be failed, and incidents in
+//! Monitoring's webhook shape.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use lifeboat_failover::probes::Prober;
+use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
+use lifeboat_shared::events::{InboundEvent, Incident, IncidentState, parse};
+use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::models::{
+    Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, ModelVersion, wait,
+};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::topology::{RegionId, Topology};
+
+pub const PROJECT: &str = "acme-ml-prod";
+pub const MODEL_ID: &str = "4512398712";
+pub const WORKLOAD: &str = "recommendations";
+
+pub fn repository_file(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+/// Regions whose probe answers 503.
+pub type Down = Arc<Mutex<Vec<String>>>;
+
+pub async fn probe_server(down: Down) -> String {
+    let app = Router::new()
+        .route(
+            "/{region}",
+            get(
+                |State(down): State<Down>, Path(region): Path<String>| async move {
+                    if down.lock().expect("lock").contains(&region) {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                },
+            ),
+        )
+        .with_state(down);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{address}")
+}
+
+pub struct Rig {
+    pub context: FailoverContext,
+    pub registry: Arc<LocalRegistry>,
+    pub state: Arc<dyn StateStore>,
+    pub down: Down,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn endpoint(region: &str, id: &str) -> EndpointRef {
+    EndpointRef::new(PROJECT, RegionId::new(region).expect("region id"), id)
+}
+
+/// A rig on a fresh embedded state store.
+pub async fn rig() -> Rig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state: Arc<dyn StateStore> = Arc::new(
+        lifeboat_shared::state::local::LocalStateStore::open(dir.path())
+            .await
+            .expect("state"),
+    );
+    rig_on(state, Some(dir)).await
+}
+
+/// A rig on `state` (kept alive with `dir`, if any).
+pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) -> Rig {
+    let registry = Arc::new(LocalRegistry::new(state.clone()));
+    let backoff = Backoff {
+        initial: std::time::Duration::from_millis(5),
+        max: std::time::Duration::from_millis(20),
+        limit: std::time::Duration::from_secs(5),
+    };
+    // The model in every region; the primary serving it at 3 replicas,
+    // each standby warm at 1.
+    for (region, endpoint_id, replicas) in [
+        ("us-central1", "8812345001", 3),
+        ("us-east1", "8812345002", 1),
+        ("europe-west1", "8812345003", 1),
+    ] {
+        let model = ModelRef::new(PROJECT, RegionId::new(region).expect("region"), MODEL_ID);
+        let version = ModelVersion {
+            version_id: "1".to_string(),
+            created_at: None,
+            artifact_uri: format!("gs://acme-models-{region}/ranker/v7/"),
+            image_uri: "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest".to_string(),
+            source_version: (region != "us-central1").then(|| "1".to_string()),
+        };
+        registry
+            .upload(&model, "recsys-ranker-v7", version)
+            .await
+            .expect("upload");
+        let endpoint = endpoint(region, endpoint_id);
+        registry.create_endpoint(&endpoint).await.expect("endpoint");
+        let deployment = Deployment {
+            model,
+            version_id: "1".to_string(),
+            machine_type: "n1-standard-4".to_string(),
+            replicas,
+        };
+        let operation = registry
+            .start_deploy(&endpoint, &deployment)
+            .await
+            .expect("deploy");
+        wait(registry.as_ref(), operation, &backoff, "deploy")
+            .await
+            .expect("deployed");
+    }
+    let down: Down = Arc::default();
+    let probes_url = probe_server(down.clone()).await;
+    let mut probes = ProbeTargets::default();
+    for region in ["us-central1", "us-east1", "europe-west1"] {
+        probes.insert(WORKLOAD, region, format!("{probes_url}/{region}"));
+    }
+    let topology =
+        Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
+    let context = FailoverContext {
+        topology: Arc::new(topology),
+        state: state.clone(),
+        registry: registry.clone(),
+        probes,
+        prober: Prober::default(),
+        options: FailoverOptions {
+            backoff,
+            ..FailoverOptions::default()
+        },
+    };
+    Rig {
+        context,
+        registry,
+        state,
+        down,
+        _dir: dir,
+    }
+}
+
+/// The webhook fixture's incident, about `region` of the workload.
+pub fn incident(id: &str, region: &str, state: IncidentState) -> Incident {
+    let body = std::fs::read(repository_file(
+        "tests/fixtures/events/monitoring_incident_webhook.json",
+    ))
+    .expect("fixture");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().expect("header"));
+    let mut incident = match parse(&headers, &body).expect("the fixture parses") {
+        InboundEvent::Incident { incident, .. } => *incident,
+        other => panic!("not an incident: {other:?}"),
+    };
+    incident.incident_id = id.to_string();
+    incident.state = state;
+    incident.policy_user_labels = BTreeMap::from([
+        ("lifeboat-workload".to_string(), WORKLOAD.to_string()),
+        ("lifeboat-region".to_string(), region.to_string()),
+    ]);
+    incident
+}
+
+pub async fn body(response: axum::response::Response) -> (StatusCode, serde_json::Value) {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    (status, value)
+}
+
+pub async fn replicas(registry: &LocalRegistry, region: &str, id: &str) -> u32 {
+    let endpoint = registry
+        .endpoint(&endpoint(region, id))
+        .await
+        .expect("endpoint");
+    endpoint
+        .deployed
+        .iter()
+        .map(|d| d.replicas)
+        .max()
+        .unwrap_or(0)
+}
