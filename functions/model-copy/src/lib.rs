@@ -8,6 +8,7 @@
 //! cloud mounts; [`handle_event`] does the work without HTTP.
 
 pub mod copy;
+pub mod image;
 pub mod parity;
 pub mod request;
 pub mod standby;
@@ -103,6 +104,9 @@ pub enum RegionOutcome {
         present: copy::Present,
         /// What the standby endpoint serves, when it keeps one.
         serving: Option<Serving>,
+        /// Why the region could not pull the serving image while the
+        /// primary is down, if it could not.
+        image_problem: Option<String>,
     },
     /// The version is there but the standby endpoint could not be made to
     /// serve it.
@@ -133,11 +137,18 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
-    /// Whether every region holds (and, if warm, serves) the version.
+    /// Whether every region holds (and, if warm, serves) the version, with
+    /// an image it can pull without the primary.
     pub fn is_complete(&self) -> bool {
-        self.regions
-            .iter()
-            .all(|r| matches!(r, RegionOutcome::Present { .. }))
+        self.regions.iter().all(|r| {
+            matches!(
+                r,
+                RegionOutcome::Present {
+                    image_problem: None,
+                    ..
+                }
+            )
+        })
     }
 
     /// The report as the response body.
@@ -150,6 +161,7 @@ impl CopyReport {
                     region,
                     present,
                     serving,
+                    image_problem,
                 } => (
                     region.to_string(),
                     json!({
@@ -157,6 +169,7 @@ impl CopyReport {
                         "copied": present.copied,
                         "took_ms": u64::try_from(present.took.as_millis()).unwrap_or(u64::MAX),
                         "serving": serving.as_ref().map(Serving::source_version),
+                        "image_problem": image_problem,
                     }),
                 ),
                 RegionOutcome::NotServing { region, error } => (
@@ -378,6 +391,7 @@ async fn copy_version(
         reach_millis: Some(0),
         all,
         deployed: None,
+        image_problem: None,
     };
     parity::record(
         context.state.as_ref(),
@@ -428,11 +442,19 @@ async fn to_region(
                     }
                     None => Ok(None),
                 };
+            let image = present.model.version(&present.version_id);
+            let primary = context.topology.primary();
+            let image_problem =
+                image.and_then(|v| image::outage_problem(&v.image_uri, primary, region));
+            if let Some(problem) = &image_problem {
+                tracing::warn!(%problem, "the standby depends on the primary's registry");
+            }
             match serving {
                 Ok(serving) => RegionOutcome::Present {
                     region: region.clone(),
                     present,
                     serving,
+                    image_problem,
                 },
                 Err(error) => {
                     tracing::error!(%error, "the standby endpoint does not serve the version");
@@ -453,7 +475,10 @@ async fn to_region(
     };
     let observation = match &outcome {
         RegionOutcome::Present {
-            present, serving, ..
+            present,
+            serving,
+            image_problem,
+            ..
         } => Observation::Present {
             version: version.to_string(),
             reach_millis: reach_millis(created_at, present),
@@ -464,6 +489,7 @@ async fn to_region(
                 .filter_map(|v| v.source_version.clone())
                 .collect(),
             deployed: serving.as_ref().map(|s| s.source_version().to_string()),
+            image_problem: image_problem.clone(),
         },
         RegionOutcome::NotServing { error, .. } => Observation::Failed {
             version: version.to_string(),

@@ -36,6 +36,10 @@ pub struct ParityRecord {
     pub failed_version: Option<String>,
     /// Why it failed (the operation's error).
     pub error: Option<String>,
+    /// Why the newest version's serving image could not be pulled here
+    /// during a primary outage, if it could not.
+    #[serde(default)]
+    pub image_problem: Option<String>,
     /// When the record last changed.
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -53,6 +57,9 @@ pub enum Observation {
         all: Vec<String>,
         /// What the region's endpoint now serves, if it was checked.
         deployed: Option<String>,
+        /// Why its serving image could not be pulled here during a primary
+        /// outage, if it could not.
+        image_problem: Option<String>,
     },
     /// `version` did not reach the region.
     Failed {
@@ -75,6 +82,7 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
             reach_millis,
             all,
             deployed,
+            image_problem,
         } => {
             for v in all.iter().chain([version]) {
                 if !record.versions_present.contains(v) {
@@ -91,6 +99,9 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
             {
                 record.newest_version = Some(version.clone());
                 record.newest_reach_millis = *reach_millis;
+            }
+            if record.newest_version.as_ref() == Some(version) {
+                record.image_problem.clone_from(image_problem);
             }
             if let Some(deployed) = deployed
                 && record
@@ -124,14 +135,15 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
 }
 
 /// Whether `region` is in parity with `primary`: it holds the primary's
-/// newest version with no newer failure, and, where it keeps the model
-/// deployed (`warm`), serves it.
+/// newest version with no newer failure and can pull its image without the
+/// primary, and, where it keeps the model deployed (`warm`), serves it.
 pub fn in_parity(primary: &ParityRecord, region: &ParityRecord, warm: bool) -> bool {
     let Some(newest) = &primary.newest_version else {
         return false;
     };
     region.versions_present.contains(newest)
         && region.failed_version.is_none()
+        && region.image_problem.is_none()
         && (!warm || region.deployed_version.as_ref() == Some(newest))
 }
 
@@ -199,7 +211,8 @@ pub struct ParityRow {
     /// Whether the region holds (and, for a warm standby, serves) the
     /// primary's newest version.
     pub parity: bool,
-    /// The last failure, newer than anything present.
+    /// The last failure newer than anything present, else why the newest
+    /// version's image could not be pulled during a primary outage.
     pub error: Option<String>,
 }
 
@@ -232,7 +245,7 @@ pub async fn report(
                     versions_present: held.versions_present,
                     deployed_version: held.deployed_version,
                     newest_reach_millis: held.newest_reach_millis,
-                    error: held.error,
+                    error: held.error.or(held.image_problem),
                 });
             }
         }
@@ -250,6 +263,7 @@ mod tests {
             reach_millis: Some(version.parse::<u64>().expect("numeric") * 1000),
             all: vec![version.to_string()],
             deployed: deployed.map(str::to_string),
+            image_problem: None,
         }
     }
 
@@ -296,5 +310,19 @@ mod tests {
         );
         assert!(in_parity(&primary, &record, false), "holds 11");
         assert!(!in_parity(&primary, &record, true), "but serves 10");
+        let unpullable = Observation::Present {
+            version: "11".to_string(),
+            reach_millis: None,
+            all: Vec::new(),
+            deployed: None,
+            image_problem: Some("only in us-central1".to_string()),
+        };
+        merge(&mut record, &unpullable, now);
+        assert!(!in_parity(&primary, &record, false), "its image is not");
+        merge(&mut record, &present("10", None), now);
+        assert!(
+            !in_parity(&primary, &record, false),
+            "an older version says nothing"
+        );
     }
 }
