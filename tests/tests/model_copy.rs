@@ -75,6 +75,11 @@ struct Rig {
 
 impl Rig {
     async fn new(pinned: Option<&str>) -> Self {
+        Self::with(pinned, true).await
+    }
+
+    /// A rig whose primary endpoint serves version 1 if `primary_serves`.
+    async fn with(pinned: Option<&str>, primary_serves: bool) -> Self {
         let standin = VertexStandIn::start().await;
         for (region, endpoint) in [("us-central1", "100")].into_iter().chain(STANDBYS) {
             standin.create_endpoint(PROJECT, region, endpoint);
@@ -105,6 +110,9 @@ impl Rig {
             },
         };
         rig.upload();
+        if !primary_serves {
+            return rig;
+        }
         let primary = EndpointRef::new(PROJECT, region("us-central1"), "100");
         let deployment = Deployment {
             model: ModelRef::new(PROJECT, region("us-central1"), MODEL_ID),
@@ -476,5 +484,30 @@ async fn unprotected_models_and_pinned_versions_are_left_alone() {
     for (region, endpoint) in STANDBYS {
         assert_eq!(pinned.standin.versions(PROJECT, region, MODEL_ID), ["1"]);
         assert!(pinned.serving(region, endpoint).is_empty(), "{region}");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_standby_that_cannot_serve_the_version_holds_it_but_is_not_in_parity() {
+    // Nothing deployed anywhere: no machine type to deploy the standby on.
+    let rig = Rig::with(None, false).await;
+    let outcome = rig.handle(message("ev-1", MODEL_ID, None)).await;
+    for outcome in regions(&outcome) {
+        match outcome {
+            RegionOutcome::Present {
+                serving: None,
+                problem: Some(problem),
+                ..
+            } => assert!(problem.contains("no machine type"), "{problem}"),
+            other => panic!("copied but not served: {other:?}"),
+        }
+    }
+    let primary = rig.parity("us-central1").await;
+    for (region, endpoint) in STANDBYS {
+        let record = rig.parity(region).await;
+        assert_eq!(record.versions_present, ["1"], "the copy is recorded");
+        assert_eq!(record.deployed_version, None);
+        assert!(!parity::in_parity(&primary, &record, true), "parity is no");
+        assert!(rig.serving(region, endpoint).is_empty());
     }
 }

@@ -103,19 +103,13 @@ pub enum RegionOutcome {
         region: RegionId,
         /// What the copy found or did.
         present: copy::Present,
-        /// What the standby endpoint serves, when it keeps one.
+        /// What the standby endpoint serves, when it keeps one and it
+        /// answered.
         serving: Option<Serving>,
-        /// Why the region could not pull the serving image while the
-        /// primary is down, if it could not.
-        image_problem: Option<String>,
-    },
-    /// The version is there but the standby endpoint could not be made to
-    /// serve it.
-    NotServing {
-        /// The region.
-        region: RegionId,
-        /// Why.
-        error: String,
+        /// Why the region is not in parity although the version is there
+        /// (its warm endpoint could not be made to serve it, or its image
+        /// could not be pulled while the primary is down), if it is not.
+        problem: Option<String>,
     },
     /// The version did not reach the region.
     Failed {
@@ -141,15 +135,9 @@ impl CopyReport {
     /// Whether every region holds (and, if warm, serves) the version, with
     /// an image it can pull without the primary.
     pub fn is_complete(&self) -> bool {
-        self.regions.iter().all(|r| {
-            matches!(
-                r,
-                RegionOutcome::Present {
-                    image_problem: None,
-                    ..
-                }
-            )
-        })
+        self.regions
+            .iter()
+            .all(|r| matches!(r, RegionOutcome::Present { problem: None, .. }))
     }
 
     /// The report as the response body.
@@ -162,7 +150,7 @@ impl CopyReport {
                     region,
                     present,
                     serving,
-                    image_problem,
+                    problem,
                 } => (
                     region.to_string(),
                     json!({
@@ -170,12 +158,8 @@ impl CopyReport {
                         "copied": present.copied,
                         "took_ms": u64::try_from(present.took.as_millis()).unwrap_or(u64::MAX),
                         "serving": serving.as_ref().map(Serving::source_version),
-                        "image_problem": image_problem,
+                        "problem": problem,
                     }),
-                ),
-                RegionOutcome::NotServing { region, error } => (
-                    region.to_string(),
-                    json!({"present": true, "serving_error": error}),
                 ),
                 RegionOutcome::Failed { region, error } => {
                     (region.to_string(), json!({"error": error}))
@@ -449,7 +433,7 @@ async fn copy_version(
         reach_millis: Some(0),
         all,
         deployed: None,
-        image_problem: None,
+        problem: None,
     };
     parity::record(
         context.state.as_ref(),
@@ -504,23 +488,21 @@ async fn to_region(
             let primary = context.topology.primary();
             let image_problem =
                 image.and_then(|v| image::outage_problem(&v.image_uri, primary, region));
-            if let Some(problem) = &image_problem {
-                tracing::warn!(%problem, "the standby depends on the primary's registry");
+            let (serving, problem) = match serving {
+                Ok(serving) => (serving, image_problem),
+                Err(error) => (
+                    None,
+                    Some(format!("the standby endpoint does not serve it: {error}")),
+                ),
+            };
+            if let Some(problem) = &problem {
+                tracing::error!(%problem, "present but not in parity");
             }
-            match serving {
-                Ok(serving) => RegionOutcome::Present {
-                    region: region.clone(),
-                    present,
-                    serving,
-                    image_problem,
-                },
-                Err(error) => {
-                    tracing::error!(%error, "the standby endpoint does not serve the version");
-                    RegionOutcome::NotServing {
-                        region: region.clone(),
-                        error,
-                    }
-                }
+            RegionOutcome::Present {
+                region: region.clone(),
+                present,
+                serving,
+                problem,
             }
         }
         Err(failed) => {
@@ -535,7 +517,7 @@ async fn to_region(
         RegionOutcome::Present {
             present,
             serving,
-            image_problem,
+            problem,
             ..
         } => Observation::Present {
             version: version.to_string(),
@@ -547,11 +529,7 @@ async fn to_region(
                 .filter_map(|v| v.source_version.clone())
                 .collect(),
             deployed: serving.as_ref().map(|s| s.source_version().to_string()),
-            image_problem: image_problem.clone(),
-        },
-        RegionOutcome::NotServing { error, .. } => Observation::Failed {
-            version: version.to_string(),
-            error: format!("present but not served: {error}"),
+            problem: problem.clone(),
         },
         RegionOutcome::Failed { error, .. } => Observation::Failed {
             version: version.to_string(),

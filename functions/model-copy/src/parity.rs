@@ -36,10 +36,11 @@ pub struct ParityRecord {
     pub failed_version: Option<String>,
     /// Why it failed (the operation's error).
     pub error: Option<String>,
-    /// Why the newest version's serving image could not be pulled here
-    /// during a primary outage, if it could not.
+    /// Why the region is not in parity although it holds the newest
+    /// version (its warm endpoint does not serve it, or its image could not
+    /// be pulled here during a primary outage), if it is not.
     #[serde(default)]
-    pub image_problem: Option<String>,
+    pub problem: Option<String>,
     /// When the record last changed.
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -57,9 +58,10 @@ pub enum Observation {
         all: Vec<String>,
         /// What the region's endpoint now serves, if it was checked.
         deployed: Option<String>,
-        /// Why its serving image could not be pulled here during a primary
-        /// outage, if it could not.
-        image_problem: Option<String>,
+        /// Why the region is not in parity although it holds the version
+        /// (not served by its warm endpoint, an image it could not pull
+        /// during a primary outage), if it is not.
+        problem: Option<String>,
     },
     /// `version` did not reach the region.
     Failed {
@@ -82,7 +84,7 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
             reach_millis,
             all,
             deployed,
-            image_problem,
+            problem,
         } => {
             for v in all.iter().chain([version]) {
                 if !record.versions_present.contains(v) {
@@ -101,7 +103,7 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
                 record.newest_reach_millis = *reach_millis;
             }
             if record.newest_version.as_ref() == Some(version) {
-                record.image_problem.clone_from(image_problem);
+                record.problem.clone_from(problem);
             }
             if let Some(deployed) = deployed
                 && record
@@ -135,15 +137,16 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
 }
 
 /// Whether `region` is in parity with `primary`: it holds the primary's
-/// newest version with no newer failure and can pull its image without the
-/// primary, and, where it keeps the model deployed (`warm`), serves it.
+/// newest version with no newer failure and no problem with it (an image
+/// it can pull without the primary, a warm endpoint serving it), and, where
+/// it keeps the model deployed (`warm`), serves it.
 pub fn in_parity(primary: &ParityRecord, region: &ParityRecord, warm: bool) -> bool {
     let Some(newest) = &primary.newest_version else {
         return false;
     };
     region.versions_present.contains(newest)
         && region.failed_version.is_none()
-        && region.image_problem.is_none()
+        && region.problem.is_none()
         && (!warm || region.deployed_version.as_ref() == Some(newest))
 }
 
@@ -212,7 +215,7 @@ pub struct ParityRow {
     /// primary's newest version.
     pub parity: bool,
     /// The last failure newer than anything present, else why the newest
-    /// version's image could not be pulled during a primary outage.
+    /// version present is not in parity.
     pub error: Option<String>,
 }
 
@@ -245,7 +248,7 @@ pub async fn report(
                     versions_present: held.versions_present,
                     deployed_version: held.deployed_version,
                     newest_reach_millis: held.newest_reach_millis,
-                    error: held.error.or(held.image_problem),
+                    error: held.error.or(held.problem),
                 });
             }
         }
@@ -263,7 +266,7 @@ mod tests {
             reach_millis: Some(version.parse::<u64>().expect("numeric") * 1000),
             all: vec![version.to_string()],
             deployed: deployed.map(str::to_string),
-            image_problem: None,
+            problem: None,
         }
     }
 
@@ -315,7 +318,7 @@ mod tests {
             reach_millis: None,
             all: Vec::new(),
             deployed: None,
-            image_problem: Some("only in us-central1".to_string()),
+            problem: Some("only in us-central1".to_string()),
         };
         merge(&mut record, &unpullable, now);
         assert!(!in_parity(&primary, &record, false), "its image is not");
