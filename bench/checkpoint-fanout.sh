@@ -6,14 +6,20 @@
 #     only once every region holds every shard verified and the marker);
 #   - gcloud storage cp 'gs://SRC/dir/*' gs://DST/dir/ (3 regions in parallel);
 #   - rclone copy :gcs:SRC/dir :gcs:DST/dir --transfers 64 --checkers 64
-#     (3 regions in parallel).
+#     (3 regions in parallel);
+#   - the floor: the same rewrites sent by `curl --parallel` (64 in flight),
+#     with no listing, verification or marker: what the emulator itself allows.
 # Checkpoints: 1 GiB in 16 shards of 64 MiB, and 2,000 shards of 16 KiB.
-# fake-gcs-server keeps objects in memory (or on disk); each run's copies are checked
-# (every object in every region) and deleted before the next run.
-# Prints a Markdown table (time, ratios, the function's peak RSS).
+# Every tool runs ROUNDS times (default 3) in rotating order after one
+# untimed warm-up copy (fake-gcs-server's first large copies are up to twice
+# as slow while its heap grows); the table gives each tool's median. Each
+# run's copies are checked (every object in every region) and deleted before
+# the next run.
+# Prints a Markdown table (median times, ratios, the function's peak RSS).
 #
 #   bench/checkpoint-fanout.sh          # needs: cargo, gcloud, rclone, python3, curl, bc
 #   BENCH_GCS_BACKEND=filesystem bench/checkpoint-fanout.sh   # fake-gcs-server on disk
+#   ROUNDS=5 bench/checkpoint-fanout.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/emulators.sh
@@ -50,7 +56,7 @@ REGIONS=(us-east1 europe-west1 asia-northeast1)
 bucket() { curl -sf -X POST "$GCS/storage/v1/b?project=$PROJECT" -H 'content-type: application/json' \
   -d "{\"name\": \"$1\", \"location\": \"$2\"}" >/dev/null; }
 bucket src us-central1
-for tool in lifeboat gcloud rclone; do
+for tool in lifeboat gcloud rclone floor; do
   for region in "${REGIONS[@]}"; do bucket "$tool-$region" "$region"; done
 done
 
@@ -113,13 +119,13 @@ lifeboat_run() { # dir -> "seconds peak_kib"
   local port pid marker event started status
   port=$(emulators_free_port)
   PORT=$port STORAGE_EMULATOR_HOST="$GCS" FIRESTORE_EMULATOR_HOST="127.0.0.1:$FS_PORT" \
-    LIFEBOAT_TOPOLOGY="$WORK/topology.yaml" RUST_LOG=warn "$SERVICE" >>"$WORK/logs/service.log" 2>&1 &
+    LIFEBOAT_TOPOLOGY="$WORK/topology.yaml" LIFEBOAT_METRICS=state RUST_LOG=warn "$SERVICE" >>"$WORK/logs/service.log" 2>&1 &
   pid=$!
   emulators_wait_port checkpoint-fanout "$port" "$WORK/logs/service.log"
   marker=$(curl -sf "$GCS/storage/v1/b/src/o/$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1commit_success.txt")")
   started=$(now)
   status=$(curl -s -o "$WORK/response.json" -w '%{http_code}' -X POST "http://127.0.0.1:$port/" \
-    -H 'content-type: application/json' -H 'ce-specversion: 1.0' -H "ce-id: bench-$1" \
+    -H 'content-type: application/json' -H 'ce-specversion: 1.0' -H "ce-id: bench-$1-$RANDOM$RANDOM" \
     -H 'ce-type: google.cloud.storage.object.v1.finalized' \
     -H 'ce-source: //storage.googleapis.com/projects/_/buckets/src' \
     -H "ce-time: $(date -u +%Y-%m-%dT%H:%M:%SZ)" -d "$marker")
@@ -148,13 +154,46 @@ rclone_run() { # dir
   echo "$(now) - $started" | bc
 }
 
-echo "| checkpoint | Lifeboat | gcloud storage cp | rclone copy | gcloud / Lifeboat | rclone / Lifeboat | Lifeboat peak RSS |"
-echo "|---|---|---|---|---|---|---|"
+floor_run() { # dir shard_count -> seconds (rewrites of every object listed under dir)
+  local names; names=$(curl -sf "$GCS/storage/v1/b/src/o?prefix=$1&maxResults=5000" |
+    python3 -c 'import json,sys,urllib.parse; [print(urllib.parse.quote(o["name"], safe="")) for o in json.load(sys.stdin)["items"]]')
+  for region in "${REGIONS[@]}"; do
+    for name in $names; do
+      printf 'url = "%s"\nrequest = POST\noutput = "/dev/null"\n' \
+        "$GCS/storage/v1/b/src/o/$name/rewriteTo/b/floor-$region/o/$name"
+    done
+  done >"$WORK/floor.cfg"
+  local started; started=$(now)
+  curl -sf --parallel --parallel-max 64 -K "$WORK/floor.cfg"
+  echo "$(now) - $started" | bc
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+ROUNDS=${ROUNDS:-3}
+TOOLS=(lifeboat gcloud rclone floor)
+echo "| checkpoint | Lifeboat | gcloud storage cp | rclone copy | floor (curl rewrites) | gcloud / Lifeboat | rclone / Lifeboat | Lifeboat / floor | Lifeboat peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for scenario in "1 GiB in 16 shards:ckpt/step_100/:17" "2,000 shards of 16 KiB:ckpt/step_200/:2001"; do
   IFS=: read -r label dir objects <<<"$scenario"
-  read -r lifeboat peak < <(lifeboat_run "$dir"); check lifeboat "$dir" "$objects"
-  gcloud=$(gcloud_run "$dir"); check gcloud "$dir" "$objects"
-  rclone=$(rclone_run "$dir"); check rclone "$dir" "$objects"
-  printf '| %s | %.2f s | %.2f s | %.2f s | %.1f× | %.1f× | %d MiB |\n' "$label" "$lifeboat" "$gcloud" "$rclone" \
-    "$(echo "$gcloud / $lifeboat" | bc -l)" "$(echo "$rclone / $lifeboat" | bc -l)" $((peak / 1024))
+  floor_run "$dir" >/dev/null; check floor "$dir" "$objects"   # warm-up, not timed
+  declare -A times=([lifeboat]="" [gcloud]="" [rclone]="" [floor]="")
+  peak=0
+  for ((round = 0; round < ROUNDS; round++)); do
+    for ((i = 0; i < ${#TOOLS[@]}; i++)); do
+      tool=${TOOLS[$(((i + round) % ${#TOOLS[@]}))]}
+      case $tool in
+        lifeboat) read -r seconds kib < <(lifeboat_run "$dir"); ((kib > peak)) && peak=$kib ;;
+        *) seconds=$("${tool}_run" "$dir") ;;
+      esac
+      check "$tool" "$dir" "$objects"
+      times[$tool]+=" $seconds"
+      echo "$label, round $((round + 1)): $tool $seconds s" >&2
+    done
+  done
+  lifeboat=$(median ${times[lifeboat]}); gcloud=$(median ${times[gcloud]})
+  rclone=$(median ${times[rclone]}); floor=$(median ${times[floor]})
+  printf '| %s | %.2f s | %.2f s | %.2f s | %.2f s | %.1f× | %.1f× | %.2f× | %d MiB |\n' "$label" \
+    "$lifeboat" "$gcloud" "$rclone" "$floor" "$(echo "$gcloud / $lifeboat" | bc -l)" \
+    "$(echo "$rclone / $lifeboat" | bc -l)" "$(echo "$lifeboat / $floor" | bc -l)" $((peak / 1024))
 done

@@ -57,6 +57,13 @@ resource "google_project_iam_member" "checkpoint_fanout_state" {
   member  = "serviceAccount:${google_service_account.checkpoint_fanout.email}"
 }
 
+# The replication lag metric (custom.googleapis.com/lifeboat/checkpoint/replication_lag).
+resource "google_project_iam_member" "checkpoint_fanout_metrics" {
+  project = var.project
+  role    = "roles/monitoring.metricWriter"
+  member  = "serviceAccount:${google_service_account.checkpoint_fanout.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "checkpoint_fanout_topology" {
   secret_id = google_secret_manager_secret.topology.id
   role      = "roles/secretmanager.secretAccessor"

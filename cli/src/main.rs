@@ -4,7 +4,6 @@
 mod local_cloud;
 mod status;
 mod sync;
-mod sync_status;
 mod validate;
 mod write_checkpoint;
 
@@ -34,11 +33,12 @@ enum Command {
     /// The local multi-region cloud.
     #[command(subcommand)]
     Local(LocalCommand),
-    /// Per checkpoint location and region: newest complete step, RPO exposure
-    /// now (time and steps) and whether it meets the target. Exits 1 when a
-    /// region misses its target. With `--models`, per model and standby
-    /// region: versions present, version deployed, time to arrive and
-    /// parity; exits 1 when one is not in parity.
+    /// RPO exposure now against each workload's target: per checkpoint
+    /// location and region (newest complete step, exposure in time and
+    /// steps) and per bucket and dataset and region. Exits 1 when a region
+    /// misses its target. With `--models`, per model and standby region:
+    /// versions present, version deployed, time to arrive and parity;
+    /// exits 1 when one is not in parity.
     Status {
         /// The topology YAML file.
         #[arg(long)]
@@ -53,7 +53,7 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Report model version parity instead of checkpoint RPO.
+        /// Report model version parity instead of RPO exposure.
         #[arg(long)]
         models: bool,
     },
@@ -65,7 +65,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum SyncCommand {
     /// Compares every protected bucket with its replicas, repairs what
-    /// differs and reports the drift (objects the events missed).
+    /// differs and reports the drift (objects the events missed), then
+    /// copies every table of every protected dataset whose source is newer
+    /// than its last verified copy.
     Reconcile {
         /// The topology YAML file.
         #[arg(long)]
@@ -78,17 +80,6 @@ enum SyncCommand {
         /// How many repairs run at once.
         #[arg(long, default_value_t = lifeboat_data_sync::reconcile::DEFAULT_CONCURRENCY)]
         concurrency: usize,
-    },
-    /// The RPO exposure of every replicated bucket and dataset, per region,
-    /// against its target. Exits 1 when one misses it.
-    Status {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
-        /// Read the local cloud kept in this data directory instead of
-        /// Google Cloud.
-        #[arg(long)]
-        local: Option<PathBuf>,
     },
 }
 
@@ -169,7 +160,7 @@ fn main() -> ExitCode {
             let report = if models {
                 status::Report::Models
             } else {
-                status::Report::Checkpoints
+                status::Report::Rpo
             };
             status::run(&topology, source, report, json).await
         }),
@@ -178,9 +169,6 @@ fn main() -> ExitCode {
             local,
             concurrency,
         }) => sync::reconcile(&topology, local.as_deref(), concurrency),
-        Command::Sync(SyncCommand::Status { topology, local }) => {
-            sync_status::run(&topology, local.as_deref())
-        }
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,24 +1,30 @@
-//! `lifeboat status`: per checkpoint location and target region, the newest
-//! complete step, the RPO exposure now (time and steps) and whether it meets
-//! the workload's target; per model and standby region, the versions
-//! present, the version deployed, how long the newest took to arrive and
-//! whether the region is in parity with the primary (`--models`). Read from
+//! `lifeboat status`: the RPO exposure of everything Lifeboat replicates,
+//! against each workload's target. Per checkpoint location and target
+//! region: the newest complete step and the exposure now, in time and in
+//! steps; per bucket and dataset and replica region: the age of the oldest
+//! change not verified there. With `--models`, per model and standby region:
+//! the versions present, the version deployed, how long the newest took to
+//! arrive and whether the region is in parity with the primary. Read from
 //! Firestore (`--firestore`), from a running local cloud (through its
-//! functions listener, which holds the state; checkpoints only, as the local
-//! cloud runs no model-copy yet), or from a stopped local cloud's state
-//! directly.
+//! functions listener, which holds the state; RPO only, as the local cloud
+//! runs no model-copy yet), or from a stopped local cloud's state directly.
 
 use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
-use lifeboat_checkpoint_fanout::rpo::{self, Exposure};
+use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
+use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
+use lifeboat_failover::record::{self as incident_record, IncidentRecord, Outcome};
 use lifeboat_model_copy::parity::{self, ParityRow};
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::Topology;
+use serde::{Deserialize, Serialize};
 
-use crate::local_cloud::AddressBook;
+use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, FAILOVER_PATH};
 
 /// Where the RPO records are read from.
 #[derive(Debug)]
@@ -29,17 +35,38 @@ pub enum Source<'a> {
     Local(&'a Path),
 }
 
+/// Everything `lifeboat status` reports (its `--json` form).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// Per checkpoint location and target region.
+    pub checkpoints: Vec<checkpoint_rpo::Exposure>,
+    /// Per bucket or dataset and replica region.
+    pub data: Vec<data_rpo::Exposure>,
+    /// The routing table of every workload that has one.
+    pub routing: Vec<RoutingTable>,
+    /// Every incident not closed yet, with what failover did about it.
+    pub open_incidents: Vec<IncidentRecord>,
+}
+
+impl Status {
+    /// Whether every row meets its target.
+    pub fn meets_targets(&self) -> bool {
+        self.checkpoints.iter().all(|row| row.meets_target)
+            && self.data.iter().all(|row| row.meets_target)
+    }
+}
+
 /// What `lifeboat status` reports on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Report {
-    /// Checkpoint RPO exposure per location and target region.
-    Checkpoints,
+    /// RPO exposure of checkpoints, buckets and datasets.
+    Rpo,
     /// Model version parity per model and standby region (`--models`).
     Models,
 }
 
-/// Prints the status; returns whether every region meets its target (for
-/// checkpoints) or is in parity (for models).
+/// Prints the status; returns whether every row meets its target (RPO) or
+/// is in parity (models).
 pub async fn run(
     topology: &Topology,
     source: Source<'_>,
@@ -55,29 +82,39 @@ pub async fn run(
         }
         return Ok(rows.iter().all(|row| row.parity));
     }
-    let rows = exposure(topology, source).await?;
+    let status = read(topology, source).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", table(&rows));
+        print!("{}", checkpoint_table(&status.checkpoints));
+        if !status.data.is_empty() {
+            println!();
+            print!("{}", data_table(&status.data));
+        }
+        println!();
+        print!("{}", routing_table(&status.routing));
+        if !status.open_incidents.is_empty() {
+            println!();
+            print!("{}", incident_table(&status.open_incidents));
+        }
     }
-    Ok(rows.iter().all(|row| row.meets_target))
+    Ok(status.meets_targets())
 }
 
-/// The exposure rows, from wherever the state is.
-async fn exposure(topology: &Topology, source: Source<'_>) -> anyhow::Result<Vec<Exposure>> {
+/// The status, from wherever the state is.
+async fn read(topology: &Topology, source: Source<'_>) -> anyhow::Result<Status> {
     let project = topology.project().as_str();
     match source {
         Source::Firestore => {
             let store = FirestoreStore::from_env(project, DEFAULT_DATABASE).await?;
-            Ok(rpo::report(topology, &store, Utc::now()).await?)
+            from_store(topology, &store).await
         }
         Source::Local(data_dir) => {
             let dir = data_dir.join(project);
-            if let Some(rows) = from_running_cloud(&dir).await {
-                return Ok(rows);
+            if let Some(status) = from_running_cloud(&dir).await {
+                return Ok(status);
             }
-            Ok(rpo::report(topology, &local_state(&dir).await?, Utc::now()).await?)
+            from_store(topology, &local_state(&dir).await?).await
         }
     }
 }
@@ -104,21 +141,51 @@ async fn local_state(dir: &Path) -> anyhow::Result<LocalStateStore> {
         .with_context(|| format!("opening the local state in {}", dir.display()))
 }
 
-/// The rows from the local cloud running on `dir`, if one answers.
-async fn from_running_cloud(dir: &Path) -> Option<Vec<Exposure>> {
+async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Result<Status> {
+    let now = Utc::now();
+    Ok(Status {
+        checkpoints: checkpoint_rpo::report(topology, store, now).await?,
+        data: data_rpo::report(topology, store, now).await?,
+        routing: routing::read_all(store).await?,
+        open_incidents: open(incident_record::read_all(store).await?),
+    })
+}
+
+/// The status from the local cloud running on `dir`, if one answers.
+async fn from_running_cloud(dir: &Path) -> Option<Status> {
     let book: AddressBook =
         serde_json::from_slice(&std::fs::read(AddressBook::path(dir)).ok()?).ok()?;
-    let url = format!(
-        "http://{}{}/rpo",
-        book.functions,
-        crate::local_cloud::CHECKPOINT_FANOUT_PATH
-    );
-    let response = reqwest::get(url).await.ok()?;
+    Some(Status {
+        checkpoints: rows(&book, CHECKPOINT_FANOUT_PATH, "rpo").await?,
+        data: rows(&book, DATA_SYNC_PATH, "rpo").await?,
+        routing: rows(&book, FAILOVER_PATH, "routing").await?,
+        open_incidents: open(rows(&book, FAILOVER_PATH, "incidents").await?),
+    })
+}
+
+/// The incidents of `records` not closed yet.
+fn open(records: Vec<IncidentRecord>) -> Vec<IncidentRecord> {
+    records
+        .into_iter()
+        .filter(|record| record.outcome != Some(Outcome::Closed))
+        .collect()
+}
+
+/// The rows a running local cloud's function mounted at `path` answers at
+/// `route`.
+async fn rows<T: serde::de::DeserializeOwned>(
+    book: &AddressBook,
+    path: &str,
+    route: &str,
+) -> Option<Vec<T>> {
+    let response = reqwest::get(format!("http://{}{path}/{route}", book.functions))
+        .await
+        .ok()?;
     response.error_for_status().ok()?.json().await.ok()
 }
 
-/// The rows as an aligned text table.
-pub fn table(rows: &[Exposure]) -> String {
+/// The checkpoint rows as an aligned text table.
+pub fn checkpoint_table(rows: &[checkpoint_rpo::Exposure]) -> String {
     let header = [
         "WORKLOAD",
         "CHECKPOINTS",
@@ -140,7 +207,44 @@ pub fn table(rows: &[Exposure]) -> String {
             or_dash(row.exposure_seconds.map(human)),
             or_dash(row.exposure_steps.map(|s| s.to_string())),
             human(i64::try_from(row.target_rpo_seconds).unwrap_or(i64::MAX)),
-            if row.meets_target { "yes" } else { "NO" }.to_string(),
+            yes_no(row.meets_target),
+        ]
+    });
+    aligned(&header, lines)
+}
+
+/// The bucket and dataset rows as an aligned text table.
+pub fn data_table(rows: &[data_rpo::Exposure]) -> String {
+    let header = [
+        "WORKLOAD",
+        "KIND",
+        "ASSET",
+        "REGION",
+        "RPO EXPOSURE",
+        "TARGET",
+        "LAST RECONCILE",
+        "MEETS",
+    ];
+    let lines = rows.iter().map(|row| {
+        vec![
+            row.workload.clone(),
+            match row.kind {
+                AssetKind::Bucket => "bucket",
+                AssetKind::Dataset => "dataset",
+            }
+            .to_string(),
+            row.asset.clone(),
+            row.region.clone(),
+            or_dash(
+                row.exposure_seconds
+                    .map(|e| human(i64::try_from(e).unwrap_or(i64::MAX))),
+            ),
+            human(i64::try_from(row.target_rpo_seconds).unwrap_or(i64::MAX)),
+            row.checked_at.map_or_else(
+                || "never".to_string(),
+                |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+            yes_no(row.meets_target),
         ]
     });
     aligned(&header, lines)
@@ -181,11 +285,74 @@ pub fn model_table(rows: &[ParityRow]) -> String {
     aligned(&header, lines)
 }
 
+/// The routing tables as an aligned text table.
+pub fn routing_table(tables: &[RoutingTable]) -> String {
+    if tables.is_empty() {
+        return "ROUTING: no table written yet; each workload's primary takes its traffic\n"
+            .to_string();
+    }
+    let header = ["WORKLOAD", "ROUTING WEIGHTS", "REVISION", "SINCE", "WHY"];
+    let lines = tables.iter().map(|table| {
+        let weights: Vec<String> = table
+            .weights
+            .iter()
+            .map(|(region, weight)| format!("{region}={weight}"))
+            .collect();
+        vec![
+            table.workload.clone(),
+            weights.join(" "),
+            table.revision.to_string(),
+            table.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            table.reason.clone(),
+        ]
+    });
+    aligned(&header, lines)
+}
+
+/// The open incidents as an aligned text table.
+pub fn incident_table(records: &[IncidentRecord]) -> String {
+    let header = [
+        "INCIDENT",
+        "WORKLOAD",
+        "REGION",
+        "STARTED",
+        "OUTCOME",
+        "LAST STEP",
+    ];
+    let lines = records.iter().map(|record| {
+        let last = record.steps.last().map_or_else(String::new, |step| {
+            format!("{}: {}", step.what, step.detail)
+        });
+        vec![
+            record.incident_id.clone(),
+            record.workload.clone(),
+            record.region.clone(),
+            record.started_at.map_or_else(
+                || "-".to_string(),
+                |at| at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+            match &record.outcome {
+                Some(Outcome::Moved) => "moved",
+                Some(Outcome::Stayed) => "STAYED",
+                Some(Outcome::Closed) => "closed",
+                None => "in progress",
+            }
+            .to_string(),
+            last,
+        ]
+    });
+    aligned(&header, lines)
+}
+
 fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_string())
 }
 
-/// `header` and `rows` in columns as wide as their widest cell.
+fn yes_no(meets: bool) -> String {
+    if meets { "yes" } else { "NO" }.to_string()
+}
+
+/// `header` and `rows` as columns padded to their widest cell.
 fn aligned(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     let mut lines = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     lines.extend(rows);

@@ -1,4 +1,5 @@
-//! `lifeboat sync reconcile`: the reconcile data-sync runs on its schedule,
+//! `lifeboat sync reconcile`: the reconcile data-sync runs on its schedule
+//! (buckets, then BigQuery tables),
 //! run now from a terminal, with progress, against Google Cloud (or the
 //! emulators named by `STORAGE_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST`)
 //! or against the local cloud's data directory.
@@ -11,6 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::reconcile::{RegionReport, reconcile_all};
+use lifeboat_data_sync::tables::{TableCopy, reconcile_tables};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
@@ -51,6 +53,8 @@ pub fn reconcile(
         let reports = reconcile_all(&sync, concurrency, &progress).await?;
         eprintln!();
         print_reports(&reports);
+        let copies = reconcile_tables(&sync).await?;
+        print_table_copies(&copies);
         Ok(reports.iter().all(|report| report.failed == 0))
     })
 }
@@ -127,5 +131,26 @@ fn print_reports(reports: &[RegionReport]) {
         if !r.drift_samples.is_empty() {
             println!("  drift, for example: {}", r.drift_samples.join(", "));
         }
+    }
+}
+
+fn print_table_copies(copies: &[TableCopy]) {
+    if copies.is_empty() {
+        println!("tables: every replica is as new as its source");
+        return;
+    }
+    println!(
+        "{:<24} {:<16} {:<32} {:>10}  source time",
+        "asset", "region", "table copied", "rows"
+    );
+    for copy in copies {
+        println!(
+            "{:<24} {:<16} {:<32} {:>10}  {}",
+            copy.asset,
+            copy.region,
+            copy.table,
+            copy.rows,
+            copy.source_time.to_rfc3339()
+        );
     }
 }

@@ -177,7 +177,6 @@ fn lifeboat(args: &[&str], data_dir: &Path) -> (bool, String) {
 async fn a_checkpoint_written_into_the_primary_fans_out_by_itself_and_status_reports_it() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let cloud = LocalCloud::start(data_dir.path());
-    let http = reqwest::Client::new();
 
     let (before, _) = lifeboat(&["status"], data_dir.path());
     assert!(
@@ -206,34 +205,16 @@ async fn a_checkpoint_written_into_the_primary_fans_out_by_itself_and_status_rep
         ("us-east1", "acme-recsys-ckpt-use1"),
         ("europe-west1", "acme-recsys-ckpt-euw1"),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let items = loop {
-            let listing: serde_json::Value = http
-                .get(format!(
-                    "{}/storage/{bucket}?prefix=runs/ranker-v7/step_300/",
-                    cloud.region_url(region)
-                ))
-                .send()
-                .await
-                .expect("listing answers")
-                .json()
-                .await
-                .expect("listing is JSON");
-            let items = listing["items"].as_array().cloned().unwrap_or_default();
-            if items.iter().any(|item| item["name"] == marker) {
-                break items;
-            }
-            assert!(Instant::now() < deadline, "{region}: no marker after 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let items = wait_for_object(&cloud, region, bucket, marker, true).await;
         assert_eq!(items.len(), 9, "{region}: {items:?}");
     }
 
     let (met, json) = lifeboat(&["status", "--json"], data_dir.path());
     assert!(met, "status says a target is missed: {json}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).expect("status JSON");
+    let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    let rows = status["checkpoints"].as_array().expect("checkpoint rows");
     assert_eq!(rows.len(), 2, "{json}");
-    for row in &rows {
+    for row in rows {
         assert_eq!(row["newest_step"], 300, "{json}");
         assert_eq!(row["meets_target"], true, "{json}");
         assert_eq!(row["target_rpo_seconds"], 300, "{json}");
@@ -249,4 +230,133 @@ async fn a_checkpoint_written_into_the_primary_fans_out_by_itself_and_status_rep
     // Stopped: status reads the state directly.
     let (met, json) = lifeboat(&["status", "--json"], data_dir.path());
     assert!(met, "{json}");
+}
+
+/// Waits until `bucket` in `region` lists `name` (or, with `present` false,
+/// no longer does) and returns the listing's items; fails after 60 s.
+async fn wait_for_object(
+    cloud: &LocalCloud,
+    region: &str,
+    bucket: &str,
+    name: &str,
+    present: bool,
+) -> Vec<serde_json::Value> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listing: serde_json::Value = http
+            .get(format!("{}/storage/{bucket}", cloud.region_url(region)))
+            .send()
+            .await
+            .expect("listing answers")
+            .json()
+            .await
+            .expect("listing is JSON");
+        let items = listing["items"].as_array().cloned().unwrap_or_default();
+        if items.iter().any(|item| item["name"] == name) == present {
+            return items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{region}: {bucket}/{name} present={} after 60 s",
+            !present
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_object_written_into_a_protected_bucket_reaches_every_replica_by_itself() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    // Any process writing a file into the source bucket's folder, with an
+    // unusual name.
+    let name = "features/day 2026-11-25/#part 1 ?%.parquet";
+    let file = data_dir
+        .path()
+        .join("acme-ml-prod/storage/acme-recsys-features-usc1")
+        .join(name);
+    std::fs::create_dir_all(file.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(&file, b"feature rows").expect("write object");
+    for (region, bucket) in [
+        ("us-east1", "acme-recsys-features-use1"),
+        ("europe-west1", "acme-recsys-features-euw1"),
+    ] {
+        let items = wait_for_object(&cloud, region, bucket, name, true).await;
+        let replica = items.iter().find(|item| item["name"] == name);
+        assert_eq!(
+            replica.map(|r| &r["size"]),
+            Some(&12.into()),
+            "{region}: {items:?}"
+        );
+    }
+
+    // The asset keeps replicas 30 days after a delete at the source.
+    std::fs::remove_file(&file).expect("delete at the source");
+    wait_for_object(
+        &cloud,
+        "us-central1",
+        "acme-recsys-features-usc1",
+        name,
+        false,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_object(&cloud, "us-east1", "acme-recsys-features-use1", name, true).await;
+
+    // The startup reconcile has checked every bucket and dataset.
+    let (_, json) = lifeboat(&["status", "--json"], data_dir.path());
+    let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    let data = status["data"].as_array().expect("data rows");
+    assert_eq!(data.len(), 4, "a bucket and a dataset in 2 regions: {json}");
+    for row in data {
+        assert_eq!(row["exposure_seconds"], 0, "{json}");
+        assert_eq!(row["meets_target"], true, "{json}");
+    }
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn an_incident_posted_to_the_local_failover_is_recorded_and_shown_by_status() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let functions = cloud.book["functions"].as_str().expect("functions address");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/events/monitoring_incident_webhook.json");
+    let mut incident: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("JSON");
+    incident["incident"]["incident_id"] = "local-1".into();
+    incident["incident"]["policy_user_labels"] = serde_json::json!({"lifeboat-workload": "recommendations", "lifeboat-region": "us-central1"});
+    let answer = reqwest::Client::new()
+        .post(format!("http://{functions}/failover"))
+        .json(&incident)
+        .send()
+        .await
+        .expect("failover answers");
+    assert_eq!(answer.status(), 200);
+    let record: serde_json::Value = answer.json().await.expect("the record");
+    // No region has a probe target in the local cloud yet: the alert is not
+    // confirmed, so traffic stays, and the record says why.
+    assert_eq!(record["outcome"], "stayed", "{record:#}");
+    assert!(
+        record["decision"]["reasons"][0]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no probe target")),
+        "{record:#}"
+    );
+
+    let (_, json) = lifeboat(&["status", "--json"], data_dir.path());
+    let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(
+        status["open_incidents"][0]["incident_id"], "local-1",
+        "{json}"
+    );
+    let (_, table) = lifeboat(&["status"], data_dir.path());
+    assert!(
+        table.contains("local-1") && table.contains("STAYED"),
+        "{table}"
+    );
+    let (status, _) = cloud.stop();
+    assert!(status.success());
 }

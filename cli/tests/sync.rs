@@ -1,5 +1,5 @@
-//! `lifeboat sync reconcile` and `lifeboat sync status` as a user runs them, on a local cloud's data
-//! directory whose replicas lag behind their sources.
+//! `lifeboat sync reconcile` and `lifeboat status` as a user runs them, on a
+//! local cloud's data directory whose replicas lag behind their sources.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,6 +7,8 @@ use std::process::Command;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
 use lifeboat_shared::topology::Topology;
+use lifeboat_shared::warehouse::local::LocalWarehouse;
+use lifeboat_shared::warehouse::{Column, TableRef, Warehouse};
 
 const EXAMPLE: &str = "examples/pilot-light.yaml";
 
@@ -30,6 +32,37 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
             .await
             .expect("bucket");
     }
+    // The datasets, as `lifeboat local up` creates them, and one table with
+    // rows in the source.
+    let project = topology.project().as_str();
+    let warehouse = LocalWarehouse::open(dir.path().join(project).join("warehouse"))
+        .await
+        .expect("warehouse");
+    for (dataset, region) in [
+        ("eval_results", "us-central1"),
+        ("eval_results_usw1", "us-west1"),
+    ] {
+        warehouse
+            .create_dataset(project, dataset, region)
+            .await
+            .expect("dataset");
+    }
+    let scores = TableRef::new(project, "eval_results", "scores");
+    let columns = [Column {
+        name: "score".to_string(),
+        kind: "FLOAT64".to_string(),
+    }];
+    warehouse
+        .create_table(&scores, &columns)
+        .await
+        .expect("table");
+    let rows = [
+        serde_json::json!({"score": 0.5}),
+        serde_json::json!({"score": 0.75}),
+    ];
+    warehouse.insert_rows(&scores, &rows).await.expect("rows");
+    drop(warehouse);
+
     let names = ["corpus/shard 1.jsonl", "corpus/ünï#?%.jsonl"];
     for name in names {
         store
@@ -79,32 +112,38 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
         ],
         "{stdout}"
     );
+    let copied = stdout
+        .lines()
+        .find(|line| line.starts_with("eval-results"))
+        .unwrap_or_else(|| panic!("no copy of the table:\n{stdout}"));
+    assert_eq!(
+        copied.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["eval-results", "us-west1", "scores", "2"],
+        "{stdout}"
+    );
+
     let status = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["sync", "status", "--topology"])
+        .args(["status", "--json", "--topology"])
         .arg(&topology_file)
-        .arg("--local")
+        .arg("--data-dir")
         .arg(dir.path())
         .output()
         .expect("lifeboat runs");
     let shown = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{shown}");
-    let row = shown
-        .lines()
-        .find(|line| line.starts_with("bucket") && line.contains("pretraining-corpus"))
-        .unwrap_or_else(|| panic!("no RPO row for the bucket:\n{shown}"));
-    let columns: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(
-        columns[..6],
-        [
-            "bucket",
-            "pretraining-corpus",
-            "us-west1",
-            "0s",
-            "21600s",
-            "yes"
-        ],
-        "{shown}"
-    );
+    let status: serde_json::Value = serde_json::from_str(&shown).expect("status JSON");
+    let data = status["data"].as_array().expect("data rows");
+    assert_eq!(data.len(), 2, "{shown}");
+    for (row, (kind, asset)) in data.iter().zip([
+        ("bucket", "pretraining-corpus"),
+        ("dataset", "eval-results"),
+    ]) {
+        assert_eq!(row["kind"], kind, "{shown}");
+        assert_eq!(row["asset"], asset, "{shown}");
+        assert_eq!(row["region"], "us-west1", "{shown}");
+        assert_eq!(row["exposure_seconds"], 0, "{shown}");
+        assert_eq!(row["target_rpo_seconds"], 21600, "{shown}");
+        assert_eq!(row["meets_target"], true, "{shown}");
+    }
     for name in names {
         let replica = store
             .head(&ObjectRef::new("acme-research-corpus-usw1", name))

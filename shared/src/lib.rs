@@ -5,7 +5,9 @@
 pub mod bus;
 pub mod events;
 pub mod gcp;
+pub mod metrics;
 pub mod models;
+pub mod routing;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -4,6 +4,7 @@
 //! A test never skips silently when one is missing: it fails and says what to
 //! start.
 
+pub mod monitoring_standin;
 pub mod vertex_standin;
 
 /// The project id every emulator is started with.

@@ -6,6 +6,7 @@
 
 mod address_book;
 mod region;
+mod scheduler;
 pub mod storage_events;
 
 use std::collections::BTreeMap;
@@ -17,14 +18,22 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
+use lifeboat_data_sync::DataSync;
+use lifeboat_data_sync::tables::split_dataset;
+use lifeboat_failover::probes::Prober;
+use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
+use lifeboat_shared::metrics::state::StateMetrics;
+use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::topology::{RegionId, Topology};
+use lifeboat_shared::warehouse::Warehouse;
+use lifeboat_shared::warehouse::local::LocalWarehouse;
 use tokio::net::TcpListener;
 
 pub use address_book::AddressBook;
@@ -34,6 +43,13 @@ const GRACE_PERIOD: Duration = Duration::from_secs(8);
 
 /// Where checkpoint-fanout's router is mounted on the functions listener.
 pub const CHECKPOINT_FANOUT_PATH: &str = "/checkpoint-fanout";
+
+/// Where data-sync's router is mounted on the functions listener.
+pub const DATA_SYNC_PATH: &str = "/data-sync";
+
+/// Where failover's router is mounted on the functions listener (incidents
+/// are POSTed there, as Monitoring's webhook channel does).
+pub const FAILOVER_PATH: &str = "/failover";
 
 /// How long a function may take to answer a pushed event (Pub/Sub's
 /// longest ack deadline): a large checkpoint's fan-out takes a while.
@@ -50,6 +66,7 @@ pub struct LocalCloud {
     storage: Arc<LocalStore>,
     state: Arc<LocalStateStore>,
     bus: Arc<LocalBus>,
+    warehouse: Arc<LocalWarehouse>,
 }
 
 impl LocalCloud {
@@ -72,11 +89,32 @@ impl LocalCloud {
         bus.create_topic(EVENTS_TOPIC)
             .await
             .with_context(|| format!("creating topic {EVENTS_TOPIC}"))?;
+        let warehouse = LocalWarehouse::open(data_dir.join("warehouse"))
+            .await
+            .context("opening the local warehouse")?;
         for (bucket, region) in topology.buckets() {
             storage
                 .create_bucket(bucket.as_str(), region.as_str())
                 .await
                 .with_context(|| format!("creating bucket {bucket} in {region}"))?;
+        }
+        let project = topology.project().as_str();
+        for workload in topology.workloads() {
+            for asset in &workload.assets.datasets {
+                let source = (&asset.source, topology.primary());
+                for (dataset, region) in std::iter::once(source).chain(
+                    asset
+                        .replicas
+                        .iter()
+                        .map(|(region, dataset)| (dataset, region)),
+                ) {
+                    let (dataset_project, name) = split_dataset(dataset.as_str(), project);
+                    warehouse
+                        .create_dataset(dataset_project, name, region.as_str())
+                        .await
+                        .with_context(|| format!("creating dataset {dataset} in {region}"))?;
+                }
+            }
         }
         Ok(Self {
             topology: Arc::new(topology),
@@ -84,6 +122,7 @@ impl LocalCloud {
             storage: Arc::new(storage),
             state: Arc::new(state),
             bus: Arc::new(bus),
+            warehouse: Arc::new(warehouse),
         })
     }
 
@@ -150,21 +189,25 @@ impl BoundCloud {
             topology: self.cloud.topology.clone(),
             storage: self.cloud.storage.clone(),
             state: self.cloud.state.clone(),
+            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
             options: FanoutOptions::default(),
         });
-        let fanout = Service::new(lifeboat_checkpoint_fanout::SERVICE_NAME, fanout)
-            .with_request_timeout(ACK_DEADLINE)
-            .into_router();
-        self.cloud
-            .bus
-            .subscribe_push(
-                EVENTS_TOPIC,
+        let fanout = self
+            .mount(
                 lifeboat_checkpoint_fanout::SERVICE_NAME,
-                &format!("http://{}{CHECKPOINT_FANOUT_PATH}", self.book.functions),
-                MAX_DELIVERY_ATTEMPTS,
+                CHECKPOINT_FANOUT_PATH,
+                fanout,
             )
-            .await
-            .context("subscribing checkpoint-fanout to storage events")?;
+            .await?;
+        let data_sync = lifeboat_data_sync::router(DataSync {
+            topology: self.cloud.topology.clone(),
+            storage: self.cloud.storage.clone(),
+            state: self.cloud.state.clone(),
+            warehouse: self.cloud.warehouse.clone(),
+        });
+        let data_sync = self
+            .mount(lifeboat_data_sync::SERVICE, DATA_SYNC_PATH, data_sync)
+            .await?;
         let buckets = self
             .cloud
             .topology
@@ -175,12 +218,32 @@ impl BoundCloud {
         let notifier = storage_events::StorageNotifier::new(
             self.cloud.storage.clone(),
             self.cloud.bus.clone(),
+            self.cloud.state.clone(),
             buckets,
         );
         let notifications = tokio::spawn(notifier.run(shutdown.clone()));
+        let reconciles = tokio::spawn(scheduler::run(
+            format!("http://{}{DATA_SYNC_PATH}", self.book.functions),
+            scheduler::RECONCILE_INTERVAL,
+            shutdown.clone(),
+        ));
+        let failover = lifeboat_failover::router(FailoverContext {
+            topology: self.cloud.topology.clone(),
+            state: self.cloud.state.clone(),
+            registry: Arc::new(LocalRegistry::new(self.cloud.state.clone())),
+            probes: ProbeTargets::default(),
+            prober: Prober::default(),
+            options: FailoverOptions::default(),
+        });
+        let failover = Service::new(lifeboat_failover::SERVICE_NAME, failover)
+            .with_request_timeout(ACK_DEADLINE)
+            .into_router();
         let functions = Service::new(
             "local-functions",
-            Router::new().nest(CHECKPOINT_FANOUT_PATH, fanout),
+            Router::new()
+                .nest(CHECKPOINT_FANOUT_PATH, fanout)
+                .nest(DATA_SYNC_PATH, data_sync)
+                .nest(FAILOVER_PATH, failover),
         )
         .with_readiness(move || {
             let state = state.clone();
@@ -217,13 +280,39 @@ impl BoundCloud {
                 outcome = Err(error);
             }
         }
-        if let Err(error) = notifications.await {
-            tracing::warn!(%error, "the storage notifier ended abnormally");
+        for (task, name) in [
+            (notifications, "storage notifier"),
+            (reconciles, "scheduler"),
+        ] {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "the {name} ended abnormally");
+            }
         }
         // Undelivered events stay in the bus's store and are pushed again
         // after a restart.
         self.cloud.bus.shutdown().await;
         outcome
+    }
+}
+
+impl BoundCloud {
+    /// Wraps function `name`'s router as a service and subscribes it, at
+    /// `path` of the functions listener, to the events topic with a push
+    /// subscription, as Eventarc would.
+    async fn mount(&self, name: &str, path: &str, router: Router) -> anyhow::Result<Router> {
+        self.cloud
+            .bus
+            .subscribe_push(
+                EVENTS_TOPIC,
+                name,
+                &format!("http://{}{path}", self.book.functions),
+                MAX_DELIVERY_ATTEMPTS,
+            )
+            .await
+            .with_context(|| format!("subscribing {name} to storage events"))?;
+        Ok(Service::new(name, router)
+            .with_request_timeout(ACK_DEADLINE)
+            .into_router())
     }
 }
 

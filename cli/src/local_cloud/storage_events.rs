@@ -3,34 +3,61 @@
 //! interval; each new object generation (written through `LocalStore` or as
 //! a plain file by any process) is published on the local bus as a
 //! `google.cloud.storage.object.v1.finalized` CloudEvent carrying the JSON
-//! API object resource, so push subscriptions deliver it to the functions
-//! exactly as Eventarc would.
+//! API object resource, and each announced generation that is gone as a
+//! `google.cloud.storage.object.v1.deleted` one, so push subscriptions
+//! deliver them to the functions exactly as Eventarc would. (An object
+//! deleted while the cloud was stopped is not announced: data-sync's
+//! reconcile applies that delete.)
 //!
-//! Event ids are `bucket/name#generation`: after a restart every object is
-//! announced again under the same id, which idempotent handlers answer as a
-//! duplicate.
+//! Event ids are `bucket/name#generation` (with `/deleted` for deletes). How far each bucket has been
+//! announced (the newest `updated` time published) is kept in the state
+//! store, so a restarted cloud announces only what changed since, plus a few
+//! seconds of overlap whose repeats idempotent handlers answer as
+//! duplicates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use lifeboat_shared::bus::{BusError, EVENTS_TOPIC, EventBus};
-use lifeboat_shared::events::cloud_event::STORAGE_OBJECT_FINALIZED;
+use lifeboat_shared::events::cloud_event::{STORAGE_OBJECT_DELETED, STORAGE_OBJECT_FINALIZED};
 use lifeboat_shared::server::Shutdown;
+use lifeboat_shared::state::{Precondition, StateError, StateStore};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 
 /// How often the buckets are scanned.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The state collection holding each bucket's announced-through time.
+pub const PROGRESS_COLLECTION: &str = "storage-notifications";
+
+/// After a restart, objects updated up to this long before a bucket's
+/// announced-through time are announced again: one written just before the
+/// stop may not have been listed yet.
+pub const RESTART_OVERLAP: TimeDelta = TimeDelta::seconds(5);
 
 /// Publishes a finalize event for every new object generation in `buckets`.
 #[derive(Debug, Clone)]
 pub struct StorageNotifier {
     storage: Arc<dyn ObjectStore>,
     bus: Arc<dyn EventBus>,
+    state: Arc<dyn StateStore>,
     buckets: Vec<String>,
+    restart_overlap: TimeDelta,
+}
+
+/// What the notifier knows: each object generation announced (or, after a
+/// restart, already announced before), and each bucket's announced-through
+/// time (from the previous run, then kept current).
+#[derive(Debug, Default)]
+pub struct Announced {
+    objects: HashMap<ObjectRef, ObjectMeta>,
+    through: HashMap<String, DateTime<Utc>>,
 }
 
 /// Why a scan stopped early; the objects not yet announced are announced by
@@ -46,26 +73,64 @@ pub enum NotifyError {
     /// An event could not be built.
     #[error("storage notifications: {0}")]
     Event(#[from] cloudevents::event::EventBuilderError),
+    /// The announced-through times could not be read or kept.
+    #[error("storage notifications: {0}")]
+    State(#[from] StateError),
 }
 
 impl StorageNotifier {
     /// A notifier for `buckets` of `storage`, publishing on `bus`'s
-    /// [`EVENTS_TOPIC`].
+    /// [`EVENTS_TOPIC`] and keeping its progress in `state`.
     pub fn new(
         storage: Arc<dyn ObjectStore>,
         bus: Arc<dyn EventBus>,
+        state: Arc<dyn StateStore>,
         buckets: Vec<String>,
     ) -> Self {
         Self {
             storage,
             bus,
+            state,
             buckets,
+            restart_overlap: RESTART_OVERLAP,
         }
+    }
+
+    /// The notifier with another overlap than [`RESTART_OVERLAP`].
+    #[cfg(test)]
+    pub fn with_restart_overlap(mut self, overlap: TimeDelta) -> Self {
+        self.restart_overlap = overlap;
+        self
+    }
+
+    /// What a previous run announced: each bucket's announced-through time.
+    pub async fn resume(&self) -> Result<Announced, NotifyError> {
+        let mut announced = Announced::default();
+        for document in self.state.list(PROGRESS_COLLECTION).await? {
+            if let Some(through) = document.value["through"]
+                .as_str()
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            {
+                announced.through.insert(document.id, through.to_utc());
+            }
+        }
+        Ok(announced)
     }
 
     /// Scans every [`SCAN_INTERVAL`] until `shutdown` fires.
     pub async fn run(self, shutdown: Shutdown) {
-        let mut announced = HashMap::new();
+        let mut announced = loop {
+            match self.resume().await {
+                Ok(announced) => break announced,
+                Err(error) => {
+                    tracing::warn!(%error, "storage notification progress unreadable; retrying")
+                }
+            }
+            tokio::select! {
+                () = shutdown.triggered() => return,
+                () = tokio::time::sleep(SCAN_INTERVAL) => {}
+            }
+        };
         loop {
             if let Err(error) = self.scan(&mut announced).await {
                 tracing::warn!(%error, "storage notification scan failed; retrying");
@@ -77,37 +142,81 @@ impl StorageNotifier {
         }
     }
 
-    /// Publishes an event for each object whose generation is not in
-    /// `announced`, and records it there; returns how many were published.
-    pub async fn scan(
-        &self,
-        announced: &mut HashMap<ObjectRef, i64>,
-    ) -> Result<usize, NotifyError> {
+    /// Publishes a finalize event for each object generation not announced
+    /// yet (neither in this run nor, before a restart, through the bucket's
+    /// announced-through time less the restart overlap) and a delete event
+    /// for each announced one that is gone; returns how many were published.
+    pub async fn scan(&self, announced: &mut Announced) -> Result<usize, NotifyError> {
         let mut published = 0;
         for bucket in &self.buckets {
+            let resumed_from = announced
+                .through
+                .get(bucket)
+                .map(|t| *t - self.restart_overlap);
+            let mut newest = announced.through.get(bucket).copied();
+            let mut listed = HashSet::new();
             let mut token: Option<String> = None;
             loop {
                 let page = self.storage.list(bucket, "", token.as_deref()).await?;
                 for meta in page.objects {
-                    if announced.get(&meta.object) == Some(&meta.generation) {
+                    listed.insert(meta.object.clone());
+                    let known = announced.objects.get(&meta.object);
+                    if known.is_some_and(|known| known.generation == meta.generation) {
                         continue;
                     }
-                    self.bus.publish(EVENTS_TOPIC, &finalized(&meta)?).await?;
-                    announced.insert(meta.object.clone(), meta.generation);
-                    published += 1;
+                    let seen_before_restart = resumed_from.is_some_and(|from| meta.updated < from);
+                    if !seen_before_restart {
+                        self.bus
+                            .publish(
+                                EVENTS_TOPIC,
+                                &storage_event(STORAGE_OBJECT_FINALIZED, &meta)?,
+                            )
+                            .await?;
+                        published += 1;
+                        newest = newest.max(Some(meta.updated));
+                    }
+                    announced.objects.insert(meta.object.clone(), meta);
                 }
                 match page.next_page_token {
                     Some(next) => token = Some(next),
                     None => break,
                 }
             }
+            let gone: Vec<ObjectRef> = announced
+                .objects
+                .keys()
+                .filter(|object| object.bucket == *bucket && !listed.contains(*object))
+                .cloned()
+                .collect();
+            for object in gone {
+                if let Some(meta) = announced.objects.get(&object) {
+                    self.bus
+                        .publish(EVENTS_TOPIC, &storage_event(STORAGE_OBJECT_DELETED, meta)?)
+                        .await?;
+                    published += 1;
+                }
+                announced.objects.remove(&object);
+            }
+            if let Some(through) = newest
+                && announced.through.get(bucket) != Some(&through)
+            {
+                let value = serde_json::json!({"through": through.to_rfc3339()});
+                self.state
+                    .put(PROGRESS_COLLECTION, bucket, &value, Precondition::None)
+                    .await?;
+                announced.through.insert(bucket.clone(), through);
+            }
         }
         Ok(published)
     }
 }
 
-/// The finalize CloudEvent of one object generation, shaped as Eventarc's.
-pub fn finalized(meta: &ObjectMeta) -> Result<Event, cloudevents::event::EventBuilderError> {
+/// The finalize or delete CloudEvent (`ty`) of one object generation,
+/// shaped as Eventarc's.
+pub fn storage_event(
+    ty: &str,
+    meta: &ObjectMeta,
+) -> Result<Event, cloudevents::event::EventBuilderError> {
     let object = &meta.object;
     let data = serde_json::json!({
         "kind": "storage#object",
@@ -124,10 +233,17 @@ pub fn finalized(meta: &ObjectMeta) -> Result<Event, cloudevents::event::EventBu
     });
     EventBuilderV10::new()
         .id(format!(
-            "{}/{}#{}",
-            object.bucket, object.name, meta.generation
+            "{}/{}#{}{}",
+            object.bucket,
+            object.name,
+            meta.generation,
+            if ty == STORAGE_OBJECT_DELETED {
+                "/deleted"
+            } else {
+                ""
+            }
         ))
-        .ty(STORAGE_OBJECT_FINALIZED)
+        .ty(ty)
         .source(format!(
             "//storage.googleapis.com/projects/_/buckets/{}",
             object.bucket
@@ -136,4 +252,99 @@ pub fn finalized(meta: &ObjectMeta) -> Result<Event, cloudevents::event::EventBu
         .time(meta.updated)
         .data("application/json", data)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+    use lifeboat_shared::state::local::LocalStateStore;
+    use lifeboat_shared::storage::local::LocalStore;
+    use lifeboat_shared::storage::{PutOptions, bytes_stream};
+
+    async fn put(storage: &LocalStore, name: &str) {
+        storage
+            .put(
+                &ObjectRef::new("ckpt-usc1", name),
+                bytes_stream(&b"shard"[..]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("put");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_notifier_announces_only_what_changed_since() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Arc::new(
+            LocalStore::open(dir.path().join("storage"))
+                .await
+                .expect("storage"),
+        );
+        storage
+            .create_bucket("ckpt-usc1", "us-central1")
+            .await
+            .expect("bucket");
+        let state: Arc<dyn StateStore> = Arc::new(
+            LocalStateStore::open(dir.path().join("state"))
+                .await
+                .expect("state"),
+        );
+        let bus: Arc<dyn EventBus> = Arc::new(
+            LocalBus::open(dir.path().join("bus"), LocalBusOptions::default())
+                .await
+                .expect("bus"),
+        );
+        bus.create_topic(EVENTS_TOPIC).await.expect("topic");
+        let notifier = || {
+            StorageNotifier::new(
+                storage.clone(),
+                bus.clone(),
+                state.clone(),
+                vec!["ckpt-usc1".into()],
+            )
+            .with_restart_overlap(TimeDelta::zero())
+        };
+        for name in ["step_1/a", "step_1/b", "step_1/commit_success.txt"] {
+            put(&storage, name).await;
+        }
+        let first = notifier();
+        let mut announced = first.resume().await.expect("resume");
+        assert_eq!(first.scan(&mut announced).await.expect("scan"), 3);
+        assert_eq!(
+            first.scan(&mut announced).await.expect("scan"),
+            0,
+            "nothing new"
+        );
+
+        // A restart: a new notifier, resuming from the state store.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let restarted = notifier();
+        let mut announced = restarted.resume().await.expect("resume");
+        let repeats = restarted.scan(&mut announced).await.expect("scan");
+        assert!(
+            repeats <= 1,
+            "only objects as new as the announced-through time repeat, got {repeats}"
+        );
+        put(&storage, "step_2/a").await;
+        assert_eq!(
+            restarted.scan(&mut announced).await.expect("scan"),
+            1,
+            "the new object"
+        );
+        storage
+            .delete(&ObjectRef::new("ckpt-usc1", "step_1/a"), None)
+            .await
+            .expect("delete");
+        assert_eq!(
+            restarted.scan(&mut announced).await.expect("scan"),
+            1,
+            "the delete"
+        );
+        assert_eq!(
+            restarted.scan(&mut announced).await.expect("scan"),
+            0,
+            "announced once"
+        );
+    }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use lifeboat_shared::events::{EventContext, StorageObject};
+use lifeboat_shared::metrics::CHECKPOINT_REPLICATION_LAG;
+use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::conformance::generated_body;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError};
@@ -109,6 +111,7 @@ impl Rig {
             context: FanoutContext {
                 topology: Arc::new(topology),
                 storage,
+                metrics: Arc::new(StateMetrics::new(state.clone())),
                 state,
                 options: FanoutOptions {
                     parallelism: 8,
@@ -291,6 +294,21 @@ pub async fn marker_fans_out_every_shard_to_every_region(rig: &Rig) {
         assert!(newest.committed_at >= newest.source_written_at);
     }
     assert_eq!(rig.newest("us-central1").await.map(|n| n.step), Some(100));
+    let lag = rig
+        .context
+        .metrics
+        .latest(CHECKPOINT_REPLICATION_LAG)
+        .await
+        .expect("read the replication lag metric");
+    for region in rig.replicas.keys() {
+        assert!(
+            lag.iter()
+                .any(|point| point.labels.get("region") == Some(region)
+                    && point.labels.get("location").map(String::as_str) == Some(ASSET)
+                    && point.value >= 0.0),
+            "no replication lag point for {region}: {lag:?}"
+        );
+    }
 }
 
 /// The same event twice, then the same marker under another event id: no

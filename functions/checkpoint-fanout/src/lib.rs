@@ -2,7 +2,7 @@
 //! marker is finalized under a protected location), copy every shard to
 //! every target region, verify each copy, and only then write the marker
 //! there; apply retention; record the newest complete step per region for
-//! RPO.
+//! RPO, and write each region's replication lag as a metric.
 //!
 //! [`router`] is what Cloud Run serves (see `main.rs`) and what the local
 //! cloud mounts; [`handle_finalized`] does the work without HTTP.
@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use lifeboat_shared::events::{EventContext, InboundEvent, StorageObject};
+use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSink};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, Claim};
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
@@ -68,6 +69,8 @@ pub struct FanoutContext {
     pub storage: Arc<dyn ObjectStore>,
     /// State: idempotency records and RPO records.
     pub state: Arc<dyn StateStore>,
+    /// Where replication lag is written (Cloud Monitoring on Google Cloud).
+    pub metrics: Arc<dyn MetricSink>,
     /// How the fan-out runs.
     pub options: FanoutOptions,
 }
@@ -298,5 +301,31 @@ async fn run(
             ));
         }
     }
+    write_replication_lag(context.metrics.as_ref(), &records[1..]).await;
     Outcome::FannedOut(report)
+}
+
+/// Writes each committed region's replication lag (source write to commit).
+/// The RPO records above are what Lifeboat decides on; the metric is for
+/// dashboards and alerts, so a failure to write it is logged, not retried.
+async fn write_replication_lag(metrics: &dyn MetricSink, committed: &[NewestCheckpoint]) {
+    let now = Utc::now();
+    let points: Vec<GaugePoint> = committed
+        .iter()
+        .map(|record| {
+            GaugePoint::new(
+                CHECKPOINT_REPLICATION_LAG,
+                [
+                    ("workload", record.workload.as_str()),
+                    ("location", record.location.as_str()),
+                    ("region", record.region.as_str()),
+                ],
+                record.replication_lag().as_seconds_f64().max(0.0),
+                now,
+            )
+        })
+        .collect();
+    if let Err(error) = metrics.write(&points).await {
+        tracing::warn!(%error, "replication lag metric not written");
+    }
 }

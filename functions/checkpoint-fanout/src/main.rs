@@ -1,5 +1,6 @@
-//! checkpoint-fanout on Cloud Run: Cloud Storage and Firestore from the
-//! environment, the topology from `$LIFEBOAT_TOPOLOGY`, served on `$PORT`.
+//! checkpoint-fanout on Cloud Run: Cloud Storage, Firestore and Cloud
+//! Monitoring from the environment, the topology from `$LIFEBOAT_TOPOLOGY`,
+//! served on `$PORT`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions, SERVICE_NAME, router};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::metrics;
 use lifeboat_shared::server::Service;
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::topology::Topology;
@@ -22,16 +25,36 @@ async fn main() -> anyhow::Result<()> {
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?,
         &project,
     );
-    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let state: Arc<dyn StateStore> =
+        Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
+    let metrics = metrics::from_env(&project, state.clone()).await?;
     let context = FanoutContext {
         topology: Arc::new(topology),
         storage: Arc::new(storage),
-        state: Arc::new(state),
-        options: FanoutOptions::default(),
+        state,
+        metrics,
+        options: FanoutOptions {
+            parallelism: parallelism_from_env()?,
+            ..FanoutOptions::default()
+        },
     };
     Service::new(SERVICE_NAME, router(context))
         .with_request_timeout(Duration::from_secs(15 * 60))
         .serve_from_env()
         .await?;
     Ok(())
+}
+
+/// Copies in flight per region: `$LIFEBOAT_COPY_PARALLELISM`, or the default.
+fn parallelism_from_env() -> anyhow::Result<usize> {
+    match std::env::var("LIFEBOAT_COPY_PARALLELISM") {
+        Ok(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| {
+                format!("LIFEBOAT_COPY_PARALLELISM={text:?} is not a positive number")
+            }),
+        Err(_) => Ok(lifeboat_checkpoint_fanout::fanout::DEFAULT_PARALLELISM),
+    }
 }

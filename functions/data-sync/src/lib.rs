@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use lifeboat_shared::events::{
     BigQueryTableChange, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
@@ -110,11 +110,20 @@ impl DataSync {
     }
 }
 
-/// The routes of data-sync: every event is POSTed to `/`.
+/// The routes of data-sync: every event is POSTed to `/`; `GET /rpo`
+/// answers the RPO exposure of every bucket and dataset per region, now.
 pub fn router(sync: DataSync) -> Router {
     Router::new()
         .route("/", post(handle))
+        .route("/rpo", get(exposure))
         .with_state(Arc::new(sync))
+}
+
+async fn exposure(State(sync): State<Arc<DataSync>>) -> Response {
+    match rpo::report(&sync.topology, sync.state.as_ref(), chrono::Utc::now()).await {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
 }
 
 /// Answers one event: 2xx once its work is durable (or when there is none),

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_shared::state::{Precondition, StateError, StateStore};
+use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
 /// The collection of RPO records, one per asset and region.
@@ -144,6 +145,69 @@ pub async fn read_all(state: &dyn StateStore) -> Result<Vec<RpoRecord>, StateErr
         .into_iter()
         .map(|doc| serde_json::from_value(doc.value).map_err(|e| invalid(&doc.id, e)))
         .collect()
+}
+
+/// The RPO exposure of one bucket or dataset in one replica region, now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// The workload protecting the asset.
+    pub workload: String,
+    /// Bucket or dataset.
+    pub kind: AssetKind,
+    /// The asset id.
+    pub asset: String,
+    /// The replica region.
+    pub region: String,
+    /// Now minus the source write time of the oldest change not verified
+    /// there; `None` until a reconcile or a failed event has said anything.
+    pub exposure_seconds: Option<u64>,
+    /// The workload's RPO target, in seconds.
+    pub target_rpo_seconds: u64,
+    /// Whether the exposure is known and within the target.
+    pub meets_target: bool,
+    /// When a reconcile last checked the asset there.
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+/// The exposure of every bucket and dataset asset of `topology` in every
+/// replica region at `now`: one row each, recorded or not.
+pub async fn report(
+    topology: &Topology,
+    state: &dyn StateStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<Exposure>, StateError> {
+    let records = read_all(state).await?;
+    let mut rows = Vec::new();
+    for workload in topology.workloads() {
+        let target = workload.target_rpo().as_secs();
+        let buckets = workload.assets.buckets.iter().map(|b| {
+            let regions: Vec<String> = b.replicas.keys().map(|r| r.to_string()).collect();
+            (AssetKind::Bucket, b.id.to_string(), regions)
+        });
+        let datasets = workload.assets.datasets.iter().map(|d| {
+            let regions: Vec<String> = d.replicas.keys().map(|r| r.to_string()).collect();
+            (AssetKind::Dataset, d.id.to_string(), regions)
+        });
+        for (kind, asset, regions) in buckets.chain(datasets) {
+            for region in regions {
+                let record = records
+                    .iter()
+                    .find(|r| r.kind == kind && r.asset == asset && r.region == region);
+                let exposure = record.map(|r| r.exposure_seconds(now));
+                rows.push(Exposure {
+                    workload: workload.id.to_string(),
+                    kind,
+                    asset: asset.clone(),
+                    region,
+                    exposure_seconds: exposure,
+                    target_rpo_seconds: target,
+                    meets_target: exposure.is_some_and(|e| e <= target),
+                    checked_at: record.and_then(|r| r.checked_at),
+                });
+            }
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -1,0 +1,427 @@
+//! failover: on a Cloud Monitoring incident (open), move a workload's
+//! inference traffic away from the failed region, safely.
+//!
+//! The incident is mapped to a workload and region ([`incident`]); the
+//! failure is confirmed by the service's own probes ([`probes`]); the
+//! candidates are judged from the other functions' records ([`facts`]);
+//! [`decision::decide`] applies the safety rules; the chosen region is
+//! readied by the workload's pattern ([`execute`]); the routing table is
+//! written (compare-and-set) and the new region probed again; every step is
+//! recorded with its time ([`record`]). One failover at a time per workload
+//! (a lease); a duplicate or retried event continues the same record.
+
+pub mod decision;
+pub mod execute;
+pub mod facts;
+pub mod incident;
+pub mod probes;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use chrono::{TimeDelta, Utc};
+use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
+use lifeboat_shared::models::{Backoff, ModelRegistry};
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::lease;
+use lifeboat_shared::topology::{Pattern, Topology, Workload};
+use serde_json::json;
+use tracing::Instrument;
+
+use decision::{Candidate, Check, Decision, Situation, decide};
+use probes::Prober;
+use record::{Outcome, Step};
+
+/// The service's name, in logs.
+pub const SERVICE_NAME: &str = "failover";
+
+/// Where each workload's regions are probed: a URL per workload and region
+/// that answers 2xx while the region serves.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeTargets {
+    urls: BTreeMap<(String, String), String>,
+}
+
+impl ProbeTargets {
+    /// Probes `url` for `workload` in `region`.
+    pub fn insert(&mut self, workload: &str, region: &str, url: impl Into<String>) {
+        self.urls
+            .insert((workload.to_string(), region.to_string()), url.into());
+    }
+
+    /// The probe URL of `workload` in `region`.
+    pub fn get(&self, workload: &str, region: &str) -> Option<&str> {
+        self.urls
+            .get(&(workload.to_string(), region.to_string()))
+            .map(String::as_str)
+    }
+}
+
+/// How failovers run.
+#[derive(Clone, Debug)]
+pub struct FailoverOptions {
+    /// How long one failover may hold its workload's lease.
+    pub lease_ttl: Duration,
+    /// How long model operations (scale-up, deployment) are followed.
+    pub backoff: Backoff,
+}
+
+impl Default for FailoverOptions {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(20 * 60),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// What every request can reach.
+#[derive(Clone, Debug)]
+pub struct FailoverContext {
+    /// The deployment.
+    pub topology: Arc<Topology>,
+    /// Leases, routing tables, incident records and the other functions'
+    /// records.
+    pub state: Arc<dyn StateStore>,
+    /// The model registry and endpoints of every region.
+    pub registry: Arc<dyn ModelRegistry>,
+    /// Where each region is probed.
+    pub probes: ProbeTargets,
+    /// Sends the probes.
+    pub prober: Prober,
+    /// How failovers run.
+    pub options: FailoverOptions,
+}
+
+/// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub);
+/// `GET /incidents` answers every incident record, `GET /routing` every
+/// routing table.
+pub fn router(context: FailoverContext) -> Router {
+    Router::new()
+        .route("/", post(receive))
+        .route("/incidents", get(incidents))
+        .route("/routing", get(routing_tables))
+        .with_state(Arc::new(context))
+}
+
+async fn incidents(State(context): State<Arc<FailoverContext>>) -> Response {
+    match record::read_all(context.state.as_ref()).await {
+        Ok(records) => Json(records).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+async fn routing_tables(State(context): State<Arc<FailoverContext>>) -> Response {
+    match routing::read_all(context.state.as_ref()).await {
+        Ok(tables) => Json(tables).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+async fn receive(State(context): State<Arc<FailoverContext>>, event: InboundEvent) -> Response {
+    match event {
+        InboundEvent::Incident {
+            context: event,
+            incident,
+        } => {
+            let span = tracing::info_span!("incident", event_id = %event.id, incident = %incident.incident_id);
+            handle_incident(&context, &incident).instrument(span).await
+        }
+        other => {
+            tracing::info!(kind = other.kind(), "not an incident; acknowledged");
+            (StatusCode::OK, "not an incident").into_response()
+        }
+    }
+}
+
+/// Handles one incident notification.
+pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> Response {
+    let target = match incident::target(&context.topology, incident) {
+        Ok(target) => target,
+        Err(unmapped) => {
+            tracing::warn!(%unmapped, "incident ignored");
+            return (
+                StatusCode::OK,
+                Json(json!({"ignored": unmapped.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    let Some(workload) = context
+        .topology
+        .workloads()
+        .iter()
+        .find(|w| w.id.as_str() == target.workload)
+    else {
+        return (StatusCode::OK, "workload vanished from the topology").into_response();
+    };
+    let state = context.state.as_ref();
+    let existing = match record::read(state, &incident.incident_id).await {
+        Ok(existing) => existing,
+        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    };
+    let key = (
+        incident.incident_id.as_str(),
+        target.workload.as_str(),
+        target.region.as_str(),
+        incident.started_at,
+    );
+    if incident.state == IncidentState::Closed {
+        let Some(_) = existing else {
+            tracing::info!("closed incident that never opened here; nothing to do");
+            return (
+                StatusCode::OK,
+                "closed incident that never opened here; nothing to do",
+            )
+                .into_response();
+        };
+        let step = step(
+            "closed",
+            "incident closed; traffic returns by `lifeboat failback` (automatic failback is not built yet)",
+        );
+        return match record::append(state, key, step, None, Some(Outcome::Closed)).await {
+            Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
+            Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+        };
+    }
+    if let Some(done) = existing.as_ref().filter(|r| r.outcome.is_some()) {
+        return (
+            StatusCode::OK,
+            Json(json!({"duplicate": true, "record": done})),
+        )
+            .into_response();
+    }
+    let lease_name = format!("failover-{}", target.workload);
+    let held = match lease::acquire(
+        state,
+        &lease_name,
+        &incident.incident_id,
+        context.options.lease_ttl,
+    )
+    .await
+    {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "another failover of {} is in progress; retry",
+                    target.workload
+                ),
+            )
+                .into_response();
+        }
+        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    };
+    let result = fail_over(context, workload, &target.region, key).await;
+    if let Err(error) = lease::release(state, &held).await {
+        tracing::warn!(%error, "failover lease not released; it lapses on its own");
+    }
+    match result {
+        Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
+        Err(message) => {
+            tracing::error!(error = %message, "failover failed; the event will be retried");
+            (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+        }
+    }
+}
+
+fn step(what: &str, detail: impl Into<String>) -> Step {
+    Step {
+        at: Utc::now(),
+        what: what.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// The routing table of `workload` now, or the one its pattern implies
+/// when none was ever written: the primary takes everything, or, active-
+/// active, every region with an endpoint takes an equal share.
+fn current_table(
+    tables: &[RoutingTable],
+    topology: &Topology,
+    workload: &Workload,
+) -> (BTreeMap<String, u32>, u64) {
+    if let Some(table) = tables.iter().find(|t| t.workload == workload.id.as_str()) {
+        return (table.weights.clone(), table.revision);
+    }
+    let mut weights = BTreeMap::new();
+    for region in topology.regions() {
+        let serves = workload.pattern == Pattern::ActiveActive
+            && workload
+                .assets
+                .models
+                .iter()
+                .any(|m| m.endpoints.contains_key(&region.id));
+        let primary = &region.id == topology.primary();
+        weights.insert(
+            region.id.to_string(),
+            if primary || serves { 100 } else { 0 },
+        );
+    }
+    (weights, 0)
+}
+
+/// The failover itself, under the workload's lease; every step recorded.
+async fn fail_over(
+    context: &FailoverContext,
+    workload: &Workload,
+    failed: &str,
+    key: (&str, &str, &str, chrono::DateTime<Utc>),
+) -> Result<record::IncidentRecord, String> {
+    let state = context.state.as_ref();
+    let topology = context.topology.as_ref();
+    let note = |what: &'static str, detail: String| async move {
+        record::append(state, key, step(what, detail), None, None)
+            .await
+            .map_err(|error| format!("recording {what}: {error}"))
+    };
+    note(
+        "received",
+        format!("incident about {} in {failed}", workload.id),
+    )
+    .await?;
+
+    let tables = routing::read_all(state).await.map_err(|e| e.to_string())?;
+    let (weights, revision) = current_table(&tables, topology, workload);
+    let probe = |region: &str| {
+        let url = context
+            .probes
+            .get(workload.id.as_str(), region)
+            .map(str::to_string);
+        async move {
+            match url {
+                Some(url) => Some(context.prober.probe(&url).await),
+                None => None,
+            }
+        }
+    };
+    let failure_confirmed = match probe(failed).await {
+        Some(result) => result.failure(),
+        None => Check::Unknown(format!("no probe target for {failed}")),
+    };
+    let now = Utc::now();
+    let records = facts::Records::read(topology, state, now)
+        .await
+        .map_err(|e| format!("reading the replication records: {e}"))?;
+    let mut candidates = Vec::new();
+    for region in topology.regions() {
+        let id = region.id.as_str();
+        if id == failed {
+            continue;
+        }
+        let health = match probe(id).await {
+            Some(result) => result.health(),
+            None => Check::Unknown(format!("no probe target for {id}")),
+        };
+        candidates.push(Candidate {
+            region: id.to_string(),
+            health,
+            model: records.model(workload.id.as_str(), id, topology.primary().as_str()),
+            data: records.data(workload.id.as_str(), id),
+        });
+    }
+    note("probed", format!("{failed}: {failure_confirmed:?}")).await?;
+    let last_move = tables
+        .iter()
+        .find(|t| t.workload == workload.id.as_str())
+        .map(|t| t.updated_at);
+    let situation = Situation {
+        workload: workload.id.to_string(),
+        pattern: workload.pattern,
+        failed_region: failed.to_string(),
+        failure_confirmed,
+        weights,
+        candidates,
+        last_move,
+        hold_down: TimeDelta::from_std(workload.hold_down.get()).unwrap_or(TimeDelta::MAX),
+        forced: false,
+        now,
+    };
+    let decision = decide(&situation);
+    let (new_weights, to) = match &decision {
+        Decision::Stay { reasons } => {
+            tracing::error!(?reasons, "no failover");
+            return record::append(
+                state,
+                key,
+                step("decided", "traffic stays"),
+                Some(&decision),
+                Some(Outcome::Stayed),
+            )
+            .await
+            .map_err(|e| e.to_string());
+        }
+        Decision::Move { weights, to, .. } => (weights.clone(), to.clone()),
+    };
+    record::append(
+        state,
+        key,
+        step("decided", format!("move to {}", to.join(", "))),
+        Some(&decision),
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for region in &to {
+        let region_id = topology
+            .region(region)
+            .map(|r| r.id.clone())
+            .ok_or_else(|| format!("region {region} vanished from the topology"))?;
+        let done = execute::ready_region(
+            context.registry.as_ref(),
+            topology,
+            workload,
+            &region_id,
+            &context.options.backoff,
+        )
+        .await
+        .map_err(|error| format!("readying {region}: {error}"))?;
+        note("readied", format!("{region}: {}", done.join("; "))).await?;
+    }
+    let table = RoutingTable::new(
+        workload.id.as_str(),
+        new_weights,
+        format!("failover from {failed} (incident {})", key.0),
+    )
+    .map_err(|e| e.to_string())?;
+    let written = routing::write(state, &table, revision)
+        .await
+        .map_err(|e| format!("writing the routing table: {e}"))?;
+    note(
+        "routed",
+        format!("revision {}: {:?}", written.revision, written.weights),
+    )
+    .await?;
+    let mut verified = Vec::new();
+    for region in &to {
+        match probe(region).await {
+            Some(result) => match result.health() {
+                Check::Pass(detail) => verified.push(detail),
+                other => {
+                    return Err(format!(
+                        "{region} does not answer after the move: {other:?}"
+                    ));
+                }
+            },
+            None => verified.push(format!("{region}: no probe target; not verified")),
+        }
+    }
+    record::append(
+        state,
+        key,
+        step("verified", verified.join("; ")),
+        None,
+        Some(Outcome::Moved),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}

@@ -1,0 +1,343 @@
+//! gateway: the inference front door. Vertex AI endpoints are regional, so
+//! something in front of them must move traffic: every prediction for a
+//! workload's model is forwarded to a region chosen by the workload's
+//! routing table ([`lifeboat_shared::routing`]), and when that region fails
+//! the request (it cannot be reached, times out or answers 5xx), the request
+//! is sent once more to the next region of the table, within its deadline.
+//! Predictions are safe to retry: they change nothing.
+//!
+//! The routing tables are read on a short refresh ([`GatewayOptions::refresh`]),
+//! never per request: a request only reads memory.
+
+pub mod upstreams;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::server::Shutdown;
+use lifeboat_shared::state::StateStore;
+
+pub use upstreams::Upstreams;
+
+/// The service's name, in logs.
+pub const SERVICE_NAME: &str = "gateway";
+
+/// The response header naming the region that answered.
+pub const REGION_HEADER: &str = "x-lifeboat-region";
+
+/// The response header counting the regions tried (1 or 2).
+pub const ATTEMPTS_HEADER: &str = "x-lifeboat-attempts";
+
+/// How the gateway behaves.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    /// How often the routing tables are read again.
+    pub refresh: Duration,
+    /// How long one region may take to answer before the next is tried.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_millis(500),
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The weighted regions of one workload, ready for a pick per request.
+#[derive(Debug)]
+struct Route {
+    table: RoutingTable,
+    /// Serving regions with their cumulative weight, heaviest first.
+    cumulative: Vec<(String, u64)>,
+}
+
+impl Route {
+    fn new(table: RoutingTable) -> Self {
+        let mut total = 0;
+        let cumulative = table
+            .serving_regions()
+            .into_iter()
+            .map(|(region, weight)| {
+                total += u64::from(weight);
+                (region.to_string(), total)
+            })
+            .collect();
+        Self { table, cumulative }
+    }
+
+    /// The region for ticket `ticket` (spread over the weights), then the
+    /// other serving regions in table order as fallbacks.
+    fn regions(&self, ticket: u64) -> Vec<&str> {
+        let total = self.cumulative.last().map_or(0, |(_, total)| *total);
+        if total == 0 {
+            return Vec::new();
+        }
+        // A multiplicative hash spreads consecutive tickets over the range,
+        // so a 90/10 split interleaves instead of sending runs of 90.
+        let point = ticket.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total;
+        let first = self
+            .cumulative
+            .iter()
+            .position(|(_, upto)| point < *upto)
+            .unwrap_or(0);
+        let count = self.cumulative.len();
+        (0..count)
+            .map(|offset| self.cumulative[(first + offset) % count].0.as_str())
+            .collect()
+    }
+}
+
+/// The gateway: upstreams, the routing tables as last read, and the HTTP
+/// client forwarding predictions. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    upstreams: Arc<Upstreams>,
+    state: Arc<dyn StateStore>,
+    credentials: Credentials,
+    routes: Arc<RwLock<HashMap<String, Arc<Route>>>>,
+    tickets: Arc<AtomicU64>,
+    client: reqwest::Client,
+    options: GatewayOptions,
+}
+
+impl Gateway {
+    /// A gateway forwarding to `upstreams` (authorized with `credentials`)
+    /// by the routing tables in `state`.
+    pub fn new(
+        upstreams: Upstreams,
+        state: Arc<dyn StateStore>,
+        credentials: Credentials,
+        options: GatewayOptions,
+    ) -> Self {
+        Self {
+            upstreams: Arc::new(upstreams),
+            state,
+            credentials,
+            routes: Arc::default(),
+            tickets: Arc::default(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .build()
+                .unwrap_or_default(),
+            options,
+        }
+    }
+
+    /// Reads the routing tables once; returns how many workloads changed.
+    pub async fn refresh(&self) -> Result<usize, routing::RoutingError> {
+        let tables = routing::read_all(self.state.as_ref()).await?;
+        let mut changed = 0;
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        for table in tables {
+            let current = routes.get(&table.workload).map(|r| r.table.revision);
+            if current != Some(table.revision) {
+                tracing::info!(workload = %table.workload, revision = table.revision, weights = ?table.weights, "routing table changed");
+                routes.insert(table.workload.clone(), Arc::new(Route::new(table)));
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Refreshes the routing tables every [`GatewayOptions::refresh`] until
+    /// `shutdown`; a failed read keeps the tables as they were.
+    pub async fn keep_refreshed(self, shutdown: Shutdown) {
+        loop {
+            if let Err(error) = self.refresh().await {
+                tracing::warn!(%error, "routing tables not refreshed; keeping the last ones");
+            }
+            tokio::select! {
+                () = shutdown.triggered() => return,
+                () = tokio::time::sleep(self.options.refresh) => {}
+            }
+        }
+    }
+
+    fn route(&self, workload: &str) -> Option<Arc<Route>> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        routes.get(workload).cloned()
+    }
+
+    /// Forwards one prediction: the chosen region, then at most one more.
+    async fn predict(
+        &self,
+        workload: &str,
+        model: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let Some(regions) = self.upstreams.regions(workload, model) else {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no model {model} of workload {workload} behind this gateway"),
+            )
+                .into_response();
+        };
+        let Some(route) = self.route(workload) else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no routing table for workload {workload} yet"),
+            )
+                .into_response();
+        };
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let mut last_failure = String::new();
+        let mut attempts = 0;
+        for region in route.regions(ticket).into_iter().take(2) {
+            let Some(url) = regions.get(region) else {
+                last_failure = format!("{region}: no upstream configured");
+                continue;
+            };
+            attempts += 1;
+            match self.forward(url, headers, body.clone()).await {
+                Ok(response) if !response.status().is_server_error() => {
+                    return answer(response, region, attempts).await;
+                }
+                Ok(response) => {
+                    last_failure = format!("{region} answered {}", response.status());
+                    if attempts == 2 {
+                        return answer(response, region, attempts).await;
+                    }
+                }
+                Err(error) => last_failure = format!("{region}: {error}"),
+            }
+            tracing::warn!(workload, model, region, failure = %last_failure, "region failed the prediction");
+        }
+        (
+            StatusCode::BAD_GATEWAY,
+            [(ATTEMPTS_HEADER, attempts.to_string())],
+            format!("workload {workload}: no region answered; last: {last_failure}"),
+        )
+            .into_response()
+    }
+
+    async fn forward(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Response, String> {
+        let mut request = self
+            .client
+            .post(url)
+            .timeout(self.options.attempt_timeout)
+            .body(body);
+        if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = self
+            .credentials
+            .authorize(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        request.send().await.map_err(|error| {
+            if error.is_timeout() {
+                format!("no answer within {:?}", self.options.attempt_timeout)
+            } else {
+                error.to_string()
+            }
+        })
+    }
+}
+
+/// The upstream's answer passed on, with where it came from.
+async fn answer(response: reqwest::Response, region: &str, attempts: u32) -> Response {
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(error) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("{region}: the answer broke off: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(content_type) = content_type {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Ok(region) = HeaderValue::from_str(region) {
+        headers.insert(REGION_HEADER, region);
+    }
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+    (status, headers, body).into_response()
+}
+
+/// The routes: `POST /predict/{workload}/{model}` forwards a prediction;
+/// `GET /routes` shows the routing tables the gateway is using.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/predict/{workload}/{model}", post(predict))
+        .route("/routes", get(routes))
+        .with_state(gateway)
+}
+
+async fn predict(
+    State(gateway): State<Gateway>,
+    Path((workload, model)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    gateway.predict(&workload, &model, &headers, body).await
+}
+
+async fn routes(State(gateway): State<Gateway>) -> Json<Vec<RoutingTable>> {
+    let routes = gateway.routes.read().unwrap_or_else(|e| e.into_inner());
+    let mut tables: Vec<RoutingTable> = routes.values().map(|r| r.table.clone()).collect();
+    tables.sort_by(|a, b| a.workload.cmp(&b.workload));
+    Json(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn route(weights: &[(&str, u32)]) -> Route {
+        let weights: BTreeMap<String, u32> =
+            weights.iter().map(|(r, w)| (r.to_string(), *w)).collect();
+        Route::new(RoutingTable::new("ranker", weights, "test").expect("table"))
+    }
+
+    #[test]
+    fn picks_follow_the_weights_and_fall_back_to_the_others() {
+        let route = route(&[("us-central1", 90), ("us-east1", 10), ("europe-west1", 0)]);
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for ticket in 0..10_000 {
+            let regions = route.regions(ticket);
+            assert_eq!(regions.len(), 2, "zero-weight regions are never tried");
+            assert_ne!(regions[0], regions[1]);
+            *counts.entry(regions[0]).or_default() += 1;
+        }
+        let central = counts["us-central1"];
+        assert!((8_800..=9_200).contains(&central), "{counts:?}");
+    }
+
+    #[test]
+    fn consecutive_tickets_interleave_a_small_weight() {
+        let route = route(&[("us-central1", 90), ("us-east1", 10)]);
+        let east_in_first_50 = (0..50)
+            .filter(|t| route.regions(*t)[0] == "us-east1")
+            .count();
+        assert!(
+            east_in_first_50 >= 2,
+            "the 10% region waits for its turn: {east_in_first_50}"
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! gateway on Cloud Run, in every region: the Vertex AI endpoints of the
+//! topology at `$LIFEBOAT_TOPOLOGY` as upstreams, the routing tables in
+//! Firestore, served on `$PORT`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use lifeboat_gateway::{Gateway, GatewayOptions, SERVICE_NAME, Upstreams, router};
+use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::server::{Service, Shutdown};
+use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::topology::Topology;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifeboat_shared::telemetry::init(SERVICE_NAME);
+    let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
+    let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    let project = topology.project().to_string();
+    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let gateway = Gateway::new(
+        Upstreams::vertex(&topology),
+        Arc::new(state),
+        Credentials::application_default().await?,
+        GatewayOptions::default(),
+    );
+    gateway
+        .refresh()
+        .await
+        .context("reading the routing tables at startup")?;
+    let refreshing = tokio::spawn(gateway.clone().keep_refreshed(Shutdown::on_signals()));
+    Service::new(SERVICE_NAME, router(gateway))
+        .serve_from_env()
+        .await?;
+    refreshing.abort();
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The gateway over real sockets: two upstream regions on loopback, the
+//! routing table in the embedded state store, predictions through the
+//! gateway's router served on its own port.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use lifeboat_gateway::{
+    ATTEMPTS_HEADER, Gateway, GatewayOptions, REGION_HEADER, Upstreams, router,
+};
+use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::server::Shutdown;
+use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::local::LocalStateStore;
+
+/// One region's inference server: answers with its name, or fails on demand.
+struct Region {
+    url: String,
+    failing: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+}
+
+async fn region(name: &'static str) -> Region {
+    let failing = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let (fail, count) = (failing.clone(), served.clone());
+    let app = Router::new().route(
+        "/predict",
+        post(move |body: String| {
+            let (fail, count) = (fail.clone(), count.clone());
+            async move {
+                if fail.load(Ordering::SeqCst) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "region down".to_string());
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                (
+                    StatusCode::OK,
+                    format!("{{\"region\":\"{name}\",\"echo\":{body}}}"),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/predict", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    Region {
+        url,
+        failing,
+        served,
+    }
+}
+
+struct Rig {
+    url: String,
+    state: Arc<dyn StateStore>,
+    central: Region,
+    east: Region,
+    _dir: tempfile::TempDir,
+    shutdown: Shutdown,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+    pairs.iter().map(|(r, w)| (r.to_string(), *w)).collect()
+}
+
+async fn rig(initial: &[(&str, u32)]) -> Rig {
+    rig_with(initial, None).await
+}
+
+/// A rig whose us-central1 upstream is `central_url` when given (e.g. a
+/// port nobody listens on) instead of its inference server.
+async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>) -> Rig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state: Arc<dyn StateStore> =
+        Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
+    let table = RoutingTable::new("ranking", weights(initial), "test").expect("table");
+    routing::write(state.as_ref(), &table, 0)
+        .await
+        .expect("routing table");
+    let (central, east) = (region("us-central1").await, region("us-east1").await);
+    let mut upstreams = Upstreams::new();
+    let central_upstream = central_url.unwrap_or_else(|| central.url.clone());
+    upstreams.insert("ranking", "ranker", "us-central1", central_upstream);
+    upstreams.insert("ranking", "ranker", "us-east1", east.url.clone());
+    let options = GatewayOptions {
+        refresh: Duration::from_millis(100),
+        attempt_timeout: Duration::from_secs(2),
+    };
+    let gateway = Gateway::new(upstreams, state.clone(), Credentials::Anonymous, options);
+    let shutdown = Shutdown::new();
+    tokio::spawn(gateway.clone().keep_refreshed(shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let app = router(gateway);
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    // Until the first refresh has read the table.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let routes: serde_json::Value = client
+            .get(format!("{url}/routes"))
+            .send()
+            .await
+            .expect("routes")
+            .json()
+            .await
+            .expect("json");
+        if routes.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never read the table"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Rig {
+        url,
+        state,
+        central,
+        east,
+        _dir: dir,
+        shutdown,
+    }
+}
+
+async fn predict(client: &reqwest::Client, rig: &Rig) -> (StatusCode, String, String, String) {
+    let response = client
+        .post(format!("{}/predict/ranking/ranker", rig.url))
+        .header("content-type", "application/json")
+        .body(r#"{"instances":[[1,2]]}"#)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (region, attempts) = (header(REGION_HEADER), header(ATTEMPTS_HEADER));
+    (
+        StatusCode::from_u16(response.status().as_u16()).expect("status"),
+        region,
+        attempts,
+        response.text().await.expect("body"),
+    )
+}
+
+#[tokio::test]
+async fn predictions_follow_the_weights_and_a_change_within_a_second() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let (status, region, _, body) = predict(&client, &rig).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(region, "us-central1");
+        assert!(body.contains(r#""echo":{"instances":[[1,2]]}"#), "{body}");
+    }
+    assert_eq!(rig.east.served.load(Ordering::SeqCst), 0);
+
+    let moved = RoutingTable::new(
+        "ranking",
+        weights(&[("us-central1", 0), ("us-east1", 100)]),
+        "failover",
+    )
+    .expect("table");
+    let written = routing::write(rig.state.as_ref(), &moved, 1)
+        .await
+        .expect("write");
+    let changed_at = Instant::now();
+    loop {
+        let (_, region, _, _) = predict(&client, &rig).await;
+        if region == "us-east1" {
+            break;
+        }
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(1),
+            "still routed to {region} after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(written.revision, 2);
+}
+
+#[tokio::test]
+async fn a_failing_region_is_retried_once_in_the_next() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 1)]).await;
+    let client = reqwest::Client::new();
+    rig.central.failing.store(true, Ordering::SeqCst);
+    for _ in 0..20 {
+        let (status, region, attempts, body) = predict(&client, &rig).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(region, "us-east1");
+        assert!(attempts == "1" || attempts == "2", "{attempts}");
+    }
+    // Both down: the last region's answer, after two attempts.
+    rig.east.failing.store(true, Ordering::SeqCst);
+    let (status, _, attempts, _) = predict(&client, &rig).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(attempts, "2");
+}
+
+#[tokio::test]
+async fn an_unreachable_region_is_retried_and_an_unknown_model_is_a_404() {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let rig = rig_with(
+        &[("us-central1", 1), ("us-east1", 1)],
+        Some(format!("http://{closed}/predict")),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut retried = 0;
+    for _ in 0..20 {
+        let (status, region, attempts, body) = predict(&client, &rig).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(region, "us-east1");
+        if attempts == "2" {
+            retried += 1;
+        }
+    }
+    assert!(
+        retried > 0,
+        "half the traffic goes to the unreachable region first"
+    );
+    let unknown = client
+        .post(format!("{}/predict/ranking/nope", rig.url))
+        .body("{}")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404);
+    assert!(
+        unknown
+            .text()
+            .await
+            .expect("text")
+            .contains("no model nope")
+    );
+}

@@ -1,0 +1,244 @@
+//! The routing table: per workload, the weight of each region in its
+//! inference traffic. Failover and failback write it (compare-and-set, so
+//! two writers never interleave); every gateway reads it, never per request
+//! but on a short refresh, and forwards predictions by it.
+//!
+//! A table never gives every region weight zero: [`RoutingTable::new`]
+//! refuses it, so traffic can never be routed to nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Precondition, StateError, StateStore};
+
+/// The state collection of routing tables, one document per workload.
+pub const COLLECTION: &str = "routing";
+
+/// What is wrong with a routing table.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// Every region has weight zero, or there is no region.
+    #[error("routing table of {workload}: every region has weight zero; traffic would go nowhere")]
+    NoTraffic {
+        /// The workload.
+        workload: String,
+    },
+    /// The state store failed, or another writer changed the table first.
+    #[error("routing table of {workload}: {source}")]
+    State {
+        /// The workload.
+        workload: String,
+        /// The failure.
+        #[source]
+        source: StateError,
+    },
+    /// The stored table is unreadable.
+    #[error("routing table of {workload} is unreadable: {detail}")]
+    Unreadable {
+        /// The workload.
+        workload: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The weights of one workload's regions, with a revision that grows with
+/// every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingTable {
+    /// The workload.
+    pub workload: String,
+    /// Weight per region id; traffic is split in proportion.
+    pub weights: BTreeMap<String, u32>,
+    /// Incremented by every write.
+    pub revision: u64,
+    /// When it was written.
+    pub updated_at: DateTime<Utc>,
+    /// Why it was written (a failover's incident, a failback step, a person).
+    pub reason: String,
+}
+
+impl RoutingTable {
+    /// A table for `workload` with `weights`; refuses one that sends traffic
+    /// nowhere.
+    pub fn new(
+        workload: impl Into<String>,
+        weights: BTreeMap<String, u32>,
+        reason: impl Into<String>,
+    ) -> Result<Self, RoutingError> {
+        let workload = workload.into();
+        if weights.values().all(|weight| *weight == 0) {
+            return Err(RoutingError::NoTraffic { workload });
+        }
+        Ok(Self {
+            workload,
+            weights,
+            revision: 0,
+            updated_at: Utc::now(),
+            reason: reason.into(),
+        })
+    }
+
+    /// The regions with a weight above zero, heaviest first (ties by id).
+    pub fn serving_regions(&self) -> Vec<(&str, u32)> {
+        let mut regions: Vec<(&str, u32)> = self
+            .weights
+            .iter()
+            .filter(|(_, weight)| **weight > 0)
+            .map(|(region, weight)| (region.as_str(), *weight))
+            .collect();
+        regions.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        regions
+    }
+}
+
+/// Reads every workload's routing table.
+pub async fn read_all(store: &dyn StateStore) -> Result<Vec<RoutingTable>, RoutingError> {
+    let documents = store
+        .list(COLLECTION)
+        .await
+        .map_err(|source| RoutingError::State {
+            workload: "*".to_string(),
+            source,
+        })?;
+    documents
+        .into_iter()
+        .map(|document| {
+            serde_json::from_value(document.value).map_err(|error| RoutingError::Unreadable {
+                workload: document.id,
+                detail: error.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Writes `table` as the next revision of its workload's table, only if the
+/// stored revision is still `expected_revision` (0: no table yet). Returns
+/// the table as written.
+pub async fn write(
+    store: &dyn StateStore,
+    table: &RoutingTable,
+    expected_revision: u64,
+) -> Result<RoutingTable, RoutingError> {
+    let workload = table.workload.clone();
+    let state_error = |source| RoutingError::State {
+        workload: workload.clone(),
+        source,
+    };
+    if table.weights.values().all(|weight| *weight == 0) {
+        return Err(RoutingError::NoTraffic { workload });
+    }
+    let current = store
+        .get(COLLECTION, &table.workload)
+        .await
+        .map_err(state_error)?;
+    let (precondition, stored_revision) = match &current {
+        None => (Precondition::MustNotExist, 0),
+        Some(document) => {
+            let stored: RoutingTable =
+                serde_json::from_value(document.value.clone()).map_err(|error| {
+                    RoutingError::Unreadable {
+                        workload: workload.clone(),
+                        detail: error.to_string(),
+                    }
+                })?;
+            (
+                Precondition::Version(document.version.clone()),
+                stored.revision,
+            )
+        }
+    };
+    if stored_revision != expected_revision {
+        return Err(state_error(StateError::Conflict {
+            collection: COLLECTION.to_string(),
+            id: workload.clone(),
+            detail: format!(
+                "expected revision {expected_revision}, the stored table is at {stored_revision}"
+            ),
+        }));
+    }
+    let next = RoutingTable {
+        revision: stored_revision + 1,
+        updated_at: Utc::now(),
+        ..table.clone()
+    };
+    let value = serde_json::to_value(&next).map_err(|error| RoutingError::Unreadable {
+        workload: workload.clone(),
+        detail: error.to_string(),
+    })?;
+    store
+        .put(COLLECTION, &table.workload, &value, precondition)
+        .await
+        .map_err(state_error)?;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::local::LocalStateStore;
+
+    fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        pairs.iter().map(|(r, w)| (r.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn a_table_sending_traffic_nowhere_is_refused() {
+        let refused = RoutingTable::new("ranker", weights(&[("us-east1", 0)]), "test");
+        assert!(matches!(refused, Err(RoutingError::NoTraffic { .. })));
+        let refused = RoutingTable::new("ranker", BTreeMap::new(), "test");
+        assert!(matches!(refused, Err(RoutingError::NoTraffic { .. })));
+    }
+
+    #[test]
+    fn serving_regions_are_the_weighted_ones_heaviest_first() {
+        let table = RoutingTable::new(
+            "ranker",
+            weights(&[("europe-west1", 10), ("us-central1", 90), ("us-east1", 0)]),
+            "test",
+        )
+        .expect("table");
+        assert_eq!(
+            table.serving_regions(),
+            vec![("us-central1", 90), ("europe-west1", 10)]
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_are_compare_and_set_on_the_revision() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("store");
+        let table = RoutingTable::new("ranker", weights(&[("us-central1", 100)]), "initial")
+            .expect("table");
+        let first = write(&store, &table, 0).await.expect("first write");
+        assert_eq!(first.revision, 1);
+        let moved = RoutingTable {
+            weights: weights(&[("us-central1", 0), ("us-east1", 100)]),
+            ..first.clone()
+        };
+        let stale = write(&store, &moved, 0).await;
+        assert!(
+            matches!(
+                stale,
+                Err(RoutingError::State {
+                    source: StateError::Conflict { .. },
+                    ..
+                })
+            ),
+            "{stale:?}"
+        );
+        let second = write(&store, &moved, 1).await.expect("second write");
+        assert_eq!(second.revision, 2);
+        let all_zero = RoutingTable {
+            weights: weights(&[("us-central1", 0)]),
+            ..second.clone()
+        };
+        assert!(matches!(
+            write(&store, &all_zero, 2).await,
+            Err(RoutingError::NoTraffic { .. })
+        ));
+        assert_eq!(read_all(&store).await.expect("read"), vec![second]);
+    }
+}
