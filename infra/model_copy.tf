@@ -173,3 +173,25 @@ resource "terraform_data" "model_copy_dead_letter_policy" {
     command = "gcloud pubsub subscriptions update ${google_eventarc_trigger.model_copy.transport[0].pubsub[0].subscription} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.model_copy_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s"
   }
 }
+
+# The reconcile: every hour, the newest version of every protected model to
+# every standby region (what a failed copy or a lost event left behind).
+resource "google_cloud_scheduler_job" "model_copy_reconcile" {
+  name        = "lifeboat-model-copy-reconcile"
+  region      = var.primary_region
+  schedule    = "17 * * * *"
+  description = "model-copy reconcile: copies what failed or was never announced, records parity."
+  # Copies and deployments of large models take minutes.
+  attempt_deadline = "1800s"
+  http_target {
+    http_method = "POST"
+    uri         = "${google_cloud_run_v2_service.model_copy.uri}/"
+    headers     = { "Content-Type" = "application/json" }
+    body        = base64encode(jsonencode({ job = "reconcile" }))
+    oidc_token {
+      service_account_email = google_service_account.model_copy_trigger.email
+      audience              = google_cloud_run_v2_service.model_copy.uri
+    }
+  }
+  depends_on = [google_project_service.api["cloudscheduler.googleapis.com"]]
+}

@@ -2,8 +2,9 @@
 //! a new version reaches every standby in parallel and warm endpoints serve
 //! it; duplicate and out-of-order events copy nothing twice and never
 //! deploy an older version over a newer one; failed, lost and endless
-//! copies are retried to a bound and then recorded as failed; unprotected
-//! models and pinned versions are left alone.
+//! copies are retried to a bound and then recorded as failed, for the
+//! scheduled reconcile to copy later; unprotected models and pinned
+//! versions are left alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use chrono::Utc;
 use google_cloud_wkt::Timestamp;
 use lifeboat_model_copy::parity::{self, ParityRecord};
 use lifeboat_model_copy::{CopyContext, CopyOptions, Outcome, RegionOutcome, handle_event};
-use lifeboat_shared::events::{self, EventContext, InboundEvent, PubSubMessage};
+use lifeboat_shared::events::{self, EventContext, InboundEvent, PubSubMessage, SchedulerTick};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::models::conformance::TEST_BACKOFF;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
@@ -74,6 +75,11 @@ struct Rig {
 
 impl Rig {
     async fn new(pinned: Option<&str>) -> Self {
+        Self::with(pinned, true).await
+    }
+
+    /// A rig whose primary endpoint serves version 1 if `primary_serves`.
+    async fn with(pinned: Option<&str>, primary_serves: bool) -> Self {
         let standin = VertexStandIn::start().await;
         for (region, endpoint) in [("us-central1", "100")].into_iter().chain(STANDBYS) {
             standin.create_endpoint(PROJECT, region, endpoint);
@@ -104,6 +110,9 @@ impl Rig {
             },
         };
         rig.upload();
+        if !primary_serves {
+            return rig;
+        }
         let primary = EndpointRef::new(PROJECT, region("us-central1"), "100");
         let deployment = Deployment {
             model: ModelRef::new(PROJECT, region("us-central1"), MODEL_ID),
@@ -394,9 +403,28 @@ async fn a_failing_copy_is_retried_then_recorded_as_failed_with_its_error() {
         "left for the next event"
     );
 
-    // The next event for the model copies what is missing and clears it.
+    // The scheduled reconcile copies what is missing and clears it.
     rig.standin.fail_next_operations(0, "");
-    rig.handle(message("ev-3", MODEL_ID, None)).await;
+    let tick = InboundEvent::SchedulerTick {
+        context: EventContext {
+            id: "model-copy-reconcile@2026-11-26T02:00:00Z".to_string(),
+            source: "//cloudscheduler.googleapis.com/jobs/model-copy-reconcile".to_string(),
+            time: Utc::now(),
+            trace: None,
+        },
+        tick: SchedulerTick {
+            job: "model-copy-reconcile".to_string(),
+            schedule_time: Utc::now(),
+            body: serde_json::Value::Null,
+        },
+    };
+    let reconciled = rig.handle(tick).await;
+    assert!(
+        regions(&reconciled)
+            .iter()
+            .all(|r| matches!(r, RegionOutcome::Present { .. })),
+        "{reconciled:?}"
+    );
     for (region, _) in STANDBYS {
         let record = rig.parity(region).await;
         assert_eq!((record.failed_version, record.error), (None, None));
@@ -456,5 +484,30 @@ async fn unprotected_models_and_pinned_versions_are_left_alone() {
     for (region, endpoint) in STANDBYS {
         assert_eq!(pinned.standin.versions(PROJECT, region, MODEL_ID), ["1"]);
         assert!(pinned.serving(region, endpoint).is_empty(), "{region}");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_standby_that_cannot_serve_the_version_holds_it_but_is_not_in_parity() {
+    // Nothing deployed anywhere: no machine type to deploy the standby on.
+    let rig = Rig::with(None, false).await;
+    let outcome = rig.handle(message("ev-1", MODEL_ID, None)).await;
+    for outcome in regions(&outcome) {
+        match outcome {
+            RegionOutcome::Present {
+                serving: None,
+                problem: Some(problem),
+                ..
+            } => assert!(problem.contains("no machine type"), "{problem}"),
+            other => panic!("copied but not served: {other:?}"),
+        }
+    }
+    let primary = rig.parity("us-central1").await;
+    for (region, endpoint) in STANDBYS {
+        let record = rig.parity(region).await;
+        assert_eq!(record.versions_present, ["1"], "the copy is recorded");
+        assert_eq!(record.deployed_version, None);
+        assert!(!parity::in_parity(&primary, &record, true), "parity is no");
+        assert!(rig.serving(region, endpoint).is_empty());
     }
 }

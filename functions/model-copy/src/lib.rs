@@ -2,12 +2,14 @@
 //! audit log of `ModelService.UploadModel`, or a Pub/Sub message naming the
 //! model), copy it to every standby region of the workloads using the
 //! model, in parallel, verify it there, keep warm standbys serving it, and
-//! record version parity per model and region.
+//! record version parity per model and region. A Cloud Scheduler tick
+//! reconciles: the newest version of every protected model, everywhere.
 //!
 //! [`router`] is what Cloud Run serves (see `main.rs`) and what the local
 //! cloud mounts; [`handle_event`] does the work without HTTP.
 
 pub mod copy;
+pub mod image;
 pub mod parity;
 pub mod request;
 pub mod standby;
@@ -101,16 +103,13 @@ pub enum RegionOutcome {
         region: RegionId,
         /// What the copy found or did.
         present: copy::Present,
-        /// What the standby endpoint serves, when it keeps one.
+        /// What the standby endpoint serves, when it keeps one and it
+        /// answered.
         serving: Option<Serving>,
-    },
-    /// The version is there but the standby endpoint could not be made to
-    /// serve it.
-    NotServing {
-        /// The region.
-        region: RegionId,
-        /// Why.
-        error: String,
+        /// Why the region is not in parity although the version is there
+        /// (its warm endpoint could not be made to serve it, or its image
+        /// could not be pulled while the primary is down), if it is not.
+        problem: Option<String>,
     },
     /// The version did not reach the region.
     Failed {
@@ -133,11 +132,12 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
-    /// Whether every region holds (and, if warm, serves) the version.
+    /// Whether every region holds (and, if warm, serves) the version, with
+    /// an image it can pull without the primary.
     pub fn is_complete(&self) -> bool {
         self.regions
             .iter()
-            .all(|r| matches!(r, RegionOutcome::Present { .. }))
+            .all(|r| matches!(r, RegionOutcome::Present { problem: None, .. }))
     }
 
     /// The report as the response body.
@@ -150,6 +150,7 @@ impl CopyReport {
                     region,
                     present,
                     serving,
+                    problem,
                 } => (
                     region.to_string(),
                     json!({
@@ -157,11 +158,8 @@ impl CopyReport {
                         "copied": present.copied,
                         "took_ms": u64::try_from(present.took.as_millis()).unwrap_or(u64::MAX),
                         "serving": serving.as_ref().map(Serving::source_version),
+                        "problem": problem,
                     }),
-                ),
-                RegionOutcome::NotServing { region, error } => (
-                    region.to_string(),
-                    json!({"present": true, "serving_error": error}),
                 ),
                 RegionOutcome::Failed { region, error } => {
                     (region.to_string(), json!({"error": error}))
@@ -239,6 +237,9 @@ pub async fn handle_event(context: &CopyContext, event: InboundEvent) -> Outcome
     let (event_context, asked) = match &event {
         InboundEvent::AuditLog { context, entry } => (context, request::from_audit_log(entry)),
         InboundEvent::Message { context, message } => (context, request::from_message(message)),
+        InboundEvent::SchedulerTick { context: tick, .. } => {
+            return reconcile(context, tick).await;
+        }
         other => {
             return Outcome::Ignored(format!("{} events are not handled here", other.kind()));
         }
@@ -251,6 +252,22 @@ pub async fn handle_event(context: &CopyContext, event: InboundEvent) -> Outcome
             Outcome::Refused(reason)
         }
     }
+}
+
+/// A scheduled reconcile: the newest version of every protected model to
+/// every standby region, once per tick. What an earlier event left failed
+/// (or an event never delivered) is copied now.
+pub async fn reconcile(context: &CopyContext, tick: &EventContext) -> Outcome {
+    let assets: Vec<(&Workload, &Model)> = context
+        .topology
+        .workloads()
+        .iter()
+        .flat_map(|w| w.assets.models.iter().map(move |m| (w, m)))
+        .collect();
+    let span = tracing::info_span!("reconcile", event_id = %tick.id, models = assets.len());
+    once_per_event(context, tick, Pass::Reconcile, &assets)
+        .instrument(span)
+        .await
 }
 
 /// Copies a new version of the model `asked` names, once per event id.
@@ -287,16 +304,41 @@ pub async fn handle_new_version(
         model = %asked.model,
         version = asked.version.as_deref().unwrap_or("newest"),
     );
-    once_per_event(context, event, asked, &assets)
+    let pass = match asked.version.as_deref() {
+        Some(version) => Pass::Version(version),
+        None => Pass::Newest,
+    };
+    once_per_event(context, event, pass, &assets)
         .instrument(span)
         .await
 }
 
-/// Runs the copies under an idempotency claim on the event id.
+/// Which version of each model an event copies.
+#[derive(Clone, Copy, Debug)]
+enum Pass<'a> {
+    /// The version the event names.
+    Version(&'a str),
+    /// The newest in the primary.
+    Newest,
+    /// The newest in the primary, skipping models the primary does not
+    /// hold yet (a scheduled reconcile).
+    Reconcile,
+}
+
+/// Why a model could not be judged in any region.
+enum Unjudged {
+    /// The primary does not hold the model or version (yet).
+    Absent(String),
+    /// A backend failed.
+    Failed(String),
+}
+
+/// Copies each of `assets` as `pass` says, under an idempotency claim on
+/// the event id.
 async fn once_per_event(
     context: &CopyContext,
     event: &EventContext,
-    asked: &NewVersion,
+    pass: Pass<'_>,
     assets: &[(&Workload, &Model)],
 ) -> Outcome {
     let key = format!("{SERVICE_NAME}:{}", event.id);
@@ -308,12 +350,19 @@ async fn once_per_event(
         Ok(Claim::InProgress) => return Outcome::InProgress,
         Err(error) => return Outcome::Failed(format!("event {}: {error}", event.id)),
     };
+    let version = match pass {
+        Pass::Version(version) => Some(version),
+        Pass::Newest | Pass::Reconcile => None,
+    };
     let mut reports = Vec::new();
     let mut outcome = None;
     for (workload, asset) in assets {
-        match copy_version(context, workload, asset, asked.version.as_deref()).await {
+        match copy_version(context, workload, asset, version).await {
             Ok(report) => reports.push(report),
-            Err(message) => {
+            Err(Unjudged::Absent(reason)) if matches!(pass, Pass::Reconcile) => {
+                tracing::info!(model = %asset.id, %reason, "nothing to reconcile");
+            }
+            Err(Unjudged::Absent(message) | Unjudged::Failed(message)) => {
                 outcome = Some(Outcome::Failed(message));
                 break;
             }
@@ -347,25 +396,31 @@ async fn copy_version(
     workload: &Workload,
     asset: &Model,
     version: Option<&str>,
-) -> Result<CopyReport, String> {
+) -> Result<CopyReport, Unjudged> {
     let topology = context.topology.as_ref();
     let registry = context.registry.as_ref();
     let project = topology.project().as_str();
     let source = ModelRef::new(project, topology.primary().clone(), &asset.model_id);
     let registered = match registry.model(&source).await {
         Ok(Some(registered)) => registered,
-        Ok(None) => return Err(format!("{source} is not in the registry (yet)")),
-        Err(error) => return Err(error.to_string()),
+        Ok(None) => {
+            return Err(Unjudged::Absent(format!(
+                "{source} is not in the registry (yet)"
+            )));
+        }
+        Err(error) => return Err(Unjudged::Failed(error.to_string())),
     };
     let version = match version {
         Some(v) => v.to_string(),
         None => match registered.versions.last() {
             Some(newest) => newest.version_id.clone(),
-            None => return Err(format!("{source} has no version")),
+            None => return Err(Unjudged::Absent(format!("{source} has no version"))),
         },
     };
     let Some(source_version) = registered.version(&version) else {
-        return Err(format!("{source} has no version {version} (yet)"));
+        return Err(Unjudged::Absent(format!(
+            "{source} has no version {version} (yet)"
+        )));
     };
     let created_at = source_version.created_at;
     let all: Vec<String> = registered
@@ -378,6 +433,7 @@ async fn copy_version(
         reach_millis: Some(0),
         all,
         deployed: None,
+        problem: None,
     };
     parity::record(
         context.state.as_ref(),
@@ -386,7 +442,7 @@ async fn copy_version(
         &primary,
     )
     .await
-    .map_err(|e| format!("{source}: parity record: {e}"))?;
+    .map_err(|e| Unjudged::Failed(format!("{source}: parity record: {e}")))?;
 
     let regions = topology.standby_regions().map(|region| {
         let span = tracing::info_span!("region", region = %region.id);
@@ -428,19 +484,25 @@ async fn to_region(
                     }
                     None => Ok(None),
                 };
-            match serving {
-                Ok(serving) => RegionOutcome::Present {
-                    region: region.clone(),
-                    present,
-                    serving,
-                },
-                Err(error) => {
-                    tracing::error!(%error, "the standby endpoint does not serve the version");
-                    RegionOutcome::NotServing {
-                        region: region.clone(),
-                        error,
-                    }
-                }
+            let image = present.model.version(&present.version_id);
+            let primary = context.topology.primary();
+            let image_problem =
+                image.and_then(|v| image::outage_problem(&v.image_uri, primary, region));
+            let (serving, problem) = match serving {
+                Ok(serving) => (serving, image_problem),
+                Err(error) => (
+                    None,
+                    Some(format!("the standby endpoint does not serve it: {error}")),
+                ),
+            };
+            if let Some(problem) = &problem {
+                tracing::error!(%problem, "present but not in parity");
+            }
+            RegionOutcome::Present {
+                region: region.clone(),
+                present,
+                serving,
+                problem,
             }
         }
         Err(failed) => {
@@ -453,7 +515,10 @@ async fn to_region(
     };
     let observation = match &outcome {
         RegionOutcome::Present {
-            present, serving, ..
+            present,
+            serving,
+            problem,
+            ..
         } => Observation::Present {
             version: version.to_string(),
             reach_millis: reach_millis(created_at, present),
@@ -464,10 +529,7 @@ async fn to_region(
                 .filter_map(|v| v.source_version.clone())
                 .collect(),
             deployed: serving.as_ref().map(|s| s.source_version().to_string()),
-        },
-        RegionOutcome::NotServing { error, .. } => Observation::Failed {
-            version: version.to_string(),
-            error: format!("present but not served: {error}"),
+            problem: problem.clone(),
         },
         RegionOutcome::Failed { error, .. } => Observation::Failed {
             version: version.to_string(),

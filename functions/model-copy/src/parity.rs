@@ -36,6 +36,11 @@ pub struct ParityRecord {
     pub failed_version: Option<String>,
     /// Why it failed (the operation's error).
     pub error: Option<String>,
+    /// Why the region is not in parity although it holds the newest
+    /// version (its warm endpoint does not serve it, or its image could not
+    /// be pulled here during a primary outage), if it is not.
+    #[serde(default)]
+    pub problem: Option<String>,
     /// When the record last changed.
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -53,6 +58,10 @@ pub enum Observation {
         all: Vec<String>,
         /// What the region's endpoint now serves, if it was checked.
         deployed: Option<String>,
+        /// Why the region is not in parity although it holds the version
+        /// (not served by its warm endpoint, an image it could not pull
+        /// during a primary outage), if it is not.
+        problem: Option<String>,
     },
     /// `version` did not reach the region.
     Failed {
@@ -75,6 +84,7 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
             reach_millis,
             all,
             deployed,
+            problem,
         } => {
             for v in all.iter().chain([version]) {
                 if !record.versions_present.contains(v) {
@@ -91,6 +101,9 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
             {
                 record.newest_version = Some(version.clone());
                 record.newest_reach_millis = *reach_millis;
+            }
+            if record.newest_version.as_ref() == Some(version) {
+                record.problem.clone_from(problem);
             }
             if let Some(deployed) = deployed
                 && record
@@ -124,14 +137,16 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
 }
 
 /// Whether `region` is in parity with `primary`: it holds the primary's
-/// newest version with no newer failure, and, where it keeps the model
-/// deployed (`warm`), serves it.
+/// newest version with no newer failure and no problem with it (an image
+/// it can pull without the primary, a warm endpoint serving it), and, where
+/// it keeps the model deployed (`warm`), serves it.
 pub fn in_parity(primary: &ParityRecord, region: &ParityRecord, warm: bool) -> bool {
     let Some(newest) = &primary.newest_version else {
         return false;
     };
     region.versions_present.contains(newest)
         && region.failed_version.is_none()
+        && region.problem.is_none()
         && (!warm || region.deployed_version.as_ref() == Some(newest))
 }
 
@@ -199,7 +214,8 @@ pub struct ParityRow {
     /// Whether the region holds (and, for a warm standby, serves) the
     /// primary's newest version.
     pub parity: bool,
-    /// The last failure, newer than anything present.
+    /// The last failure newer than anything present, else why the newest
+    /// version present is not in parity.
     pub error: Option<String>,
 }
 
@@ -232,7 +248,7 @@ pub async fn report(
                     versions_present: held.versions_present,
                     deployed_version: held.deployed_version,
                     newest_reach_millis: held.newest_reach_millis,
-                    error: held.error,
+                    error: held.error.or(held.problem),
                 });
             }
         }
@@ -250,6 +266,7 @@ mod tests {
             reach_millis: Some(version.parse::<u64>().expect("numeric") * 1000),
             all: vec![version.to_string()],
             deployed: deployed.map(str::to_string),
+            problem: None,
         }
     }
 
@@ -296,5 +313,19 @@ mod tests {
         );
         assert!(in_parity(&primary, &record, false), "holds 11");
         assert!(!in_parity(&primary, &record, true), "but serves 10");
+        let unpullable = Observation::Present {
+            version: "11".to_string(),
+            reach_millis: None,
+            all: Vec::new(),
+            deployed: None,
+            problem: Some("only in us-central1".to_string()),
+        };
+        merge(&mut record, &unpullable, now);
+        assert!(!in_parity(&primary, &record, false), "its image is not");
+        merge(&mut record, &present("10", None), now);
+        assert!(
+            !in_parity(&primary, &record, false),
+            "an older version says nothing"
+        );
     }
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use http::{Request, StatusCode};
 use lifeboat_shared::models::conformance::{self, TEST_BACKOFF};
 use lifeboat_shared::models::local::LocalRegistry;
-use lifeboat_shared::models::{ModelRef, ModelRegistry};
+use lifeboat_shared::models::{ModelRef, ModelRegistry, ModelVersion};
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::{RegionId, Topology};
 use tower::ServiceExt as _;
@@ -70,7 +70,7 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         )
         .await
         .expect("upload");
-    let topology = Topology::parse(TOPOLOGY, "pilot-light.yaml").expect("valid topology");
+    let topology = context_topology();
     let context = CopyContext {
         topology: Arc::new(topology),
         registry: registry.clone(),
@@ -140,6 +140,7 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
     assert_eq!(versions.versions.len(), 1, "copied once");
 
     let parity = router
+        .clone()
         .oneshot(
             Request::get("/parity")
                 .body(Body::empty())
@@ -160,4 +161,37 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         "{row:?}"
     );
     assert_eq!(row.source_version.as_deref(), Some("1"));
+
+    // Version 2's image is only in the primary's regional registry: copied,
+    // but the pilot light is not in parity, and says why.
+    let regional = ModelVersion {
+        image_uri: "us-central1-docker.pkg.dev/acme-ml-prod/serving/churn:2".to_string(),
+        ..conformance::version("2", "2026-11-25T16:00:00Z")
+    };
+    registry
+        .upload(&source, "churn model", regional)
+        .await
+        .expect("upload");
+    let response = router
+        .clone()
+        .oneshot(push("m-4", r#"{"model": "churn-model"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let rows = parity::report(&context_topology(), state.as_ref())
+        .await
+        .expect("report");
+    assert!(!rows[0].parity, "{rows:?}");
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("europe-west4 cannot pull it")),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].versions_present, ["1", "2"]);
+}
+
+fn context_topology() -> Topology {
+    Topology::parse(TOPOLOGY, "pilot-light.yaml").expect("valid topology")
 }
