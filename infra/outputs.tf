@@ -22,3 +22,18 @@ output "checkpoint_fanout_url" {
   description = "The checkpoint-fanout service (internal ingress)."
   value       = google_cloud_run_v2_service.checkpoint_fanout.uri
 }
+
+output "gateway_address" {
+  description = "The gateway's global address: point gateway_domain's A record here; the managed certificate is issued once it resolves."
+  value       = google_compute_global_address.gateway.address
+}
+
+output "gateway_url" {
+  description = "Where clients send predictions (POST /predict/WORKLOAD/MODEL)."
+  value       = "https://${var.gateway_domain}"
+}
+
+output "gateway_region_health_urls" {
+  description = "Per region, the gateway's health through the load balancer (what uptime checks and failover's probes GET by default)."
+  value       = { for region in var.gateway_regions : region => "https://${var.gateway_domain}/regions/${region}/healthz" }
+}
