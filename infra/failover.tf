@@ -205,11 +205,14 @@ resource "google_monitoring_notification_channel" "incidents" {
   depends_on = [google_project_service.api["monitoring.googleapis.com"]]
 }
 
-# Monitoring publishes to a Pub/Sub channel as its notification service agent.
+# Monitoring publishes to a Pub/Sub channel as its notification service
+# agent, which exists once the project has a Pub/Sub channel: grant after
+# the channel.
 resource "google_pubsub_topic_iam_member" "incidents_publisher" {
-  topic  = google_pubsub_topic.incidents.id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  topic      = google_pubsub_topic.incidents.id
+  role       = "roles/pubsub.publisher"
+  member     = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  depends_on = [google_monitoring_notification_channel.incidents]
 }
 
 # The identity Pub/Sub pushes with: may invoke the failover service, nothing else.
@@ -340,6 +343,8 @@ resource "google_monitoring_alert_policy" "region_unreachable" {
     lifeboat-workload = each.value.workload
     lifeboat-region   = each.value.region
   }
+  # An incident published before the grant would be lost.
+  depends_on = [google_pubsub_topic_iam_member.incidents_publisher]
 }
 
 # Opens an incident when too many of the region's predictions fail. A
@@ -385,4 +390,6 @@ resource "google_monitoring_alert_policy" "region_errors" {
     lifeboat-workload = each.value.workload
     lifeboat-region   = each.value.region
   }
+  # An incident published before the grant would be lost.
+  depends_on = [google_pubsub_topic_iam_member.incidents_publisher]
 }
