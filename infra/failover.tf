@@ -13,7 +13,7 @@ variable "failover_image" {
 }
 
 variable "failover_region" {
-  description = "Region the failover service runs in; null means the primary region. The service must be up when a region is down, so a standby region is the safer choice: in the primary it cannot act on an outage of the primary itself (the incident waits in Pub/Sub until the region is back)."
+  description = "Region the failover service runs in; null means the primary region. The service must be up when a region is down, so a standby region is the safer choice: in the primary it cannot act on an outage of the primary itself (Pub/Sub retries the incident until the region is back or it dead-letters)."
   type        = string
   default     = null
 }
@@ -32,6 +32,11 @@ variable "failover_workloads" {
       ]
     ]))
     error_message = "A probe_url must be an absolute http:// or https:// URL."
+  }
+  # Workload ids become the policies' lifeboat-workload label values.
+  validation {
+    condition     = alltrue([for workload in keys(var.failover_workloads) : can(regex("^[a-z][a-z0-9_-]{0,62}$", workload))])
+    error_message = "Workload ids must be valid Monitoring label values: lowercase letters, digits, _ and -, starting with a letter, at most 63 characters."
   }
 }
 
