@@ -10,6 +10,7 @@ locals {
     "bigquery.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
     "logging.googleapis.com",

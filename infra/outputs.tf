@@ -22,3 +22,33 @@ output "checkpoint_fanout_url" {
   description = "The checkpoint-fanout service (internal ingress)."
   value       = google_cloud_run_v2_service.checkpoint_fanout.uri
 }
+
+output "gateway_address" {
+  description = "The gateway's global address: point gateway_domain's A record here; the managed certificate is issued once it resolves."
+  value       = google_compute_global_address.gateway.address
+}
+
+output "gateway_url" {
+  description = "Where clients send predictions (POST /predict/WORKLOAD/MODEL)."
+  value       = "https://${var.gateway_domain}"
+}
+
+output "gateway_region_health_urls" {
+  description = "Per region, the gateway's health through the load balancer (what uptime checks and failover's probes GET by default)."
+  value       = { for region in var.gateway_regions : region => "https://${var.gateway_domain}/regions/${region}/healthz" }
+}
+
+output "failover_url" {
+  description = "The failover service (internal ingress; Pub/Sub pushes incidents to it)."
+  value       = google_cloud_run_v2_service.failover.uri
+}
+
+output "incidents_topic" {
+  description = "Topic of the Monitoring notification channel that feeds failover; add the channel to any other policy whose incidents should move traffic (with the lifeboat-workload and lifeboat-region user labels)."
+  value       = google_pubsub_topic.incidents.id
+}
+
+output "incidents_notification_channel" {
+  description = "The Monitoring notification channel publishing to incidents_topic."
+  value       = google_monitoring_notification_channel.incidents.name
+}

@@ -1,0 +1,400 @@
+# failover: moves a workload's inference traffic off a failed region. Cloud
+# Monitoring watches every region of every protected workload (an uptime
+# check of that region's gateway, the error rate of its Vertex AI
+# endpoints); its incidents go to a Pub/Sub notification channel, and a push
+# subscription delivers them to the failover service, which checks them
+# with its own probes before it scales, deploys and rewrites the routing
+# table. Every policy carries the `lifeboat-workload` and `lifeboat-region`
+# user labels: that is how the service knows what an incident is about.
+
+variable "failover_image" {
+  description = "The failover image (cloudbuild.yaml pushes it to the image_repository output, as failover; later deploys only change the revision's image)."
+  type        = string
+}
+
+variable "failover_region" {
+  description = "Region the failover service runs in; null means the primary region. The service must be up when a region is down, so a standby region is the safer choice: in the primary it cannot act on an outage of the primary itself (Pub/Sub retries the incident until the region is back or it dead-letters)."
+  type        = string
+  default     = null
+}
+
+variable "failover_workloads" {
+  description = "What failover watches, as in the topology: workload id -> region -> the Vertex AI endpoint ids of the workload's models in that region (their `endpoints`), and optionally probe_url, the URL failover's probes and the uptime check GET for that region instead of the gateway's /regions/REGION/healthz."
+  type = map(map(object({
+    endpoints = list(string)
+    probe_url = optional(string)
+  })))
+  default = {}
+  validation {
+    condition = alltrue(flatten([
+      for regions in var.failover_workloads : [
+        for target in regions : target.probe_url == null || can(regex("^https?://[^/:]+(:[0-9]+)?(/.*)?$", target.probe_url))
+      ]
+    ]))
+    error_message = "A probe_url must be an absolute http:// or https:// URL."
+  }
+  # Workload ids become the policies' lifeboat-workload label values.
+  validation {
+    condition     = alltrue([for workload in keys(var.failover_workloads) : can(regex("^[a-z][a-z0-9_-]{0,62}$", workload))])
+    error_message = "Workload ids must be valid Monitoring label values: lowercase letters, digits, _ and -, starting with a letter, at most 63 characters."
+  }
+}
+
+variable "failover_error_ratio" {
+  description = "Share of a region's online predictions answered with an error (over 5 minutes) that opens an incident for it."
+  type        = number
+  default     = 0.05
+}
+
+locals {
+  failover_region = coalesce(var.failover_region, var.primary_region)
+  # One entry per workload and region: what its policies watch and where
+  # it is probed.
+  failover_targets = merge([
+    for workload, regions in var.failover_workloads : {
+      for region, target in regions : "${workload}/${region}" => {
+        workload  = workload
+        region    = region
+        endpoints = target.endpoints
+        custom    = target.probe_url != null
+        url       = coalesce(target.probe_url, "https://${var.gateway_domain}/regions/${region}/healthz")
+      }
+    }
+  ]...)
+  # The same URLs cut into what an uptime check wants.
+  uptime_checks = {
+    for key, target in local.failover_targets : key => merge(target, regex(
+      "^(?P<scheme>https?)://(?P<host>[^/:]+)(?::(?P<port>[0-9]+))?(?P<path>/.*)?$", target.url
+    ))
+  }
+  # LIFEBOAT_PROBE_TARGETS: {"workload": {"region": "url"}}.
+  probe_targets = {
+    for workload, regions in var.failover_workloads : workload => {
+      for region, target in regions : region => local.failover_targets["${workload}/${region}"].url
+    }
+  }
+}
+
+resource "google_service_account" "failover" {
+  account_id   = "lifeboat-failover"
+  display_name = "Lifeboat failover: scales and deploys standbys, rewrites the routing tables"
+}
+
+# Exactly what a failover calls: read endpoints and models (a model is read
+# by listing its versions), deploy the model on a pilot-light endpoint,
+# change a deployed model's replica count, and follow the operations.
+# Uploading, undeploying and deleting stay with model-copy or nobody.
+resource "google_project_iam_custom_role" "failover" {
+  role_id     = "lifeboatFailover"
+  title       = "Lifeboat failover"
+  description = "Scale up or deploy a standby region's models during a failover."
+  permissions = [
+    "aiplatform.endpoints.get",
+    "aiplatform.endpoints.deploy",
+    "aiplatform.endpoints.update",
+    "aiplatform.models.get",
+    "aiplatform.models.list",
+    "aiplatform.operations.get",
+  ]
+}
+
+resource "google_project_iam_member" "failover_registry" {
+  project = var.project
+  role    = google_project_iam_custom_role.failover.id
+  member  = "serviceAccount:${google_service_account.failover.email}"
+}
+
+# Leases, routing tables (compare-and-set writes) and incident records, and
+# the parity and RPO records other functions keep, in Firestore.
+resource "google_project_iam_member" "failover_state" {
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.failover.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "failover_topology" {
+  secret_id = google_secret_manager_secret.topology.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.failover.email}"
+}
+
+resource "google_service_account_iam_member" "deployer_acts_as_failover" {
+  service_account_id = google_service_account.failover.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.deployer.email}"
+}
+
+resource "google_cloud_run_v2_service" "failover" {
+  name     = "failover"
+  location = local.failover_region
+  # Pub/Sub push from this project is internal traffic.
+  ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+  template {
+    service_account = google_service_account.failover.email
+    # Scaling a standby up or deploying a pilot-light model is waited for
+    # (the service allows a request 30 minutes).
+    timeout                          = "1800s"
+    max_instance_request_concurrency = 8
+    scaling {
+      # Detection to decision is part of the RTO: no cold start.
+      min_instance_count = 1
+      max_instance_count = 4
+    }
+    containers {
+      image = var.failover_image
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "256Mi"
+        }
+      }
+      env {
+        name  = "LIFEBOAT_TOPOLOGY"
+        value = "/etc/lifeboat/topology.yaml"
+      }
+      env {
+        name  = "LIFEBOAT_PROBE_TARGETS"
+        value = jsonencode(local.probe_targets)
+      }
+      # The project the service's traces are recorded in.
+      env {
+        name  = "GOOGLE_CLOUD_PROJECT"
+        value = var.project
+      }
+      volume_mounts {
+        name       = "topology"
+        mount_path = "/etc/lifeboat"
+      }
+      startup_probe {
+        http_get {
+          path = "/readyz"
+        }
+      }
+    }
+    volumes {
+      name = "topology"
+      secret {
+        secret = google_secret_manager_secret.topology.secret_id
+        items {
+          version = "latest"
+          path    = "topology.yaml"
+        }
+      }
+    }
+  }
+  lifecycle {
+    # cloudbuild.yaml deploys new images.
+    ignore_changes = [template[0].containers[0].image, client, client_version]
+  }
+  depends_on = [
+    google_project_service.api["run.googleapis.com"],
+    google_secret_manager_secret_iam_member.failover_topology,
+  ]
+}
+
+# Incidents: Cloud Monitoring publishes here, the push subscription
+# delivers to the service.
+resource "google_pubsub_topic" "incidents" {
+  name       = "lifeboat-incidents"
+  depends_on = [google_project_service.api["pubsub.googleapis.com"]]
+}
+
+resource "google_monitoring_notification_channel" "incidents" {
+  display_name = "Lifeboat failover"
+  type         = "pubsub"
+  description  = "Incidents of Lifeboat's policies, delivered to the failover service."
+  labels = {
+    topic = google_pubsub_topic.incidents.id
+  }
+  depends_on = [google_project_service.api["monitoring.googleapis.com"]]
+}
+
+# Monitoring publishes to a Pub/Sub channel as its notification service
+# agent, which exists once the project has a Pub/Sub channel: grant after
+# the channel.
+resource "google_pubsub_topic_iam_member" "incidents_publisher" {
+  topic      = google_pubsub_topic.incidents.id
+  role       = "roles/pubsub.publisher"
+  member     = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  depends_on = [google_monitoring_notification_channel.incidents]
+}
+
+# The identity Pub/Sub pushes with: may invoke the failover service, nothing else.
+resource "google_service_account" "failover_invoker" {
+  account_id   = "lifeboat-failover-invoker"
+  display_name = "Lifeboat failover: Pub/Sub push delivery of incidents"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "failover_invoker" {
+  name     = google_cloud_run_v2_service.failover.name
+  location = google_cloud_run_v2_service.failover.location
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.failover_invoker.email}"
+}
+
+# Pub/Sub mints the push's OIDC token as the invoker account (projects
+# created before April 2021 need this grant explicitly); limited to that
+# one account.
+resource "google_service_account_iam_member" "pubsub_signs_for_failover_invoker" {
+  service_account_id = google_service_account.failover_invoker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+resource "google_pubsub_subscription" "incidents" {
+  name  = "lifeboat-incidents-failover"
+  topic = google_pubsub_topic.incidents.id
+  # The longest Pub/Sub allows; a failover that waits on a scale-up may
+  # still outlast it, and the redelivery then finds the lease or the
+  # finished record (the handler is idempotent).
+  ack_deadline_seconds = 600
+  push_config {
+    push_endpoint = "${google_cloud_run_v2_service.failover.uri}/"
+    oidc_token {
+      service_account_email = google_service_account.failover_invoker.email
+      audience              = google_cloud_run_v2_service.failover.uri
+    }
+  }
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = 20
+  }
+  # Incidents are rare; a subscription left at the default would expire
+  # after 31 days without one, and the next outage would go unanswered.
+  expiration_policy {
+    ttl = ""
+  }
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.failover_invoker,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+  ]
+}
+
+# Dead-lettering also needs Pub/Sub to acknowledge the message here.
+resource "google_pubsub_subscription_iam_member" "incidents_dead_letter" {
+  subscription = google_pubsub_subscription.incidents.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# The region as the outside sees it: Google's checkers GET the probe URL
+# from several locations every minute.
+resource "google_monitoring_uptime_check_config" "region" {
+  for_each     = local.uptime_checks
+  display_name = "lifeboat ${each.value.workload} ${each.value.region}"
+  timeout      = "10s"
+  period       = "60s"
+  http_check {
+    path         = coalesce(each.value.path, "/")
+    port         = coalesce(each.value.port, each.value.scheme == "https" ? "443" : "80")
+    use_ssl      = each.value.scheme == "https"
+    validate_ssl = each.value.scheme == "https"
+  }
+  monitored_resource {
+    type = "uptime_url"
+    labels = {
+      project_id = var.project
+      host       = each.value.host
+    }
+  }
+  user_labels = {
+    lifeboat-workload = each.value.workload
+    lifeboat-region   = each.value.region
+  }
+  lifecycle {
+    precondition {
+      condition     = each.value.custom || contains(var.gateway_regions, each.value.region)
+      error_message = "failover_workloads: ${each.key} has no probe_url and no gateway runs in ${each.value.region} (gateway_regions)."
+    }
+  }
+}
+
+# Opens an incident when the check fails from more than one checker
+# location for a minute; one location failing is the checker's problem.
+resource "google_monitoring_alert_policy" "region_unreachable" {
+  for_each     = local.failover_targets
+  display_name = "lifeboat ${each.value.workload}: ${each.value.region} unreachable"
+  combiner     = "OR"
+  severity     = "CRITICAL"
+  conditions {
+    display_name = "${each.value.url} fails from several locations"
+    condition_threshold {
+      filter          = "metric.type=\"monitoring.googleapis.com/uptime_check/check_passed\" AND resource.type=\"uptime_url\" AND metric.label.check_id=\"${google_monitoring_uptime_check_config.region[each.key].uptime_check_id}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 1
+      duration        = "60s"
+      aggregations {
+        alignment_period     = "120s"
+        per_series_aligner   = "ALIGN_NEXT_OLDER"
+        cross_series_reducer = "REDUCE_COUNT_FALSE"
+        group_by_fields      = ["resource.label.*"]
+      }
+    }
+  }
+  alert_strategy {
+    auto_close = "1800s"
+  }
+  documentation {
+    content   = "Lifeboat: the ${each.value.region} front door of workload ${each.value.workload} fails its uptime check. The failover service verifies with its own probes and moves traffic if confirmed; see the failover-incidents records."
+    mime_type = "text/markdown"
+  }
+  notification_channels = [google_monitoring_notification_channel.incidents.name]
+  user_labels = {
+    lifeboat-workload = each.value.workload
+    lifeboat-region   = each.value.region
+  }
+  # An incident published before the grant would be lost.
+  depends_on = [google_pubsub_topic_iam_member.incidents_publisher]
+}
+
+# Opens an incident when too many of the region's predictions fail. A
+# ratio, not a count, so a busy region is not judged more harshly than a
+# quiet one; a region with no traffic (a pilot light) gives no ratio and
+# never fires.
+resource "google_monitoring_alert_policy" "region_errors" {
+  for_each     = { for key, target in local.failover_targets : key => target if length(target.endpoints) > 0 }
+  display_name = "lifeboat ${each.value.workload}: ${each.value.region} prediction errors"
+  combiner     = "OR"
+  severity     = "CRITICAL"
+  conditions {
+    display_name = "Prediction error ratio above ${var.failover_error_ratio}"
+    condition_threshold {
+      filter             = "metric.type=\"aiplatform.googleapis.com/prediction/online/error_count\" AND resource.type=\"aiplatform.googleapis.com/Endpoint\" AND resource.label.location=\"${each.value.region}\" AND resource.label.endpoint_id=one_of(${join(",", [for id in each.value.endpoints : "\"${id}\""])})"
+      denominator_filter = "metric.type=\"aiplatform.googleapis.com/prediction/online/prediction_count\" AND resource.type=\"aiplatform.googleapis.com/Endpoint\" AND resource.label.location=\"${each.value.region}\" AND resource.label.endpoint_id=one_of(${join(",", [for id in each.value.endpoints : "\"${id}\""])})"
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.failover_error_ratio
+      duration           = "120s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.location"]
+      }
+      denominator_aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.location"]
+      }
+    }
+  }
+  alert_strategy {
+    auto_close = "1800s"
+  }
+  documentation {
+    content   = "Lifeboat: more than ${var.failover_error_ratio * 100}% of workload ${each.value.workload}'s predictions in ${each.value.region} fail. The failover service verifies with its own probes and moves traffic if confirmed."
+    mime_type = "text/markdown"
+  }
+  notification_channels = [google_monitoring_notification_channel.incidents.name]
+  user_labels = {
+    lifeboat-workload = each.value.workload
+    lifeboat-region   = each.value.region
+  }
+  # An incident published before the grant would be lost.
+  depends_on = [google_pubsub_topic_iam_member.incidents_publisher]
+}
