@@ -13,6 +13,7 @@
 pub mod decision;
 pub mod execute;
 pub mod facts;
+pub mod failback;
 pub mod incident;
 pub mod probes;
 pub mod record;
@@ -72,6 +73,8 @@ pub struct FailoverOptions {
     pub lease_ttl: Duration,
     /// How long model operations (scale-up, deployment) are followed.
     pub backoff: Backoff,
+    /// How traffic returns to a recovered region.
+    pub failback: failback::FailbackOptions,
 }
 
 impl Default for FailoverOptions {
@@ -79,6 +82,7 @@ impl Default for FailoverOptions {
         Self {
             lease_ttl: Duration::from_secs(20 * 60),
             backoff: Backoff::default(),
+            failback: failback::FailbackOptions::default(),
         }
     }
 }
@@ -101,12 +105,14 @@ pub struct FailoverContext {
     pub options: FailoverOptions,
 }
 
-/// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub);
-/// `GET /incidents` answers every incident record, `GET /routing` every
-/// routing table.
+/// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub)
+/// and Scheduler ticks (automatic failbacks); `POST /failback/{workload}`
+/// returns a workload's traffic to its primary now; `GET /incidents`
+/// answers every incident record, `GET /routing` every routing table.
 pub fn router(context: FailoverContext) -> Router {
     Router::new()
         .route("/", post(receive))
+        .route("/failback/{workload}", post(failback_now))
         .route("/incidents", get(incidents))
         .route("/routing", get(routing_tables))
         .with_state(Arc::new(context))
@@ -135,11 +141,91 @@ async fn receive(State(context): State<Arc<FailoverContext>>, event: InboundEven
             let span = tracing::info_span!("incident", event_id = %event.id, incident = %incident.incident_id);
             handle_incident(&context, &incident).instrument(span).await
         }
+        InboundEvent::SchedulerTick { context: event, .. } => {
+            let span = tracing::info_span!("automatic_failbacks", event_id = %event.id);
+            automatic_failbacks(&context).instrument(span).await
+        }
         other => {
             tracing::info!(kind = other.kind(), "not an incident; acknowledged");
             (StatusCode::OK, "not an incident").into_response()
         }
     }
+}
+
+/// Returns `workload`'s traffic to the primary, step by step, now.
+async fn failback_now(
+    State(context): State<Arc<FailoverContext>>,
+    axum::extract::Path(workload): axum::extract::Path<String>,
+) -> Response {
+    let Some(found) = context
+        .topology
+        .workloads()
+        .iter()
+        .find(|w| w.id.as_str() == workload)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no workload {workload} in the topology"),
+        )
+            .into_response();
+    };
+    let primary = context.topology.primary().to_string();
+    match failback::fail_back(&context, found, &primary, &context.options.failback).await {
+        Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
+        Err(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
+    }
+}
+
+/// On a Scheduler tick: every workload with `failback: automatic` whose
+/// last incident closed at least `stable-for` ago, and whose primary does
+/// not take all the traffic, fails back.
+async fn automatic_failbacks(context: &FailoverContext) -> Response {
+    let state = context.state.as_ref();
+    let (records, tables) = match (
+        record::read_all(state).await,
+        routing::read_all(state).await,
+    ) {
+        (Ok(records), Ok(tables)) => (records, tables),
+        (Err(error), _) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+        }
+        (_, Err(error)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+        }
+    };
+    let primary = context.topology.primary().to_string();
+    let mut done = Vec::new();
+    for workload in context.topology.workloads() {
+        let lifeboat_shared::topology::Failback::Automatic { stable_for } = workload.failback
+        else {
+            continue;
+        };
+        let (weights, _) = current_table(&tables, &context.topology, workload);
+        if weights.get(&primary) == Some(&100) {
+            continue;
+        }
+        let closed_at = records
+            .iter()
+            .filter(|r| r.workload == workload.id.as_str() && r.outcome == Some(Outcome::Closed))
+            .filter_map(|r| r.steps.last().map(|step| step.at))
+            .max();
+        let stable = TimeDelta::from_std(stable_for.get()).unwrap_or(TimeDelta::MAX);
+        match closed_at {
+            Some(at) if at + stable <= Utc::now() => {
+                match failback::fail_back(context, workload, &primary, &context.options.failback)
+                    .await
+                {
+                    Ok(record) => done
+                        .push(json!({"workload": workload.id.as_str(), "outcome": record.outcome})),
+                    Err(error) => {
+                        done.push(json!({"workload": workload.id.as_str(), "error": error}))
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (StatusCode::OK, Json(json!({"failbacks": done}))).into_response()
 }
 
 /// Handles one incident notification.

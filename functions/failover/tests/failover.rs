@@ -202,3 +202,88 @@ async fn unknown_resources_and_never_opened_closures_are_logged_no_ops() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fails_again() {
+    let mut rig = rig().await;
+    rig.context.options.failback.step_wait = std::time::Duration::from_millis(300);
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let (_, moved) = body(
+        handle_incident(
+            &rig.context,
+            &incident("inc-7", "us-central1", IncidentState::Open),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    let primary = rig.context.topology.workloads()[0].clone();
+
+    // Still down: the failback is refused and nothing changes.
+    let refused = lifeboat_failover::failback::fail_back(
+        &rig.context,
+        &primary,
+        "us-central1",
+        &rig.context.options.failback,
+    )
+    .await
+    .expect("recorded");
+    assert_eq!(refused.outcome, Some(record::Outcome::Stayed));
+    assert!(
+        refused.steps[0].detail.contains("not healthy"),
+        "{refused:?}"
+    );
+
+    // Healed, then failing again during the first step: rolled back.
+    rig.down.lock().expect("lock").clear();
+    let down = rig.down.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        down.lock().expect("lock").push("us-central1".to_string());
+    });
+    let rolled_back = lifeboat_failover::failback::fail_back(
+        &rig.context,
+        &primary,
+        "us-central1",
+        &rig.context.options.failback,
+    )
+    .await
+    .expect("recorded");
+    assert_eq!(
+        rolled_back.outcome,
+        Some(record::Outcome::Stayed),
+        "{rolled_back:?}"
+    );
+    assert!(
+        rolled_back.steps.iter().any(|s| s.what == "rolled back"),
+        "{rolled_back:?}"
+    );
+    let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.weights["us-central1"], 0, "{table:?}");
+    assert_eq!(table.weights["us-east1"], 100, "{table:?}");
+
+    // Healed for good: 10 %, 50 %, 100 %.
+    rig.down.lock().expect("lock").clear();
+    let back = lifeboat_failover::failback::fail_back(
+        &rig.context,
+        &primary,
+        "us-central1",
+        &rig.context.options.failback,
+    )
+    .await
+    .expect("recorded");
+    assert_eq!(back.outcome, Some(record::Outcome::Moved), "{back:?}");
+    let routed: Vec<&str> = back
+        .steps
+        .iter()
+        .filter(|s| s.what == "routed")
+        .map(|s| s.detail.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(routed, ["10%", "50%", "100%"]);
+    let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.weights["us-central1"], 100, "{table:?}");
+    assert_eq!(table.weights["us-east1"], 0, "{table:?}");
+}
