@@ -15,7 +15,7 @@ use lifeboat_shared::topology::Workload;
 
 use crate::decision::Check;
 use crate::record::{self, IncidentRecord, Outcome, Step};
-use crate::{FailoverContext, current_table, execute};
+use crate::{FailoverContext, current_table, ready};
 
 /// How a failback proceeds.
 #[derive(Clone, Debug)]
@@ -148,19 +148,7 @@ pub async fn fail_back(
             )
             .await;
         }
-        let region_id = topology
-            .region(region)
-            .map(|r| r.id.clone())
-            .ok_or_else(|| format!("region {region} is not in the topology"))?;
-        let readied = execute::ready_region(
-            context.registry.as_ref(),
-            topology,
-            workload,
-            &region_id,
-            &context.options.backoff,
-        )
-        .await
-        .map_err(|error| format!("readying {region}: {error}"))?;
+        let readied = ready(context, workload, region).await?;
         note("readied", readied.join("; "), None).await?;
         // The serving regions' latency is the baseline a step must keep.
         let mut baseline = Duration::ZERO;

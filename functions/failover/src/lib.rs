@@ -356,6 +356,29 @@ fn current_table(
     (weights, 0)
 }
 
+/// Readies `region` to take `workload`'s traffic ([`execute::ready_region`]);
+/// the error says which region failed and why.
+pub(crate) async fn ready(
+    context: &FailoverContext,
+    workload: &Workload,
+    region: &str,
+) -> Result<Vec<String>, String> {
+    let topology = context.topology.as_ref();
+    let region_id = topology
+        .region(region)
+        .map(|r| r.id.clone())
+        .ok_or_else(|| format!("region {region} is not in the topology"))?;
+    execute::ready_region(
+        context.registry.as_ref(),
+        topology,
+        workload,
+        &region_id,
+        &context.options.backoff,
+    )
+    .await
+    .map_err(|error| format!("readying {region}: {error}"))
+}
+
 /// The failover itself, under the workload's lease; every step recorded.
 async fn fail_over(
     context: &FailoverContext,
@@ -458,19 +481,7 @@ async fn fail_over(
     .await
     .map_err(|e| e.to_string())?;
     for region in &to {
-        let region_id = topology
-            .region(region)
-            .map(|r| r.id.clone())
-            .ok_or_else(|| format!("region {region} vanished from the topology"))?;
-        let done = execute::ready_region(
-            context.registry.as_ref(),
-            topology,
-            workload,
-            &region_id,
-            &context.options.backoff,
-        )
-        .await
-        .map_err(|error| format!("readying {region}: {error}"))?;
+        let done = ready(context, workload, region).await?;
         note("readied", format!("{region}: {}", done.join("; "))).await?;
     }
     let table = RoutingTable::new(
