@@ -179,7 +179,7 @@ async fn failback_now(
 /// On a Scheduler tick: every workload with `failback: automatic` whose
 /// last incident closed at least `stable-for` ago, and whose primary does
 /// not take all the traffic, fails back.
-async fn automatic_failbacks(context: &FailoverContext) -> Response {
+pub async fn automatic_failbacks(context: &FailoverContext) -> Response {
     let state = context.state.as_ref();
     let (records, tables) = match (
         record::read_all(state).await,

@@ -287,3 +287,42 @@ async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fa
     assert_eq!(table.weights["us-central1"], 100, "{table:?}");
     assert_eq!(table.weights["us-east1"], 0, "{table:?}");
 }
+
+#[tokio::test]
+async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
+    let mut rig = rig().await;
+    let yaml = std::fs::read_to_string(common::repository_file(
+        "examples/production-three-region.yaml",
+    ))
+    .expect("example")
+    .replace(
+        "failback: manual",
+        "failback: {automatic: {stable-for: 1s}}",
+    );
+    let topology = lifeboat_shared::topology::Topology::parse(&yaml, "automatic.yaml")
+        .expect("a valid topology");
+    rig.context.topology = std::sync::Arc::new(topology);
+    rig.context.options.failback.step_wait = std::time::Duration::from_millis(20);
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let open = incident("inc-8", "us-central1", IncidentState::Open);
+    let (_, moved) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+
+    // Still open: a tick does nothing.
+    let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
+    assert_eq!(ticked["failbacks"], serde_json::json!([]), "{ticked}");
+    rig.down.lock().expect("lock").clear();
+    let closed = incident("inc-8", "us-central1", IncidentState::Closed);
+    body(handle_incident(&rig.context, &closed).await).await;
+    // Closed but not yet stable for 1 s: nothing.
+    let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
+    assert_eq!(ticked["failbacks"], serde_json::json!([]), "{ticked}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
+    assert_eq!(ticked["failbacks"][0]["outcome"], "moved", "{ticked}");
+    let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.weights["us-central1"], 100, "{table:?}");
+}
