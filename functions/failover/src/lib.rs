@@ -34,6 +34,7 @@ use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::lease;
 use lifeboat_shared::topology::{Pattern, Topology, Workload};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -106,13 +107,15 @@ pub struct FailoverContext {
 }
 
 /// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub)
-/// and Scheduler ticks (automatic failbacks); `POST /failback/{workload}`
-/// returns a workload's traffic to its primary now; `GET /incidents`
+/// and Scheduler ticks (automatic failbacks); `POST /move/{workload}`
+/// moves a workload's traffic where a person asks ([`ManualMove`]);
+/// `POST /failback/{workload}` returns it to its primary now; `GET /incidents`
 /// answers every incident record, `GET /routing` every routing table.
 pub fn router(context: FailoverContext) -> Router {
     Router::new()
         .route("/", post(receive))
         .route("/failback/{workload}", post(failback_now))
+        .route("/move/{workload}", post(move_now))
         .route("/incidents", get(incidents))
         .route("/routing", get(routing_tables))
         .with_state(Arc::new(context))
@@ -150,6 +153,102 @@ async fn receive(State(context): State<Arc<FailoverContext>>, event: InboundEven
             (StatusCode::OK, "not an incident").into_response()
         }
     }
+}
+
+/// A person's request to move a workload's traffic to one region.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManualMove {
+    /// The region to move to.
+    pub to: String,
+    /// Move even if the region lacks the model version or is past its RPO,
+    /// and within the hold-down (never to an unhealthy region).
+    #[serde(default)]
+    pub force: bool,
+    /// Who asks, for the record.
+    #[serde(default = "someone")]
+    pub by: String,
+}
+
+fn someone() -> String {
+    "an operator".to_string()
+}
+
+/// Moves `workload`'s traffic to `asked.to` through the same safety rules,
+/// lease and record as a failover: the region now taking the most traffic
+/// (other than the target) is the one moved from.
+pub async fn manual_move(
+    context: &FailoverContext,
+    workload: &str,
+    asked: &ManualMove,
+) -> Response {
+    let Some(found) = context
+        .topology
+        .workloads()
+        .iter()
+        .find(|w| w.id.as_str() == workload)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no workload {workload} in the topology"),
+        )
+            .into_response();
+    };
+    if context.topology.region(&asked.to).is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("to: no region {} in the topology", asked.to),
+        )
+            .into_response();
+    }
+    let state = context.state.as_ref();
+    let tables = match routing::read_all(state).await {
+        Ok(tables) => tables,
+        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    };
+    let (weights, _) = current_table(&tables, &context.topology, found);
+    let Some(from) = weights
+        .iter()
+        .filter(|(region, weight)| **region != asked.to && **weight > 0)
+        .max_by_key(|(_, weight)| **weight)
+        .map(|(region, _)| region.clone())
+    else {
+        return (StatusCode::OK, Json(json!({"unchanged": format!("{} takes all of {workload}'s traffic already", asked.to)}))).into_response();
+    };
+    let id = format!(
+        "manual-{workload}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
+    let key = (id.as_str(), workload, from.as_str(), Utc::now());
+    let Ok(Some(held)) = lease::acquire(
+        state,
+        &format!("failover-{workload}"),
+        &id,
+        context.options.lease_ttl,
+    )
+    .await
+    else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("another failover of {workload} is in progress; retry"),
+        )
+            .into_response();
+    };
+    let result = fail_over(context, found, &from, key, Some(asked)).await;
+    if let Err(error) = lease::release(state, &held).await {
+        tracing::warn!(%error, "failover lease not released; it lapses on its own");
+    }
+    match result {
+        Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
+        Err(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
+    }
+}
+
+async fn move_now(
+    State(context): State<Arc<FailoverContext>>,
+    axum::extract::Path(workload): axum::extract::Path<String>,
+    Json(asked): Json<ManualMove>,
+) -> Response {
+    manual_move(&context, &workload, &asked).await
 }
 
 /// Returns `workload`'s traffic to the primary, step by step, now.
@@ -307,7 +406,7 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         }
         Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     };
-    let result = fail_over(context, workload, &target.region, key).await;
+    let result = fail_over(context, workload, &target.region, key, None).await;
     if let Err(error) = lease::release(state, &held).await {
         tracing::warn!(%error, "failover lease not released; it lapses on its own");
     }
@@ -385,6 +484,7 @@ async fn fail_over(
     workload: &Workload,
     failed: &str,
     key: (&str, &str, &str, chrono::DateTime<Utc>),
+    manual: Option<&ManualMove>,
 ) -> Result<record::IncidentRecord, String> {
     let state = context.state.as_ref();
     let topology = context.topology.as_ref();
@@ -393,11 +493,17 @@ async fn fail_over(
             .await
             .map_err(|error| format!("recording {what}: {error}"))
     };
-    note(
-        "received",
-        format!("incident about {} in {failed}", workload.id),
-    )
-    .await?;
+    let received = match manual {
+        None => format!("incident about {} in {failed}", workload.id),
+        Some(asked) => format!(
+            "{} asked to move {} from {failed} to {}{}",
+            asked.by,
+            workload.id,
+            asked.to,
+            if asked.force { ", forced" } else { "" }
+        ),
+    };
+    note("received", received).await?;
 
     let tables = routing::read_all(state).await.map_err(|e| e.to_string())?;
     let (weights, revision) = current_table(&tables, topology, workload);
@@ -413,9 +519,10 @@ async fn fail_over(
             }
         }
     };
-    let failure_confirmed = match probe(failed).await {
-        Some(result) => result.failure(),
-        None => Check::Unknown(format!("no probe target for {failed}")),
+    let failure_confirmed = match (manual, probe(failed).await) {
+        (Some(asked), _) => Check::Pass(format!("{} asked for the move", asked.by)),
+        (None, Some(result)) => result.failure(),
+        (None, None) => Check::Unknown(format!("no probe target for {failed}")),
     };
     let now = Utc::now();
     let records = facts::Records::read(topology, state, now)
@@ -424,7 +531,7 @@ async fn fail_over(
     let mut candidates = Vec::new();
     for region in topology.regions() {
         let id = region.id.as_str();
-        if id == failed {
+        if id == failed || manual.is_some_and(|asked| asked.to != id) {
             continue;
         }
         let health = match probe(id).await {
@@ -452,7 +559,7 @@ async fn fail_over(
         candidates,
         last_move,
         hold_down: TimeDelta::from_std(workload.hold_down.get()).unwrap_or(TimeDelta::MAX),
-        forced: false,
+        forced: manual.is_some_and(|asked| asked.force),
         now,
     };
     let decision = decide(&situation);

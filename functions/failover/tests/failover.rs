@@ -326,3 +326,81 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
     let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
     assert_eq!(table.weights["us-central1"], 100, "{table:?}");
 }
+
+#[tokio::test]
+async fn a_person_moves_traffic_through_the_same_rules_and_records() {
+    let rig = rig().await;
+    let asked = |to: &str, force: bool| lifeboat_failover::ManualMove {
+        to: to.to_string(),
+        force,
+        by: "test".to_string(),
+    };
+    // europe-west1 is down: refused, even forced (never to an unhealthy region).
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("europe-west1".to_string());
+    let (_, refused) = body(
+        lifeboat_failover::manual_move(
+            &rig.context,
+            "recommendations",
+            &asked("europe-west1", true),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(refused["outcome"], "stayed", "{refused:#}");
+    assert!(
+        refused["decision"]["reasons"]
+            .to_string()
+            .contains("unhealthy")
+    );
+
+    // us-east1, healthy: moved from the primary, scaled up, recorded.
+    let (status, moved) = body(
+        lifeboat_failover::manual_move(&rig.context, "recommendations", &asked("us-east1", false))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    assert_eq!(
+        moved["region"], "us-central1",
+        "moved from the region serving"
+    );
+    assert!(
+        moved["steps"][0]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("test asked")
+    );
+    assert_eq!(replicas(&rig.registry, "us-east1", "8812345002").await, 3);
+    // Within the hold-down a second move is refused unless forced.
+    let (_, held) = body(
+        lifeboat_failover::manual_move(
+            &rig.context,
+            "recommendations",
+            &asked("us-central1", false),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        held["decision"]["reasons"]
+            .to_string()
+            .contains("hold-down"),
+        "{held:#}"
+    );
+    let (_, forced) = body(
+        lifeboat_failover::manual_move(
+            &rig.context,
+            "recommendations",
+            &asked("us-central1", true),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(forced["outcome"], "moved", "{forced:#}");
+    let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.weights["us-central1"], 100, "{table:?}");
+}
