@@ -4,6 +4,7 @@
 mod local_cloud;
 mod status;
 mod sync;
+mod traffic;
 mod validate;
 mod write_checkpoint;
 
@@ -60,6 +61,39 @@ enum Command {
     /// Bucket and dataset replication.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Moves a workload's traffic to a region, through the failover
+    /// service's safety rules (a running local cloud's). Exits 1 unless
+    /// traffic moved.
+    Failover {
+        /// The workload's id.
+        workload: String,
+        /// The region to move to.
+        #[arg(long)]
+        to: String,
+        /// Move even if the region lacks the model version or is past its
+        /// RPO, or within the hold-down (never to an unhealthy region).
+        #[arg(long)]
+        force: bool,
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+    },
+    /// Returns a workload's traffic to the primary step by step (10, 50,
+    /// 100 %), rolled back if the primary fails a step. Exits 1 unless all
+    /// of it is back.
+    Failback {
+        /// The workload's id.
+        workload: String,
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +197,24 @@ fn main() -> ExitCode {
                 status::Report::Rpo
             };
             status::run(&topology, source, report, json).await
+        }),
+        Command::Failover {
+            workload,
+            to,
+            force,
+            topology,
+            data_dir,
+        } => with_topology(&topology, |topology| async move {
+            let by = std::env::var("USER").unwrap_or_else(|_| "an operator".to_string());
+            let asked = lifeboat_failover::ManualMove { to, force, by };
+            traffic::run(&topology, &data_dir, &workload, traffic::Ask::Move(&asked)).await
+        }),
+        Command::Failback {
+            workload,
+            topology,
+            data_dir,
+        } => with_topology(&topology, |topology| async move {
+            traffic::run(&topology, &data_dir, &workload, traffic::Ask::Failback).await
         }),
         Command::Sync(SyncCommand::Reconcile {
             topology,

@@ -357,6 +357,22 @@ async fn an_incident_posted_to_the_local_failover_is_recorded_and_shown_by_statu
         table.contains("local-1") && table.contains("STAYED"),
         "{table}"
     );
+
+    // A person's move goes through the same rules: without a probe target
+    // no region's health is known, so nothing moves, and the CLI says why.
+    let (moved, printed) = lifeboat(
+        &["failover", "recommendations", "--to", "us-east1"],
+        data_dir.path(),
+    );
+    assert!(!moved, "{printed}");
+    assert!(
+        printed.contains("us-east1 not eligible: health unknown")
+            && printed.contains("outcome: stayed"),
+        "{printed}"
+    );
+    let (back, printed) = lifeboat(&["failback", "recommendations"], data_dir.path());
+    assert!(!back, "{printed}");
+    assert!(printed.contains("no probe target"), "{printed}");
     let (status, _) = cloud.stop();
     assert!(status.success());
 }
