@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Precondition, StateError, StateStore};
+use crate::topology::{Pattern, Topology, Workload};
 
 /// The state collection of routing tables, one document per workload.
 pub const COLLECTION: &str = "routing";
@@ -92,6 +93,27 @@ impl RoutingTable {
         regions.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         regions
     }
+}
+
+/// The weights `workload`'s pattern implies before any table is written:
+/// the primary takes everything, or, active-active, every region with an
+/// endpoint of one of its models takes an equal share.
+pub fn implied_weights(topology: &Topology, workload: &Workload) -> BTreeMap<String, u32> {
+    topology
+        .regions()
+        .iter()
+        .map(|region| {
+            let serves = workload.pattern == Pattern::ActiveActive
+                && workload
+                    .assets
+                    .models
+                    .iter()
+                    .any(|m| m.endpoints.contains_key(&region.id));
+            let primary = &region.id == topology.primary();
+            let weight = if primary || serves { 100 } else { 0 };
+            (region.id.to_string(), weight)
+        })
+        .collect()
 }
 
 /// Reads every workload's routing table.

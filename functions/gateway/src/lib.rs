@@ -137,6 +137,22 @@ impl Gateway {
         }
     }
 
+    /// Routes `tables` until the state store holds a table for their
+    /// workload (a stored table has revision 1 or more, so it replaces a
+    /// table given here, which has revision 0): the routing a topology's
+    /// patterns imply before any failover wrote one.
+    pub fn with_tables(self, tables: impl IntoIterator<Item = RoutingTable>) -> Self {
+        {
+            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            for table in tables {
+                routes
+                    .entry(table.workload.clone())
+                    .or_insert_with(|| Arc::new(Route::new(table)));
+            }
+        }
+        self
+    }
+
     /// Reads the routing tables once; returns how many workloads changed.
     pub async fn refresh(&self) -> Result<usize, routing::RoutingError> {
         let tables = routing::read_all(self.state.as_ref()).await?;
