@@ -515,3 +515,61 @@ async fn a_failed_primary_is_detected_failed_over_and_predictions_come_from_the_
     let (status, _) = cloud.stop();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn a_region_failed_with_errors_or_slowness_fails_its_checks_until_healed() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let health = format!("{}/healthz", cloud.region_url("europe-west1"));
+    let predict_url = format!(
+        "{}/predict/recommendations/recsys-ranker",
+        cloud.region_url("europe-west1")
+    );
+    let http = reqwest::Client::new();
+
+    let (refused, _) = lifeboat(&["local", "fail-region", "mars-north1"], data_dir.path());
+    assert!(!refused, "an unknown region is refused");
+
+    let (failed, printed) = lifeboat(
+        &["local", "fail-region", "europe-west1", "--mode", "error"],
+        data_dir.path(),
+    );
+    assert!(failed, "{printed}");
+    let answer = http.get(&health).send().await.expect("answers");
+    assert_eq!(answer.status(), 503);
+    let (status, _, _) = predict(&predict_url).await;
+    assert_eq!(status, 503);
+    // Other regions are untouched.
+    let answer = http
+        .get(format!("{}/healthz", cloud.region_url("us-east1")))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 200);
+
+    let (failed, printed) = lifeboat(
+        &["local", "fail-region", "europe-west1", "--mode", "slow"],
+        data_dir.path(),
+    );
+    assert!(failed, "{printed}");
+    let started = Instant::now();
+    let answer = http.get(&health).send().await.expect("answers, late");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "a slow region answered in {:?}",
+        started.elapsed()
+    );
+
+    let (healed, printed) = lifeboat(&["local", "heal-region", "europe-west1"], data_dir.path());
+    assert!(healed, "{printed}");
+    let started = Instant::now();
+    let answer = http.get(&health).send().await.expect("answers");
+    assert_eq!(answer.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (status, _, body) = predict(&predict_url).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], "7", "the example pins version 7: {body}");
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}

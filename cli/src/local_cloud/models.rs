@@ -193,3 +193,101 @@ pub async fn serving(
         replicas: deployed.replicas,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lifeboat_shared::state::local::LocalStateStore;
+
+    use super::*;
+
+    fn example(name: &str) -> Topology {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name);
+        Topology::load(&file).expect("example")
+    }
+
+    async fn serving_in(
+        topology: &Topology,
+        registry: &LocalRegistry,
+        region: &str,
+    ) -> Option<Serving> {
+        let model = &topology.workloads()[0].assets.models[0];
+        let region = topology.region(region).expect("region").id.clone();
+        serving(topology, registry, model, &region)
+            .await
+            .expect("endpoint read")
+    }
+
+    #[tokio::test]
+    async fn the_primary_serves_at_serving_size_and_warm_standbys_at_standby_size_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = LocalStateStore::open(dir.path()).await.expect("state");
+        let registry = LocalRegistry::new(Arc::new(state));
+        let topology = example("production-three-region.yaml");
+        seed(&topology, &registry).await.expect("seed");
+        seed(&topology, &registry).await.expect("seed again");
+        let primary = serving_in(&topology, &registry, "us-central1")
+            .await
+            .expect("the primary serves");
+        assert_eq!(
+            (primary.source_version.as_str(), primary.replicas),
+            ("7", 3)
+        );
+        for standby in ["us-east1", "europe-west1"] {
+            let serving = serving_in(&topology, &registry, standby)
+                .await
+                .expect("a warm standby serves");
+            assert_eq!(
+                (serving.source_version.as_str(), serving.replicas),
+                ("7", 1),
+                "{standby}"
+            );
+        }
+        let model = &topology.workloads()[0].assets.models[0];
+        for region in topology.regions() {
+            let endpoint = EndpointRef::new(
+                "acme-ml-prod",
+                region.id.clone(),
+                model.endpoints[&region.id].clone(),
+            );
+            let deployed = registry
+                .endpoint(&endpoint)
+                .await
+                .expect("endpoint")
+                .deployed;
+            assert_eq!(
+                deployed.len(),
+                1,
+                "seeding twice deploys once in {}",
+                region.id
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pilot_light_region_holds_the_model_but_serves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = LocalStateStore::open(dir.path()).await.expect("state");
+        let registry = LocalRegistry::new(Arc::new(state));
+        let topology = example("pilot-light.yaml");
+        seed(&topology, &registry).await.expect("seed");
+        let primary = serving_in(&topology, &registry, "us-central1")
+            .await
+            .expect("the primary serves");
+        assert_eq!(primary.source_version, "1");
+        assert_eq!(serving_in(&topology, &registry, "us-west1").await, None);
+        let copy = registry
+            .model(&ModelRef::new(
+                "acme-research",
+                topology.region("us-west1").expect("region").id.clone(),
+                "1209384756",
+            ))
+            .await
+            .expect("read")
+            .expect("registered in the pilot-light region");
+        assert!(copy.copy_of("1").is_some(), "{copy:?}");
+    }
+}
