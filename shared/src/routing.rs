@@ -228,6 +228,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_implied_weights_follow_the_pattern() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let production =
+            Topology::load(examples.join("production-three-region.yaml")).expect("example");
+        assert_eq!(
+            implied_weights(&production, &production.workloads()[0]),
+            weights(&[("europe-west1", 0), ("us-central1", 100), ("us-east1", 0)])
+        );
+        let active = Topology::load(examples.join("active-active.yaml")).expect("example");
+        let implied = implied_weights(&active, &active.workloads()[0]);
+        assert!(implied.len() >= 2, "{implied:?}");
+        assert!(implied.values().all(|weight| *weight == 100), "{implied:?}");
+    }
+
     #[tokio::test]
     async fn writes_are_compare_and_set_on_the_revision() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -345,6 +345,38 @@ mod tests {
         assert!((8_800..=9_200).contains(&central), "{counts:?}");
     }
 
+    #[tokio::test]
+    async fn given_tables_route_until_a_stored_one_replaces_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = lifeboat_shared::state::local::LocalStateStore::open(dir.path())
+            .await
+            .expect("state");
+        let state: Arc<dyn StateStore> = Arc::new(state);
+        let weights = |pairs: &[(&str, u32)]| -> BTreeMap<String, u32> {
+            pairs.iter().map(|(r, w)| (r.to_string(), *w)).collect()
+        };
+        let implied = RoutingTable::new("ranker", weights(&[("us-central1", 100)]), "implied")
+            .expect("table");
+        let gateway = Gateway::new(
+            Upstreams::new(),
+            state.clone(),
+            Credentials::Anonymous,
+            GatewayOptions::default(),
+        )
+        .with_tables([implied]);
+        assert_eq!(gateway.refresh().await.expect("refresh"), 0);
+        let route = gateway.route("ranker").expect("the given table routes");
+        assert_eq!(route.regions(0), vec!["us-central1"]);
+        let stored =
+            RoutingTable::new("ranker", weights(&[("us-east1", 100)]), "failover").expect("table");
+        routing::write(state.as_ref(), &stored, 0)
+            .await
+            .expect("write");
+        assert_eq!(gateway.refresh().await.expect("refresh"), 1);
+        let route = gateway.route("ranker").expect("the stored table routes");
+        assert_eq!(route.regions(0), vec!["us-east1"]);
+    }
+
     #[test]
     fn consecutive_tickets_interleave_a_small_weight() {
         let route = route(&[("us-central1", 90), ("us-east1", 10)]);
