@@ -153,6 +153,33 @@ enum LocalCommand {
         #[arg(long, default_value_t = 64 << 20)]
         size: u64,
     },
+    /// Fails a region of the local cloud (running or not): its predictions
+    /// and health checks stop answering, answer 503, or answer slowly, until
+    /// `heal-region`.
+    FailRegion {
+        /// The region.
+        region: String,
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+        /// How the region fails.
+        #[arg(long, value_enum, default_value_t = local_cloud::faults::Fault::Stop)]
+        mode: local_cloud::faults::Fault,
+    },
+    /// Heals a region failed by `fail-region`.
+    HealRegion {
+        /// The region.
+        region: String,
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -179,6 +206,17 @@ fn main() -> ExitCode {
                     .map(|()| true)
             })
         }
+        Command::Local(LocalCommand::FailRegion {
+            region,
+            topology,
+            data_dir,
+            mode,
+        }) => set_fault(&topology, &data_dir, &region, Some(mode)),
+        Command::Local(LocalCommand::HealRegion {
+            region,
+            topology,
+            data_dir,
+        }) => set_fault(&topology, &data_dir, &region, None),
         Command::Status {
             topology,
             data_dir,
@@ -243,6 +281,38 @@ where
     runtime.block_on(work(topology))
 }
 
+/// `lifeboat local fail-region` (with a fault) and `heal-region` (without).
+fn set_fault(
+    topology_file: &std::path::Path,
+    data_dir: &std::path::Path,
+    region: &str,
+    fault: Option<local_cloud::faults::Fault>,
+) -> anyhow::Result<bool> {
+    let topology =
+        Topology::load(topology_file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    if topology.region(region).is_none() {
+        anyhow::bail!(
+            "unknown region {region}: {} has {}",
+            topology_file.display(),
+            topology
+                .regions()
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let data_dir = data_dir.join(topology.project().as_str());
+    local_cloud::faults::set(&data_dir, region, fault)?;
+    match fault {
+        Some(fault) => {
+            println!("{region} failed ({fault:?}); `lifeboat local heal-region {region}` heals it")
+        }
+        None => println!("{region} healed"),
+    }
+    Ok(true)
+}
+
 /// `lifeboat local up`: opens the local cloud, prints where each region
 /// listens and serves until Ctrl-C or SIGTERM.
 fn local_up(
@@ -266,6 +336,7 @@ fn local_up(
             data_dir.display()
         );
         println!("  {:<16} http://{}", "functions", book.functions);
+        println!("  {:<16} {}", "gateway", book.gateway);
         for region in cloud.topology().regions() {
             if let Some(address) = book.regions.get(region.id.as_str()) {
                 let buckets: Vec<String> = cloud

@@ -19,9 +19,15 @@ struct LocalCloud {
 impl LocalCloud {
     /// Starts the local cloud on free ports and waits until it says it is ready.
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &example())
+    }
+
+    /// Starts the local cloud of `topology` (a variant of the production
+    /// example: same project and regions).
+    fn start_with(data_dir: &Path, topology: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
             .args(["local", "up", "--port", "0", "--topology"])
-            .arg(example())
+            .arg(topology)
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
@@ -157,20 +163,10 @@ async fn regions_answer_serve_their_own_buckets_and_survive_a_restart() {
     assert!(status.success());
 }
 
-/// Runs `lifeboat ARGS` to completion and returns its exit success and stdout.
+/// Runs `lifeboat ARGS` on the production example to completion and
+/// returns its exit success and stdout.
 fn lifeboat(args: &[&str], data_dir: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .arg("--topology")
-        .arg(example())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("lifeboat runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    lifeboat_with(args, &example(), data_dir)
 }
 
 #[tokio::test]
@@ -336,13 +332,13 @@ async fn an_incident_posted_to_the_local_failover_is_recorded_and_shown_by_statu
         .expect("failover answers");
     assert_eq!(answer.status(), 200);
     let record: serde_json::Value = answer.json().await.expect("the record");
-    // No region has a probe target in the local cloud yet: the alert is not
-    // confirmed, so traffic stays, and the record says why.
+    // The region answers its probes: the alert is not confirmed, so
+    // traffic stays, and the record says why.
     assert_eq!(record["outcome"], "stayed", "{record:#}");
     assert!(
         record["decision"]["reasons"][0]
             .as_str()
-            .is_some_and(|reason| reason.contains("no probe target")),
+            .is_some_and(|reason| reason.contains("not confirmed") && reason.contains("3 of 3")),
         "{record:#}"
     );
 
@@ -358,21 +354,267 @@ async fn an_incident_posted_to_the_local_failover_is_recorded_and_shown_by_statu
         "{table}"
     );
 
-    // A person's move goes through the same rules: without a probe target
-    // no region's health is known, so nothing moves, and the CLI says why.
+    // A person's move goes through the same rules: to an unhealthy region
+    // it is refused, to a healthy one it scales the standby and routes.
+    assert!(
+        lifeboat(
+            &["local", "fail-region", "europe-west1", "--mode", "error"],
+            data_dir.path()
+        )
+        .0
+    );
     let (moved, printed) = lifeboat(
-        &["failover", "recommendations", "--to", "us-east1"],
+        &[
+            "failover",
+            "recommendations",
+            "--to",
+            "europe-west1",
+            "--force",
+        ],
         data_dir.path(),
     );
     assert!(!moved, "{printed}");
     assert!(
-        printed.contains("us-east1 not eligible: health unknown")
+        printed.contains("europe-west1 not eligible: unhealthy")
             && printed.contains("outcome: stayed"),
         "{printed}"
     );
+    let (moved, printed) = lifeboat(
+        &["failover", "recommendations", "--to", "us-east1"],
+        data_dir.path(),
+    );
+    assert!(moved, "{printed}");
+    assert!(
+        printed.contains("scaled") && printed.contains("outcome: moved"),
+        "{printed}"
+    );
+    // And back, step by step (2 s a step in the local cloud).
     let (back, printed) = lifeboat(&["failback", "recommendations"], data_dir.path());
-    assert!(!back, "{printed}");
-    assert!(printed.contains("no probe target"), "{printed}");
+    assert!(back, "{printed}");
+    for step in [
+        "10% to us-central1",
+        "50% to us-central1",
+        "100% to us-central1",
+    ] {
+        assert!(printed.contains(step), "{step} missing:\n{printed}");
+    }
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
+
+/// Runs `lifeboat ARGS --topology TOPOLOGY --data-dir DATA_DIR` to completion
+/// and returns its exit success and stdout.
+fn lifeboat_with(args: &[&str], topology: &Path, data_dir: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .arg("--topology")
+        .arg(topology)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("lifeboat runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// The production example with no pinned model version (so version 1 is
+/// registered), written into `dir`.
+fn unpinned_example(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(example()).expect("example");
+    assert!(
+        text.contains("version: \"7\"\n"),
+        "the example pins version 7"
+    );
+    let path = dir.join("unpinned.yaml");
+    std::fs::write(&path, text.replace("          version: \"7\"\n", "")).expect("write topology");
+    path
+}
+
+/// One prediction through `url`: status, answering region (gateway header)
+/// and body.
+async fn predict(url: &str) -> (u16, Option<String>, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"instances": [[1.0, 2.0, 3.0, 4.0], 2.0]}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    let region = response
+        .headers()
+        .get("x-lifeboat-region")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, region, body)
+}
+
+#[tokio::test]
+async fn a_failed_primary_is_detected_failed_over_and_predictions_come_from_the_standby() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let topology = unpinned_example(data_dir.path());
+    let cloud = LocalCloud::start_with(data_dir.path(), &topology);
+    let gateway = cloud.book["gateway"]
+        .as_str()
+        .expect("gateway in the address book");
+    let url = format!("{gateway}/predict/recommendations/recsys-ranker");
+
+    let (status, region, body) = predict(&url).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(region.as_deref(), Some("us-central1"), "{body}");
+    assert_eq!(body["version"], "1", "{body}");
+    assert_eq!(body["replicas"], 3, "{body}");
+    // 0.25 + 1*0.5 - 2*0.25 + 3*0.125 + 4*1.0, and 0.25 + 2*0.5.
+    assert_eq!(
+        body["predictions"],
+        serde_json::json!([4.625, 1.25]),
+        "{body}"
+    );
+
+    // The warm standby serves the same version at standby size.
+    let (status, _, standby) = predict(&format!(
+        "{}/predict/recommendations/recsys-ranker",
+        cloud.region_url("us-east1")
+    ))
+    .await;
+    assert_eq!(status, 200, "{standby}");
+    assert_eq!(
+        (standby["version"].clone(), standby["replicas"].clone()),
+        ("1".into(), 1.into()),
+        "{standby}"
+    );
+
+    let (failed, printed) = lifeboat_with(
+        &["local", "fail-region", "us-central1", "--mode", "stop"],
+        &topology,
+        data_dir.path(),
+    );
+    assert!(failed, "{printed}");
+    let health = reqwest::Client::new()
+        .get(format!("{}/healthz", cloud.region_url("us-central1")))
+        .send()
+        .await;
+    assert!(
+        health.is_err(),
+        "a stopped region answers its health check: {health:?}"
+    );
+
+    // The prober notices, failover confirms and moves traffic, the gateway
+    // follows: predictions come from the standby, scaled to serving size.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (status, region, body) = predict(&url).await;
+        if status == 200 && region.as_deref() == Some("us-east1") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failover after 60 s: {status} {region:?} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["version"], "1", "{body}");
+    assert_eq!(body["replicas"], 3, "{body}");
+
+    let (_, json) = lifeboat_with(&["status", "--json"], &topology, data_dir.path());
+    let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    let table = &status["routing"][0];
+    assert_eq!(table["workload"], "recommendations", "{json}");
+    assert_eq!(table["weights"]["us-central1"], 0, "{json}");
+    assert_eq!(table["weights"]["us-east1"], 100, "{json}");
+    let incident = &status["open_incidents"][0];
+    assert_eq!(incident["outcome"], "moved", "{json}");
+    assert!(
+        incident["incident_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("local-recommendations-us-central1-")),
+        "{json}"
+    );
+
+    // Healed, the region answers again and the prober closes the incident.
+    let (healed, printed) = lifeboat_with(
+        &["local", "heal-region", "us-central1"],
+        &topology,
+        data_dir.path(),
+    );
+    assert!(healed, "{printed}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, json) = lifeboat_with(&["status", "--json"], &topology, data_dir.path());
+        let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+        if status["open_incidents"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the incident never closed: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_region_failed_with_errors_or_slowness_fails_its_checks_until_healed() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let health = format!("{}/healthz", cloud.region_url("europe-west1"));
+    let predict_url = format!(
+        "{}/predict/recommendations/recsys-ranker",
+        cloud.region_url("europe-west1")
+    );
+    let http = reqwest::Client::new();
+
+    let (refused, _) = lifeboat(&["local", "fail-region", "mars-north1"], data_dir.path());
+    assert!(!refused, "an unknown region is refused");
+
+    let (failed, printed) = lifeboat(
+        &["local", "fail-region", "europe-west1", "--mode", "error"],
+        data_dir.path(),
+    );
+    assert!(failed, "{printed}");
+    let answer = http.get(&health).send().await.expect("answers");
+    assert_eq!(answer.status(), 503);
+    let (status, _, _) = predict(&predict_url).await;
+    assert_eq!(status, 503);
+    // Other regions are untouched.
+    let answer = http
+        .get(format!("{}/healthz", cloud.region_url("us-east1")))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 200);
+
+    let (failed, printed) = lifeboat(
+        &["local", "fail-region", "europe-west1", "--mode", "slow"],
+        data_dir.path(),
+    );
+    assert!(failed, "{printed}");
+    let started = Instant::now();
+    let answer = http.get(&health).send().await.expect("answers, late");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "a slow region answered in {:?}",
+        started.elapsed()
+    );
+
+    let (healed, printed) = lifeboat(&["local", "heal-region", "europe-west1"], data_dir.path());
+    assert!(healed, "{printed}");
+    let started = Instant::now();
+    let answer = http.get(&health).send().await.expect("answers");
+    assert_eq!(answer.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (status, _, body) = predict(&predict_url).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], "7", "the example pins version 7: {body}");
     let (status, _) = cloud.stop();
     assert!(status.success());
 }

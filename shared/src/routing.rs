@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Precondition, StateError, StateStore};
+use crate::topology::{Pattern, Topology, Workload};
 
 /// The state collection of routing tables, one document per workload.
 pub const COLLECTION: &str = "routing";
@@ -92,6 +93,27 @@ impl RoutingTable {
         regions.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         regions
     }
+}
+
+/// The weights `workload`'s pattern implies before any table is written:
+/// the primary takes everything, or, active-active, every region with an
+/// endpoint of one of its models takes an equal share.
+pub fn implied_weights(topology: &Topology, workload: &Workload) -> BTreeMap<String, u32> {
+    topology
+        .regions()
+        .iter()
+        .map(|region| {
+            let serves = workload.pattern == Pattern::ActiveActive
+                && workload
+                    .assets
+                    .models
+                    .iter()
+                    .any(|m| m.endpoints.contains_key(&region.id));
+            let primary = &region.id == topology.primary();
+            let weight = if primary || serves { 100 } else { 0 };
+            (region.id.to_string(), weight)
+        })
+        .collect()
 }
 
 /// Reads every workload's routing table.
@@ -204,6 +226,21 @@ mod tests {
             table.serving_regions(),
             vec![("us-central1", 90), ("europe-west1", 10)]
         );
+    }
+
+    #[test]
+    fn the_implied_weights_follow_the_pattern() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let production =
+            Topology::load(examples.join("production-three-region.yaml")).expect("example");
+        assert_eq!(
+            implied_weights(&production, &production.workloads()[0]),
+            weights(&[("europe-west1", 0), ("us-central1", 100), ("us-east1", 0)])
+        );
+        let active = Topology::load(examples.join("active-active.yaml")).expect("example");
+        let implied = implied_weights(&active, &active.workloads()[0]);
+        assert!(implied.len() >= 2, "{implied:?}");
+        assert!(implied.values().all(|weight| *weight == 100), "{implied:?}");
     }
 
     #[tokio::test]

@@ -18,6 +18,9 @@ pub struct AddressBook {
     pub project: String,
     /// Where the functions' routers are served.
     pub functions: SocketAddr,
+    /// The gateway's base URL: predictions go to
+    /// `{gateway}/predict/{workload}/{model}`.
+    pub gateway: String,
     /// Where each region answers, by region id.
     pub regions: BTreeMap<String, SocketAddr>,
 }

@@ -2,9 +2,15 @@
 //! machine. Storage, state and the event bus are the embedded backends of
 //! `lifeboat_shared`, kept under one data directory so that everything
 //! survives a restart; each region answers on its own loopback port, and the
-//! functions' routers are served on one more.
+//! functions' routers are served on one more. Each region serves the models
+//! its endpoints hold in the local registry; the gateway routes predictions
+//! between regions by the routing tables, and a prober opens and closes
+//! incidents that the failover service acts on.
 
 mod address_book;
+pub mod faults;
+mod models;
+mod prober;
 mod region;
 mod scheduler;
 pub mod storage_events;
@@ -20,12 +26,16 @@ use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
 use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::tables::split_dataset;
+use lifeboat_failover::failback::FailbackOptions;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
+use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
+use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
@@ -44,12 +54,26 @@ const GRACE_PERIOD: Duration = Duration::from_secs(8);
 /// Where checkpoint-fanout's router is mounted on the functions listener.
 pub const CHECKPOINT_FANOUT_PATH: &str = "/checkpoint-fanout";
 
+/// How long each failback step runs in the local cloud (a minute on Google
+/// Cloud): long enough for the prober to see the returning region, short
+/// enough to watch.
+const LOCAL_FAILBACK_STEP: Duration = Duration::from_secs(2);
+
 /// Where data-sync's router is mounted on the functions listener.
 pub const DATA_SYNC_PATH: &str = "/data-sync";
 
 /// Where failover's router is mounted on the functions listener (incidents
 /// are POSTed there, as Monitoring's webhook channel does).
 pub const FAILOVER_PATH: &str = "/failover";
+
+/// Where the gateway's router is mounted on the functions listener
+/// (predictions are POSTed to `/gateway/predict/{workload}/{model}`).
+pub const GATEWAY_PATH: &str = "/gateway";
+
+/// How long the gateway waits for one region before trying the next:
+/// shorter than a slow region's delay, so a slow region is retried
+/// elsewhere.
+const GATEWAY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a function may take to answer a pushed event (Pub/Sub's
 /// longest ack deadline): a large checkpoint's fan-out takes a while.
@@ -67,6 +91,7 @@ pub struct LocalCloud {
     state: Arc<LocalStateStore>,
     bus: Arc<LocalBus>,
     warehouse: Arc<LocalWarehouse>,
+    registry: Arc<LocalRegistry>,
 }
 
 impl LocalCloud {
@@ -116,11 +141,17 @@ impl LocalCloud {
                 }
             }
         }
+        let state = Arc::new(state);
+        let registry = Arc::new(LocalRegistry::new(state.clone()));
+        models::seed(&topology, &registry)
+            .await
+            .context("registering and deploying the topology's models")?;
         Ok(Self {
             topology: Arc::new(topology),
             data_dir: data_dir.to_path_buf(),
             storage: Arc::new(storage),
-            state: Arc::new(state),
+            state,
+            registry,
             bus: Arc::new(bus),
             warehouse: Arc::new(warehouse),
         })
@@ -147,9 +178,11 @@ impl LocalCloud {
         for (offset, region) in (1u16..).zip(self.topology.regions()) {
             regions.insert(region.id.clone(), bind(next_port(offset)).await?);
         }
+        let functions_address = functions.local_addr()?;
         let book = AddressBook {
             project: self.topology.project().to_string(),
-            functions: functions.local_addr()?,
+            functions: functions_address,
+            gateway: format!("http://{functions_address}{GATEWAY_PATH}"),
             regions: regions
                 .iter()
                 .map(|(id, listener)| Ok((id.to_string(), listener.local_addr()?)))
@@ -227,13 +260,77 @@ impl BoundCloud {
             scheduler::RECONCILE_INTERVAL,
             shutdown.clone(),
         ));
+        let mut probes = ProbeTargets::default();
+        let mut upstreams = Upstreams::new();
+        let mut checks = Vec::new();
+        for workload in self.cloud.topology.workloads() {
+            for (region, address) in &self.book.regions {
+                let url = format!("http://{address}/healthz");
+                probes.insert(workload.id.as_str(), region, url.clone());
+                checks.push(prober::Check {
+                    workload: workload.id.to_string(),
+                    region: region.clone(),
+                    url,
+                });
+                for model in &workload.assets.models {
+                    upstreams.insert(
+                        workload.id.as_str(),
+                        model.id.as_str(),
+                        region,
+                        format!("http://{address}/predict/{}/{}", workload.id, model.id),
+                    );
+                }
+            }
+        }
+        let implied = self
+            .cloud
+            .topology
+            .workloads()
+            .iter()
+            .filter_map(|workload| {
+                let weights = routing::implied_weights(&self.cloud.topology, workload);
+                RoutingTable::new(
+                    workload.id.as_str(),
+                    weights,
+                    "implied by the topology (no table written yet)",
+                )
+                .ok()
+            });
+        let gateway = Gateway::new(
+            upstreams,
+            self.cloud.state.clone(),
+            Credentials::Anonymous,
+            GatewayOptions {
+                attempt_timeout: GATEWAY_ATTEMPT_TIMEOUT,
+                ..GatewayOptions::default()
+            },
+        )
+        .with_tables(implied);
+        let refreshing = tokio::spawn(gateway.clone().keep_refreshed(shutdown.clone()));
+        let gateway = Service::new(
+            lifeboat_gateway::SERVICE_NAME,
+            lifeboat_gateway::router(gateway),
+        )
+        .into_router();
+        let probing = tokio::spawn(prober::run(
+            self.cloud.topology.project().to_string(),
+            checks,
+            format!("http://{}{FAILOVER_PATH}", self.book.functions),
+            shutdown.clone(),
+        ));
         let failover = lifeboat_failover::router(FailoverContext {
             topology: self.cloud.topology.clone(),
             state: self.cloud.state.clone(),
-            registry: Arc::new(LocalRegistry::new(self.cloud.state.clone())),
-            probes: ProbeTargets::default(),
+            registry: self.cloud.registry.clone(),
+            probes,
             prober: Prober::default(),
-            options: FailoverOptions::default(),
+            options: FailoverOptions {
+                failback: FailbackOptions {
+                    step_wait: LOCAL_FAILBACK_STEP,
+                    ..FailbackOptions::default()
+                },
+                ..FailoverOptions::default()
+            },
         });
         let failover = Service::new(lifeboat_failover::SERVICE_NAME, failover)
             .with_request_timeout(ACK_DEADLINE)
@@ -243,7 +340,8 @@ impl BoundCloud {
             Router::new()
                 .nest(CHECKPOINT_FANOUT_PATH, fanout)
                 .nest(DATA_SYNC_PATH, data_sync)
-                .nest(FAILOVER_PATH, failover),
+                .nest(FAILOVER_PATH, failover)
+                .nest(GATEWAY_PATH, gateway),
         )
         .with_readiness(move || {
             let state = state.clone();
@@ -256,6 +354,12 @@ impl BoundCloud {
             shutdown.clone(),
             GRACE_PERIOD,
         ));
+        let backends = region::Backends {
+            topology: self.cloud.topology.clone(),
+            storage: self.cloud.storage.clone(),
+            registry: self.cloud.registry.clone(),
+            data_dir: self.cloud.data_dir.clone(),
+        };
         for (id, listener) in self.regions {
             let region = self
                 .cloud
@@ -263,7 +367,7 @@ impl BoundCloud {
                 .region(id.as_str())
                 .cloned()
                 .with_context(|| format!("region {id} vanished from the topology"))?;
-            let router = region::router(region, &self.cloud.topology, self.cloud.storage.clone());
+            let router = region::router(region, &backends);
             servers.spawn(serve_router(
                 router,
                 listener,
@@ -283,6 +387,8 @@ impl BoundCloud {
         for (task, name) in [
             (notifications, "storage notifier"),
             (reconciles, "scheduler"),
+            (refreshing, "gateway's routing refresh"),
+            (probing, "prober"),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, "the {name} ended abnormally");

@@ -1,49 +1,193 @@
 //! What one region of the local cloud answers on its own port: its health,
-//! and a read-only view of the buckets that live in it, so a person (or a
-//! test) can see what reached the region.
+//! a small real inference server for the models its endpoints serve in the
+//! local registry, and a read-only view of the buckets that live in it, so
+//! a person (or a test) can see what reached the region. A fault injected
+//! with `lifeboat local fail-region` applies to every route.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::TryStreamExt;
+use lifeboat_shared::models::ModelRegistry;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{Region, RegionId, Topology};
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
+
+use super::{faults, models};
 
 /// What every request of one region's router can reach.
 #[derive(Debug, Clone)]
 struct RegionState {
     region: Region,
+    topology: Arc<Topology>,
     /// The region every bucket of the topology lives in, read once.
     bucket_regions: Arc<BTreeMap<String, RegionId>>,
     storage: Arc<dyn ObjectStore>,
+    registry: Arc<dyn ModelRegistry>,
+    /// The data directory, where injected faults are kept.
+    data_dir: Arc<PathBuf>,
 }
 
-/// The routes of one region: `/healthz`, `/storage/{bucket}` (listing) and
-/// `/storage/{bucket}/{name}` (an object's bytes).
-pub fn router(region: Region, topology: &Topology, storage: Arc<dyn ObjectStore>) -> Router {
+/// What a region serves from.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// The deployment.
+    pub topology: Arc<Topology>,
+    /// Every region's buckets.
+    pub storage: Arc<dyn ObjectStore>,
+    /// Every region's models and endpoints.
+    pub registry: Arc<dyn ModelRegistry>,
+    /// The local cloud's data directory (injected faults).
+    pub data_dir: PathBuf,
+}
+
+/// The routes of one region: `/healthz`, `POST /predict/{workload}/{model}`,
+/// `/storage/{bucket}` (listing) and `/storage/{bucket}/{name}` (an
+/// object's bytes).
+pub fn router(region: Region, backends: &Backends) -> Router {
+    let state = RegionState {
+        region,
+        bucket_regions: Arc::new(
+            backends
+                .topology
+                .buckets()
+                .into_iter()
+                .map(|(bucket, region)| (bucket.to_string(), region.clone()))
+                .collect(),
+        ),
+        topology: backends.topology.clone(),
+        storage: backends.storage.clone(),
+        registry: backends.registry.clone(),
+        data_dir: Arc::new(backends.data_dir.clone()),
+    };
     Router::new()
         .route("/healthz", get(health))
+        .route("/predict/{workload}/{model}", post(predict))
         .route("/storage/{bucket}", get(list_objects))
         .route("/storage/{bucket}/{*name}", get(read_object))
-        .with_state(RegionState {
-            region,
-            bucket_regions: Arc::new(
-                topology
-                    .buckets()
-                    .into_iter()
-                    .map(|(bucket, region)| (bucket.to_string(), region.clone()))
-                    .collect(),
-            ),
-            storage,
-        })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            injected_fault,
+        ))
+        .with_state(state)
+}
+
+/// Applies the fault injected into the region, if any, before the request.
+async fn injected_fault(
+    State(state): State<RegionState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match faults::intercept(&state.data_dir, state.region.id.as_str()).await {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
+}
+
+/// The fixed linear model every local endpoint serves: a prediction is
+/// `BIAS` plus each feature times the weight at its position (cycling).
+const WEIGHTS: [f64; 4] = [0.5, -0.25, 0.125, 1.0];
+const BIAS: f64 = 0.25;
+
+/// A prediction request, as Vertex AI's `:predict` takes it.
+#[derive(Debug, Deserialize)]
+struct PredictRequest {
+    instances: Vec<Instance>,
+}
+
+/// One instance: a number or a list of numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Instance {
+    One(f64),
+    Many(Vec<f64>),
+}
+
+impl Instance {
+    fn predict(&self) -> f64 {
+        let features = match self {
+            Instance::One(x) => std::slice::from_ref(x),
+            Instance::Many(xs) => xs.as_slice(),
+        };
+        BIAS + features
+            .iter()
+            .zip(WEIGHTS.iter().cycle())
+            .map(|(x, w)| x * w)
+            .sum::<f64>()
+    }
+}
+
+/// `POST /predict/{workload}/{model}`: the predictions of the version the
+/// region's endpoint serves, with that version; 503 when nothing is
+/// deployed there.
+async fn predict(
+    State(state): State<RegionState>,
+    Path((workload, model)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let span = tracing::info_span!("predict", region = %state.region.id, workload, model);
+    predict_in(&state, &workload, &model, &body)
+        .instrument(span)
+        .await
+}
+
+async fn predict_in(state: &RegionState, workload: &str, model: &str, body: &[u8]) -> Response {
+    let region = &state.region.id;
+    let Some(asset) = state
+        .topology
+        .workload(workload)
+        .and_then(|w| w.assets.models.iter().find(|m| m.id.as_str() == model))
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no model {model} of workload {workload} in the topology"),
+        )
+            .into_response();
+    };
+    let request: PredictRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"instances\": [numbers or lists of numbers]}}: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let serving =
+        match models::serving(&state.topology, state.registry.as_ref(), asset, region).await {
+            Ok(Some(serving)) => serving,
+            Ok(None) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{model} is not deployed in {region}"),
+                )
+                    .into_response();
+            }
+            Err(error) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+            }
+        };
+    Json(json!({
+        "predictions": request.instances.iter().map(Instance::predict).collect::<Vec<_>>(),
+        "deployedModelId": serving.deployed_model_id,
+        "model": asset.model_id,
+        "modelVersionId": serving.version_id,
+        "version": serving.source_version,
+        "replicas": serving.replicas,
+        "region": region.as_str(),
+    }))
+    .into_response()
 }
 
 async fn health(State(state): State<RegionState>) -> Json<serde_json::Value> {

@@ -33,7 +33,7 @@ use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::lease;
-use lifeboat_shared::topology::{Pattern, Topology, Workload};
+use lifeboat_shared::topology::{Topology, Workload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
@@ -430,7 +430,7 @@ fn step(what: &str, detail: impl Into<String>) -> Step {
 /// The routing table of `workload` now, or the one its pattern implies
 /// when none was ever written: the primary takes everything, or, active-
 /// active, every region with an endpoint takes an equal share.
-fn current_table(
+pub(crate) fn current_table(
     tables: &[RoutingTable],
     topology: &Topology,
     workload: &Workload,
@@ -438,21 +438,7 @@ fn current_table(
     if let Some(table) = tables.iter().find(|t| t.workload == workload.id.as_str()) {
         return (table.weights.clone(), table.revision);
     }
-    let mut weights = BTreeMap::new();
-    for region in topology.regions() {
-        let serves = workload.pattern == Pattern::ActiveActive
-            && workload
-                .assets
-                .models
-                .iter()
-                .any(|m| m.endpoints.contains_key(&region.id));
-        let primary = &region.id == topology.primary();
-        weights.insert(
-            region.id.to_string(),
-            if primary || serves { 100 } else { 0 },
-        );
-    }
-    (weights, 0)
+    (routing::implied_weights(topology, workload), 0)
 }
 
 /// Readies `region` to take `workload`'s traffic ([`execute::ready_region`]);

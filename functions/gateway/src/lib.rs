@@ -137,6 +137,22 @@ impl Gateway {
         }
     }
 
+    /// Routes `tables` until the state store holds a table for their
+    /// workload (a stored table has revision 1 or more, so it replaces a
+    /// table given here, which has revision 0): the routing a topology's
+    /// patterns imply before any failover wrote one.
+    pub fn with_tables(self, tables: impl IntoIterator<Item = RoutingTable>) -> Self {
+        {
+            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            for table in tables {
+                routes
+                    .entry(table.workload.clone())
+                    .or_insert_with(|| Arc::new(Route::new(table)));
+            }
+        }
+        self
+    }
+
     /// Reads the routing tables once; returns how many workloads changed.
     pub async fn refresh(&self) -> Result<usize, routing::RoutingError> {
         let tables = routing::read_all(self.state.as_ref()).await?;
@@ -327,6 +343,38 @@ mod tests {
         }
         let central = counts["us-central1"];
         assert!((8_800..=9_200).contains(&central), "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn given_tables_route_until_a_stored_one_replaces_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = lifeboat_shared::state::local::LocalStateStore::open(dir.path())
+            .await
+            .expect("state");
+        let state: Arc<dyn StateStore> = Arc::new(state);
+        let weights = |pairs: &[(&str, u32)]| -> BTreeMap<String, u32> {
+            pairs.iter().map(|(r, w)| (r.to_string(), *w)).collect()
+        };
+        let implied = RoutingTable::new("ranker", weights(&[("us-central1", 100)]), "implied")
+            .expect("table");
+        let gateway = Gateway::new(
+            Upstreams::new(),
+            state.clone(),
+            Credentials::Anonymous,
+            GatewayOptions::default(),
+        )
+        .with_tables([implied]);
+        assert_eq!(gateway.refresh().await.expect("refresh"), 0);
+        let route = gateway.route("ranker").expect("the given table routes");
+        assert_eq!(route.regions(0), vec!["us-central1"]);
+        let stored =
+            RoutingTable::new("ranker", weights(&[("us-east1", 100)]), "failover").expect("table");
+        routing::write(state.as_ref(), &stored, 0)
+            .await
+            .expect("write");
+        assert_eq!(gateway.refresh().await.expect("refresh"), 1);
+        let route = gateway.route("ranker").expect("the stored table routes");
+        assert_eq!(route.regions(0), vec!["us-east1"]);
     }
 
     #[test]

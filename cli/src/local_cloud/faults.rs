@@ -1,0 +1,123 @@
+//! Injected region failures: `lifeboat local fail-region` writes the fault
+//! into a small file of the data directory, `heal-region` removes it, and a
+//! running local cloud reads the file on every request to a region, so a
+//! fault takes effect at once without talking to the running process (whose
+//! state database is locked).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// The file of injected faults inside the data directory.
+const FILE_NAME: &str = "faults.json";
+
+/// How long a region failed with [`Fault::Slow`] waits before answering:
+/// longer than any probe or gateway attempt waits.
+pub const SLOW_DELAY: Duration = Duration::from_secs(5);
+
+/// How a failed region misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Drops every connection without an answer, like a stopped server.
+    Stop,
+    /// Answers every request with 503.
+    Error,
+    /// Answers every request, but only after [`SLOW_DELAY`].
+    Slow,
+}
+
+/// The path of the faults file of the cloud kept in `data_dir`.
+fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+/// The fault injected into each region, by region id; empty when the file
+/// does not exist.
+pub fn read(data_dir: &Path) -> anyhow::Result<BTreeMap<String, Fault>> {
+    let path = path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a faults file", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Injects `fault` into `region` (or, with `None`, heals it), replacing the
+/// file atomically.
+pub fn set(data_dir: &Path, region: &str, fault: Option<Fault>) -> anyhow::Result<()> {
+    let mut faults = read(data_dir)?;
+    match fault {
+        Some(fault) => faults.insert(region.to_string(), fault),
+        None => faults.remove(region),
+    };
+    let path = path(data_dir);
+    let temporary = path.with_extension("json.tmp");
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| std::fs::write(&temporary, serde_json::to_vec_pretty(&faults)?))
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The fault injected into `region` now; an unreadable file counts as no
+/// fault, and says so in the log.
+pub fn current(data_dir: &Path, region: &str) -> Option<Fault> {
+    match read(data_dir) {
+        Ok(faults) => faults.get(region).copied(),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "faults ignored");
+            None
+        }
+    }
+}
+
+/// Applies `region`'s fault to one request: a response to give instead of
+/// the real one (a dropped connection or a 503), or, slow, a delay before
+/// the real one is made.
+pub async fn intercept(data_dir: &Path, region: &str) -> Option<Response> {
+    match current(data_dir, region)? {
+        Fault::Stop => {
+            // A body that fails before its first byte makes the server drop
+            // the connection without an answer.
+            let broken = futures::stream::once(async {
+                Err::<axum::body::Bytes, _>(std::io::Error::other("region stopped"))
+            });
+            Some(Body::from_stream(broken).into_response())
+        }
+        Fault::Error => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{region} is failed (injected)"),
+            )
+                .into_response(),
+        ),
+        Fault::Slow => {
+            tokio::time::sleep(SLOW_DELAY).await;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_set_and_healed_per_region() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(current(dir.path(), "us-central1"), None);
+        set(dir.path(), "us-central1", Some(Fault::Stop)).expect("fail");
+        set(dir.path(), "us-east1", Some(Fault::Slow)).expect("fail");
+        assert_eq!(current(dir.path(), "us-central1"), Some(Fault::Stop));
+        set(dir.path(), "us-central1", None).expect("heal");
+        assert_eq!(current(dir.path(), "us-central1"), None);
+        assert_eq!(current(dir.path(), "us-east1"), Some(Fault::Slow));
+    }
+}
