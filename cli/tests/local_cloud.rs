@@ -618,3 +618,33 @@ async fn a_region_failed_with_errors_or_slowness_fails_its_checks_until_healed()
     let (status, _) = cloud.stop();
     assert!(status.success());
 }
+
+#[test]
+fn the_demo_fails_over_fails_back_and_reports_the_rto_against_the_targets() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["local", "demo", "--topology"])
+        .arg(example())
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .output()
+        .expect("lifeboat runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "checkpoint step 100 of recsys-ranker-training verified in every target region",
+        "us-central1 failed at",
+        "RTO ",
+        "detection ",
+        "predictions that failed during the outage:",
+        "RPO at the failure:",
+        "failback: us-central1 answered again",
+        "targets held: yes",
+    ] {
+        assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
+    }
+}
