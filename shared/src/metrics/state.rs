@@ -10,7 +10,7 @@ use chrono::{TimeDelta, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::{GaugePoint, MetricSink, MetricsError};
-use crate::state::{Precondition, StateError, StateStore};
+use crate::state::{StateError, StateStore, update};
 
 /// The collection the series live in.
 pub const COLLECTION: &str = "metrics";
@@ -56,52 +56,41 @@ impl StateMetrics {
     async fn write_one(&self, point: &GaugePoint) -> Result<(), MetricsError> {
         let series = point.series();
         let id = utf8_percent_encode(&series, ID_ESCAPES).to_string();
-        let value = serde_json::to_value(point).map_err(|error| MetricsError::Invalid {
-            series: series.clone(),
-            detail: error.to_string(),
-        })?;
-        for _ in 0..WRITE_ATTEMPTS {
-            let current = self
-                .store
-                .get(&self.collection, &id)
-                .await
-                .map_err(|error| self.backend(&series, error))?;
-            let precondition = match current {
-                None => Precondition::MustNotExist,
-                Some(document) => {
-                    let newest: GaugePoint =
-                        serde_json::from_value(document.value).map_err(|error| {
-                            MetricsError::Backend {
-                                context: format!("metric {series} in the state store"),
-                                detail: format!("stored point is unreadable: {error}"),
-                            }
-                        })?;
-                    if newest.at >= point.at {
-                        return Err(MetricsError::Rejected {
-                            series,
-                            detail: format!(
-                                "a point at {} is not newer than the series' newest, at {}",
-                                point.at, newest.at
-                            ),
-                        });
-                    }
-                    Precondition::Version(document.version)
-                }
-            };
-            match self
-                .store
-                .put(&self.collection, &id, &value, precondition)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(StateError::Conflict { .. }) => continue,
-                Err(error) => return Err(self.backend(&series, error)),
-            }
+        let newer = |stored: Option<GaugePoint>| match stored {
+            Some(newest) if newest.at >= point.at => Err(Refusal::Metric(MetricsError::Rejected {
+                series: series.clone(),
+                detail: format!(
+                    "a point at {} is not newer than the series' newest, at {}",
+                    point.at, newest.at
+                ),
+            })),
+            _ => Ok(point.clone()),
+        };
+        match update(
+            self.store.as_ref(),
+            &self.collection,
+            &id,
+            WRITE_ATTEMPTS,
+            newer,
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(Refusal::Metric(error)) => Err(error),
+            Err(Refusal::State(error)) => Err(self.backend(&series, error)),
         }
-        Err(MetricsError::Backend {
-            context: format!("metric {series} in the state store"),
-            detail: format!("lost {WRITE_ATTEMPTS} races to concurrent writers"),
-        })
+    }
+}
+
+/// Why a series was not updated: the point itself, or the state store.
+enum Refusal {
+    Metric(MetricsError),
+    State(StateError),
+}
+
+impl From<StateError> for Refusal {
+    fn from(error: StateError) -> Self {
+        Refusal::State(error)
     }
 }
 
