@@ -28,7 +28,7 @@ use lifeboat_shared::bus::{BusError, EVENTS_TOPIC, EventBus};
 use lifeboat_shared::events::cloud_event::{STORAGE_OBJECT_DELETED, STORAGE_OBJECT_FINALIZED};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{Precondition, StateError, StateStore};
-use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
+use lifeboat_shared::storage::{ObjectMeta, ObjectStore, StorageError};
 
 /// How often the buckets are scanned.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(200);
@@ -56,7 +56,8 @@ pub struct StorageNotifier {
 /// time (from the previous run, then kept current).
 #[derive(Debug, Default)]
 pub struct Announced {
-    objects: HashMap<ObjectRef, ObjectMeta>,
+    /// Per bucket, per object name.
+    objects: HashMap<String, HashMap<String, ObjectMeta>>,
     through: HashMap<String, DateTime<Utc>>,
 }
 
@@ -154,14 +155,15 @@ impl StorageNotifier {
                 .get(bucket)
                 .map(|t| *t - self.restart_overlap);
             let mut newest = announced.through.get(bucket).copied();
+            let known = announced.objects.entry(bucket.clone()).or_default();
             let mut listed = HashSet::new();
             let mut token: Option<String> = None;
             loop {
                 let page = self.storage.list(bucket, "", token.as_deref()).await?;
                 for meta in page.objects {
-                    listed.insert(meta.object.clone());
-                    let known = announced.objects.get(&meta.object);
-                    if known.is_some_and(|known| known.generation == meta.generation) {
+                    listed.insert(meta.object.name.clone());
+                    let same = known.get(&meta.object.name);
+                    if same.is_some_and(|same| same.generation == meta.generation) {
                         continue;
                     }
                     let seen_before_restart = resumed_from.is_some_and(|from| meta.updated < from);
@@ -175,27 +177,26 @@ impl StorageNotifier {
                         published += 1;
                         newest = newest.max(Some(meta.updated));
                     }
-                    announced.objects.insert(meta.object.clone(), meta);
+                    known.insert(meta.object.name.clone(), meta);
                 }
                 match page.next_page_token {
                     Some(next) => token = Some(next),
                     None => break,
                 }
             }
-            let gone: Vec<ObjectRef> = announced
-                .objects
+            let gone: Vec<String> = known
                 .keys()
-                .filter(|object| object.bucket == *bucket && !listed.contains(*object))
+                .filter(|name| !listed.contains(*name))
                 .cloned()
                 .collect();
-            for object in gone {
-                if let Some(meta) = announced.objects.get(&object) {
+            for name in gone {
+                if let Some(meta) = known.get(&name) {
                     self.bus
                         .publish(EVENTS_TOPIC, &storage_event(STORAGE_OBJECT_DELETED, meta)?)
                         .await?;
                     published += 1;
                 }
-                announced.objects.remove(&object);
+                known.remove(&name);
             }
             if let Some(through) = newest
                 && announced.through.get(bucket) != Some(&through)
@@ -260,7 +261,7 @@ mod tests {
     use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
     use lifeboat_shared::state::local::LocalStateStore;
     use lifeboat_shared::storage::local::LocalStore;
-    use lifeboat_shared::storage::{PutOptions, bytes_stream};
+    use lifeboat_shared::storage::{ObjectRef, PutOptions, bytes_stream};
 
     async fn put(storage: &LocalStore, name: &str) {
         storage
