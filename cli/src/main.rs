@@ -3,6 +3,7 @@
 
 mod demo;
 mod local_cloud;
+mod release;
 mod status;
 mod sync;
 mod traffic;
@@ -167,6 +168,27 @@ enum LocalCommand {
         #[arg(long, default_value_t = 64 << 20)]
         size: u64,
     },
+    /// Releases a new version of a protected model in the running local
+    /// cloud's primary (uploaded, and served there unless the topology pins
+    /// the version), then waits for model-copy to bring it to every standby
+    /// region and prints parity and what each endpoint serves. Exits 1
+    /// unless every standby region reached parity.
+    ReleaseModel {
+        /// The model: asset id, Vertex AI model id or display name.
+        model: String,
+        /// The version id to give it (default: the next one).
+        #[arg(long)]
+        version: Option<String>,
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// The local cloud's data directory.
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+        /// How long to wait for every standby region, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Fails a region of the local cloud (running or not): its predictions
     /// and health checks stop answering, answer 503, or answer slowly, until
     /// `heal-region`.
@@ -220,6 +242,16 @@ fn main() -> ExitCode {
                     .map(|()| true)
             })
         }
+        Command::Local(LocalCommand::ReleaseModel {
+            model,
+            version,
+            topology,
+            data_dir,
+            timeout,
+        }) => with_topology(&topology, |topology| async move {
+            let timeout = std::time::Duration::from_secs(timeout);
+            release::run(&topology, &data_dir, &model, version, timeout).await
+        }),
         Command::Local(LocalCommand::Demo { topology, data_dir }) => {
             with_topology(&topology, |topology| async move {
                 demo::run(topology, &data_dir).await

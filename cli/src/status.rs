@@ -24,7 +24,9 @@ use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
-use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, FAILOVER_PATH};
+use crate::local_cloud::{
+    AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, FAILOVER_PATH, MODEL_COPY_PATH,
+};
 
 /// Where the RPO records are read from.
 #[derive(Debug)]
@@ -119,8 +121,8 @@ async fn read(topology: &Topology, source: Source<'_>) -> anyhow::Result<Status>
     }
 }
 
-/// The parity rows, from Firestore or a stopped local cloud's state (a
-/// running local cloud holds its state and runs no model-copy yet).
+/// The parity rows, from Firestore, a running local cloud's model-copy, or
+/// a stopped local cloud's state.
 async fn parity_rows(topology: &Topology, source: Source<'_>) -> anyhow::Result<Vec<ParityRow>> {
     let project = topology.project().as_str();
     match source {
@@ -130,6 +132,11 @@ async fn parity_rows(topology: &Topology, source: Source<'_>) -> anyhow::Result<
         }
         Source::Local(data_dir) => {
             let dir = data_dir.join(project);
+            if let Ok(book) = AddressBook::load(&dir)
+                && let Some(rows) = rows(&book, MODEL_COPY_PATH, "parity").await
+            {
+                return Ok(rows);
+            }
             Ok(parity::report(topology, &local_state(&dir).await?).await?)
         }
     }
@@ -153,8 +160,7 @@ async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Resu
 
 /// The status from the local cloud running on `dir`, if one answers.
 async fn from_running_cloud(dir: &Path) -> Option<Status> {
-    let book: AddressBook =
-        serde_json::from_slice(&std::fs::read(AddressBook::path(dir)).ok()?).ok()?;
+    let book = AddressBook::load(dir).ok()?;
     Some(Status {
         checkpoints: rows(&book, CHECKPOINT_FANOUT_PATH, "rpo").await?,
         data: rows(&book, DATA_SYNC_PATH, "rpo").await?,
@@ -275,14 +281,22 @@ pub fn model_table(rows: &[ParityRow]) -> String {
             or_dash(Some(row.versions_present.join(",")).filter(|v| !v.is_empty())),
             or_dash(row.deployed_version.clone()),
             or_dash(row.source_version.clone()),
-            or_dash(
-                row.newest_reach_millis
-                    .map(|ms| human(i64::try_from(ms / 1000).unwrap_or(i64::MAX))),
-            ),
+            or_dash(row.newest_reach_millis.map(reach_time)),
             parity,
         ]
     });
     aligned(&header, lines)
+}
+
+/// How long a version took to arrive: to the hundredth of a second under
+/// a minute (copies within a region's registry are quick), else as
+/// [`human`] says.
+fn reach_time(millis: u64) -> String {
+    if millis < 60_000 {
+        format!("{:.2}s", millis as f64 / 1000.0)
+    } else {
+        human(i64::try_from(millis / 1000).unwrap_or(i64::MAX))
+    }
 }
 
 /// The routing tables as an aligned text table.

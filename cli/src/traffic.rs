@@ -28,14 +28,7 @@ pub async fn run(
     ask: Ask<'_>,
 ) -> anyhow::Result<bool> {
     let dir = data_dir.join(topology.project().as_str());
-    let book: AddressBook =
-        serde_json::from_slice(&std::fs::read(AddressBook::path(&dir)).with_context(|| {
-            format!(
-                "no local cloud has run in {} (start `lifeboat local up`)",
-                dir.display()
-            )
-        })?)
-        .context("reading the local cloud's address book")?;
+    let book = AddressBook::load(&dir)?;
     let base = format!("http://{}{FAILOVER_PATH}", book.functions);
     let client = reqwest::Client::new();
     let request = match ask {

@@ -619,6 +619,65 @@ async fn a_region_failed_with_errors_or_slowness_fails_its_checks_until_healed()
     assert!(status.success());
 }
 
+#[tokio::test]
+async fn a_released_model_version_reaches_both_standbys_whose_endpoints_answer_with_it() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let topology = unpinned_example(data_dir.path());
+    let cloud = LocalCloud::start_with(data_dir.path(), &topology);
+
+    let (released, printed) = lifeboat_with(
+        &["local", "release-model", "recsys-ranker"],
+        &topology,
+        data_dir.path(),
+    );
+    assert!(released, "{printed}");
+    assert!(printed.contains("released version 2"), "{printed}");
+    for region in ["us-central1", "us-east1", "europe-west1"] {
+        let (status, _, body) = predict(&format!(
+            "{}/predict/recommendations/recsys-ranker",
+            cloud.region_url(region)
+        ))
+        .await;
+        assert_eq!(status, 200, "{region}: {body}");
+        assert_eq!(
+            body["version"], "2",
+            "{region} serves the new version: {body}"
+        );
+        let replicas = if region == "us-central1" { 3 } else { 1 };
+        assert_eq!(body["replicas"], replicas, "{region}: {body}");
+    }
+    let (in_parity, table) = lifeboat_with(&["status", "--models"], &topology, data_dir.path());
+    assert!(in_parity, "{table}");
+    for region in ["us-east1", "europe-west1"] {
+        let row = table
+            .lines()
+            .find(|line| line.contains(region))
+            .unwrap_or_else(|| panic!("{region} missing from:\n{table}"));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(columns[3..6], ["1,2", "2", "2"], "{row}");
+        assert_eq!(columns.last(), Some(&"yes"), "{row}");
+    }
+
+    // A release of an older id than the one served changes no endpoint.
+    let (released, printed) = lifeboat_with(
+        &["local", "release-model", "recsys-ranker", "--version", "1"],
+        &topology,
+        data_dir.path(),
+    );
+    assert!(released, "{printed}");
+    let (_, _, body) = predict(&format!(
+        "{}/predict/recommendations/recsys-ranker",
+        cloud.region_url("us-east1")
+    ))
+    .await;
+    assert_eq!(
+        body["version"], "2",
+        "never back to an older version: {body}"
+    );
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
+
 #[test]
 fn the_demo_fails_over_fails_back_and_reports_the_rto_against_the_targets() {
     let data_dir = tempfile::tempdir().expect("temp dir");

@@ -118,7 +118,7 @@ async fn failed_lost_and_endless_operations_are_distinct_errors() {
 }
 
 #[tokio::test]
-async fn an_unavailable_read_is_retried_and_numeric_ids_are_refused() {
+async fn an_unavailable_read_is_retried_and_generated_ids_are_copied_under_a_chosen_one() {
     let (standin, registry, fixture) = seeded().await;
     standin.fail_next_calls(1);
     let model = registry
@@ -126,7 +126,7 @@ async fn an_unavailable_read_is_retried_and_numeric_ids_are_refused() {
         .await
         .expect("the client retries a 503 on a read");
     assert_eq!(model.map(|m| m.versions.len()), Some(2));
-    let numeric =
+    let generated =
         lifeboat_shared::models::ModelRef::new(PROJECT, fixture.primary.clone(), "4512398712");
     standin.upload(
         PROJECT,
@@ -136,10 +136,26 @@ async fn an_unavailable_read_is_retried_and_numeric_ids_are_refused() {
         "gs://models-usc1/generated/v1/",
         Timestamp::new(1_767_225_600, 0).expect("a time"),
     );
-    let refused = registry.start_copy(&numeric, "1", &fixture.standby).await;
-    assert!(
-        matches!(refused, Err(ModelError::Rejected { .. })),
-        "a copy that cannot keep a numeric id: {refused:?}"
+    // The stand-in refuses a caller-chosen id starting with a digit, as
+    // Vertex AI does: the copy must go under another id.
+    for _ in 0..2 {
+        let operation = registry
+            .start_copy(&generated, "1", &fixture.standby)
+            .await
+            .expect("copy started");
+        wait(&registry, operation, &TEST_BACKOFF, "copy")
+            .await
+            .expect("copied");
+    }
+    assert_eq!(
+        standin.versions(PROJECT, fixture.standby.as_str(), "lifeboat-4512398712"),
+        ["1", "2"],
+        "the first copy created the model under its copy id, the second added a version"
     );
-    assert_eq!(standin.copy_calls(), 0, "nothing sent to Vertex AI");
+    let copy = registry
+        .model(&generated.in_region(&fixture.standby))
+        .await
+        .expect("read")
+        .expect("found under the copy id");
+    assert_eq!(copy.versions[0].source_version.as_deref(), Some("1"));
 }

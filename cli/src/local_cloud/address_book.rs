@@ -31,6 +31,18 @@ impl AddressBook {
         data_dir.join(FILE_NAME)
     }
 
+    /// The address book of the cloud that last ran in `data_dir`.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = Self::path(data_dir);
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "no local cloud has run in {} (start `lifeboat local up`)",
+                data_dir.display()
+            )
+        })?;
+        serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
     /// Writes the address book into `data_dir`, replacing it atomically.
     pub fn save(&self, data_dir: &Path) -> anyhow::Result<()> {
         let path = Self::path(data_dir);

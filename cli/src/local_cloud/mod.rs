@@ -5,13 +5,16 @@
 //! functions' routers are served on one more. Each region serves the models
 //! its endpoints hold in the local registry; the gateway routes predictions
 //! between regions by the routing tables, and a prober opens and closes
-//! incidents that the failover service acts on.
+//! incidents that the failover service acts on. A model version released
+//! in the primary (see [`releases`]) reaches the standbys through
+//! model-copy.
 
 mod address_book;
 pub mod faults;
 mod models;
 mod prober;
 mod region;
+pub mod releases;
 mod scheduler;
 pub mod storage_events;
 
@@ -30,6 +33,7 @@ use lifeboat_failover::failback::FailbackOptions;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
 use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
+use lifeboat_model_copy::{CopyContext, CopyOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
 use lifeboat_shared::gcp::Credentials;
@@ -61,6 +65,9 @@ const LOCAL_FAILBACK_STEP: Duration = Duration::from_secs(2);
 
 /// Where data-sync's router is mounted on the functions listener.
 pub const DATA_SYNC_PATH: &str = "/data-sync";
+
+/// Where model-copy's router is mounted on the functions listener.
+pub const MODEL_COPY_PATH: &str = "/model-copy";
 
 /// Where failover's router is mounted on the functions listener (incidents
 /// are POSTed there, as Monitoring's webhook channel does).
@@ -241,6 +248,24 @@ impl BoundCloud {
         let data_sync = self
             .mount(lifeboat_data_sync::SERVICE, DATA_SYNC_PATH, data_sync)
             .await?;
+        let model_copy = lifeboat_model_copy::router(CopyContext {
+            topology: self.cloud.topology.clone(),
+            registry: self.cloud.registry.clone(),
+            state: self.cloud.state.clone(),
+            options: CopyOptions::default(),
+        });
+        let model_copy = self
+            .mount(
+                lifeboat_model_copy::SERVICE_NAME,
+                MODEL_COPY_PATH,
+                model_copy,
+            )
+            .await?;
+        let releases = releases::router(releases::Releases {
+            topology: self.cloud.topology.clone(),
+            registry: self.cloud.registry.clone(),
+            bus: self.cloud.bus.clone(),
+        });
         let buckets = self
             .cloud
             .topology
@@ -256,7 +281,14 @@ impl BoundCloud {
         );
         let notifications = tokio::spawn(notifier.run(shutdown.clone()));
         let reconciles = tokio::spawn(scheduler::run(
+            scheduler::DATA_SYNC_RECONCILE_JOB,
             format!("http://{}{DATA_SYNC_PATH}", self.book.functions),
+            scheduler::RECONCILE_INTERVAL,
+            shutdown.clone(),
+        ));
+        let model_reconciles = tokio::spawn(scheduler::run(
+            scheduler::MODEL_COPY_RECONCILE_JOB,
+            format!("http://{}{MODEL_COPY_PATH}", self.book.functions),
             scheduler::RECONCILE_INTERVAL,
             shutdown.clone(),
         ));
@@ -340,8 +372,10 @@ impl BoundCloud {
             Router::new()
                 .nest(CHECKPOINT_FANOUT_PATH, fanout)
                 .nest(DATA_SYNC_PATH, data_sync)
+                .nest(MODEL_COPY_PATH, model_copy)
                 .nest(FAILOVER_PATH, failover)
-                .nest(GATEWAY_PATH, gateway),
+                .nest(GATEWAY_PATH, gateway)
+                .merge(releases),
         )
         .with_readiness(move || {
             let state = state.clone();
@@ -386,7 +420,8 @@ impl BoundCloud {
         }
         for (task, name) in [
             (notifications, "storage notifier"),
-            (reconciles, "scheduler"),
+            (reconciles, "data-sync's scheduler"),
+            (model_reconciles, "model-copy's scheduler"),
             (refreshing, "gateway's routing refresh"),
             (probing, "prober"),
         ] {

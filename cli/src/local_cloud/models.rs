@@ -283,7 +283,7 @@ mod tests {
             .model(&ModelRef::new(
                 "acme-research",
                 topology.region("us-west1").expect("region").id.clone(),
-                "1209384756",
+                "lifeboat-1209384756",
             ))
             .await
             .expect("read")

@@ -39,22 +39,20 @@ pub async fn ready_region(
         let serving = model.serving_replicas.get();
         let endpoint = EndpointRef::new(project, region.clone(), endpoint_id.clone());
         let current = registry.endpoint(&endpoint).await?;
+        let copy = ModelRef::new(project, topology.primary().clone(), model.model_id.clone())
+            .in_region(region);
         let ours: Vec<_> = current
             .deployed
             .iter()
-            .filter(|d| d.model_id == model.model_id)
+            .filter(|d| d.model_id == copy.model_id)
             .collect();
         if ours.is_empty() {
             // Pilot light (or a standby that lost its deployment): deploy.
             let registered = registry
-                .model(&ModelRef::new(
-                    project,
-                    region.clone(),
-                    model.model_id.clone(),
-                ))
+                .model(&copy)
                 .await?
                 .ok_or_else(|| ModelError::NotFound {
-                    what: format!("model {} in {region}", model.model_id),
+                    what: format!("model {copy}"),
                 })?;
             let newest = registered
                 .versions

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use lifeboat_shared::models::{
     Backoff, Completed, Deployment, EndpointRef, ModelError, ModelRegistry, RegisteredModel,
-    compare_versions, wait,
+    compare_versions, copy_model_id, wait,
 };
 
 /// What the standby endpoint serves after [`keep_serving`].
@@ -123,8 +123,8 @@ pub async fn keep_serving(
     Ok(Serving::Version(wanted.to_string()))
 }
 
-/// The machine type to deploy on: the standby's current one, else the
-/// primary's.
+/// The machine type to deploy on: the standby's current one, else that of
+/// the primary's deployment of the model it is a copy of.
 async fn machine_type(
     registry: &dyn ModelRegistry,
     standby: &WarmStandby<'_>,
@@ -135,11 +135,9 @@ async fn machine_type(
     }
     if let Some(primary) = &standby.primary_endpoint {
         let serving = registry.endpoint(primary).await?;
-        if let Some(deployed) = serving
-            .deployed
-            .iter()
-            .find(|d| d.model_id == standby.model.model.model_id && !d.machine_type.is_empty())
-        {
+        if let Some(deployed) = serving.deployed.iter().find(|d| {
+            copy_model_id(&d.model_id) == standby.model.model.model_id && !d.machine_type.is_empty()
+        }) {
             return Ok(deployed.machine_type.clone());
         }
     }

@@ -45,11 +45,17 @@ impl ModelRef {
         }
     }
 
-    /// The same model id in another region.
+    /// The model as Lifeboat copies it to `region`: itself in its own
+    /// region; elsewhere the same id, or [`copy_model_id`] of an id a copy
+    /// cannot be given.
     pub fn in_region(&self, region: &RegionId) -> Self {
+        if *region == self.region {
+            return self.clone();
+        }
         Self {
+            project: self.project.clone(),
             region: region.clone(),
-            ..self.clone()
+            model_id: copy_model_id(&self.model_id),
         }
     }
 
@@ -57,6 +63,37 @@ impl ModelRef {
     pub fn parent(&self) -> String {
         format!("projects/{}/locations/{}", self.project, self.region)
     }
+}
+
+/// What a copy made by caller-chosen id may be called: Vertex AI takes up
+/// to 63 of `[a-z0-9_-]`, not starting with a digit or hyphen.
+const COPY_ID_MAX_LEN: usize = 63;
+
+/// The id Lifeboat gives a model's copies in other regions: the model's
+/// own id when Vertex AI lets a caller choose it, so ids line up across
+/// regions; for an id Vertex AI generated at upload (digits only, which a
+/// caller may not choose), `lifeboat-` and that id.
+pub fn copy_model_id(model_id: &str) -> String {
+    if is_choosable_model_id(model_id) {
+        model_id.to_string()
+    } else {
+        format!("lifeboat-{model_id}")
+    }
+}
+
+/// Whether a caller may give a model `model_id` (Vertex AI's rule).
+pub fn is_choosable_model_id(model_id: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    model_id.len() <= COPY_ID_MAX_LEN
+        && model_id.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && model_id.chars().all(allowed)
+}
+
+/// Whether `model_id` can name a model in Vertex AI: one it generated
+/// (digits) or one a caller chose.
+pub fn is_model_id(model_id: &str) -> bool {
+    let generated = !model_id.is_empty() && model_id.chars().all(|c| c.is_ascii_digit());
+    generated || is_choosable_model_id(model_id)
 }
 
 impl fmt::Display for ModelRef {
@@ -520,4 +557,35 @@ pub(crate) fn check_traffic(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_keep_choosable_ids_and_rename_generated_ones() {
+        let primary = RegionId::new("us-central1").expect("region");
+        let standby = RegionId::new("us-east1").expect("region");
+        let custom = ModelRef::new("p", primary.clone(), "recsys-ranker");
+        assert_eq!(custom.in_region(&standby).model_id, "recsys-ranker");
+        let generated = ModelRef::new("p", primary.clone(), "4512398712");
+        let copy = generated.in_region(&standby);
+        assert_eq!(copy.model_id, "lifeboat-4512398712");
+        assert_eq!(copy.region, standby);
+        assert_eq!(generated.in_region(&primary), generated, "its own region");
+        assert_eq!(
+            copy.in_region(&RegionId::new("europe-west1").expect("region"))
+                .model_id,
+            "lifeboat-4512398712",
+            "a copy's id is kept"
+        );
+        assert_eq!(copy_model_id("_x"), "_x");
+        for id in ["4512398712", "recsys-ranker", "_x", &"a".repeat(63)] {
+            assert!(is_model_id(id), "{id}");
+        }
+        for id in ["", "-x", "Ranker", "ranker v7", "9a", &"a".repeat(64)] {
+            assert!(!is_model_id(id), "{id}");
+        }
+    }
 }

@@ -299,25 +299,13 @@ impl ModelRegistry for VertexRegistry {
             .copy_model()
             .set_parent(target.parent())
             .set_source_model(format!("{source}@{version_id}"));
-        // The first copy creates the model under the source's id, so ids
-        // line up in every region; later ones add versions to it.
+        // The first copy creates the model under the copy id (the source's
+        // own when a caller may choose it), so every region's copy has the
+        // same id; later ones add versions to it.
         let request = if exists {
             request.set_parent_model(target.to_string())
-        } else if source
-            .model_id
-            .starts_with(|c: char| c.is_ascii_lowercase())
-        {
-            request.set_model_id(&source.model_id)
         } else {
-            return Err(ModelError::Rejected {
-                context,
-                message: format!(
-                    "model id {} cannot be given to the copy: Vertex AI model ids chosen by \
-                     the caller must start with a lowercase letter, so a model with a \
-                     generated (numeric) id must be uploaded with a custom id to be protected",
-                    source.model_id
-                ),
-            });
+            request.set_model_id(&target.model_id)
         };
         let what = format!("{source} version {version_id}");
         let started = request

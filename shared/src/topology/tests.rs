@@ -232,6 +232,19 @@ fn missing_field_points_at_its_parent() {
 }
 
 #[test]
+fn model_ids_vertex_ai_cannot_hold_are_refused() {
+    let found = problems(&BASE.replace("model-id: 4512398712", "model-id: Ranker V7"));
+    assert_has(
+        &found,
+        "14:11 workloads[0].assets.models[0].model-id",
+        "\"Ranker V7\" is not a Vertex AI model id",
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let custom = BASE.replace("model-id: 4512398712", "model-id: ranker-v7");
+    assert_eq!(problems(&custom), Vec::<String>::new());
+}
+
+#[test]
 fn primaries_and_duplicate_regions() {
     let none = problems(&BASE.replace("role: primary", "role: standby"));
     assert_has(&none, "2:1 regions", "no primary region");

@@ -206,6 +206,17 @@ impl<'f> Checker<'f> {
             let Some(model) = model.get() else { continue };
             let path = format!("{base}.assets.models[{j}]");
             self.asset_id(&path, model.id.as_str());
+            if !crate::models::is_model_id(&model.model_id) {
+                self.report(
+                    format!("{path}.model-id"),
+                    format!(
+                        "{:?} is not a Vertex AI model id: either the digits Vertex AI \
+                         generated at upload, or up to 63 of a-z, 0-9, _ and - starting \
+                         with a letter",
+                        model.model_id
+                    ),
+                );
+            }
             if let Some(primary) = self.primary
                 && self.regions_complete
                 && !model.endpoints.contains_key(primary)

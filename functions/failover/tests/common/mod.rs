@@ -90,14 +90,16 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
         max: std::time::Duration::from_millis(20),
         limit: std::time::Duration::from_secs(5),
     };
-    // The model in every region; the primary serving it at 3 replicas,
-    // each standby warm at 1.
+    // The model in every region (copies under their copy id); the primary
+    // serving it at 3 replicas, each standby warm at 1.
     for (region, endpoint_id, replicas) in [
         ("us-central1", "8812345001", 3),
         ("us-east1", "8812345002", 1),
         ("europe-west1", "8812345003", 1),
     ] {
-        let model = ModelRef::new(PROJECT, RegionId::new(region).expect("region"), MODEL_ID);
+        let primary = RegionId::new("us-central1").expect("region");
+        let model = ModelRef::new(PROJECT, primary, MODEL_ID)
+            .in_region(&RegionId::new(region).expect("region"));
         let version = ModelVersion {
             version_id: "1".to_string(),
             created_at: None,
