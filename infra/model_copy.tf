@@ -55,6 +55,47 @@ resource "google_secret_manager_secret_iam_member" "model_copy_topology" {
   member    = "serviceAccount:${google_service_account.model_copy.email}"
 }
 
+# Serving images that live only in the primary's regional Artifact
+# Registry are mirrored into a repository per standby region (the
+# topology's image-mirrors): model-copy reads the source repositories and
+# writes the mirrors, and nothing else in Artifact Registry.
+variable "serving_image_sources" {
+  description = "The Artifact Registry Docker repositories serving images are mirrored from, as location => repository id (e.g. us-central1 => serving)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "serving_image_mirrors" {
+  description = "Per standby region, the Docker repository model-copy mirrors serving images into, as region => repository id; created here. The topology's image-mirrors name them as REGION-docker.pkg.dev/PROJECT/ID."
+  type        = map(string)
+  default     = {}
+}
+
+resource "google_artifact_registry_repository" "serving_mirror" {
+  for_each      = var.serving_image_mirrors
+  location      = each.key
+  repository_id = each.value
+  format        = "DOCKER"
+  description   = "Lifeboat: serving images mirrored from the primary region"
+  depends_on    = [google_project_service.api["artifactregistry.googleapis.com"]]
+}
+
+resource "google_artifact_registry_repository_iam_member" "model_copy_mirror_writer" {
+  for_each   = google_artifact_registry_repository.serving_mirror
+  location   = each.value.location
+  repository = each.value.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.model_copy.email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "model_copy_source_reader" {
+  for_each   = var.serving_image_sources
+  location   = each.key
+  repository = each.value
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${google_service_account.model_copy.email}"
+}
+
 resource "google_cloud_run_v2_service" "model_copy" {
   name     = "model-copy"
   location = var.primary_region

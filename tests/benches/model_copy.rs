@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use google_cloud_wkt::Timestamp;
+use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions, Outcome, RegionOutcome, handle_event};
 use lifeboat_shared::events::{EventContext, InboundEvent, PubSubMessage};
-use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::models::{Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, wait};
 use lifeboat_shared::state::local::LocalStateStore;
@@ -146,6 +147,7 @@ async fn main() -> ExitCode {
         topology: Arc::new(Topology::parse(TOPOLOGY, "bench.yaml").expect("valid topology")),
         registry,
         state: Arc::new(state),
+        mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
         options: CopyOptions {
             operation: POLLING,
             ..CopyOptions::default()

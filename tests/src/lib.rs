@@ -5,6 +5,7 @@
 //! start.
 
 pub mod monitoring_standin;
+pub mod registry;
 pub mod vertex_standin;
 
 /// The project id every emulator is started with.

@@ -85,9 +85,14 @@ struct Registry {
     next_id: u64,
     copy_calls: usize,
     most_pending: usize,
+    /// The serving image of versions uploaded from now on, when set.
+    serving_image: Option<String>,
 }
 
 type Shared = Arc<Mutex<Registry>>;
+
+/// The serving image of uploaded versions unless told otherwise.
+const DEFAULT_SERVING_IMAGE: &str = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest";
 
 /// The stand-in, serving on a loopback port until dropped.
 pub struct VertexStandIn {
@@ -140,15 +145,23 @@ impl VertexStandIn {
         created_at: Timestamp,
     ) -> String {
         let name = format!("projects/{project}/locations/{region}/models/{model_id}");
+        let mut registry = lock(&self.shared);
+        let image = registry
+            .serving_image
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVING_IMAGE.to_string());
         let version = model::Model::new()
             .set_display_name(display_name)
             .set_artifact_uri(artifact_uri)
             .set_version_create_time(created_at)
-            .set_container_spec(
-                model::ModelContainerSpec::new()
-                    .set_image_uri("us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest"),
-            );
-        add_version(&mut lock(&self.shared), &name, version)
+            .set_container_spec(model::ModelContainerSpec::new().set_image_uri(image));
+        add_version(&mut registry, &name, version)
+    }
+
+    /// Versions uploaded from now on are served by `image_uri` (by default
+    /// a prebuilt Vertex AI image in a multi-regional repository).
+    pub fn set_serving_image(&self, image_uri: &str) {
+        lock(&self.shared).serving_image = Some(image_uri.to_string());
     }
 
     /// Creates an endpoint with nothing deployed.

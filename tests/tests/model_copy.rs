@@ -12,15 +12,17 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::Utc;
 use google_cloud_wkt::Timestamp;
+use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::parity::{self, ParityRecord};
 use lifeboat_model_copy::{CopyContext, CopyOptions, Outcome, RegionOutcome, handle_event};
 use lifeboat_shared::events::{self, EventContext, InboundEvent, PubSubMessage, SchedulerTick};
-use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::models::conformance::TEST_BACKOFF;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::models::{Deployment, EndpointRef, ModelRef, ModelRegistry, wait};
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::topology::{RegionId, Topology};
+use lifeboat_tests::registry::Registry;
 use lifeboat_tests::vertex_standin::VertexStandIn;
 use lifeboat_tests::{emulator_host, unique_name};
 
@@ -30,8 +32,18 @@ const PROJECT: &str = "ml-prod";
 const MODEL_ID: &str = "fraud-scorer";
 const STANDBYS: [(&str, &str); 2] = [("us-east1", "200"), ("europe-west1", "300")];
 
-fn topology(pinned: Option<&str>) -> Topology {
+/// The test topology; `image_mirrors` are (region, repository) pairs.
+fn topology(pinned: Option<&str>, image_mirrors: &[(&str, String)]) -> Topology {
     let version = pinned.map_or(String::new(), |v| format!("version: \"{v}\""));
+    let mirrors: String = image_mirrors
+        .iter()
+        .map(|(region, repository)| format!("\n            {region}: {repository}"))
+        .collect();
+    let mirrors = if mirrors.is_empty() {
+        String::new()
+    } else {
+        format!("image-mirrors:{mirrors}")
+    };
     let text = format!(
         r#"
 project: {PROJECT}
@@ -51,6 +63,7 @@ workloads:
         - id: fraud
           model-id: {MODEL_ID}
           {version}
+          {mirrors}
           serving-replicas: 2
           standby-replicas: 1
           endpoints:
@@ -80,7 +93,23 @@ impl Rig {
 
     /// A rig whose primary endpoint serves version 1 if `primary_serves`.
     async fn with(pinned: Option<&str>, primary_serves: bool) -> Self {
+        Self::build(pinned, primary_serves, None, &[], Vec::new()).await
+    }
+
+    /// A rig whose versions are served by `serving_image` (else the
+    /// stand-in's default) and whose topology mirrors serving images as
+    /// `image_mirrors` say, into registries on loopback (`plain_http`).
+    async fn build(
+        pinned: Option<&str>,
+        primary_serves: bool,
+        serving_image: Option<&str>,
+        image_mirrors: &[(&str, String)],
+        plain_http: Vec<String>,
+    ) -> Self {
         let standin = VertexStandIn::start().await;
+        if let Some(image) = serving_image {
+            standin.set_serving_image(image);
+        }
         for (region, endpoint) in [("us-central1", "100")].into_iter().chain(STANDBYS) {
             standin.create_endpoint(PROJECT, region, endpoint);
         }
@@ -103,9 +132,10 @@ impl Rig {
         let rig = Self {
             standin,
             context: CopyContext {
-                topology: Arc::new(topology(pinned)),
+                topology: Arc::new(topology(pinned, image_mirrors)),
                 registry: registry.clone(),
                 state: Arc::new(state),
+                mirror: ImageMirror::new(plain_http, Credentials::Anonymous),
                 options,
             },
         };
@@ -510,4 +540,69 @@ async fn a_warm_standby_that_cannot_serve_the_version_holds_it_but_is_not_in_par
         assert!(!parity::in_parity(&primary, &record, true), "parity is no");
         assert!(rig.serving(region, endpoint).is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_serving_image_only_in_the_primary_is_mirrored_to_each_standby_registry() {
+    let primary_registry = Registry::start();
+    let (east_registry, mut west_registry) = (Registry::start(), Registry::start());
+    let digest = primary_registry
+        .push_image("acme/serving/fraud:1", 7, &[1 << 20])
+        .await;
+    let mirrors = [
+        ("us-east1", east_registry.image("acme/serving-use1")),
+        ("europe-west1", west_registry.image("acme/serving-euw1")),
+    ];
+    let plain_http = [&primary_registry, &east_registry, &west_registry]
+        .iter()
+        .map(|r| r.host.clone())
+        .collect();
+    let image = primary_registry.image("acme/serving/fraud:1");
+    let rig = Rig::build(None, true, Some(&image), &mirrors, plain_http).await;
+
+    let outcome = rig.handle(message("img-1", MODEL_ID, None)).await;
+    for outcome in regions(&outcome) {
+        assert!(
+            matches!(outcome, RegionOutcome::Present { problem: None, .. }),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        east_registry.digest("acme/serving-use1/fraud:1").await,
+        Some(digest.clone())
+    );
+    assert_eq!(
+        west_registry.digest("acme/serving-euw1/fraud:1").await,
+        Some(digest)
+    );
+    assert!(rig.parity("us-east1").await.problem.is_none());
+
+    // With one standby's registry down, that region holds the version but
+    // is not in parity, and says why; the other is unaffected.
+    west_registry.kill();
+    let second = primary_registry
+        .push_image("acme/serving/fraud:2", 8, &[1 << 20])
+        .await;
+    rig.standin
+        .set_serving_image(&primary_registry.image("acme/serving/fraud:2"));
+    assert_eq!(rig.upload(), "2");
+    rig.handle(message("img-2", MODEL_ID, None)).await;
+    assert_eq!(
+        east_registry.digest("acme/serving-use1/fraud:2").await,
+        Some(second)
+    );
+    let west = rig.parity("europe-west1").await;
+    assert_eq!(west.versions_present, ["1", "2"]);
+    let problem = west.problem.expect("europe-west1 is not in parity");
+    assert!(
+        problem.contains("could not be mirrored to")
+            && problem.contains("acme/serving-euw1/fraud:2"),
+        "{problem}"
+    );
+    assert!(!parity::in_parity(
+        &rig.parity("us-central1").await,
+        &rig.parity("europe-west1").await,
+        true
+    ));
+    assert!(rig.parity("us-east1").await.problem.is_none());
 }

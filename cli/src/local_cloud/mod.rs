@@ -33,6 +33,7 @@ use lifeboat_failover::failback::FailbackOptions;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
 use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
+use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
@@ -252,6 +253,7 @@ impl BoundCloud {
             topology: self.cloud.topology.clone(),
             registry: self.cloud.registry.clone(),
             state: self.cloud.state.clone(),
+            mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
             options: CopyOptions::default(),
         });
         let model_copy = self

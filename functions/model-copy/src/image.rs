@@ -1,5 +1,6 @@
-//! Where a model version's serving image lives, and whether a region can
-//! still pull it when the primary region is down. An Artifact Registry
+//! Where a model version's serving image lives, whether a region can
+//! still pull it when the primary region is down, and where it goes when
+//! mirrored into a standby region's repository. An Artifact Registry
 //! repository in one region (`us-central1-docker.pkg.dev/...`) is lost with
 //! that region; multi-regional ones (`us-docker.pkg.dev`, `gcr.io` and its
 //! `us.`/`eu.`/`asia.` hosts) and registries outside Google Cloud are not
@@ -26,6 +27,16 @@ pub fn outage_problem(image_uri: &str, primary: &RegionId, region: &RegionId) ->
          {region} cannot pull it while {primary} is down (replicate the repository \
          to {region} or use a multi-regional one)"
     ))
+}
+
+/// Where `image_uri` goes when mirrored into `repository`: its name and
+/// tag (or digest) under the repository
+/// (`us-central1-docker.pkg.dev/acme/serving/ranker:7` into
+/// `us-east1-docker.pkg.dev/acme/serving` gives
+/// `us-east1-docker.pkg.dev/acme/serving/ranker:7`).
+pub fn mirror_target(image_uri: &str, repository: &str) -> String {
+    let name = image_uri.rsplit('/').next().unwrap_or(image_uri);
+    format!("{}/{name}", repository.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -59,5 +70,20 @@ mod tests {
         ] {
             assert_eq!(outage_problem(fine, &primary, &standby), None, "{fine}");
         }
+    }
+
+    #[test]
+    fn a_mirrored_image_keeps_its_name_and_tag_or_digest() {
+        assert_eq!(
+            mirror_target(
+                "us-central1-docker.pkg.dev/acme/serving/ranker:7",
+                "us-east1-docker.pkg.dev/acme/serving/"
+            ),
+            "us-east1-docker.pkg.dev/acme/serving/ranker:7"
+        );
+        assert_eq!(
+            mirror_target("127.0.0.1:5000/a/ranker@sha256:ab", "127.0.0.1:5001/b"),
+            "127.0.0.1:5001/b/ranker@sha256:ab"
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod copy;
 pub mod image;
+pub mod mirror;
 pub mod parity;
 pub mod request;
 pub mod standby;
@@ -33,6 +34,7 @@ use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
 use serde_json::json;
 use tracing::Instrument;
 
+use mirror::ImageMirror;
 use parity::Observation;
 use request::{NewVersion, NotARequest};
 use standby::{Serving, WarmStandby};
@@ -80,6 +82,9 @@ pub struct CopyContext {
     pub registry: Arc<dyn ModelRegistry>,
     /// State: idempotency and parity records.
     pub state: Arc<dyn StateStore>,
+    /// Copies serving images into the repositories the topology's
+    /// `image-mirrors` name.
+    pub mirror: ImageMirror,
     /// How copies run.
     pub options: CopyOptions,
 }
@@ -484,10 +489,10 @@ async fn to_region(
                     }
                     None => Ok(None),
                 };
-            let image = present.model.version(&present.version_id);
-            let primary = context.topology.primary();
-            let image_problem =
-                image.and_then(|v| image::outage_problem(&v.image_uri, primary, region));
+            let image_problem = match present.model.version(&present.version_id) {
+                Some(copied) => image_problem(context, asset, &copied.image_uri, region).await,
+                None => None,
+            };
             let (serving, problem) = match serving {
                 Ok(serving) => (serving, image_problem),
                 Err(error) => (
@@ -551,6 +556,44 @@ async fn to_region(
         };
     }
     outcome
+}
+
+/// Why `region` could not pull the serving image `image_uri` while the
+/// primary is down, if it could not. Where the topology names a mirror for
+/// the region, the image is copied there first (verified by digest), and
+/// only a failed copy is a problem.
+async fn image_problem(
+    context: &CopyContext,
+    asset: &Model,
+    image_uri: &str,
+    region: &RegionId,
+) -> Option<String> {
+    let Some(repository) = asset
+        .image_mirrors
+        .get(region)
+        .filter(|_| !image_uri.is_empty())
+    else {
+        return image::outage_problem(image_uri, context.topology.primary(), region);
+    };
+    let target = image::mirror_target(image_uri, repository);
+    match context.mirror.copy(image_uri, &target).await {
+        Ok(mirrored) => {
+            tracing::info!(
+                %target,
+                digest = %mirrored.digest,
+                blobs = mirrored.blobs_copied,
+                bytes = mirrored.bytes_copied,
+                "serving image mirrored"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::error!(%target, %error, "serving image not mirrored");
+            Some(format!(
+                "serving image {image_uri} could not be mirrored to {target}: {error}"
+            ))
+        }
+    }
 }
 
 /// From the version's creation in the primary to its verification here;

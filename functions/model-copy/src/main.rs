@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions, SERVICE_NAME, router};
+use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
@@ -21,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         topology: Arc::new(topology),
         registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
         state: Arc::new(state),
+        mirror: ImageMirror::new(Vec::new(), Credentials::application_default().await?),
         options: CopyOptions::default(),
     };
     Service::new(SERVICE_NAME, router(context))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use base64::Engine;
 use http::{Request, StatusCode};
+use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::models::conformance::{self, TEST_BACKOFF};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{ModelRef, ModelRegistry, ModelVersion};
@@ -15,6 +16,7 @@ use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::{RegionId, Topology};
 use tower::ServiceExt as _;
 
+use crate::mirror::ImageMirror;
 use crate::{CopyContext, CopyOptions, parity, router};
 
 const TOPOLOGY: &str = r#"
@@ -75,6 +77,7 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         topology: Arc::new(topology),
         registry: registry.clone(),
         state: state.clone(),
+        mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
         options: CopyOptions {
             operation: TEST_BACKOFF,
             ..CopyOptions::default()

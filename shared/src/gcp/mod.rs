@@ -40,18 +40,26 @@ impl Credentials {
         Ok(Credentials::Google(gcp_auth::provider().await?))
     }
 
+    /// A fresh OAuth access token, or `None` when anonymous.
+    pub async fn access_token(&self) -> Result<Option<String>, AuthError> {
+        match self {
+            Credentials::Google(provider) => {
+                let token = provider.token(&[CLOUD_PLATFORM_SCOPE]).await?;
+                Ok(Some(token.as_str().to_string()))
+            }
+            Credentials::Anonymous => Ok(None),
+        }
+    }
+
     /// Adds the `Authorization` header to `request` when there is a token.
     pub async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, AuthError> {
-        match self {
-            Credentials::Google(provider) => {
-                let token = provider.token(&[CLOUD_PLATFORM_SCOPE]).await?;
-                Ok(request.bearer_auth(token.as_str()))
-            }
-            Credentials::Anonymous => Ok(request),
-        }
+        Ok(match self.access_token().await? {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        })
     }
 }
 

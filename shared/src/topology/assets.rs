@@ -29,6 +29,12 @@ pub struct Model {
     pub standby_replicas: u32,
     /// The Vertex AI endpoint id per region; the primary's is required.
     pub endpoints: BTreeMap<RegionId, String>,
+    /// Per standby region, the Artifact Registry repository
+    /// (`us-east1-docker.pkg.dev/acme/serving`) that model-copy mirrors the
+    /// serving image into, for an image that lives only in the primary's
+    /// regional repository.
+    #[serde(default)]
+    pub image_mirrors: BTreeMap<RegionId, String>,
 }
 
 impl Model {

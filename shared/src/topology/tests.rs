@@ -245,6 +245,38 @@ fn model_ids_vertex_ai_cannot_hold_are_refused() {
 }
 
 #[test]
+fn image_mirrors_name_a_standby_and_a_repository() {
+    let with = |mirrors: &str| {
+        BASE.replace(
+            "          endpoints:\n",
+            &format!("          image-mirrors:\n{mirrors}          endpoints:\n"),
+        )
+    };
+    let good = with("            us-east1: us-east1-docker.pkg.dev/acme/serving\n");
+    assert_eq!(problems(&good), Vec::<String>::new());
+    let t = Topology::parse(&good, "t.yaml").unwrap();
+    assert_eq!(
+        t.workloads()[0].assets.models[0].image_mirrors[&RegionId::new("us-east1").unwrap()],
+        "us-east1-docker.pkg.dev/acme/serving"
+    );
+    let found = problems(&with(
+        "            us-central1: us-central1-docker.pkg.dev/acme/serving\n            \
+         us-east1: us-east1-docker.pkg.dev/acme/serving/ranker:7\n",
+    ));
+    assert_has(
+        &found,
+        "18:13 workloads[0].assets.models[0].image-mirrors.us-central1",
+        "primary's own region",
+    );
+    assert_has(
+        &found,
+        "19:13 workloads[0].assets.models[0].image-mirrors.us-east1",
+        "not a registry repository",
+    );
+    assert_eq!(found.len(), 2, "{found:#?}");
+}
+
+#[test]
 fn primaries_and_duplicate_regions() {
     let none = problems(&BASE.replace("role: primary", "role: standby"));
     assert_has(&none, "2:1 regions", "no primary region");

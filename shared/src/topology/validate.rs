@@ -233,6 +233,19 @@ impl<'f> Checker<'f> {
                 elsewhere.insert(region);
                 self.target(format!("{path}.endpoints.{region}"), region, w.pattern);
             }
+            for (region, repository) in &model.image_mirrors {
+                let at = format!("{path}.image-mirrors.{region}");
+                self.target(at.clone(), region, w.pattern);
+                if !is_repository(repository) {
+                    self.report(
+                        at,
+                        format!(
+                            "{repository:?} is not a registry repository: host/path in lowercase, \
+                             without a tag or digest (us-east1-docker.pkg.dev/acme/serving)"
+                        ),
+                    );
+                }
+            }
             let standby = (format!("{path}.standby-replicas"), model.standby_replicas);
             match w.pattern {
                 Pattern::ActivePassive if standby.1 == 0 => self.report(
@@ -495,4 +508,22 @@ impl<'f> Checker<'f> {
         }
         self.found.extend(found);
     }
+}
+
+/// Whether `repository` names a registry repository: a host, then one or
+/// more path components, lowercase, with no tag or digest.
+fn is_repository(repository: &str) -> bool {
+    let Some((host, path)) = repository.split_once('/') else {
+        return false;
+    };
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch))
+        && path.split('/').all(component)
 }
