@@ -26,6 +26,8 @@ use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::models::{Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, wait};
 use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
 use lifeboat_shared::topology::{RegionId, Topology};
 use lifeboat_tests::vertex_standin::VertexStandIn;
 use lifeboat_tests::{peak_rss_kib, reset_peak_rss};
@@ -142,11 +144,29 @@ async fn main() -> ExitCode {
     .expect("deployed in the primary");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let state = LocalStateStore::open(dir.path()).await.expect("state");
+    let state = LocalStateStore::open(dir.path().join("state"))
+        .await
+        .expect("state");
+    let storage = LocalStore::open(dir.path().join("storage"))
+        .await
+        .expect("storage");
+    storage
+        .create_bucket("bench-models", "US")
+        .await
+        .expect("artifact bucket");
+    storage
+        .put(
+            &ObjectRef::new("bench-models", "ranker/model.pkl"),
+            bytes_stream(&b"weights"[..]),
+            PutOptions::default(),
+        )
+        .await
+        .expect("artifacts");
     let context = CopyContext {
         topology: Arc::new(Topology::parse(TOPOLOGY, "bench.yaml").expect("valid topology")),
         registry,
         state: Arc::new(state),
+        storage: Arc::new(storage),
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
         options: CopyOptions {
             operation: POLLING,

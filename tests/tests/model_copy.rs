@@ -21,6 +21,8 @@ use lifeboat_shared::models::conformance::TEST_BACKOFF;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::models::{Deployment, EndpointRef, ModelRef, ModelRegistry, wait};
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
 use lifeboat_shared::topology::{RegionId, Topology};
 use lifeboat_tests::registry::Registry;
 use lifeboat_tests::vertex_standin::VertexStandIn;
@@ -30,6 +32,8 @@ use lifeboat_tests::{emulator_host, unique_name};
 const PROJECT: &str = "ml-prod";
 /// The model of the audit log fixture.
 const MODEL_ID: &str = "fraud-scorer";
+/// The multi-region bucket holding every version's artifacts.
+const ARTIFACT_BUCKET: &str = "ml-prod-models";
 const STANDBYS: [(&str, &str); 2] = [("us-east1", "200"), ("europe-west1", "300")];
 
 /// The test topology; `image_mirrors` are (region, repository) pairs.
@@ -84,6 +88,7 @@ fn region(name: &str) -> RegionId {
 struct Rig {
     standin: VertexStandIn,
     context: CopyContext,
+    _storage_dir: tempfile::TempDir,
 }
 
 impl Rig {
@@ -123,6 +128,23 @@ impl Rig {
             DEFAULT_DATABASE,
         )
         .expect("Firestore client");
+        // The artifacts every uploaded version names, in a multi-region
+        // bucket (fake-gcs-server puts every bucket in US-CENTRAL1, the
+        // primary, so the local store stands in for Cloud Storage here).
+        let storage_dir = tempfile::tempdir().expect("storage folder");
+        let storage = LocalStore::open(storage_dir.path()).await.expect("storage");
+        storage
+            .create_bucket(ARTIFACT_BUCKET, "US")
+            .await
+            .expect("artifact bucket");
+        storage
+            .put(
+                &ObjectRef::new(ARTIFACT_BUCKET, "fraud-scorer/model.pkl"),
+                bytes_stream(&b"weights"[..]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("artifacts");
         let options = CopyOptions {
             copy_attempts: 3,
             retry_delay: Duration::from_millis(20),
@@ -130,11 +152,13 @@ impl Rig {
             ..CopyOptions::default()
         };
         let rig = Self {
+            _storage_dir: storage_dir,
             standin,
             context: CopyContext {
                 topology: Arc::new(topology(pinned, image_mirrors)),
                 registry: registry.clone(),
                 state: Arc::new(state),
+                storage: Arc::new(storage),
                 mirror: ImageMirror::new(plain_http, Credentials::Anonymous),
                 options,
             },
@@ -174,7 +198,7 @@ impl Rig {
             "us-central1",
             MODEL_ID,
             "fraud-scorer",
-            "gs://ml-prod-models/fraud-scorer/",
+            &format!("gs://{ARTIFACT_BUCKET}/fraud-scorer/"),
             created,
         )
     }

@@ -23,7 +23,7 @@ async fn seeded() -> (VertexStandIn, VertexRegistry, Fixture) {
             fixture.primary.as_str(),
             &fixture.model_id,
             DISPLAY_NAME,
-            &format!("gs://models-usc1/fraud-scorer/v{version}/"),
+            &format!("gs://models-us/fraud-scorer/v{version}/"),
             created,
         );
         assert_eq!(id, version);
@@ -133,7 +133,7 @@ async fn an_unavailable_read_is_retried_and_generated_ids_are_copied_under_a_cho
         fixture.primary.as_str(),
         "4512398712",
         "generated id",
-        "gs://models-usc1/generated/v1/",
+        "gs://models-us/generated/v1/",
         Timestamp::new(1_767_225_600, 0).expect("a time"),
     );
     // The stand-in refuses a caller-chosen id starting with a digit, as

@@ -47,6 +47,7 @@ async fn gcs_store_passes_the_conformance_suite() {
     conformance::unusual_names(store, &a, &b).await;
     conformance::large_object_streams(store, &a).await;
     conformance::missing_object_errors(store, &a).await;
+    conformance::bucket_location_is_reported(store, &a).await;
 }
 
 #[tokio::test]

@@ -253,6 +253,7 @@ impl BoundCloud {
             topology: self.cloud.topology.clone(),
             registry: self.cloud.registry.clone(),
             state: self.cloud.state.clone(),
+            storage: self.cloud.storage.clone(),
             mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
             options: CopyOptions::default(),
         });

@@ -239,6 +239,9 @@ impl ObjectStore for CorruptingStore {
     async fn create_bucket(&self, bucket: &str, location: &str) -> Result<(), StorageError> {
         self.inner.create_bucket(bucket, location).await
     }
+    async fn bucket_location(&self, bucket: &str) -> Result<Option<String>, StorageError> {
+        self.inner.bucket_location(bucket).await
+    }
     async fn put(
         &self,
         object: &ObjectRef,

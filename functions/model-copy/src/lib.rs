@@ -8,6 +8,7 @@
 //! [`router`] is what Cloud Run serves (see `main.rs`) and what the local
 //! cloud mounts; [`handle_event`] does the work without HTTP.
 
+pub mod artifacts;
 pub mod copy;
 pub mod image;
 pub mod mirror;
@@ -30,6 +31,7 @@ use lifeboat_shared::events::{EventContext, InboundEvent};
 use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
 use serde_json::json;
 use tracing::Instrument;
@@ -82,6 +84,8 @@ pub struct CopyContext {
     pub registry: Arc<dyn ModelRegistry>,
     /// State: idempotency and parity records.
     pub state: Arc<dyn StateStore>,
+    /// Where copied versions' artifacts are checked.
+    pub storage: Arc<dyn ObjectStore>,
     /// Copies serving images into the repositories the topology's
     /// `image-mirrors` name.
     pub mirror: ImageMirror,
@@ -112,8 +116,9 @@ pub enum RegionOutcome {
         /// answered.
         serving: Option<Serving>,
         /// Why the region is not in parity although the version is there
-        /// (its warm endpoint could not be made to serve it, or its image
-        /// could not be pulled while the primary is down), if it is not.
+        /// (its warm endpoint could not be made to serve it, or its
+        /// artifacts or image could not be loaded while the primary is
+        /// down), if it is not.
         problem: Option<String>,
     },
     /// The version did not reach the region.
@@ -489,12 +494,24 @@ async fn to_region(
                     }
                     None => Ok(None),
                 };
-            let image_problem = match present.model.version(&present.version_id) {
-                Some(copied) => image_problem(context, asset, &copied.image_uri, region).await,
+            let pullable = match present.model.version(&present.version_id) {
+                Some(copied) => {
+                    let primary = context.topology.primary();
+                    let artifacts = artifacts::outage_problem(
+                        context.storage.as_ref(),
+                        &copied.artifact_uri,
+                        primary,
+                        region,
+                    );
+                    let image = image_problem(context, asset, &copied.image_uri, region);
+                    let (artifacts, image) = futures::join!(artifacts, image);
+                    let problems: Vec<String> = artifacts.into_iter().chain(image).collect();
+                    (!problems.is_empty()).then(|| problems.join("; "))
+                }
                 None => None,
             };
             let (serving, problem) = match serving {
-                Ok(serving) => (serving, image_problem),
+                Ok(serving) => (serving, pullable),
                 Err(error) => (
                     None,
                     Some(format!("the standby endpoint does not serve it: {error}")),

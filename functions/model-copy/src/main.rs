@@ -1,4 +1,5 @@
-//! model-copy on Cloud Run: Vertex AI and Firestore from the environment,
+//! model-copy on Cloud Run: Vertex AI, Firestore, Cloud Storage (artifact
+//! checks) and Artifact Registry (image mirrors) from the environment,
 //! the topology from `$LIFEBOAT_TOPOLOGY`, served on `$PORT`.
 
 use std::sync::Arc;
@@ -7,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions, SERVICE_NAME, router};
-use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::topology::Topology;
 
 #[tokio::main]
@@ -19,7 +21,11 @@ async fn main() -> anyhow::Result<()> {
     let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
     let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let state = FirestoreStore::from_env(topology.project().as_str(), DEFAULT_DATABASE).await?;
+    let storage_api =
+        ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
+    let storage = GcsStore::new(storage_api, topology.project().as_str());
     let context = CopyContext {
+        storage: Arc::new(storage),
         topology: Arc::new(topology),
         registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
         state: Arc::new(state),

@@ -13,6 +13,8 @@ use lifeboat_shared::models::conformance::{self, TEST_BACKOFF};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{ModelRef, ModelRegistry, ModelVersion};
 use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
 use lifeboat_shared::topology::{RegionId, Topology};
 use tower::ServiceExt as _;
 
@@ -72,11 +74,33 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         )
         .await
         .expect("upload");
+    // The artifacts of versions 1 and 2, in a multi-region bucket.
+    let storage = Arc::new(
+        LocalStore::open(dir.path().join("storage"))
+            .await
+            .expect("storage"),
+    );
+    storage
+        .create_bucket("models-us", "US")
+        .await
+        .expect("bucket");
+    for version in ["1", "2"] {
+        let object = ObjectRef::new("models-us", format!("fraud-scorer/v{version}/model.pkl"));
+        storage
+            .put(
+                &object,
+                bytes_stream(&b"weights"[..]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("artifacts");
+    }
     let topology = context_topology();
     let context = CopyContext {
         topology: Arc::new(topology),
         registry: registry.clone(),
         state: state.clone(),
+        storage: storage.clone(),
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
         options: CopyOptions {
             operation: TEST_BACKOFF,
@@ -193,6 +217,45 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         "{rows:?}"
     );
     assert_eq!(rows[0].versions_present, ["1", "2"]);
+
+    // Version 3's artifacts are in a bucket of the primary region alone.
+    storage
+        .create_bucket("models-usc1", "us-central1")
+        .await
+        .expect("bucket");
+    let object = ObjectRef::new("models-usc1", "churn/v3/model.pkl");
+    storage
+        .put(
+            &object,
+            bytes_stream(&b"weights"[..]),
+            PutOptions::default(),
+        )
+        .await
+        .expect("artifacts");
+    let primary_only = ModelVersion {
+        artifact_uri: "gs://models-usc1/churn/v3/".to_string(),
+        ..conformance::version("3", "2026-11-25T17:00:00Z")
+    };
+    registry
+        .upload(&source, "churn model", primary_only)
+        .await
+        .expect("upload");
+    router
+        .clone()
+        .oneshot(push("m-5", r#"{"model": "churn-model"}"#))
+        .await
+        .expect("answer");
+    let rows = parity::report(&context_topology(), state.as_ref())
+        .await
+        .expect("report");
+    assert!(!rows[0].parity, "{rows:?}");
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("located in us-central1 only")),
+        "{rows:?}"
+    );
 }
 
 fn context_topology() -> Topology {

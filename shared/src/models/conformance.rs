@@ -77,7 +77,7 @@ pub fn version(id: &str, created: &str) -> ModelVersion {
                 .expect("an RFC 3339 time")
                 .to_utc(),
         ),
-        artifact_uri: format!("gs://models-usc1/fraud-scorer/v{id}/"),
+        artifact_uri: format!("gs://models-us/fraud-scorer/v{id}/"),
         image_uri: "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest".to_string(),
         source_version: None,
     }

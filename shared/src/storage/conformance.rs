@@ -33,6 +33,7 @@ pub async fn run_all(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &str) {
     unusual_names(store, bucket_a, bucket_b).await;
     large_object_streams(store, bucket_a).await;
     missing_object_errors(store, bucket_a).await;
+    bucket_location_is_reported(store, bucket_a).await;
 }
 
 async fn put(store: &dyn ObjectStore, object: &ObjectRef, bytes: &[u8]) -> ObjectMeta {
@@ -610,4 +611,23 @@ pub async fn missing_object_errors(store: &dyn ObjectStore, bucket: &str) {
         .delete(&source, None)
         .await
         .unwrap_or_else(|error| panic!("delete {source}: {error}"));
+}
+
+/// A bucket reports a location (the local store the one it was created in;
+/// fake-gcs-server puts every bucket in `US-CENTRAL1`, so the suite only
+/// asks for one); a missing bucket is an error naming it.
+pub async fn bucket_location_is_reported(store: &dyn ObjectStore, bucket: &str) {
+    let location = store
+        .bucket_location(bucket)
+        .await
+        .unwrap_or_else(|error| panic!("location of {bucket}: {error}"));
+    assert!(
+        location.is_some_and(|l| !l.is_empty()),
+        "{bucket} reports no location"
+    );
+    let missing = store.bucket_location("lifeboat-no-such-bucket").await;
+    assert!(
+        matches!(&missing, Err(StorageError::BucketNotFound { bucket }) if bucket == "lifeboat-no-such-bucket"),
+        "{missing:?}"
+    );
 }

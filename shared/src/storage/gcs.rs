@@ -309,6 +309,23 @@ impl ObjectStore for GcsStore {
         Err(answer_error(&context, &Subject::Bucket(bucket), response).await)
     }
 
+    async fn bucket_location(&self, bucket: &str) -> Result<Option<String>, StorageError> {
+        #[derive(Deserialize)]
+        struct Located {
+            location: Option<String>,
+        }
+        let context = format!("location of bucket {bucket}");
+        let url = self.url(
+            &context,
+            &format!("/storage/v1/b/{}", encode(bucket)),
+            &[("fields", "location")],
+        )?;
+        let located: Located = self
+            .call_json(&context, &Subject::Bucket(bucket), self.client.get(url))
+            .await?;
+        Ok(located.location.filter(|l| !l.is_empty()))
+    }
+
     async fn put(
         &self,
         object: &ObjectRef,

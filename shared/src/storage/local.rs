@@ -253,38 +253,6 @@ impl LocalStore {
         Paths::of(&self.root, object).map(|paths| paths.data)
     }
 
-    /// The location `bucket` was created in; `None` for a folder created by
-    /// hand, which is a bucket of unknown location.
-    pub async fn bucket_location(&self, bucket: &str) -> Result<Option<String>, StorageError> {
-        let context = format!("bucket location of {bucket}");
-        let root = Arc::clone(&self.root);
-        let bucket = bucket.to_string();
-        blocking(&context.clone(), move || {
-            let dir = bucket_dir(&root, &bucket)?;
-            let record = root
-                .join(SYSTEM_DIR)
-                .join("buckets")
-                .join(format!("{bucket}.json"));
-            match fs::read(&record) {
-                Ok(bytes) => {
-                    let record: BucketRecord = serde_json::from_slice(&bytes).map_err(|error| {
-                        io_error(&context, io::Error::new(io::ErrorKind::InvalidData, error))
-                    })?;
-                    Ok(Some(record.location))
-                }
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    if dir.is_dir() {
-                        Ok(None)
-                    } else {
-                        Err(StorageError::BucketNotFound { bucket })
-                    }
-                }
-                Err(error) => Err(io_error(&context, error)),
-            }
-        })
-        .await
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.commit.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -642,6 +610,38 @@ fn walk(bucket: &Path, dir: &Path, prefix: &str, names: &mut Vec<String>) -> io:
 
 #[async_trait]
 impl ObjectStore for LocalStore {
+    /// The location `bucket` was created in; `None` for a folder created by
+    /// hand, which is a bucket of unknown location.
+    async fn bucket_location(&self, bucket: &str) -> Result<Option<String>, StorageError> {
+        let context = format!("bucket location of {bucket}");
+        let root = Arc::clone(&self.root);
+        let bucket = bucket.to_string();
+        blocking(&context.clone(), move || {
+            let dir = bucket_dir(&root, &bucket)?;
+            let record = root
+                .join(SYSTEM_DIR)
+                .join("buckets")
+                .join(format!("{bucket}.json"));
+            match fs::read(&record) {
+                Ok(bytes) => {
+                    let record: BucketRecord = serde_json::from_slice(&bytes).map_err(|error| {
+                        io_error(&context, io::Error::new(io::ErrorKind::InvalidData, error))
+                    })?;
+                    Ok(Some(record.location))
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    if dir.is_dir() {
+                        Ok(None)
+                    } else {
+                        Err(StorageError::BucketNotFound { bucket })
+                    }
+                }
+                Err(error) => Err(io_error(&context, error)),
+            }
+        })
+        .await
+    }
+
     async fn create_bucket(&self, bucket: &str, location: &str) -> Result<(), StorageError> {
         let context = format!("create bucket {bucket} in {location}");
         let root = Arc::clone(&self.root);

@@ -190,6 +190,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Creates `bucket` in `location` (a region id); does nothing if it exists.
     async fn create_bucket(&self, bucket: &str, location: &str) -> Result<(), StorageError>;
 
+    /// Where `bucket` keeps its objects: a region (`us-east1`), a dual- or
+    /// multi-region (`NAM4`, `US`), as the store reports it (Cloud Storage
+    /// in upper case); `None` when the store cannot tell.
+    async fn bucket_location(&self, bucket: &str) -> Result<Option<String>, StorageError>;
+
     /// Writes an object from a stream, computing its CRC32C on the way, and
     /// returns what was stored. The object appears whole or not at all.
     async fn put(
