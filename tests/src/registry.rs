@@ -150,7 +150,9 @@ impl Registry {
             .expect("digest of the pushed image")
     }
 
-    /// Every layer of the image at `path`, as pulled.
+    /// Every layer of the image at `path`, as pulled (and checked against
+    /// its digest by the client), sorted: the client pulls layers at once
+    /// and answers them in the order they finish.
     pub async fn pull_layers(&self, path: &str) -> Vec<Vec<u8>> {
         let pulled = self
             .client()
@@ -161,7 +163,9 @@ impl Registry {
             )
             .await
             .expect("pulled");
-        pulled.layers.into_iter().map(|l| l.data.to_vec()).collect()
+        let mut layers: Vec<Vec<u8>> = pulled.layers.into_iter().map(|l| l.data.to_vec()).collect();
+        layers.sort();
+        layers
     }
 
     /// The manifest digest of the image at `path`, if it is there.

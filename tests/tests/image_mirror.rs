@@ -40,9 +40,9 @@ async fn an_image_is_mirrored_with_its_digest_and_a_second_copy_moves_nothing() 
     assert_eq!(mirrored.blobs_copied, 3, "config and two layers");
     assert!(mirrored.bytes_copied > 3 << 20);
     assert!(mirror.is_pullable(&target).await.expect("asked"));
-    assert_eq!(
-        standby.pull_layers("acme/serving-use1/ranker:7").await,
-        primary.pull_layers("acme/serving/ranker:7").await,
+    assert!(
+        standby.pull_layers("acme/serving-use1/ranker:7").await
+            == primary.pull_layers("acme/serving/ranker:7").await,
         "the standby pulls the same layers"
     );
 
@@ -194,8 +194,12 @@ async fn a_standby_registry_killed_mid_copy_is_completed_by_a_retry() {
         .await
         .expect("the retry completes");
     assert_eq!(mirrored.digest, digest);
-    assert_eq!(
+    let (pulled, pushed) = (
         standby.pull_layers("acme/serving-use1/ranker:7").await,
-        primary.pull_layers("acme/serving/ranker:7").await
+        primary.pull_layers("acme/serving/ranker:7").await,
+    );
+    assert!(
+        pulled == pushed,
+        "the standby's layers differ from the source's"
     );
 }
