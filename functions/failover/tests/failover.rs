@@ -404,3 +404,53 @@ async fn a_person_moves_traffic_through_the_same_rules_and_records() {
     let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
     assert_eq!(table.weights["us-central1"], 100, "{table:?}");
 }
+
+#[tokio::test]
+async fn two_alerts_for_one_outage_at_once_move_traffic_once() {
+    let rig = rig().await;
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let uptime = incident("inc-uptime", "us-central1", IncidentState::Open);
+    let errors = incident("inc-errors", "us-central1", IncidentState::Open);
+    let (first, second) = tokio::join!(
+        handle_incident(&rig.context, &uptime),
+        handle_incident(&rig.context, &errors),
+    );
+    let (first, second) = (body(first).await, body(second).await);
+    let answers = [&first, &second];
+    let moved: Vec<_> = answers
+        .iter()
+        .filter(|(_, record)| record["outcome"] == "moved")
+        .collect();
+    assert_eq!(moved.len(), 1, "exactly one moves: {answers:#?}");
+    let (loser_status, loser) = answers
+        .iter()
+        .find(|(_, record)| record["outcome"] != "moved")
+        .expect("the other");
+    // The other either waited for the lease (and is retried) or found the
+    // region already without traffic.
+    assert!(
+        *loser_status == StatusCode::TOO_MANY_REQUESTS || loser["outcome"] == "stayed",
+        "{loser_status}: {loser:#}"
+    );
+    // The retry of whichever lost moves nothing more.
+    let retried = if first.1["outcome"] == "moved" {
+        &errors
+    } else {
+        &uptime
+    };
+    let (_, again) = body(handle_incident(&rig.context, retried).await).await;
+    assert_eq!(again["outcome"], "stayed", "{again:#}");
+    assert!(
+        again["decision"]["reasons"]
+            .to_string()
+            .contains("already has no traffic"),
+        "{again:#}"
+    );
+    let tables = routing::read_all(rig.state.as_ref()).await.expect("tables");
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0].revision, 1, "one routing change: {tables:?}");
+    assert_eq!(tables[0].weights["us-east1"], 100, "{tables:?}");
+}
