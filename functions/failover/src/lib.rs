@@ -70,7 +70,9 @@ impl ProbeTargets {
 /// How failovers run.
 #[derive(Clone, Debug)]
 pub struct FailoverOptions {
-    /// How long one failover may hold its workload's lease.
+    /// How long a workload's lease lasts unless renewed. A failover or
+    /// failback renews it every third of this while it works, so a crashed
+    /// one's lease lapses within this time and the retried event takes over.
     pub lease_ttl: Duration,
     /// How long model operations (scale-up, deployment) are followed.
     pub backoff: Backoff,
@@ -81,7 +83,7 @@ pub struct FailoverOptions {
 impl Default for FailoverOptions {
     fn default() -> Self {
         Self {
-            lease_ttl: Duration::from_secs(20 * 60),
+            lease_ttl: Duration::from_secs(60),
             backoff: Backoff::default(),
             failback: failback::FailbackOptions::default(),
         }
@@ -219,24 +221,25 @@ pub async fn manual_move(
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let key = (id.as_str(), workload, from.as_str(), Utc::now());
-    let Ok(Some(held)) = lease::acquire(
-        state,
-        &format!("failover-{workload}"),
-        &id,
-        context.options.lease_ttl,
-    )
-    .await
-    else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("another failover of {workload} is in progress; retry"),
-        )
-            .into_response();
+    let held = match lease::acquire(state, &lease_name(workload), &id, context.options.lease_ttl)
+        .await
+    {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("another failover of {workload} is in progress; retry"),
+            )
+                .into_response();
+        }
+        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     };
-    let result = fail_over(context, found, &from, key, Some(asked)).await;
-    if let Err(error) = lease::release(state, &held).await {
-        tracing::warn!(%error, "failover lease not released; it lapses on its own");
-    }
+    let result = under_lease(
+        context,
+        held,
+        fail_over(context, found, &from, key, Some(asked)),
+    )
+    .await;
     match result {
         Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
         Err(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
@@ -384,11 +387,14 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         )
             .into_response();
     }
-    let lease_name = format!("failover-{}", target.workload);
+    // Each delivery holds the lease under its own name: a redelivery that
+    // arrives while the first is still working waits for it (and then finds
+    // the record finished) instead of running the same failover beside it.
+    let holder = format!("{} {}", incident.incident_id, uuid::Uuid::new_v4());
     let held = match lease::acquire(
         state,
-        &lease_name,
-        &incident.incident_id,
+        &lease_name(&target.workload),
+        &holder,
         context.options.lease_ttl,
     )
     .await
@@ -406,10 +412,26 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         }
         Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     };
-    let result = fail_over(context, workload, &target.region, key, None).await;
-    if let Err(error) = lease::release(state, &held).await {
-        tracing::warn!(%error, "failover lease not released; it lapses on its own");
-    }
+    let result = under_lease(context, held, async {
+        // Read again under the lease: the delivery that held it before may
+        // have finished this incident since the first read.
+        match record::read(state, &incident.incident_id).await {
+            Ok(Some(done)) if done.outcome.is_some() => return Ok(done),
+            Ok(Some(unfinished)) => {
+                let last = unfinished.steps.last().map_or("nothing", |s| s.what.as_str());
+                let detail = format!(
+                    "an earlier attempt stopped after `{last}`; starting again from the probes (every step is idempotent)"
+                );
+                record::append(state, key, step("resumed", detail), None, None)
+                    .await
+                    .map_err(|error| format!("recording resumed: {error}"))?;
+            }
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        fail_over(context, workload, &target.region, key, None).await
+    })
+    .await;
     match result {
         Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
         Err(message) => {
@@ -417,6 +439,60 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
             (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
         }
     }
+}
+
+/// The lease that lets one failover or failback of `workload` run at a time.
+pub fn lease_name(workload: &str) -> String {
+    format!("failover-{workload}")
+}
+
+/// Runs `work` while holding `held`, renewing the lease every third of
+/// [`FailoverOptions::lease_ttl`], then releases it. A holder that loses its
+/// lease (a renewal finds it taken over, or it could not be renewed before it
+/// lapsed) stops acting: `work` is dropped where it stands and the error says
+/// so; every step is idempotent, so whoever holds the lease now, or a retried
+/// event, finishes it.
+pub(crate) async fn under_lease<T>(
+    context: &FailoverContext,
+    held: lease::Lease,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let state = context.state.as_ref();
+    let ttl = context.options.lease_ttl;
+    let current = std::sync::Mutex::new(held);
+    let lease_now = || {
+        current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    };
+    let renewing = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let lease = lease_now();
+            match lease::renew(state, &lease, ttl).await {
+                Ok(renewed) => {
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
+                }
+                Err(error) if error.is_transient() && Utc::now() < lease.expires_at => {
+                    tracing::warn!(%error, "lease not renewed; trying again");
+                }
+                Err(error) => return error,
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        lost = renewing => {
+            let lease = lease_now();
+            tracing::error!(error = %lost, lease = %lease.name, "lease lost; stopping");
+            return Err(format!("lease {} lost, stopped: {lost}", lease.name));
+        }
+    };
+    if let Err(error) = lease::release(state, &lease_now()).await {
+        tracing::warn!(%error, "lease not released; it lapses on its own");
+    }
+    result
 }
 
 fn step(what: &str, detail: impl Into<String>) -> Step {

@@ -13,6 +13,7 @@ use lifeboat_failover::handle_incident;
 use lifeboat_failover::record;
 use lifeboat_shared::events::IncidentState;
 use lifeboat_shared::routing;
+use lifeboat_shared::state::lease;
 
 #[tokio::test]
 async fn a_confirmed_outage_moves_traffic_to_a_scaled_standby_once() {
@@ -453,4 +454,128 @@ async fn two_alerts_for_one_outage_at_once_move_traffic_once() {
     assert_eq!(tables.len(), 1);
     assert_eq!(tables[0].revision, 1, "one routing change: {tables:?}");
     assert_eq!(tables[0].weights["us-east1"], 100, "{tables:?}");
+}
+/// The step names of a record, in order.
+fn steps(record: &serde_json::Value) -> Vec<String> {
+    record["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["what"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_same_alert_delivered_twice_at_once_fails_over_once() {
+    let rig = rig().await;
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let open = incident("inc-twice", "us-central1", IncidentState::Open);
+    let (first, second) = tokio::join!(
+        handle_incident(&rig.context, &open),
+        handle_incident(&rig.context, &open),
+    );
+    let (first, second) = (body(first).await, body(second).await);
+    let statuses = [first.0, second.0];
+    assert!(
+        statuses.contains(&StatusCode::OK),
+        "one delivery does the work: {first:#?} {second:#?}"
+    );
+    // The redelivery of the one that did not finish finds the record done.
+    let (status, again) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["duplicate"], true, "{again:#}");
+    let record = &again["record"];
+    assert_eq!(record["outcome"], "moved", "{record:#}");
+    assert_eq!(
+        steps(record),
+        [
+            "received", "probed", "decided", "readied", "routed", "verified"
+        ],
+        "one run, not two interleaved: {record:#}"
+    );
+    let tables = routing::read_all(rig.state.as_ref()).await.expect("tables");
+    assert_eq!(tables[0].revision, 1, "one routing change: {tables:?}");
+}
+
+#[tokio::test]
+async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work() {
+    let mut rig = rig().await;
+    rig.context.options.lease_ttl = std::time::Duration::from_millis(300);
+    rig.context.options.failback.step_wait = std::time::Duration::from_millis(250);
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let open = incident("inc-lease", "us-central1", IncidentState::Open);
+    let (_, moved) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    rig.down.lock().expect("lock").clear();
+    let workload = rig.context.topology.workloads()[0].clone();
+    let name = lifeboat_failover::lease_name(common::WORKLOAD);
+
+    // A failback of three 250 ms steps outlasts the 300 ms lease: renewed,
+    // nobody else gets it meanwhile.
+    let failback = lifeboat_failover::failback::fail_back(
+        &rig.context,
+        &workload,
+        "us-central1",
+        &rig.context.options.failback,
+    );
+    let intruder = async {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        lease::acquire(
+            rig.state.as_ref(),
+            &name,
+            "intruder",
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .expect("lease read")
+    };
+    let (back, intruded) = tokio::join!(failback, intruder);
+    assert!(intruded.is_none(), "the lease was held: {intruded:?}");
+    let back = back.expect("failed back");
+    assert_eq!(back.outcome, Some(record::Outcome::Moved), "{back:?}");
+    assert!(
+        lease::current(rig.state.as_ref(), &name)
+            .await
+            .expect("lease read")
+            .is_none(),
+        "released at the end"
+    );
+
+    // The lease taken from its holder mid-failback (here: deleted): the
+    // holder stops at its next renewal instead of acting without it.
+    rig.context.options.failback.step_wait = std::time::Duration::from_secs(5);
+    let failback = lifeboat_failover::failback::fail_back(
+        &rig.context,
+        &workload,
+        "us-east1",
+        &rig.context.options.failback,
+    );
+    let thief = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        rig.state
+            .delete(
+                lease::COLLECTION,
+                &name,
+                lifeboat_shared::state::Precondition::None,
+            )
+            .await
+            .expect("delete the lease");
+    };
+    let started = std::time::Instant::now();
+    let (stopped, ()) = tokio::join!(failback, thief);
+    let error = stopped.expect_err("the failback stops");
+    assert!(error.contains("lost"), "{error}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "stopped at the next renewal, not after the 5 s step"
+    );
 }
