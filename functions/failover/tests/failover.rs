@@ -579,3 +579,130 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
         "stopped at the next renewal, not after the 5 s step"
     );
 }
+
+#[tokio::test]
+async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retried_event() {
+    use lifeboat_shared::routing::RoutingTable;
+    use lifeboat_shared::state::{Precondition, StateStore};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn StateStore> = Arc::new(
+        lifeboat_shared::state::local::LocalStateStore::open(dir.path())
+            .await
+            .expect("state"),
+    );
+    let stalling = Arc::new(common::Stalling::new(store.clone(), routing::COLLECTION));
+    let mut rig = common::rig_on(stalling.clone(), Some(dir)).await;
+    rig.context.options.lease_ttl = Duration::from_millis(600);
+    // Traffic on the primary since yesterday (outside the hold-down).
+    let mut initial = RoutingTable::new(
+        common::WORKLOAD,
+        BTreeMap::from([
+            ("us-central1".to_string(), 100),
+            ("us-east1".to_string(), 0),
+            ("europe-west1".to_string(), 0),
+        ]),
+        "initial",
+    )
+    .expect("table");
+    initial.revision = 1;
+    initial.updated_at -= chrono::TimeDelta::days(1);
+    store
+        .put(
+            routing::COLLECTION,
+            common::WORKLOAD,
+            &serde_json::to_value(&initial).expect("json"),
+            Precondition::MustNotExist,
+        )
+        .await
+        .expect("initial table");
+    // What a gateway would read, every few milliseconds, for the whole test.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watcher = tokio::spawn({
+        let (store, seen) = (store.clone(), seen.clone());
+        async move {
+            loop {
+                let tables = routing::read_all(store.as_ref()).await.expect("tables");
+                seen.lock().expect("lock").push(tables[0].weights.clone());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+
+    rig.down
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let open = incident("inc-crash", "us-central1", IncidentState::Open);
+    stalling.arm(true);
+    let run = tokio::spawn({
+        let (context, open) = (rig.context.clone(), open.clone());
+        async move { handle_incident(&context, &open).await }
+    });
+    // The run reaches the routing write, and the service dies there.
+    stalling.parked.notified().await;
+    run.abort();
+    assert!(run.await.expect_err("killed").is_cancelled());
+    stalling.arm(false);
+
+    // What it left: the standby scaled, the record stopped after the
+    // scale-up, the lease held by the dead run, traffic where it was.
+    assert_eq!(replicas(&rig.registry, "us-east1", "8812345002").await, 3);
+    let left = record::read(store.as_ref(), "inc-crash")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(left.outcome, None);
+    let left_steps: Vec<&str> = left.steps.iter().map(|s| s.what.as_str()).collect();
+    assert_eq!(left_steps, ["received", "probed", "decided", "readied"]);
+    let name = lifeboat_failover::lease_name(common::WORKLOAD);
+    assert!(
+        lease::current(store.as_ref(), &name)
+            .await
+            .expect("lease")
+            .is_some()
+    );
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!((table.revision, table.weights["us-central1"]), (1, 100));
+
+    // Redelivered at once: the dead run's lease has not lapsed; retry later.
+    let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    // Redelivered after the lease lapsed: the move is finished.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, done) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::OK, "{done:#}");
+    assert_eq!(done["outcome"], "moved", "{done:#}");
+    assert_eq!(
+        steps(&done),
+        [
+            "received", "probed", "decided", "readied", "resumed", "received", "probed", "decided",
+            "readied", "routed", "verified"
+        ]
+    );
+    assert!(
+        done["steps"][8]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("already at 3 replicas"),
+        "the scale-up is not done twice: {done:#}"
+    );
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.revision, 2, "{table:?}");
+    assert_eq!(table.weights["us-east1"], 100, "{table:?}");
+    assert_eq!(table.weights["us-central1"], 0, "{table:?}");
+
+    watcher.abort();
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.len() > 10,
+        "the watcher read the table {} times",
+        seen.len()
+    );
+    assert!(
+        seen.iter().all(|weights| weights.values().any(|w| *w > 0)),
+        "traffic was never on nothing"
+    );
+}

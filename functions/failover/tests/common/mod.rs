@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -20,8 +21,9 @@ use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
     Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, ModelVersion, wait,
 };
-use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::{Document, Precondition, StateError, StateStore, Version};
 use lifeboat_shared::topology::{RegionId, Topology};
+use tokio::sync::Notify;
 
 pub const PROJECT: &str = "acme-ml-prod";
 pub const MODEL_ID: &str = "4512398712";
@@ -196,4 +198,68 @@ pub async fn replicas(registry: &LocalRegistry, region: &str, id: &str) -> u32 {
         .map(|d| d.replicas)
         .max()
         .unwrap_or(0)
+}
+
+/// A state store that, once armed, parks every write to one collection
+/// forever and says so: the instant to kill a failover between two of its
+/// steps (abort its task: nothing after that write runs, nothing is
+/// released, as when the process dies). Everything else goes to `inner`.
+#[derive(Debug)]
+pub struct Stalling {
+    inner: Arc<dyn StateStore>,
+    collection: &'static str,
+    armed: AtomicBool,
+    /// Notified when a write has been parked.
+    pub parked: Notify,
+}
+
+impl Stalling {
+    /// Parks writes to `collection` of `inner` once [`Stalling::arm`]ed.
+    pub fn new(inner: Arc<dyn StateStore>, collection: &'static str) -> Self {
+        Self {
+            inner,
+            collection,
+            armed: AtomicBool::new(false),
+            parked: Notify::new(),
+        }
+    }
+
+    /// Parks writes from now on (`true`) or lets them through (`false`).
+    pub fn arm(&self, armed: bool) {
+        self.armed.store(armed, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for Stalling {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Document>, StateError> {
+        self.inner.get(collection, id).await
+    }
+
+    async fn put(
+        &self,
+        collection: &str,
+        id: &str,
+        value: &serde_json::Value,
+        precondition: Precondition,
+    ) -> Result<Version, StateError> {
+        if collection == self.collection && self.armed.load(Ordering::SeqCst) {
+            self.parked.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.inner.put(collection, id, value, precondition).await
+    }
+
+    async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        precondition: Precondition,
+    ) -> Result<(), StateError> {
+        self.inner.delete(collection, id, precondition).await
+    }
+
+    async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError> {
+        self.inner.list(collection).await
+    }
 }
