@@ -706,3 +706,134 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
         "traffic was never on nothing"
     );
 }
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no_op() {
+    let rig = rig().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let app = lifeboat_failover::router(rig.context.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: String| {
+        let request = client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("text"))
+        }
+    };
+    let notification = |incident: serde_json::Value| {
+        serde_json::json!({"version": "1.2", "incident": incident}).to_string()
+    };
+    let labels = serde_json::json!({
+        "lifeboat-workload": "recommendations",
+        "lifeboat-region": "us-central1"
+    });
+
+    let refused = [
+        ("/", "{\"incident\": ".to_string(), "body: invalid JSON"),
+        (
+            "/",
+            serde_json::json!({"version": "1.1", "incident": {}}).to_string(),
+            "version: expected notification schema \"1.2\"",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({"incident_id": "x", "state": "open"})),
+            "incident.started_at: missing",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({
+                "incident_id": "x", "state": "flapping", "started_at": 1732552200
+            })),
+            "incident.state: expected \"open\" or \"closed\"",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({
+                "incident_id": "", "state": "open", "started_at": 1732552200,
+                "policy_user_labels": labels
+            })),
+            "incident.incident_id: must not be empty",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({
+                "incident_id": "x", "state": "open", "started_at": "yesterday"
+            })),
+            "incident.started_at",
+        ),
+        (
+            "/move/recommendations",
+            serde_json::json!({"force": true}).to_string(),
+            "missing field `to`",
+        ),
+        (
+            "/move/recommendations",
+            serde_json::json!({"to": 5}).to_string(),
+            "to: invalid type",
+        ),
+        (
+            "/move/recommendations",
+            serde_json::json!({"to": "mars-west9"}).to_string(),
+            "to: no region mars-west9",
+        ),
+        (
+            "/move/fraud-scorer",
+            serde_json::json!({"to": "us-east1"}).to_string(),
+            "no workload fraud-scorer",
+        ),
+        (
+            "/failback/fraud-scorer",
+            String::new(),
+            "no workload fraud-scorer",
+        ),
+    ];
+    for (path, body, names) in refused {
+        let (status, text) = post(path, body.clone()).await;
+        assert!(
+            (400..500).contains(&status),
+            "{path} {body}: {status} {text}"
+        );
+        assert!(text.contains(names), "{path} {body}: {status} {text}");
+    }
+
+    // Well-formed but about nothing Lifeboat protects, or closing what never
+    // opened: acknowledged (2xx, never retried) and logged, nothing done.
+    let stranger = notification(serde_json::json!({
+        "incident_id": "inc-stranger", "state": "open", "started_at": 1732552200,
+        "policy_user_labels": {"lifeboat-workload": "fraud-scorer", "lifeboat-region": "us-central1"}
+    }));
+    let (status, text) = post("/", stranger).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("workload fraud-scorer is not in the topology"),
+        "{text}"
+    );
+    let never_opened = notification(serde_json::json!({
+        "incident_id": "inc-never", "state": "closed", "started_at": 1732552200,
+        "ended_at": 1732552800, "policy_user_labels": labels
+    }));
+    let (status, text) = post("/", never_opened).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("never opened"), "{text}");
+    assert!(
+        record::read_all(rig.state.as_ref())
+            .await
+            .expect("records")
+            .is_empty()
+    );
+    assert!(
+        routing::read_all(rig.state.as_ref())
+            .await
+            .expect("tables")
+            .is_empty()
+    );
+}
