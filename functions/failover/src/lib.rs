@@ -17,6 +17,7 @@ pub mod failback;
 pub mod incident;
 pub mod probes;
 pub mod record;
+pub mod refusal;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::{TimeDelta, Utc};
+use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::routing::{self, RoutingTable};
@@ -65,6 +67,19 @@ impl ProbeTargets {
             .get(&(workload.to_string(), region.to_string()))
             .map(String::as_str)
     }
+
+    /// Reads `{"workload": {"region": "url"}}`, as `$LIFEBOAT_PROBE_TARGETS`
+    /// holds it.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let targets: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(json)?;
+        let mut probes = Self::default();
+        for (workload, regions) in targets {
+            for (region, url) in regions {
+                probes.insert(&workload, &region, url);
+            }
+        }
+        Ok(probes)
+    }
 }
 
 /// How failovers run.
@@ -100,6 +115,8 @@ pub struct FailoverContext {
     pub state: Arc<dyn StateStore>,
     /// The model registry and endpoints of every region.
     pub registry: Arc<dyn ModelRegistry>,
+    /// Where a refused failover is announced ([`refusal`]).
+    pub bus: Arc<dyn EventBus>,
     /// Where each region is probed.
     pub probes: ProbeTargets,
     /// Sends the probes.
@@ -626,12 +643,46 @@ async fn fail_over(
     };
     let decision = decide(&situation);
     let (new_weights, to) = match &decision {
-        Decision::Stay { reasons } => {
+        Decision::Stay { reasons, refused } => {
             tracing::error!(?reasons, "no failover");
+            let mut detail = "traffic stays".to_string();
+            // Every candidate failed a safety rule on an incident: announced,
+            // and the record finished only once the announcement is durable
+            // (a failed publication is retried with the event).
+            if !refused.is_empty() && manual.is_none() {
+                let refusal = refusal::FailoverRefused {
+                    workload: workload.id.to_string(),
+                    failed_region: failed.to_string(),
+                    incident_id: key.0.to_string(),
+                    candidates: refused.clone(),
+                    reasons: reasons.clone(),
+                };
+                let message = match refusal.publish(context.bus.as_ref()).await {
+                    Ok(message) => message,
+                    Err(error) => {
+                        let failed = format!(
+                            "traffic stays: every candidate region failed a safety rule, and the refusal was not published to {FAILOVER_REFUSED_TOPIC}: {error}"
+                        );
+                        record::append(
+                            state,
+                            key,
+                            step("decided", failed.clone()),
+                            Some(&decision),
+                            None,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        return Err(failed);
+                    }
+                };
+                detail = format!(
+                    "traffic stays: every candidate region failed a safety rule; published to {FAILOVER_REFUSED_TOPIC} as message {message}"
+                );
+            }
             return record::append(
                 state,
                 key,
-                step("decided", "traffic stays"),
+                step("decided", detail),
                 Some(&decision),
                 Some(Outcome::Stayed),
             )

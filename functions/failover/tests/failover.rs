@@ -6,11 +6,17 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
+use cloudevents::AttributesReader;
 use common::{body, incident, replicas, rig};
 use lifeboat_failover::handle_incident;
-use lifeboat_failover::record;
+use lifeboat_failover::{record, refusal};
+use lifeboat_shared::bus::binding::data_bytes;
+use lifeboat_shared::bus::conformance::Receiver;
+use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::IncidentState;
 use lifeboat_shared::routing;
 use lifeboat_shared::state::lease;
@@ -144,20 +150,46 @@ async fn an_alert_the_probes_contradict_moves_nothing_and_says_why() {
 }
 
 #[tokio::test]
-async fn with_every_standby_down_traffic_stays_and_the_record_is_loud() {
-    let rig = rig().await;
+async fn with_every_standby_down_traffic_stays_and_the_refusal_is_recorded_and_published() {
+    let mut rig = rig().await;
+    let receiver = Receiver::start(0).await;
+    rig.bus
+        .subscribe_push(
+            FAILOVER_REFUSED_TOPIC,
+            "refusals-to-pager",
+            &receiver.endpoint(),
+            5,
+        )
+        .await
+        .expect("subscribed");
     rig.down
         .lock()
         .expect("lock")
         .extend(["us-central1", "us-east1", "europe-west1"].map(String::from));
-    let (_, record) = body(
-        handle_incident(
-            &rig.context,
-            &incident("inc-4", "us-central1", IncidentState::Open),
-        )
-        .await,
-    )
-    .await;
+    let open = incident("inc-4", "us-central1", IncidentState::Open);
+
+    // The bus cannot take the announcement (no such topic on this one):
+    // the refusal is recorded but unfinished, and the event is retried.
+    let healthy_bus = rig.context.bus.clone();
+    let topicless_dir = tempfile::tempdir().expect("temp dir");
+    rig.context.bus = Arc::new(
+        LocalBus::open(topicless_dir.path(), LocalBusOptions::default())
+            .await
+            .expect("bus"),
+    );
+    let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(answer.to_string().contains("not published"), "{answer}");
+    let unfinished = record::read(rig.state.as_ref(), "inc-4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(unfinished.outcome, None, "{unfinished:?}");
+
+    // Retried with the bus back: recorded, finished, and announced.
+    rig.context.bus = healthy_bus;
+    let (status, record) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::OK, "{record:#}");
     assert_eq!(record["outcome"], "stayed", "{record:#}");
     let reasons = record["decision"]["reasons"].to_string();
     assert!(
@@ -165,11 +197,59 @@ async fn with_every_standby_down_traffic_stays_and_the_record_is_loud() {
         "{reasons}"
     );
     assert!(reasons.contains("no eligible region"), "{reasons}");
+    let decided = record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .rev()
+        .find(|s| s["what"] == "decided")
+        .expect("decided");
+    assert!(
+        decided["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("published to lifeboat-failover-refused"),
+        "{decided}"
+    );
     assert!(
         routing::read_all(rig.state.as_ref())
             .await
             .expect("tables")
-            .is_empty()
+            .is_empty(),
+        "traffic left where it is"
+    );
+
+    let events = receiver
+        .wait_for_distinct(1, std::time::Duration::from_secs(10))
+        .await;
+    let event = &events[0];
+    assert_eq!(event.ty(), refusal::EVENT_TYPE);
+    assert_eq!(event.id(), "inc-4/failover-refused");
+    assert_eq!(event.subject(), Some("recommendations"));
+    let published: refusal::FailoverRefused =
+        serde_json::from_slice(&data_bytes(event)).expect("the payload");
+    assert_eq!(published.workload, "recommendations");
+    assert_eq!(published.failed_region, "us-central1");
+    assert_eq!(published.incident_id, "inc-4");
+    let candidates: Vec<(&str, &str)> = published
+        .candidates
+        .iter()
+        .map(|c| (c.region.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(candidates.len(), 2, "{candidates:?}");
+    for (region, reason) in candidates {
+        assert!(["us-east1", "europe-west1"].contains(&region), "{region}");
+        assert!(
+            reason.starts_with("unhealthy") && reason.contains("HTTP 503"),
+            "{region}: {reason}"
+        );
+    }
+    assert!(
+        published
+            .reasons
+            .iter()
+            .any(|r| r.contains("no eligible region")),
+        "{published:?}"
     );
 }
 
@@ -584,7 +664,6 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
 async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retried_event() {
     use lifeboat_shared::routing::RoutingTable;
     use lifeboat_shared::state::{Precondition, StateStore};
-    use std::sync::Arc;
     use std::time::Duration;
 
     let dir = tempfile::tempdir().expect("temp dir");

@@ -16,6 +16,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
+use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState, parse};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
@@ -65,8 +67,11 @@ pub struct Rig {
     pub context: FailoverContext,
     pub registry: Arc<LocalRegistry>,
     pub state: Arc<dyn StateStore>,
+    /// The embedded bus failover publishes to, with its topics created.
+    pub bus: Arc<LocalBus>,
     pub down: Down,
     _dir: Option<tempfile::TempDir>,
+    _bus_dir: tempfile::TempDir,
 }
 
 pub fn endpoint(region: &str, id: &str) -> EndpointRef {
@@ -135,10 +140,20 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
     }
     let topology =
         Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
+    let bus_dir = tempfile::tempdir().expect("temp dir");
+    let bus = Arc::new(
+        LocalBus::open(bus_dir.path(), LocalBusOptions::default())
+            .await
+            .expect("bus"),
+    );
+    bus.create_topic(FAILOVER_REFUSED_TOPIC)
+        .await
+        .expect("topic");
     let context = FailoverContext {
         topology: Arc::new(topology),
         state: state.clone(),
         registry: registry.clone(),
+        bus: bus.clone(),
         probes,
         prober: Prober::default(),
         options: FailoverOptions {
@@ -150,8 +165,10 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
         context,
         registry,
         state,
+        bus,
         down,
         _dir: dir,
+        _bus_dir: bus_dir,
     }
 }
 
