@@ -304,7 +304,7 @@ impl BoundCloud {
             Credentials::Anonymous,
             GatewayOptions {
                 attempt_timeout: GATEWAY_ATTEMPT_TIMEOUT,
-                ..GatewayOptions::default()
+                ..GatewayOptions::from_env().map_err(anyhow::Error::msg)?
             },
         )
         .with_tables(implied);
