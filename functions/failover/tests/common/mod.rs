@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::any;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
@@ -40,11 +40,14 @@ pub fn repository_file(relative: &str) -> std::path::PathBuf {
 /// Regions whose probe answers 503.
 pub type Down = Arc<Mutex<Vec<String>>>;
 
+/// Serves `/{region}` for every region: 200, or 503 while the region is
+/// down, to any method, so it stands in for a region's probe URL and for
+/// its inference endpoint alike.
 pub async fn probe_server(down: Down) -> String {
     let app = Router::new()
         .route(
             "/{region}",
-            get(
+            any(
                 |State(down): State<Down>, Path(region): Path<String>| async move {
                     if down.lock().expect("lock").contains(&region) {
                         StatusCode::SERVICE_UNAVAILABLE
