@@ -134,10 +134,7 @@ async fn run(pattern: Pattern, retry: bool, rate: u32, detection: Duration) -> C
         }
     });
     tokio::time::sleep(BEFORE_FAILURE).await;
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
     let failed_at = started.elapsed();
     tokio::time::sleep(detection).await;
     let incident = common::incident("bench-outage", "us-central1", IncidentState::Open);

@@ -24,10 +24,7 @@ use lifeboat_shared::state::lease;
 #[tokio::test]
 async fn a_confirmed_outage_moves_traffic_to_a_scaled_standby_once() {
     let rig = rig().await;
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
 
     let (status, record) = body(
         handle_incident(
@@ -288,19 +285,7 @@ async fn unknown_resources_and_never_opened_closures_are_logged_no_ops() {
 async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fails_again() {
     let mut rig = rig().await;
     rig.context.options.failback.step_wait = std::time::Duration::from_millis(300);
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
-    let (_, moved) = body(
-        handle_incident(
-            &rig.context,
-            &incident("inc-7", "us-central1", IncidentState::Open),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    rig.outage_moved("inc-7").await;
     let primary = rig.context.topology.workloads()[0].clone();
 
     // Still down: the failback is refused and nothing changes.
@@ -384,13 +369,7 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
         .expect("a valid topology");
     rig.context.topology = std::sync::Arc::new(topology);
     rig.context.options.failback.step_wait = std::time::Duration::from_millis(20);
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
-    let open = incident("inc-8", "us-central1", IncidentState::Open);
-    let (_, moved) = body(handle_incident(&rig.context, &open).await).await;
-    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    rig.outage_moved("inc-8").await;
 
     // Still open: a tick does nothing.
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
@@ -489,10 +468,7 @@ async fn a_person_moves_traffic_through_the_same_rules_and_records() {
 #[tokio::test]
 async fn two_alerts_for_one_outage_at_once_move_traffic_once() {
     let rig = rig().await;
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
     let uptime = incident("inc-uptime", "us-central1", IncidentState::Open);
     let errors = incident("inc-errors", "us-central1", IncidentState::Open);
     let (first, second) = tokio::join!(
@@ -551,10 +527,7 @@ fn steps(record: &serde_json::Value) -> Vec<String> {
 #[tokio::test]
 async fn the_same_alert_delivered_twice_at_once_fails_over_once() {
     let rig = rig().await;
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
     let open = incident("inc-twice", "us-central1", IncidentState::Open);
     let (first, second) = tokio::join!(
         handle_incident(&rig.context, &open),
@@ -588,13 +561,7 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
     let mut rig = rig().await;
     rig.context.options.lease_ttl = std::time::Duration::from_millis(300);
     rig.context.options.failback.step_wait = std::time::Duration::from_millis(250);
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
-    let open = incident("inc-lease", "us-central1", IncidentState::Open);
-    let (_, moved) = body(handle_incident(&rig.context, &open).await).await;
-    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    rig.outage_moved("inc-lease").await;
     rig.down.lock().expect("lock").clear();
     let workload = rig.context.topology.workloads()[0].clone();
     let name = lifeboat_failover::lease_name(common::WORKLOAD);
@@ -710,10 +677,7 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
         }
     });
 
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
     let open = incident("inc-crash", "us-central1", IncidentState::Open);
     stalling.arm(true);
     let run = tokio::spawn({

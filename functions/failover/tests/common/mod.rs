@@ -77,6 +77,24 @@ pub struct Rig {
     _bus_dir: tempfile::TempDir,
 }
 
+impl Rig {
+    /// Fails `region`: its probes and predictions answer 503 from now on.
+    pub fn fail(&self, region: &str) {
+        self.down.lock().expect("lock").push(region.to_string());
+    }
+
+    /// Fails us-central1 and delivers the open incident `id` about it;
+    /// returns the record of the move it must make.
+    pub async fn outage_moved(&self, id: &str) -> serde_json::Value {
+        self.fail("us-central1");
+        let open = incident(id, "us-central1", IncidentState::Open);
+        let (status, record) =
+            body(lifeboat_failover::handle_incident(&self.context, &open).await).await;
+        assert_eq!(record["outcome"], "moved", "{status}: {record:#}");
+        record
+    }
+}
+
 pub fn endpoint(region: &str, id: &str) -> EndpointRef {
     EndpointRef::new(PROJECT, RegionId::new(region).expect("region id"), id)
 }
