@@ -238,18 +238,9 @@ pub async fn manual_move(
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let key = (id.as_str(), workload, from.as_str(), Utc::now());
-    let held = match lease::acquire(state, &lease_name(workload), &id, context.options.lease_ttl)
-        .await
-    {
-        Ok(Some(held)) => held,
-        Ok(None) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("another failover of {workload} is in progress; retry"),
-            )
-                .into_response();
-        }
-        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    let held = match take_lease(context, workload, &id).await {
+        Ok(held) => held,
+        Err(refused) => return refused,
     };
     let result = under_lease(
         context,
@@ -408,26 +399,9 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
     // arrives while the first is still working waits for it (and then finds
     // the record finished) instead of running the same failover beside it.
     let holder = format!("{} {}", incident.incident_id, uuid::Uuid::new_v4());
-    let held = match lease::acquire(
-        state,
-        &lease_name(&target.workload),
-        &holder,
-        context.options.lease_ttl,
-    )
-    .await
-    {
-        Ok(Some(held)) => held,
-        Ok(None) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "another failover of {} is in progress; retry",
-                    target.workload
-                ),
-            )
-                .into_response();
-        }
-        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    let held = match take_lease(context, &target.workload, &holder).await {
+        Ok(held) => held,
+        Err(refused) => return refused,
     };
     let result = under_lease(context, held, async {
         // Read again under the lease: the delivery that held it before may
@@ -461,6 +435,33 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
 /// The lease that lets one failover or failback of `workload` run at a time.
 pub fn lease_name(workload: &str) -> String {
     format!("failover-{workload}")
+}
+
+/// Takes `workload`'s lease for `holder`, or answers why not: 429 while
+/// another failover holds it (the event is retried), 503 when the state
+/// store fails.
+async fn take_lease(
+    context: &FailoverContext,
+    workload: &str,
+    holder: &str,
+) -> Result<lease::Lease, Response> {
+    let name = lease_name(workload);
+    match lease::acquire(
+        context.state.as_ref(),
+        &name,
+        holder,
+        context.options.lease_ttl,
+    )
+    .await
+    {
+        Ok(Some(held)) => Ok(held),
+        Ok(None) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("another failover of {workload} is in progress; retry"),
+        )
+            .into_response()),
+        Err(error) => Err((StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()),
+    }
 }
 
 /// Runs `work` while holding `held`, renewing the lease every third of

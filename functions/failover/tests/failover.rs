@@ -566,14 +566,13 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
     let workload = rig.context.topology.workloads()[0].clone();
     let name = lifeboat_failover::lease_name(common::WORKLOAD);
 
+    let fail_back_to = |region: &'static str, options| {
+        lifeboat_failover::failback::fail_back(&rig.context, &workload, region, options)
+    };
+
     // A failback of three 250 ms steps outlasts the 300 ms lease: renewed,
     // nobody else gets it meanwhile.
-    let failback = lifeboat_failover::failback::fail_back(
-        &rig.context,
-        &workload,
-        "us-central1",
-        &rig.context.options.failback,
-    );
+    let failback = fail_back_to("us-central1", &rig.context.options.failback);
     let intruder = async {
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
         lease::acquire(
@@ -599,13 +598,11 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
 
     // The lease taken from its holder mid-failback (here: deleted): the
     // holder stops at its next renewal instead of acting without it.
-    rig.context.options.failback.step_wait = std::time::Duration::from_secs(5);
-    let failback = lifeboat_failover::failback::fail_back(
-        &rig.context,
-        &workload,
-        "us-east1",
-        &rig.context.options.failback,
-    );
+    let slow_steps = lifeboat_failover::failback::FailbackOptions {
+        step_wait: std::time::Duration::from_secs(5),
+        ..rig.context.options.failback.clone()
+    };
+    let failback = fail_back_to("us-east1", &slow_steps);
     let thief = async {
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
         rig.state
