@@ -587,19 +587,29 @@ async fn fail_over(
 
     let tables = routing::read_all(state).await.map_err(|e| e.to_string())?;
     let (weights, revision) = current_table(&tables, topology, workload);
-    let probe = |region: &str| {
-        let url = context
-            .probes
-            .get(workload.id.as_str(), region)
-            .map(str::to_string);
-        async move {
-            match url {
-                Some(url) => Some(context.prober.probe(&url).await),
-                None => None,
-            }
-        }
-    };
-    let failure_confirmed = match (manual, probe(failed).await) {
+    let reason = format!("failover from {failed} (incident {})", key.0);
+    if let Some(written) = tables
+        .iter()
+        .find(|t| t.workload == workload.id.as_str() && t.reason == reason)
+    {
+        // An earlier attempt at this incident wrote the table and stopped
+        // before recording it: the move is made, it is only verified.
+        note(
+            "routed",
+            format!(
+                "revision {} was written by an earlier attempt: {:?}",
+                written.revision, written.weights
+            ),
+        )
+        .await?;
+        let to: Vec<String> = written
+            .serving_regions()
+            .into_iter()
+            .map(|(region, _)| region.to_string())
+            .collect();
+        return verify_move(context, workload, key, &to).await;
+    }
+    let failure_confirmed = match (manual, probe_region(context, workload, failed).await) {
         (Some(asked), _) => Check::Pass(format!("{} asked for the move", asked.by)),
         (None, Some(result)) => result.failure(),
         (None, None) => Check::Unknown(format!("no probe target for {failed}")),
@@ -614,7 +624,7 @@ async fn fail_over(
         if id == failed || manual.is_some_and(|asked| asked.to != id) {
             continue;
         }
-        let health = match probe(id).await {
+        let health = match probe_region(context, workload, id).await {
             Some(result) => result.health(),
             None => Check::Unknown(format!("no probe target for {id}")),
         };
@@ -705,12 +715,8 @@ async fn fail_over(
         let done = ready(context, workload, region).await?;
         note("readied", format!("{region}: {}", done.join("; "))).await?;
     }
-    let table = RoutingTable::new(
-        workload.id.as_str(),
-        new_weights,
-        format!("failover from {failed} (incident {})", key.0),
-    )
-    .map_err(|e| e.to_string())?;
+    let table =
+        RoutingTable::new(workload.id.as_str(), new_weights, reason).map_err(|e| e.to_string())?;
     let written = routing::write(state, &table, revision)
         .await
         .map_err(|e| format!("writing the routing table: {e}"))?;
@@ -719,9 +725,30 @@ async fn fail_over(
         format!("revision {}: {:?}", written.revision, written.weights),
     )
     .await?;
+    verify_move(context, workload, key, &to).await
+}
+
+/// Probes `workload` in `region`; `None` when it has no probe target.
+async fn probe_region(
+    context: &FailoverContext,
+    workload: &Workload,
+    region: &str,
+) -> Option<probes::ProbeResult> {
+    let url = context.probes.get(workload.id.as_str(), region)?;
+    Some(context.prober.probe(url).await)
+}
+
+/// Probes the regions traffic moved `to` and finishes the record as moved,
+/// or fails naming the region that does not answer.
+async fn verify_move(
+    context: &FailoverContext,
+    workload: &Workload,
+    key: (&str, &str, &str, chrono::DateTime<Utc>),
+    to: &[String],
+) -> Result<record::IncidentRecord, String> {
     let mut verified = Vec::new();
-    for region in &to {
-        match probe(region).await {
+    for region in to {
+        match probe_region(context, workload, region).await {
             Some(result) => match result.health() {
                 Check::Pass(detail) => verified.push(detail),
                 other => {
@@ -734,7 +761,7 @@ async fn fail_over(
         }
     }
     record::append(
-        state,
+        context.state.as_ref(),
         key,
         step("verified", verified.join("; ")),
         None,

@@ -7,19 +7,20 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use cloudevents::AttributesReader;
 use common::{body, incident, replicas, rig};
-use lifeboat_failover::handle_incident;
-use lifeboat_failover::{record, refusal};
+use lifeboat_failover::{handle_incident, record, refusal};
 use lifeboat_shared::bus::binding::data_bytes;
 use lifeboat_shared::bus::conformance::Receiver;
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
+use lifeboat_shared::events::Incident;
 use lifeboat_shared::events::IncidentState;
-use lifeboat_shared::routing;
-use lifeboat_shared::state::lease;
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::state::{Precondition, StateStore, lease};
 
 #[tokio::test]
 async fn a_confirmed_outage_moves_traffic_to_a_scaled_standby_once() {
@@ -216,9 +217,7 @@ async fn with_every_standby_down_traffic_stays_and_the_refusal_is_recorded_and_p
         "traffic left where it is"
     );
 
-    let events = receiver
-        .wait_for_distinct(1, std::time::Duration::from_secs(10))
-        .await;
+    let events = receiver.wait_for_distinct(1, Duration::from_secs(10)).await;
     let event = &events[0];
     assert_eq!(event.ty(), refusal::EVENT_TYPE);
     assert_eq!(event.id(), "inc-4/failover-refused");
@@ -284,7 +283,7 @@ async fn unknown_resources_and_never_opened_closures_are_logged_no_ops() {
 #[tokio::test]
 async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fails_again() {
     let mut rig = rig().await;
-    rig.context.options.failback.step_wait = std::time::Duration::from_millis(300);
+    rig.context.options.failback.step_wait = Duration::from_millis(300);
     rig.outage_moved("inc-7").await;
     let primary = rig.context.topology.workloads()[0].clone();
 
@@ -307,7 +306,7 @@ async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fa
     rig.down.lock().expect("lock").clear();
     let down = rig.down.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         down.lock().expect("lock").push("us-central1".to_string());
     });
     let rolled_back = lifeboat_failover::failback::fail_back(
@@ -368,7 +367,7 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
     let topology = lifeboat_shared::topology::Topology::parse(&yaml, "automatic.yaml")
         .expect("a valid topology");
     rig.context.topology = std::sync::Arc::new(topology);
-    rig.context.options.failback.step_wait = std::time::Duration::from_millis(20);
+    rig.context.options.failback.step_wait = Duration::from_millis(20);
     rig.outage_moved("inc-8").await;
 
     // Still open: a tick does nothing.
@@ -380,7 +379,7 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
     // Closed but not yet stable for 1 s: nothing.
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
     assert_eq!(ticked["failbacks"], serde_json::json!([]), "{ticked}");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
     assert_eq!(ticked["failbacks"][0]["outcome"], "moved", "{ticked}");
     let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
@@ -559,8 +558,8 @@ async fn the_same_alert_delivered_twice_at_once_fails_over_once() {
 #[tokio::test]
 async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work() {
     let mut rig = rig().await;
-    rig.context.options.lease_ttl = std::time::Duration::from_millis(300);
-    rig.context.options.failback.step_wait = std::time::Duration::from_millis(250);
+    rig.context.options.lease_ttl = Duration::from_millis(300);
+    rig.context.options.failback.step_wait = Duration::from_millis(250);
     rig.outage_moved("inc-lease").await;
     rig.down.lock().expect("lock").clear();
     let workload = rig.context.topology.workloads()[0].clone();
@@ -574,12 +573,12 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
     // nobody else gets it meanwhile.
     let failback = fail_back_to("us-central1", &rig.context.options.failback);
     let intruder = async {
-        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         lease::acquire(
             rig.state.as_ref(),
             &name,
             "intruder",
-            std::time::Duration::from_secs(1),
+            Duration::from_secs(1),
         )
         .await
         .expect("lease read")
@@ -599,12 +598,12 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
     // The lease taken from its holder mid-failback (here: deleted): the
     // holder stops at its next renewal instead of acting without it.
     let slow_steps = lifeboat_failover::failback::FailbackOptions {
-        step_wait: std::time::Duration::from_secs(5),
+        step_wait: Duration::from_secs(5),
         ..rig.context.options.failback.clone()
     };
     let failback = fail_back_to("us-east1", &slow_steps);
     let thief = async {
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
         rig.state
             .delete(
                 lease::COLLECTION,
@@ -619,27 +618,26 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
     let error = stopped.expect_err("the failback stops");
     assert!(error.contains("lost"), "{error}");
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(2),
         "stopped at the next renewal, not after the 5 s step"
     );
 }
 
-#[tokio::test]
-async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retried_event() {
-    use lifeboat_shared::routing::RoutingTable;
-    use lifeboat_shared::state::{Precondition, StateStore};
-    use std::time::Duration;
-
+/// A rig for killing a failover midway: a 600 ms lease, traffic on the
+/// primary since yesterday (outside the hold-down), us-central1 failed, and
+/// its state behind `stalling` built on the returned store.
+async fn crash_rig(
+    stalling: impl FnOnce(Arc<dyn StateStore>) -> common::Stalling,
+) -> (common::Rig, Arc<common::Stalling>, Arc<dyn StateStore>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn StateStore> = Arc::new(
         lifeboat_shared::state::local::LocalStateStore::open(dir.path())
             .await
             .expect("state"),
     );
-    let stalling = Arc::new(common::Stalling::new(store.clone(), routing::COLLECTION));
+    let stalling = Arc::new(stalling(store.clone()));
     let mut rig = common::rig_on(stalling.clone(), Some(dir)).await;
     rig.context.options.lease_ttl = Duration::from_millis(600);
-    // Traffic on the primary since yesterday (outside the hold-down).
     let mut initial = RoutingTable::new(
         common::WORKLOAD,
         BTreeMap::from([
@@ -661,6 +659,45 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
         )
         .await
         .expect("initial table");
+    rig.fail("us-central1");
+    (rig, stalling, store)
+}
+
+/// Runs `open` and kills the run (aborts its task) where `stalling` parks
+/// a write: nothing after it runs, nothing is released.
+async fn kill_when_parked(rig: &common::Rig, stalling: &common::Stalling, open: &Incident) {
+    let run = tokio::spawn({
+        let (context, open) = (rig.context.clone(), open.clone());
+        async move { handle_incident(&context, &open).await }
+    });
+    stalling.parked.notified().await;
+    run.abort();
+    assert!(run.await.expect_err("killed").is_cancelled());
+    stalling.arm(false);
+}
+
+/// Redelivers `open` once the killed run's 600 ms lease has lapsed; the
+/// record must end moved, with `expected` steps, step `detail.0` saying
+/// `detail.1`.
+async fn redelivered_after_the_lease(
+    rig: &common::Rig,
+    open: &Incident,
+    expected: &[&str],
+    detail: (usize, &str),
+) {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, done) = body(handle_incident(&rig.context, open).await).await;
+    assert_eq!(status, StatusCode::OK, "{done:#}");
+    assert_eq!(done["outcome"], "moved", "{done:#}");
+    assert_eq!(steps(&done), expected, "{done:#}");
+    let said = done["steps"][detail.0]["detail"].as_str().expect("detail");
+    assert!(said.contains(detail.1), "{said}");
+}
+
+#[tokio::test]
+async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retried_event() {
+    let (rig, stalling, store) =
+        crash_rig(|store| common::Stalling::new(store, routing::COLLECTION)).await;
     // What a gateway would read, every few milliseconds, for the whole test.
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let watcher = tokio::spawn({
@@ -673,19 +710,10 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
             }
         }
     });
-
-    rig.fail("us-central1");
     let open = incident("inc-crash", "us-central1", IncidentState::Open);
-    stalling.arm(true);
-    let run = tokio::spawn({
-        let (context, open) = (rig.context.clone(), open.clone());
-        async move { handle_incident(&context, &open).await }
-    });
     // The run reaches the routing write, and the service dies there.
-    stalling.parked.notified().await;
-    run.abort();
-    assert!(run.await.expect_err("killed").is_cancelled());
-    stalling.arm(false);
+    stalling.arm(true);
+    kill_when_parked(&rig, &stalling, &open).await;
 
     // What it left: the standby scaled, the record stopped after the
     // scale-up, the lease held by the dead run, traffic where it was.
@@ -710,25 +738,17 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
     // Redelivered at once: the dead run's lease has not lapsed; retry later.
     let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
-    // Redelivered after the lease lapsed: the move is finished.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let (status, done) = body(handle_incident(&rig.context, &open).await).await;
-    assert_eq!(status, StatusCode::OK, "{done:#}");
-    assert_eq!(done["outcome"], "moved", "{done:#}");
-    assert_eq!(
-        steps(&done),
-        [
-            "received", "probed", "decided", "readied", "resumed", "received", "probed", "decided",
-            "readied", "routed", "verified"
-        ]
-    );
-    assert!(
-        done["steps"][8]["detail"]
-            .as_str()
-            .expect("detail")
-            .contains("already at 3 replicas"),
-        "the scale-up is not done twice: {done:#}"
-    );
+    // Redelivered after the lease lapsed: the move is finished, without
+    // scaling again.
+    let after_crash = ["received", "probed", "decided", "readied"];
+    let retried = ["resumed", "received", "probed", "decided", "readied"];
+    redelivered_after_the_lease(
+        &rig,
+        &open,
+        &[&after_crash[..], &retried[..], &["routed", "verified"]].concat(),
+        (8, "already at 3 replicas"),
+    )
+    .await;
     let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
     assert_eq!(table.revision, 2, "{table:?}");
     assert_eq!(table.weights["us-east1"], 100, "{table:?}");
@@ -876,4 +896,40 @@ async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no
             .expect("tables")
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_failover_killed_after_the_routing_change_is_verified_and_recorded_by_the_retried_event()
+{
+    // The run writes the routing table and dies before recording it.
+    let (rig, stalling, store) = crash_rig(|store| {
+        common::Stalling::new(store, record::COLLECTION).armed_by(routing::COLLECTION)
+    })
+    .await;
+    let open = incident("inc-crash-routed", "us-central1", IncidentState::Open);
+    kill_when_parked(&rig, &stalling, &open).await;
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!((table.revision, table.weights["us-east1"]), (2, 100));
+    let left = record::read(store.as_ref(), "inc-crash-routed")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(left.outcome, None);
+
+    // The retried event, once the lease lapsed: the move is found made,
+    // verified and recorded as such, not taken for "no traffic left".
+    let after_crash = ["received", "probed", "decided", "readied"];
+    redelivered_after_the_lease(
+        &rig,
+        &open,
+        &[
+            &after_crash[..],
+            &["resumed", "received", "routed", "verified"],
+        ]
+        .concat(),
+        (6, "written by an earlier attempt"),
+    )
+    .await;
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.revision, 2, "written once: {table:?}");
 }

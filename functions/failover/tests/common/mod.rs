@@ -247,6 +247,8 @@ pub struct Stalling {
     inner: Arc<dyn StateStore>,
     collection: &'static str,
     armed: AtomicBool,
+    /// A collection whose first write, once through, arms the store.
+    armed_by: Option<&'static str>,
     /// Notified when a write has been parked.
     pub parked: Notify,
 }
@@ -258,7 +260,17 @@ impl Stalling {
             inner,
             collection,
             armed: AtomicBool::new(false),
+            armed_by: None,
             parked: Notify::new(),
+        }
+    }
+
+    /// Arms itself as soon as a write to `trigger` has gone through: parks
+    /// the write to `collection` that follows it.
+    pub fn armed_by(self, trigger: &'static str) -> Self {
+        Self {
+            armed_by: Some(trigger),
+            ..self
         }
     }
 
@@ -285,7 +297,11 @@ impl StateStore for Stalling {
             self.parked.notify_one();
             std::future::pending::<()>().await;
         }
-        self.inner.put(collection, id, value, precondition).await
+        let written = self.inner.put(collection, id, value, precondition).await?;
+        if self.armed_by == Some(collection) {
+            self.arm(true);
+        }
+        Ok(written)
     }
 
     async fn delete(
