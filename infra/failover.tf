@@ -282,6 +282,23 @@ resource "google_pubsub_subscription_iam_member" "incidents_dead_letter" {
   member       = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
+# Refusals: when every candidate region fails a safety rule, the failover
+# service leaves traffic where it is, records why and publishes a
+# dev.lifeboat.failover.refused CloudEvent here (workload, failed region,
+# incident, the rule each candidate failed). Subscribe paging to it: someone
+# must heal the region, fix a standby or force a move.
+resource "google_pubsub_topic" "failover_refused" {
+  name                       = "lifeboat-failover-refused"
+  message_retention_duration = "604800s"
+  depends_on                 = [google_project_service.api["pubsub.googleapis.com"]]
+}
+
+resource "google_pubsub_topic_iam_member" "failover_publishes_refusals" {
+  topic  = google_pubsub_topic.failover_refused.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.failover.email}"
+}
+
 # The region as the outside sees it: Google's checkers GET the probe URL
 # from several locations every minute.
 resource "google_monitoring_uptime_check_config" "region" {

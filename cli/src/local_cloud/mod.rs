@@ -36,7 +36,7 @@ use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
 use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
-use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
+use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
@@ -119,9 +119,11 @@ impl LocalCloud {
         let bus = LocalBus::open(data_dir.join("bus"), bus_options)
             .await
             .context("opening the local event bus")?;
-        bus.create_topic(EVENTS_TOPIC)
-            .await
-            .with_context(|| format!("creating topic {EVENTS_TOPIC}"))?;
+        for topic in [EVENTS_TOPIC, FAILOVER_REFUSED_TOPIC] {
+            bus.create_topic(topic)
+                .await
+                .with_context(|| format!("creating topic {topic}"))?;
+        }
         let warehouse = LocalWarehouse::open(data_dir.join("warehouse"))
             .await
             .context("opening the local warehouse")?;
@@ -337,7 +339,7 @@ impl BoundCloud {
             Credentials::Anonymous,
             GatewayOptions {
                 attempt_timeout: GATEWAY_ATTEMPT_TIMEOUT,
-                ..GatewayOptions::default()
+                ..GatewayOptions::from_env().map_err(anyhow::Error::msg)?
             },
         )
         .with_tables(implied);
@@ -357,6 +359,7 @@ impl BoundCloud {
             topology: self.cloud.topology.clone(),
             state: self.cloud.state.clone(),
             registry: self.cloud.registry.clone(),
+            bus: self.cloud.bus.clone(),
             probes,
             prober: Prober::default(),
             options: FailoverOptions {

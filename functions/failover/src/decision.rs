@@ -88,7 +88,22 @@ pub enum Decision {
     Stay {
         /// Why, check by check.
         reasons: Vec<String>,
+        /// When traffic stays because every candidate region failed a
+        /// safety rule: each of them and the rule. Empty when the decision
+        /// stopped before judging them (unconfirmed alert, no traffic left,
+        /// hold-down).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<Refused>,
     },
+}
+
+/// A candidate region the decision would not move to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// The region.
+    pub region: String,
+    /// The safety rule it failed, with what was seen.
+    pub reason: String,
 }
 
 /// Decides whether and where the failed region's traffic goes.
@@ -101,12 +116,18 @@ pub fn decide(situation: &Situation) -> Decision {
             reasons.push(format!(
                 "{failed} failure not confirmed: {detail}; an alert is not proof"
             ));
-            return Decision::Stay { reasons };
+            return Decision::Stay {
+                reasons,
+                refused: Vec::new(),
+            };
         }
     }
     if situation.weights.get(failed).copied().unwrap_or(0) == 0 {
         reasons.push(format!("{failed} already has no traffic"));
-        return Decision::Stay { reasons };
+        return Decision::Stay {
+            reasons,
+            refused: Vec::new(),
+        };
     }
     if let Some(last) = situation.last_move {
         let until = last + situation.hold_down;
@@ -117,11 +138,15 @@ pub fn decide(situation: &Situation) -> Decision {
                 reasons.push(format!(
                     "hold-down: traffic moved at {last}, no move before {until}"
                 ));
-                return Decision::Stay { reasons };
+                return Decision::Stay {
+                    reasons,
+                    refused: Vec::new(),
+                };
             }
         }
     }
     let mut eligible = Vec::new();
+    let mut refused = Vec::new();
     for candidate in &situation.candidates {
         if candidate.region == failed {
             continue;
@@ -135,12 +160,18 @@ pub fn decide(situation: &Situation) -> Decision {
                 ));
                 eligible.push(candidate.region.as_str());
             }
-            Err(why) => reasons.push(format!("{} not eligible: {why}", candidate.region)),
+            Err(why) => {
+                reasons.push(format!("{} not eligible: {why}", candidate.region));
+                refused.push(Refused {
+                    region: candidate.region.clone(),
+                    reason: why,
+                });
+            }
         }
     }
     if eligible.is_empty() {
         reasons.push("no eligible region: traffic stays where it is".to_string());
-        return Decision::Stay { reasons };
+        return Decision::Stay { reasons, refused };
     }
     let moved = situation.weights[failed];
     let mut weights = situation.weights.clone();
@@ -259,13 +290,13 @@ mod tests {
     fn moved(decision: &Decision) -> (&BTreeMap<String, u32>, &Vec<String>) {
         match decision {
             Decision::Move { weights, to, .. } => (weights, to),
-            Decision::Stay { reasons } => panic!("expected a move, stayed: {reasons:?}"),
+            Decision::Stay { reasons, .. } => panic!("expected a move, stayed: {reasons:?}"),
         }
     }
 
     fn stayed(decision: &Decision) -> Vec<String> {
         match decision {
-            Decision::Stay { reasons } => reasons.clone(),
+            Decision::Stay { reasons, .. } => reasons.clone(),
             Decision::Move { weights, .. } => panic!("expected no move, moved to {weights:?}"),
         }
     }
@@ -360,6 +391,13 @@ mod tests {
             "{reasons:?}"
         );
         assert!(reasons.last().is_some_and(|r| r.contains("traffic stays")));
+        let Decision::Stay { refused, .. } = decide(&s) else {
+            panic!("stays")
+        };
+        let regions: Vec<&str> = refused.iter().map(|r| r.region.as_str()).collect();
+        assert_eq!(regions, ["us-east1", "europe-west1", "asia-east1"]);
+        assert!(refused[0].reason.starts_with("unhealthy"), "{refused:?}");
+        assert!(refused[2].reason.starts_with("model"), "{refused:?}");
 
         let forced = Situation { forced: true, ..s };
         let decision = decide(&forced);
@@ -402,6 +440,10 @@ mod tests {
         );
         s.last_move = Some(s.now - TimeDelta::minutes(3));
         assert!(stayed(&decide(&s))[1].contains("hold-down"));
+        assert!(
+            matches!(decide(&s), Decision::Stay { refused, .. } if refused.is_empty()),
+            "the candidates were not judged"
+        );
         s.forced = true;
         moved(&decide(&s));
     }

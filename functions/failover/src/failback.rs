@@ -15,7 +15,7 @@ use lifeboat_shared::topology::Workload;
 
 use crate::decision::Check;
 use crate::record::{self, IncidentRecord, Outcome, Step};
-use crate::{FailoverContext, current_table, ready};
+use crate::{FailoverContext, current_table, lease_name, ready, under_lease};
 
 /// How a failback proceeds.
 #[derive(Clone, Debug)]
@@ -118,8 +118,8 @@ pub async fn fail_back(
         )
         .await;
     };
-    let lease_name = format!("failover-{}", workload.id);
-    let Some(held) = lease::acquire(state, &lease_name, &id, context.options.lease_ttl)
+    let name = lease_name(workload.id.as_str());
+    let Some(held) = lease::acquire(state, &name, &id, context.options.lease_ttl)
         .await
         .map_err(|e| e.to_string())?
     else {
@@ -128,7 +128,7 @@ pub async fn fail_back(
             workload.id
         ));
     };
-    let result = async {
+    under_lease(context, held, async {
         let tables = routing::read_all(state).await.map_err(|e| e.to_string())?;
         let (serving, mut revision) = current_table(&tables, topology, workload);
         if serving.get(region) == Some(&100) {
@@ -218,12 +218,8 @@ pub async fn fail_back(
             Some(Outcome::Moved),
         )
         .await
-    }
-    .await;
-    if let Err(error) = lease::release(state, &held).await {
-        tracing::warn!(%error, "failback lease not released; it lapses on its own");
-    }
-    result
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod failback;
 pub mod incident;
 pub mod probes;
 pub mod record;
+pub mod refusal;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::{TimeDelta, Utc};
+use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::routing::{self, RoutingTable};
@@ -65,12 +67,27 @@ impl ProbeTargets {
             .get(&(workload.to_string(), region.to_string()))
             .map(String::as_str)
     }
+
+    /// Reads `{"workload": {"region": "url"}}`, as `$LIFEBOAT_PROBE_TARGETS`
+    /// holds it.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let targets: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(json)?;
+        let mut probes = Self::default();
+        for (workload, regions) in targets {
+            for (region, url) in regions {
+                probes.insert(&workload, &region, url);
+            }
+        }
+        Ok(probes)
+    }
 }
 
 /// How failovers run.
 #[derive(Clone, Debug)]
 pub struct FailoverOptions {
-    /// How long one failover may hold its workload's lease.
+    /// How long a workload's lease lasts unless renewed. A failover or
+    /// failback renews it every third of this while it works, so a crashed
+    /// one's lease lapses within this time and the retried event takes over.
     pub lease_ttl: Duration,
     /// How long model operations (scale-up, deployment) are followed.
     pub backoff: Backoff,
@@ -81,7 +98,7 @@ pub struct FailoverOptions {
 impl Default for FailoverOptions {
     fn default() -> Self {
         Self {
-            lease_ttl: Duration::from_secs(20 * 60),
+            lease_ttl: Duration::from_secs(60),
             backoff: Backoff::default(),
             failback: failback::FailbackOptions::default(),
         }
@@ -98,6 +115,8 @@ pub struct FailoverContext {
     pub state: Arc<dyn StateStore>,
     /// The model registry and endpoints of every region.
     pub registry: Arc<dyn ModelRegistry>,
+    /// Where a refused failover is announced ([`refusal`]).
+    pub bus: Arc<dyn EventBus>,
     /// Where each region is probed.
     pub probes: ProbeTargets,
     /// Sends the probes.
@@ -219,24 +238,16 @@ pub async fn manual_move(
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let key = (id.as_str(), workload, from.as_str(), Utc::now());
-    let Ok(Some(held)) = lease::acquire(
-        state,
-        &format!("failover-{workload}"),
-        &id,
-        context.options.lease_ttl,
-    )
-    .await
-    else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("another failover of {workload} is in progress; retry"),
-        )
-            .into_response();
+    let held = match take_lease(context, workload, &id).await {
+        Ok(held) => held,
+        Err(refused) => return refused,
     };
-    let result = fail_over(context, found, &from, key, Some(asked)).await;
-    if let Err(error) = lease::release(state, &held).await {
-        tracing::warn!(%error, "failover lease not released; it lapses on its own");
-    }
+    let result = under_lease(
+        context,
+        held,
+        fail_over(context, found, &from, key, Some(asked)),
+    )
+    .await;
     match result {
         Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
         Err(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
@@ -384,32 +395,34 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         )
             .into_response();
     }
-    let lease_name = format!("failover-{}", target.workload);
-    let held = match lease::acquire(
-        state,
-        &lease_name,
-        &incident.incident_id,
-        context.options.lease_ttl,
-    )
-    .await
-    {
-        Ok(Some(held)) => held,
-        Ok(None) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "another failover of {} is in progress; retry",
-                    target.workload
-                ),
-            )
-                .into_response();
-        }
-        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    // Each delivery holds the lease under its own name: a redelivery that
+    // arrives while the first is still working waits for it (and then finds
+    // the record finished) instead of running the same failover beside it.
+    let holder = format!("{} {}", incident.incident_id, uuid::Uuid::new_v4());
+    let held = match take_lease(context, &target.workload, &holder).await {
+        Ok(held) => held,
+        Err(refused) => return refused,
     };
-    let result = fail_over(context, workload, &target.region, key, None).await;
-    if let Err(error) = lease::release(state, &held).await {
-        tracing::warn!(%error, "failover lease not released; it lapses on its own");
-    }
+    let result = under_lease(context, held, async {
+        // Read again under the lease: the delivery that held it before may
+        // have finished this incident since the first read.
+        match record::read(state, &incident.incident_id).await {
+            Ok(Some(done)) if done.outcome.is_some() => return Ok(done),
+            Ok(Some(unfinished)) => {
+                let last = unfinished.steps.last().map_or("nothing", |s| s.what.as_str());
+                let detail = format!(
+                    "an earlier attempt stopped after `{last}`; starting again from the probes (every step is idempotent)"
+                );
+                record::append(state, key, step("resumed", detail), None, None)
+                    .await
+                    .map_err(|error| format!("recording resumed: {error}"))?;
+            }
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        fail_over(context, workload, &target.region, key, None).await
+    })
+    .await;
     match result {
         Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
         Err(message) => {
@@ -417,6 +430,87 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
             (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
         }
     }
+}
+
+/// The lease that lets one failover or failback of `workload` run at a time.
+pub fn lease_name(workload: &str) -> String {
+    format!("failover-{workload}")
+}
+
+/// Takes `workload`'s lease for `holder`, or answers why not: 429 while
+/// another failover holds it (the event is retried), 503 when the state
+/// store fails.
+async fn take_lease(
+    context: &FailoverContext,
+    workload: &str,
+    holder: &str,
+) -> Result<lease::Lease, Response> {
+    let name = lease_name(workload);
+    match lease::acquire(
+        context.state.as_ref(),
+        &name,
+        holder,
+        context.options.lease_ttl,
+    )
+    .await
+    {
+        Ok(Some(held)) => Ok(held),
+        Ok(None) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("another failover of {workload} is in progress; retry"),
+        )
+            .into_response()),
+        Err(error) => Err((StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()),
+    }
+}
+
+/// Runs `work` while holding `held`, renewing the lease every third of
+/// [`FailoverOptions::lease_ttl`], then releases it. A holder that loses its
+/// lease (a renewal finds it taken over, or it could not be renewed before it
+/// lapsed) stops acting: `work` is dropped where it stands and the error says
+/// so; every step is idempotent, so whoever holds the lease now, or a retried
+/// event, finishes it.
+pub(crate) async fn under_lease<T>(
+    context: &FailoverContext,
+    held: lease::Lease,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let state = context.state.as_ref();
+    let ttl = context.options.lease_ttl;
+    let current = std::sync::Mutex::new(held);
+    let lease_now = || {
+        current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    };
+    let renewing = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let lease = lease_now();
+            match lease::renew(state, &lease, ttl).await {
+                Ok(renewed) => {
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
+                }
+                Err(error) if error.is_transient() && Utc::now() < lease.expires_at => {
+                    tracing::warn!(%error, "lease not renewed; trying again");
+                }
+                Err(error) => return error,
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        lost = renewing => {
+            let lease = lease_now();
+            tracing::error!(error = %lost, lease = %lease.name, "lease lost; stopping");
+            return Err(format!("lease {} lost, stopped: {lost}", lease.name));
+        }
+    };
+    if let Err(error) = lease::release(state, &lease_now()).await {
+        tracing::warn!(%error, "lease not released; it lapses on its own");
+    }
+    result
 }
 
 fn step(what: &str, detail: impl Into<String>) -> Step {
@@ -493,19 +587,29 @@ async fn fail_over(
 
     let tables = routing::read_all(state).await.map_err(|e| e.to_string())?;
     let (weights, revision) = current_table(&tables, topology, workload);
-    let probe = |region: &str| {
-        let url = context
-            .probes
-            .get(workload.id.as_str(), region)
-            .map(str::to_string);
-        async move {
-            match url {
-                Some(url) => Some(context.prober.probe(&url).await),
-                None => None,
-            }
-        }
-    };
-    let failure_confirmed = match (manual, probe(failed).await) {
+    let reason = format!("failover from {failed} (incident {})", key.0);
+    if let Some(written) = tables
+        .iter()
+        .find(|t| t.workload == workload.id.as_str() && t.reason == reason)
+    {
+        // An earlier attempt at this incident wrote the table and stopped
+        // before recording it: the move is made, it is only verified.
+        note(
+            "routed",
+            format!(
+                "revision {} was written by an earlier attempt: {:?}",
+                written.revision, written.weights
+            ),
+        )
+        .await?;
+        let to: Vec<String> = written
+            .serving_regions()
+            .into_iter()
+            .map(|(region, _)| region.to_string())
+            .collect();
+        return verify_move(context, workload, key, &to).await;
+    }
+    let failure_confirmed = match (manual, probe_region(context, workload, failed).await) {
         (Some(asked), _) => Check::Pass(format!("{} asked for the move", asked.by)),
         (None, Some(result)) => result.failure(),
         (None, None) => Check::Unknown(format!("no probe target for {failed}")),
@@ -520,7 +624,7 @@ async fn fail_over(
         if id == failed || manual.is_some_and(|asked| asked.to != id) {
             continue;
         }
-        let health = match probe(id).await {
+        let health = match probe_region(context, workload, id).await {
             Some(result) => result.health(),
             None => Check::Unknown(format!("no probe target for {id}")),
         };
@@ -550,12 +654,46 @@ async fn fail_over(
     };
     let decision = decide(&situation);
     let (new_weights, to) = match &decision {
-        Decision::Stay { reasons } => {
+        Decision::Stay { reasons, refused } => {
             tracing::error!(?reasons, "no failover");
+            let mut detail = "traffic stays".to_string();
+            // Every candidate failed a safety rule on an incident: announced,
+            // and the record finished only once the announcement is durable
+            // (a failed publication is retried with the event).
+            if !refused.is_empty() && manual.is_none() {
+                let refusal = refusal::FailoverRefused {
+                    workload: workload.id.to_string(),
+                    failed_region: failed.to_string(),
+                    incident_id: key.0.to_string(),
+                    candidates: refused.clone(),
+                    reasons: reasons.clone(),
+                };
+                let message = match refusal.publish(context.bus.as_ref()).await {
+                    Ok(message) => message,
+                    Err(error) => {
+                        let failed = format!(
+                            "traffic stays: every candidate region failed a safety rule, and the refusal was not published to {FAILOVER_REFUSED_TOPIC}: {error}"
+                        );
+                        record::append(
+                            state,
+                            key,
+                            step("decided", failed.clone()),
+                            Some(&decision),
+                            None,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        return Err(failed);
+                    }
+                };
+                detail = format!(
+                    "traffic stays: every candidate region failed a safety rule; published to {FAILOVER_REFUSED_TOPIC} as message {message}"
+                );
+            }
             return record::append(
                 state,
                 key,
-                step("decided", "traffic stays"),
+                step("decided", detail),
                 Some(&decision),
                 Some(Outcome::Stayed),
             )
@@ -577,12 +715,8 @@ async fn fail_over(
         let done = ready(context, workload, region).await?;
         note("readied", format!("{region}: {}", done.join("; "))).await?;
     }
-    let table = RoutingTable::new(
-        workload.id.as_str(),
-        new_weights,
-        format!("failover from {failed} (incident {})", key.0),
-    )
-    .map_err(|e| e.to_string())?;
+    let table =
+        RoutingTable::new(workload.id.as_str(), new_weights, reason).map_err(|e| e.to_string())?;
     let written = routing::write(state, &table, revision)
         .await
         .map_err(|e| format!("writing the routing table: {e}"))?;
@@ -591,9 +725,30 @@ async fn fail_over(
         format!("revision {}: {:?}", written.revision, written.weights),
     )
     .await?;
+    verify_move(context, workload, key, &to).await
+}
+
+/// Probes `workload` in `region`; `None` when it has no probe target.
+async fn probe_region(
+    context: &FailoverContext,
+    workload: &Workload,
+    region: &str,
+) -> Option<probes::ProbeResult> {
+    let url = context.probes.get(workload.id.as_str(), region)?;
+    Some(context.prober.probe(url).await)
+}
+
+/// Probes the regions traffic moved `to` and finishes the record as moved,
+/// or fails naming the region that does not answer.
+async fn verify_move(
+    context: &FailoverContext,
+    workload: &Workload,
+    key: (&str, &str, &str, chrono::DateTime<Utc>),
+    to: &[String],
+) -> Result<record::IncidentRecord, String> {
     let mut verified = Vec::new();
-    for region in &to {
-        match probe(region).await {
+    for region in to {
+        match probe_region(context, workload, region).await {
             Some(result) => match result.health() {
                 Check::Pass(detail) => verified.push(detail),
                 other => {
@@ -606,7 +761,7 @@ async fn fail_over(
         }
     }
     record::append(
-        state,
+        context.state.as_ref(),
         key,
         step("verified", verified.join("; ")),
         None,

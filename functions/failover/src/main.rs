@@ -1,15 +1,16 @@
-//! failover on Cloud Run: Vertex AI and Firestore from the environment, the
-//! topology from `$LIFEBOAT_TOPOLOGY`, the probe URLs from
-//! `$LIFEBOAT_PROBE_TARGETS` (JSON: `{"workload": {"region": "url"}}`),
+//! failover on Cloud Run: Vertex AI, Firestore and Pub/Sub (refusals) from
+//! the environment, the topology from `$LIFEBOAT_TOPOLOGY`, the probe URLs
+//! from `$LIFEBOAT_PROBE_TARGETS` (JSON: `{"workload": {"region": "url"}}`),
 //! served on `$PORT`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets, SERVICE_NAME, router};
+use lifeboat_shared::bus::pubsub::{PUBSUB_URL, PubSubBus, PubSubOptions};
+use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
@@ -21,19 +22,17 @@ async fn main() -> anyhow::Result<()> {
     let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
     let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let targets = std::env::var("LIFEBOAT_PROBE_TARGETS").unwrap_or_else(|_| "{}".to_string());
-    let targets: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(&targets)
+    let probes = ProbeTargets::from_json(&targets)
         .context("LIFEBOAT_PROBE_TARGETS must be JSON: {\"workload\": {\"region\": \"url\"}}")?;
-    let mut probes = ProbeTargets::default();
-    for (workload, regions) in &targets {
-        for (region, url) in regions {
-            probes.insert(workload, region, url.as_str());
-        }
-    }
-    let state = FirestoreStore::from_env(topology.project().as_str(), DEFAULT_DATABASE).await?;
+    let project = topology.project().to_string();
+    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let pubsub = ApiEndpoint::from_env("PUBSUB_EMULATOR_HOST", PUBSUB_URL).await?;
+    let bus = PubSubBus::new(project, &pubsub, PubSubOptions::default()).await?;
     let context = FailoverContext {
         topology: Arc::new(topology),
         state: Arc::new(state),
         registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
+        bus: Arc::new(bus),
         probes,
         prober: Prober::default(),
         options: FailoverOptions::default(),

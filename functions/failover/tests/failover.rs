@@ -6,21 +6,26 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
+use cloudevents::AttributesReader;
 use common::{body, incident, replicas, rig};
-use lifeboat_failover::handle_incident;
-use lifeboat_failover::record;
+use lifeboat_failover::{handle_incident, record, refusal};
+use lifeboat_shared::bus::binding::data_bytes;
+use lifeboat_shared::bus::conformance::Receiver;
+use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
+use lifeboat_shared::events::Incident;
 use lifeboat_shared::events::IncidentState;
-use lifeboat_shared::routing;
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::state::{Precondition, StateStore, lease};
 
 #[tokio::test]
 async fn a_confirmed_outage_moves_traffic_to_a_scaled_standby_once() {
     let rig = rig().await;
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
 
     let (status, record) = body(
         handle_incident(
@@ -143,20 +148,46 @@ async fn an_alert_the_probes_contradict_moves_nothing_and_says_why() {
 }
 
 #[tokio::test]
-async fn with_every_standby_down_traffic_stays_and_the_record_is_loud() {
-    let rig = rig().await;
+async fn with_every_standby_down_traffic_stays_and_the_refusal_is_recorded_and_published() {
+    let mut rig = rig().await;
+    let receiver = Receiver::start(0).await;
+    rig.bus
+        .subscribe_push(
+            FAILOVER_REFUSED_TOPIC,
+            "refusals-to-pager",
+            &receiver.endpoint(),
+            5,
+        )
+        .await
+        .expect("subscribed");
     rig.down
         .lock()
         .expect("lock")
         .extend(["us-central1", "us-east1", "europe-west1"].map(String::from));
-    let (_, record) = body(
-        handle_incident(
-            &rig.context,
-            &incident("inc-4", "us-central1", IncidentState::Open),
-        )
-        .await,
-    )
-    .await;
+    let open = incident("inc-4", "us-central1", IncidentState::Open);
+
+    // The bus cannot take the announcement (no such topic on this one):
+    // the refusal is recorded but unfinished, and the event is retried.
+    let healthy_bus = rig.context.bus.clone();
+    let topicless_dir = tempfile::tempdir().expect("temp dir");
+    rig.context.bus = Arc::new(
+        LocalBus::open(topicless_dir.path(), LocalBusOptions::default())
+            .await
+            .expect("bus"),
+    );
+    let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(answer.to_string().contains("not published"), "{answer}");
+    let unfinished = record::read(rig.state.as_ref(), "inc-4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(unfinished.outcome, None, "{unfinished:?}");
+
+    // Retried with the bus back: recorded, finished, and announced.
+    rig.context.bus = healthy_bus;
+    let (status, record) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::OK, "{record:#}");
     assert_eq!(record["outcome"], "stayed", "{record:#}");
     let reasons = record["decision"]["reasons"].to_string();
     assert!(
@@ -164,11 +195,57 @@ async fn with_every_standby_down_traffic_stays_and_the_record_is_loud() {
         "{reasons}"
     );
     assert!(reasons.contains("no eligible region"), "{reasons}");
+    let decided = record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .rev()
+        .find(|s| s["what"] == "decided")
+        .expect("decided");
+    assert!(
+        decided["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("published to lifeboat-failover-refused"),
+        "{decided}"
+    );
     assert!(
         routing::read_all(rig.state.as_ref())
             .await
             .expect("tables")
-            .is_empty()
+            .is_empty(),
+        "traffic left where it is"
+    );
+
+    let events = receiver.wait_for_distinct(1, Duration::from_secs(10)).await;
+    let event = &events[0];
+    assert_eq!(event.ty(), refusal::EVENT_TYPE);
+    assert_eq!(event.id(), "inc-4/failover-refused");
+    assert_eq!(event.subject(), Some("recommendations"));
+    let published: refusal::FailoverRefused =
+        serde_json::from_slice(&data_bytes(event)).expect("the payload");
+    assert_eq!(published.workload, "recommendations");
+    assert_eq!(published.failed_region, "us-central1");
+    assert_eq!(published.incident_id, "inc-4");
+    let candidates: Vec<(&str, &str)> = published
+        .candidates
+        .iter()
+        .map(|c| (c.region.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(candidates.len(), 2, "{candidates:?}");
+    for (region, reason) in candidates {
+        assert!(["us-east1", "europe-west1"].contains(&region), "{region}");
+        assert!(
+            reason.starts_with("unhealthy") && reason.contains("HTTP 503"),
+            "{region}: {reason}"
+        );
+    }
+    assert!(
+        published
+            .reasons
+            .iter()
+            .any(|r| r.contains("no eligible region")),
+        "{published:?}"
     );
 }
 
@@ -206,20 +283,8 @@ async fn unknown_resources_and_never_opened_closures_are_logged_no_ops() {
 #[tokio::test]
 async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fails_again() {
     let mut rig = rig().await;
-    rig.context.options.failback.step_wait = std::time::Duration::from_millis(300);
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
-    let (_, moved) = body(
-        handle_incident(
-            &rig.context,
-            &incident("inc-7", "us-central1", IncidentState::Open),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    rig.context.options.failback.step_wait = Duration::from_millis(300);
+    rig.outage_moved("inc-7").await;
     let primary = rig.context.topology.workloads()[0].clone();
 
     // Still down: the failback is refused and nothing changes.
@@ -241,7 +306,7 @@ async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fa
     rig.down.lock().expect("lock").clear();
     let down = rig.down.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         down.lock().expect("lock").push("us-central1".to_string());
     });
     let rolled_back = lifeboat_failover::failback::fail_back(
@@ -302,14 +367,8 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
     let topology = lifeboat_shared::topology::Topology::parse(&yaml, "automatic.yaml")
         .expect("a valid topology");
     rig.context.topology = std::sync::Arc::new(topology);
-    rig.context.options.failback.step_wait = std::time::Duration::from_millis(20);
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
-    let open = incident("inc-8", "us-central1", IncidentState::Open);
-    let (_, moved) = body(handle_incident(&rig.context, &open).await).await;
-    assert_eq!(moved["outcome"], "moved", "{moved:#}");
+    rig.context.options.failback.step_wait = Duration::from_millis(20);
+    rig.outage_moved("inc-8").await;
 
     // Still open: a tick does nothing.
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
@@ -320,7 +379,7 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
     // Closed but not yet stable for 1 s: nothing.
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
     assert_eq!(ticked["failbacks"], serde_json::json!([]), "{ticked}");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
     assert_eq!(ticked["failbacks"][0]["outcome"], "moved", "{ticked}");
     let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
@@ -403,4 +462,474 @@ async fn a_person_moves_traffic_through_the_same_rules_and_records() {
     assert_eq!(forced["outcome"], "moved", "{forced:#}");
     let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
     assert_eq!(table.weights["us-central1"], 100, "{table:?}");
+}
+
+#[tokio::test]
+async fn two_alerts_for_one_outage_at_once_move_traffic_once() {
+    let rig = rig().await;
+    rig.fail("us-central1");
+    let uptime = incident("inc-uptime", "us-central1", IncidentState::Open);
+    let errors = incident("inc-errors", "us-central1", IncidentState::Open);
+    let (first, second) = tokio::join!(
+        handle_incident(&rig.context, &uptime),
+        handle_incident(&rig.context, &errors),
+    );
+    let (first, second) = (body(first).await, body(second).await);
+    let answers = [&first, &second];
+    let moved: Vec<_> = answers
+        .iter()
+        .filter(|(_, record)| record["outcome"] == "moved")
+        .collect();
+    assert_eq!(moved.len(), 1, "exactly one moves: {answers:#?}");
+    let (loser_status, loser) = answers
+        .iter()
+        .find(|(_, record)| record["outcome"] != "moved")
+        .expect("the other");
+    // The other either waited for the lease (and is retried) or found the
+    // region already without traffic.
+    assert!(
+        *loser_status == StatusCode::TOO_MANY_REQUESTS || loser["outcome"] == "stayed",
+        "{loser_status}: {loser:#}"
+    );
+    // The retry of whichever lost moves nothing more.
+    let retried = if first.1["outcome"] == "moved" {
+        &errors
+    } else {
+        &uptime
+    };
+    let (_, again) = body(handle_incident(&rig.context, retried).await).await;
+    assert_eq!(again["outcome"], "stayed", "{again:#}");
+    assert!(
+        again["decision"]["reasons"]
+            .to_string()
+            .contains("already has no traffic"),
+        "{again:#}"
+    );
+    let tables = routing::read_all(rig.state.as_ref()).await.expect("tables");
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0].revision, 1, "one routing change: {tables:?}");
+    assert_eq!(tables[0].weights["us-east1"], 100, "{tables:?}");
+}
+/// The step names of a record, in order.
+fn steps(record: &serde_json::Value) -> Vec<String> {
+    record["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["what"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_same_alert_delivered_twice_at_once_fails_over_once() {
+    let rig = rig().await;
+    rig.fail("us-central1");
+    let open = incident("inc-twice", "us-central1", IncidentState::Open);
+    let (first, second) = tokio::join!(
+        handle_incident(&rig.context, &open),
+        handle_incident(&rig.context, &open),
+    );
+    let (first, second) = (body(first).await, body(second).await);
+    let statuses = [first.0, second.0];
+    assert!(
+        statuses.contains(&StatusCode::OK),
+        "one delivery does the work: {first:#?} {second:#?}"
+    );
+    // The redelivery of the one that did not finish finds the record done.
+    let (status, again) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["duplicate"], true, "{again:#}");
+    let record = &again["record"];
+    assert_eq!(record["outcome"], "moved", "{record:#}");
+    assert_eq!(
+        steps(record),
+        [
+            "received", "probed", "decided", "readied", "routed", "verified"
+        ],
+        "one run, not two interleaved: {record:#}"
+    );
+    let tables = routing::read_all(rig.state.as_ref()).await.expect("tables");
+    assert_eq!(tables[0].revision, 1, "one routing change: {tables:?}");
+}
+
+#[tokio::test]
+async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work() {
+    let mut rig = rig().await;
+    rig.context.options.lease_ttl = Duration::from_millis(300);
+    rig.context.options.failback.step_wait = Duration::from_millis(250);
+    rig.outage_moved("inc-lease").await;
+    rig.down.lock().expect("lock").clear();
+    let workload = rig.context.topology.workloads()[0].clone();
+    let name = lifeboat_failover::lease_name(common::WORKLOAD);
+
+    let fail_back_to = |region: &'static str, options| {
+        lifeboat_failover::failback::fail_back(&rig.context, &workload, region, options)
+    };
+
+    // A failback of three 250 ms steps outlasts the 300 ms lease: renewed,
+    // nobody else gets it meanwhile.
+    let failback = fail_back_to("us-central1", &rig.context.options.failback);
+    let intruder = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        lease::acquire(
+            rig.state.as_ref(),
+            &name,
+            "intruder",
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("lease read")
+    };
+    let (back, intruded) = tokio::join!(failback, intruder);
+    assert!(intruded.is_none(), "the lease was held: {intruded:?}");
+    let back = back.expect("failed back");
+    assert_eq!(back.outcome, Some(record::Outcome::Moved), "{back:?}");
+    assert!(
+        lease::current(rig.state.as_ref(), &name)
+            .await
+            .expect("lease read")
+            .is_none(),
+        "released at the end"
+    );
+
+    // The lease taken from its holder mid-failback (here: deleted): the
+    // holder stops at its next renewal instead of acting without it.
+    let slow_steps = lifeboat_failover::failback::FailbackOptions {
+        step_wait: Duration::from_secs(5),
+        ..rig.context.options.failback.clone()
+    };
+    let failback = fail_back_to("us-east1", &slow_steps);
+    let thief = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        rig.state
+            .delete(
+                lease::COLLECTION,
+                &name,
+                lifeboat_shared::state::Precondition::None,
+            )
+            .await
+            .expect("delete the lease");
+    };
+    let started = std::time::Instant::now();
+    let (stopped, ()) = tokio::join!(failback, thief);
+    let error = stopped.expect_err("the failback stops");
+    assert!(error.contains("lost"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped at the next renewal, not after the 5 s step"
+    );
+}
+
+/// A rig for killing a failover midway: a 600 ms lease, traffic on the
+/// primary since yesterday (outside the hold-down), us-central1 failed, and
+/// its state behind `stalling` built on the returned store.
+async fn crash_rig(
+    stalling: impl FnOnce(Arc<dyn StateStore>) -> common::Stalling,
+) -> (common::Rig, Arc<common::Stalling>, Arc<dyn StateStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn StateStore> = Arc::new(
+        lifeboat_shared::state::local::LocalStateStore::open(dir.path())
+            .await
+            .expect("state"),
+    );
+    let stalling = Arc::new(stalling(store.clone()));
+    let mut rig = common::rig_on(stalling.clone(), Some(dir)).await;
+    rig.context.options.lease_ttl = Duration::from_millis(600);
+    let mut initial = RoutingTable::new(
+        common::WORKLOAD,
+        BTreeMap::from([
+            ("us-central1".to_string(), 100),
+            ("us-east1".to_string(), 0),
+            ("europe-west1".to_string(), 0),
+        ]),
+        "initial",
+    )
+    .expect("table");
+    initial.revision = 1;
+    initial.updated_at -= chrono::TimeDelta::days(1);
+    store
+        .put(
+            routing::COLLECTION,
+            common::WORKLOAD,
+            &serde_json::to_value(&initial).expect("json"),
+            Precondition::MustNotExist,
+        )
+        .await
+        .expect("initial table");
+    rig.fail("us-central1");
+    (rig, stalling, store)
+}
+
+/// Runs `open` and kills the run (aborts its task) where `stalling` parks
+/// a write: nothing after it runs, nothing is released.
+async fn kill_when_parked(rig: &common::Rig, stalling: &common::Stalling, open: &Incident) {
+    let run = tokio::spawn({
+        let (context, open) = (rig.context.clone(), open.clone());
+        async move { handle_incident(&context, &open).await }
+    });
+    stalling.parked.notified().await;
+    run.abort();
+    assert!(run.await.expect_err("killed").is_cancelled());
+    stalling.arm(false);
+}
+
+/// Redelivers `open` once the killed run's 600 ms lease has lapsed; the
+/// record must end moved, with `expected` steps, step `detail.0` saying
+/// `detail.1`.
+async fn redelivered_after_the_lease(
+    rig: &common::Rig,
+    open: &Incident,
+    expected: &[&str],
+    detail: (usize, &str),
+) {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, done) = body(handle_incident(&rig.context, open).await).await;
+    assert_eq!(status, StatusCode::OK, "{done:#}");
+    assert_eq!(done["outcome"], "moved", "{done:#}");
+    assert_eq!(steps(&done), expected, "{done:#}");
+    let said = done["steps"][detail.0]["detail"].as_str().expect("detail");
+    assert!(said.contains(detail.1), "{said}");
+}
+
+#[tokio::test]
+async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retried_event() {
+    let (rig, stalling, store) =
+        crash_rig(|store| common::Stalling::new(store, routing::COLLECTION)).await;
+    // What a gateway would read, every few milliseconds, for the whole test.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watcher = tokio::spawn({
+        let (store, seen) = (store.clone(), seen.clone());
+        async move {
+            loop {
+                let tables = routing::read_all(store.as_ref()).await.expect("tables");
+                seen.lock().expect("lock").push(tables[0].weights.clone());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let open = incident("inc-crash", "us-central1", IncidentState::Open);
+    // The run reaches the routing write, and the service dies there.
+    stalling.arm(true);
+    kill_when_parked(&rig, &stalling, &open).await;
+
+    // What it left: the standby scaled, the record stopped after the
+    // scale-up, the lease held by the dead run, traffic where it was.
+    assert_eq!(replicas(&rig.registry, "us-east1", "8812345002").await, 3);
+    let left = record::read(store.as_ref(), "inc-crash")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(left.outcome, None);
+    let left_steps: Vec<&str> = left.steps.iter().map(|s| s.what.as_str()).collect();
+    assert_eq!(left_steps, ["received", "probed", "decided", "readied"]);
+    let name = lifeboat_failover::lease_name(common::WORKLOAD);
+    assert!(
+        lease::current(store.as_ref(), &name)
+            .await
+            .expect("lease")
+            .is_some()
+    );
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!((table.revision, table.weights["us-central1"]), (1, 100));
+
+    // Redelivered at once: the dead run's lease has not lapsed; retry later.
+    let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    // Redelivered after the lease lapsed: the move is finished, without
+    // scaling again.
+    let after_crash = ["received", "probed", "decided", "readied"];
+    let retried = ["resumed", "received", "probed", "decided", "readied"];
+    redelivered_after_the_lease(
+        &rig,
+        &open,
+        &[&after_crash[..], &retried[..], &["routed", "verified"]].concat(),
+        (8, "already at 3 replicas"),
+    )
+    .await;
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.revision, 2, "{table:?}");
+    assert_eq!(table.weights["us-east1"], 100, "{table:?}");
+    assert_eq!(table.weights["us-central1"], 0, "{table:?}");
+
+    watcher.abort();
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.len() > 10,
+        "the watcher read the table {} times",
+        seen.len()
+    );
+    assert!(
+        seen.iter().all(|weights| weights.values().any(|w| *w > 0)),
+        "traffic was never on nothing"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no_op() {
+    let rig = rig().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let app = lifeboat_failover::router(rig.context.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: String| {
+        let request = client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("text"))
+        }
+    };
+    let notification = |incident: serde_json::Value| {
+        serde_json::json!({"version": "1.2", "incident": incident}).to_string()
+    };
+    let labels = serde_json::json!({
+        "lifeboat-workload": "recommendations",
+        "lifeboat-region": "us-central1"
+    });
+
+    let refused = [
+        ("/", "{\"incident\": ".to_string(), "body: invalid JSON"),
+        (
+            "/",
+            serde_json::json!({"version": "1.1", "incident": {}}).to_string(),
+            "version: expected notification schema \"1.2\"",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({"incident_id": "x", "state": "open"})),
+            "incident.started_at: missing",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({
+                "incident_id": "x", "state": "flapping", "started_at": 1732552200
+            })),
+            "incident.state: expected \"open\" or \"closed\"",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({
+                "incident_id": "", "state": "open", "started_at": 1732552200,
+                "policy_user_labels": labels
+            })),
+            "incident.incident_id: must not be empty",
+        ),
+        (
+            "/",
+            notification(serde_json::json!({
+                "incident_id": "x", "state": "open", "started_at": "yesterday"
+            })),
+            "incident.started_at",
+        ),
+        (
+            "/move/recommendations",
+            serde_json::json!({"force": true}).to_string(),
+            "missing field `to`",
+        ),
+        (
+            "/move/recommendations",
+            serde_json::json!({"to": 5}).to_string(),
+            "to: invalid type",
+        ),
+        (
+            "/move/recommendations",
+            serde_json::json!({"to": "mars-west9"}).to_string(),
+            "to: no region mars-west9",
+        ),
+        (
+            "/move/fraud-scorer",
+            serde_json::json!({"to": "us-east1"}).to_string(),
+            "no workload fraud-scorer",
+        ),
+        (
+            "/failback/fraud-scorer",
+            String::new(),
+            "no workload fraud-scorer",
+        ),
+    ];
+    for (path, body, names) in refused {
+        let (status, text) = post(path, body.clone()).await;
+        assert!(
+            (400..500).contains(&status),
+            "{path} {body}: {status} {text}"
+        );
+        assert!(text.contains(names), "{path} {body}: {status} {text}");
+    }
+
+    // Well-formed but about nothing Lifeboat protects, or closing what never
+    // opened: acknowledged (2xx, never retried) and logged, nothing done.
+    let stranger = notification(serde_json::json!({
+        "incident_id": "inc-stranger", "state": "open", "started_at": 1732552200,
+        "policy_user_labels": {"lifeboat-workload": "fraud-scorer", "lifeboat-region": "us-central1"}
+    }));
+    let (status, text) = post("/", stranger).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("workload fraud-scorer is not in the topology"),
+        "{text}"
+    );
+    let never_opened = notification(serde_json::json!({
+        "incident_id": "inc-never", "state": "closed", "started_at": 1732552200,
+        "ended_at": 1732552800, "policy_user_labels": labels
+    }));
+    let (status, text) = post("/", never_opened).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("never opened"), "{text}");
+    assert!(
+        record::read_all(rig.state.as_ref())
+            .await
+            .expect("records")
+            .is_empty()
+    );
+    assert!(
+        routing::read_all(rig.state.as_ref())
+            .await
+            .expect("tables")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_failover_killed_after_the_routing_change_is_verified_and_recorded_by_the_retried_event()
+{
+    // The run writes the routing table and dies before recording it.
+    let (rig, stalling, store) = crash_rig(|store| {
+        common::Stalling::new(store, record::COLLECTION).armed_by(routing::COLLECTION)
+    })
+    .await;
+    let open = incident("inc-crash-routed", "us-central1", IncidentState::Open);
+    kill_when_parked(&rig, &stalling, &open).await;
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!((table.revision, table.weights["us-east1"]), (2, 100));
+    let left = record::read(store.as_ref(), "inc-crash-routed")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(left.outcome, None);
+
+    // The retried event, once the lease lapsed: the move is found made,
+    // verified and recorded as such, not taken for "no traffic left".
+    let after_crash = ["received", "probed", "decided", "readied"];
+    redelivered_after_the_lease(
+        &rig,
+        &open,
+        &[
+            &after_crash[..],
+            &["resumed", "received", "routed", "verified"],
+        ]
+        .concat(),
+        (6, "written by an earlier attempt"),
+    )
+    .await;
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.revision, 2, "written once: {table:?}");
 }

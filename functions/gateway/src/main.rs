@@ -1,6 +1,7 @@
 //! gateway on Cloud Run, in every region: the Vertex AI endpoints of the
 //! topology at `$LIFEBOAT_TOPOLOGY` as upstreams, the routing tables in
-//! Firestore, served on `$PORT`.
+//! Firestore, the retry switch from `$LIFEBOAT_GATEWAY_RETRY`, served on
+//! `$PORT`.
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Upstreams::vertex(&topology),
         Arc::new(state),
         Credentials::application_default().await?,
-        GatewayOptions::default(),
+        GatewayOptions::from_env().map_err(anyhow::Error::msg)?,
     );
     gateway
         .refresh()

@@ -78,12 +78,13 @@ fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
 }
 
 async fn rig(initial: &[(&str, u32)]) -> Rig {
-    rig_with(initial, None).await
+    rig_with(initial, None, true).await
 }
 
 /// A rig whose us-central1 upstream is `central_url` when given (e.g. a
-/// port nobody listens on) instead of its inference server.
-async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>) -> Rig {
+/// port nobody listens on) instead of its inference server, and whose
+/// gateway retries in the next region when `retry`.
+async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>, retry: bool) -> Rig {
     let dir = tempfile::tempdir().expect("temp dir");
     let state: Arc<dyn StateStore> =
         Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
@@ -99,6 +100,7 @@ async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>) -> Rig {
     let options = GatewayOptions {
         refresh: Duration::from_millis(100),
         attempt_timeout: Duration::from_secs(2),
+        retry,
     };
     let gateway = Gateway::new(upstreams, state.clone(), Credentials::Anonymous, options);
     let shutdown = Shutdown::new();
@@ -220,6 +222,26 @@ async fn a_failing_region_is_retried_once_in_the_next() {
 }
 
 #[tokio::test]
+async fn with_the_retry_off_a_failing_region_fails_its_share_after_one_attempt() {
+    let rig = rig_with(&[("us-central1", 1), ("us-east1", 1)], None, false).await;
+    let client = reqwest::Client::new();
+    rig.central.failing.store(true, Ordering::SeqCst);
+    let (mut failed, mut served) = (0, 0);
+    for _ in 0..40 {
+        let (status, region, attempts, body) = predict(&client, &rig).await;
+        assert_eq!(attempts, "1", "{body}");
+        if status == StatusCode::OK {
+            assert_eq!(region, "us-east1");
+            served += 1;
+        } else {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            failed += 1;
+        }
+    }
+    assert!(failed > 0 && served > 0, "{failed} failed, {served} served");
+}
+
+#[tokio::test]
 async fn an_unreachable_region_is_retried_and_an_unknown_model_is_a_404() {
     // A port that was free a moment ago: nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -228,6 +250,7 @@ async fn an_unreachable_region_is_retried_and_an_unknown_model_is_a_404() {
     let rig = rig_with(
         &[("us-central1", 1), ("us-east1", 1)],
         Some(format!("http://{closed}/predict")),
+        true,
     )
     .await;
     let client = reqwest::Client::new();

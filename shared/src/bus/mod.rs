@@ -19,6 +19,12 @@ use cloudevents::Event;
 /// checkpoint committed, failover decided...); `infra/` creates it.
 pub const EVENTS_TOPIC: &str = "lifeboat-events";
 
+/// The topic failover publishes to when it leaves a failed region's traffic
+/// where it is because every candidate region failed a safety rule: someone
+/// must act. A topic of its own, so paging can subscribe to exactly this;
+/// `infra/failover.tf` creates it.
+pub const FAILOVER_REFUSED_TOPIC: &str = "lifeboat-failover-refused";
+
 /// The fewest delivery attempts a subscription may allow before dead-lettering,
 /// as Pub/Sub requires (`max_delivery_attempts` 5-100); the local bus holds to
 /// the same range so a configuration that works locally works on Google Cloud.

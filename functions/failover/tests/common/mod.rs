@@ -7,21 +7,25 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::any;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
+use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState, parse};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
     Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, ModelVersion, wait,
 };
-use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::{Document, Precondition, StateError, StateStore, Version};
 use lifeboat_shared::topology::{RegionId, Topology};
+use tokio::sync::Notify;
 
 pub const PROJECT: &str = "acme-ml-prod";
 pub const MODEL_ID: &str = "4512398712";
@@ -36,11 +40,14 @@ pub fn repository_file(relative: &str) -> std::path::PathBuf {
 /// Regions whose probe answers 503.
 pub type Down = Arc<Mutex<Vec<String>>>;
 
+/// Serves `/{region}` for every region: 200, or 503 while the region is
+/// down, to any method, so it stands in for a region's probe URL and for
+/// its inference endpoint alike.
 pub async fn probe_server(down: Down) -> String {
     let app = Router::new()
         .route(
             "/{region}",
-            get(
+            any(
                 |State(down): State<Down>, Path(region): Path<String>| async move {
                     if down.lock().expect("lock").contains(&region) {
                         StatusCode::SERVICE_UNAVAILABLE
@@ -63,8 +70,29 @@ pub struct Rig {
     pub context: FailoverContext,
     pub registry: Arc<LocalRegistry>,
     pub state: Arc<dyn StateStore>,
+    /// The embedded bus failover publishes to, with its topics created.
+    pub bus: Arc<LocalBus>,
     pub down: Down,
     _dir: Option<tempfile::TempDir>,
+    _bus_dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Fails `region`: its probes and predictions answer 503 from now on.
+    pub fn fail(&self, region: &str) {
+        self.down.lock().expect("lock").push(region.to_string());
+    }
+
+    /// Fails us-central1 and delivers the open incident `id` about it;
+    /// returns the record of the move it must make.
+    pub async fn outage_moved(&self, id: &str) -> serde_json::Value {
+        self.fail("us-central1");
+        let open = incident(id, "us-central1", IncidentState::Open);
+        let (status, record) =
+            body(lifeboat_failover::handle_incident(&self.context, &open).await).await;
+        assert_eq!(record["outcome"], "moved", "{status}: {record:#}");
+        record
+    }
 }
 
 pub fn endpoint(region: &str, id: &str) -> EndpointRef {
@@ -135,10 +163,20 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
     }
     let topology =
         Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
+    let bus_dir = tempfile::tempdir().expect("temp dir");
+    let bus = Arc::new(
+        LocalBus::open(bus_dir.path(), LocalBusOptions::default())
+            .await
+            .expect("bus"),
+    );
+    bus.create_topic(FAILOVER_REFUSED_TOPIC)
+        .await
+        .expect("topic");
     let context = FailoverContext {
         topology: Arc::new(topology),
         state: state.clone(),
         registry: registry.clone(),
+        bus: bus.clone(),
         probes,
         prober: Prober::default(),
         options: FailoverOptions {
@@ -150,8 +188,10 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
         context,
         registry,
         state,
+        bus,
         down,
         _dir: dir,
+        _bus_dir: bus_dir,
     }
 }
 
@@ -198,4 +238,84 @@ pub async fn replicas(registry: &LocalRegistry, region: &str, id: &str) -> u32 {
         .map(|d| d.replicas)
         .max()
         .unwrap_or(0)
+}
+
+/// A state store that, once armed, parks every write to one collection
+/// forever and says so: the instant to kill a failover between two of its
+/// steps (abort its task: nothing after that write runs, nothing is
+/// released, as when the process dies). Everything else goes to `inner`.
+#[derive(Debug)]
+pub struct Stalling {
+    inner: Arc<dyn StateStore>,
+    collection: &'static str,
+    armed: AtomicBool,
+    /// A collection whose first write, once through, arms the store.
+    armed_by: Option<&'static str>,
+    /// Notified when a write has been parked.
+    pub parked: Notify,
+}
+
+impl Stalling {
+    /// Parks writes to `collection` of `inner` once [`Stalling::arm`]ed.
+    pub fn new(inner: Arc<dyn StateStore>, collection: &'static str) -> Self {
+        Self {
+            inner,
+            collection,
+            armed: AtomicBool::new(false),
+            armed_by: None,
+            parked: Notify::new(),
+        }
+    }
+
+    /// Arms itself as soon as a write to `trigger` has gone through: parks
+    /// the write to `collection` that follows it.
+    pub fn armed_by(self, trigger: &'static str) -> Self {
+        Self {
+            armed_by: Some(trigger),
+            ..self
+        }
+    }
+
+    /// Parks writes from now on (`true`) or lets them through (`false`).
+    pub fn arm(&self, armed: bool) {
+        self.armed.store(armed, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for Stalling {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Document>, StateError> {
+        self.inner.get(collection, id).await
+    }
+
+    async fn put(
+        &self,
+        collection: &str,
+        id: &str,
+        value: &serde_json::Value,
+        precondition: Precondition,
+    ) -> Result<Version, StateError> {
+        if collection == self.collection && self.armed.load(Ordering::SeqCst) {
+            self.parked.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let written = self.inner.put(collection, id, value, precondition).await?;
+        if self.armed_by == Some(collection) {
+            self.arm(true);
+        }
+        Ok(written)
+    }
+
+    async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        precondition: Precondition,
+    ) -> Result<(), StateError> {
+        self.inner.delete(collection, id, precondition).await
+    }
+
+    async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError> {
+        self.inner.list(collection).await
+    }
 }
