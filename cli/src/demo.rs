@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use lifeboat_gateway::REGION_HEADER;
+use lifeboat_gateway::{ATTEMPTS_HEADER, REGION_HEADER};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::{Topology, Workload};
 
@@ -33,6 +33,9 @@ struct Sent {
     at: DateTime<Utc>,
     /// The region that answered, when the answer was a success.
     answered_by: Option<String>,
+    /// Whether the gateway had to retry it in another region (the region
+    /// the routing table chose failed it).
+    retried: bool,
 }
 
 /// Sends a prediction every [`TRAFFIC_INTERVAL`] until `stop`, recording each.
@@ -43,22 +46,30 @@ async fn traffic(url: String, log: Arc<Mutex<Vec<Sent>>>, stop: Shutdown) {
         .unwrap_or_default();
     loop {
         let at = Utc::now();
-        let answered_by = match client
+        let (answered_by, retried) = match client
             .post(&url)
             .json(&serde_json::json!({"instances": [[1.0, 2.0, 3.0, 4.0]]}))
             .send()
             .await
         {
-            Ok(response) if response.status().is_success() => response
-                .headers()
-                .get(REGION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            _ => None,
+            Ok(response) if response.status().is_success() => {
+                let header = |name| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let retried = header(ATTEMPTS_HEADER).is_some_and(|n| n != "1");
+                (header(REGION_HEADER), retried)
+            }
+            _ => (None, false),
         };
-        log.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Sent { at, answered_by });
+        log.lock().unwrap_or_else(|e| e.into_inner()).push(Sent {
+            at,
+            answered_by,
+            retried,
+        });
         tokio::select! {
             () = stop.triggered() => return,
             () = tokio::time::sleep(TRAFFIC_INTERVAL) => {}
@@ -85,14 +96,15 @@ async fn wait_for(
     }
 }
 
-/// The first success after `since` answered by a region `wanted` accepts.
+/// The first success after `since` that the routing table sent to a region
+/// `wanted` accepts (not one the gateway's retry took there).
 fn first_answer(
     sent: &[Sent],
     since: DateTime<Utc>,
     wanted: impl Fn(&str) -> bool,
 ) -> Option<DateTime<Utc>> {
     sent.iter()
-        .find(|s| s.at >= since && s.answered_by.as_deref().is_some_and(&wanted))
+        .find(|s| s.at >= since && !s.retried && s.answered_by.as_deref().is_some_and(&wanted))
         .map(|s| s.at)
 }
 
@@ -209,7 +221,7 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
         "  {primary} failed at {} (every connection dropped)",
         failed_at.format("%H:%M:%S%.3f")
     );
-    let recovered_at = wait_for(&log, "a prediction from another region", |sent| {
+    let recovered_at = wait_for(&log, "a prediction routed to another region", |sent| {
         first_answer(sent, failed_at, |region| region != primary)
     })
     .await?;
@@ -233,7 +245,7 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
         step_at(record, "routed").unwrap_or(recovered_at),
     );
     let rto = seconds(failed_at, recovered_at);
-    let (total, failed) = {
+    let (total, failed, retried) = {
         let sent = log.lock().unwrap_or_else(|e| e.into_inner());
         let during: Vec<&Sent> = sent
             .iter()
@@ -242,6 +254,10 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
         (
             during.len(),
             during.iter().filter(|s| s.answered_by.is_none()).count(),
+            during
+                .iter()
+                .filter(|s| s.retried && s.answered_by.is_some())
+                .count(),
         )
     };
 
@@ -278,7 +294,10 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
         seconds(decided, routed),
         seconds(routed, recovered_at)
     );
-    println!("  predictions that failed during the outage: {failed} of {total}");
+    println!(
+        "  predictions that failed during the outage: {failed} of {total} \
+         ({retried} answered by a standby through the gateway's retry)"
+    );
     match rpo {
         Some(seconds) => println!("  RPO at the failure: {seconds} s (target {target_rpo} s)"),
         None => println!("  RPO at the failure: no checkpoint location in this workload"),

@@ -50,7 +50,8 @@ pub struct GatewayOptions {
     /// How long one region may take to answer before the next is tried.
     pub attempt_timeout: Duration,
     /// Whether a prediction that its region fails (unreachable, timed out,
-    /// 5xx) is sent once more, to the next serving region of the table. On
+    /// 5xx) is sent once more, to the next serving region of the table, or
+    /// when none is left to a standby (weight 0) of the table. On
     /// by default, since a prediction changes nothing; `$LIFEBOAT_GATEWAY_RETRY`
     /// set to `0` turns it off, for upstreams that must not be called twice
     /// or to measure what the retry saves.
@@ -97,6 +98,8 @@ struct Route {
     table: RoutingTable,
     /// Serving regions with their cumulative weight, heaviest first.
     cumulative: Vec<(String, u64)>,
+    /// Regions of the table without weight (standbys), in table order.
+    standbys: Vec<String>,
 }
 
 impl Route {
@@ -110,11 +113,23 @@ impl Route {
                 (region.to_string(), total)
             })
             .collect();
-        Self { table, cumulative }
+        let standbys = table
+            .weights
+            .iter()
+            .filter(|(_, weight)| **weight == 0)
+            .map(|(region, _)| region.clone())
+            .collect();
+        Self {
+            table,
+            cumulative,
+            standbys,
+        }
     }
 
     /// The region for ticket `ticket` (spread over the weights), then the
-    /// other serving regions in table order as fallbacks.
+    /// other serving regions in table order, then the standbys: a warm
+    /// standby answers a prediction its failing primary did not, before
+    /// failover gives it weight.
     fn regions(&self, ticket: u64) -> Vec<&str> {
         let total = self.cumulative.last().map_or(0, |(_, total)| *total);
         if total == 0 {
@@ -136,6 +151,7 @@ impl Route {
         let count = self.cumulative.len();
         (0..count)
             .map(|offset| self.cumulative[(first + offset) % count].0.as_str())
+            .chain(self.standbys.iter().map(String::as_str))
             .collect()
     }
 }
@@ -379,8 +395,12 @@ mod tests {
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
         for ticket in 0..10_000 {
             let regions = route.regions(ticket);
-            assert_eq!(regions.len(), 2, "zero-weight regions are never tried");
+            assert_eq!(regions.len(), 3);
             assert_ne!(regions[0], regions[1]);
+            assert_eq!(
+                regions[2], "europe-west1",
+                "a standby only after the serving regions"
+            );
             *counts.entry(regions[0]).or_default() += 1;
         }
         let central = counts["us-central1"];

@@ -222,6 +222,27 @@ async fn a_failing_region_is_retried_once_in_the_next() {
 }
 
 #[tokio::test]
+async fn a_failing_primary_is_retried_in_its_warm_standby_before_failover_moves_weight() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    rig.central.failing.store(true, Ordering::SeqCst);
+    for _ in 0..10 {
+        let (status, region, attempts, body) = predict(&client, &rig).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!((region.as_str(), attempts.as_str()), ("us-east1", "2"));
+    }
+    // Healthy again: the standby takes nothing.
+    rig.central.failing.store(false, Ordering::SeqCst);
+    let served = rig.east.served.load(Ordering::SeqCst);
+    let (status, region, attempts, _) = predict(&client, &rig).await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::OK, "us-central1", "1")
+    );
+    assert_eq!(rig.east.served.load(Ordering::SeqCst), served);
+}
+
+#[tokio::test]
 async fn with_the_retry_off_a_failing_region_fails_its_share_after_one_attempt() {
     let rig = rig_with(&[("us-central1", 1), ("us-east1", 1)], None, false).await;
     let client = reqwest::Client::new();
