@@ -630,3 +630,35 @@ async fn a_serving_image_only_in_the_primary_is_mirrored_to_each_standby_registr
     ));
     assert!(rig.parity("us-east1").await.problem.is_none());
 }
+
+#[tokio::test]
+async fn an_event_and_the_reconcile_at_once_leave_each_standby_serving_one_deployment() {
+    let rig = Rig::new(None).await;
+    rig.handle(message("first", MODEL_ID, Some("1"))).await;
+    assert_eq!(rig.upload(), "2");
+    rig.standin.slow_operations(0, Duration::from_millis(200));
+    let (event, reconcile) = tokio::join!(
+        rig.handle(message("event-2", MODEL_ID, None)),
+        rig.handle(message("reconcile-2", MODEL_ID, None)),
+    );
+    for outcome in [&event, &reconcile] {
+        for region in regions(outcome) {
+            assert!(
+                matches!(region, RegionOutcome::Present { problem: None, .. }),
+                "{region:?}"
+            );
+        }
+    }
+    for (region, endpoint) in STANDBYS {
+        assert_eq!(
+            rig.serving(region, endpoint),
+            [("2".to_string(), 1)],
+            "{region}: one deployment of version 2, not two, and version 1 gone"
+        );
+        assert!(parity::in_parity(
+            &rig.parity("us-central1").await,
+            &rig.parity(region).await,
+            true
+        ));
+    }
+}

@@ -31,6 +31,7 @@ use lifeboat_shared::events::{EventContext, InboundEvent};
 use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::state::lease;
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
 use serde_json::json;
@@ -486,12 +487,7 @@ async fn to_region(
         Ok(present) => {
             let serving =
                 match warm_standby(context, workload, asset, &present.model, version, region) {
-                    Some(standby) => {
-                        match standby::keep_serving(registry, &standby, &options.operation).await {
-                            Ok(serving) => Ok(Some(serving)),
-                            Err(error) => Err(error.to_string()),
-                        }
-                    }
+                    Some(standby) => serve_alone(context, &standby).await.map(Some),
                     None => Ok(None),
                 };
             let pullable = match present.model.version(&present.version_id) {
@@ -573,6 +569,52 @@ async fn to_region(
         };
     }
     outcome
+}
+
+/// How long one handling may hold a standby endpoint: longer than its
+/// deploy and undeploy take, short enough that a crashed holder's endpoint
+/// is free again for the next reconcile.
+const ENDPOINT_LEASE: Duration = Duration::from_secs(30 * 60);
+
+/// How long a handling waits for another one to finish with an endpoint
+/// before leaving it to the next event or reconcile.
+const ENDPOINT_WAIT: Duration = Duration::from_secs(120);
+
+/// [`standby::keep_serving`] under a lease on the endpoint, so that two
+/// handlings (an event and the scheduled reconcile, or two instances)
+/// never deploy and undeploy on one endpoint at once: each would undeploy
+/// the other's deployment.
+async fn serve_alone(context: &CopyContext, standby: &WarmStandby<'_>) -> Result<Serving, String> {
+    let state = context.state.as_ref();
+    let name = format!("{SERVICE_NAME}:{}", standby.endpoint).replace('/', "|");
+    let holder = uuid::Uuid::new_v4().to_string();
+    let started = tokio::time::Instant::now();
+    let held = loop {
+        match lease::acquire(state, &name, &holder, ENDPOINT_LEASE).await {
+            Ok(Some(held)) => break held,
+            Ok(None) if started.elapsed() < ENDPOINT_WAIT => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "another handling has been changing {} for {ENDPOINT_WAIT:?}; left for the next",
+                    standby.endpoint
+                ));
+            }
+            Err(error) => return Err(format!("lease on {}: {error}", standby.endpoint)),
+        }
+    };
+    let served = standby::keep_serving(
+        context.registry.as_ref(),
+        standby,
+        &context.options.operation,
+    )
+    .await
+    .map_err(|error| error.to_string());
+    if let Err(error) = lease::release(state, &held).await {
+        tracing::warn!(%error, "could not release the endpoint's lease; it lapses on its own");
+    }
+    served
 }
 
 /// Why `region` could not pull the serving image `image_uri` while the
