@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reconcile at scale: OBJECTS small objects (100,000 by default) written
-# into the production example's protected bucket of a local cloud data
-# directory, then `lifeboat sync reconcile --local` run twice: the first run
+# into a protected bucket (the production example's feature bucket, alone in
+# its topology) of a local cloud data directory, then `lifeboat sync reconcile --local` run twice: the first run
 # copies everything to both replicas, the second finds nothing to do. Prints
 # each run's wall time and peak RSS (from /usr/bin/time) and checks every
 # replica holds every object. The memory is what the issue asks to stay
@@ -15,13 +15,31 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 OBJECTS=${OBJECTS:-100000}
 BYTES=${BYTES:-1024}
-TOPOLOGY=examples/production-three-region.yaml
 SOURCE=acme-recsys-features-usc1
 REPLICAS=(acme-recsys-features-use1 acme-recsys-features-euw1)
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 STORAGE="$WORK/data/acme-ml-prod/storage"
+TOPOLOGY="$WORK/buckets.yaml"
+cat >"$TOPOLOGY" <<YAML
+project: acme-ml-prod
+regions:
+  - {id: us-central1, role: primary}
+  - {id: us-east1, role: standby}
+  - {id: europe-west1, role: standby}
+workloads:
+  - id: recommendations
+    class: production-training
+    pattern: active-passive
+    assets:
+      buckets:
+        - id: recsys-features
+          source: $SOURCE
+          replicas:
+            us-east1: ${REPLICAS[0]}
+            europe-west1: ${REPLICAS[1]}
+YAML
 
 echo "== building lifeboat (release)"
 cargo build --release --quiet -p lifeboat-cli
