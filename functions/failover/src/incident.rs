@@ -52,9 +52,7 @@ pub fn target(topology: &Topology, incident: &Incident) -> Result<Target, Unmapp
             what,
         };
         let found = topology
-            .workloads()
-            .iter()
-            .find(|w| w.id.as_str() == workload)
+            .workload(workload)
             .ok_or_else(|| unknown(format!("workload {workload}")))?;
         if topology.region(region).is_none() {
             return Err(unknown(format!("region {region}")));

@@ -192,6 +192,15 @@ fn someone() -> String {
     "an operator".to_string()
 }
 
+/// The 404 for a workload the topology does not name.
+fn unknown_workload(workload: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no workload {workload} in the topology"),
+    )
+        .into_response()
+}
+
 /// Moves `workload`'s traffic to `asked.to` through the same safety rules,
 /// lease and record as a failover: the region now taking the most traffic
 /// (other than the target) is the one moved from.
@@ -200,17 +209,8 @@ pub async fn manual_move(
     workload: &str,
     asked: &ManualMove,
 ) -> Response {
-    let Some(found) = context
-        .topology
-        .workloads()
-        .iter()
-        .find(|w| w.id.as_str() == workload)
-    else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no workload {workload} in the topology"),
-        )
-            .into_response();
+    let Some(found) = context.topology.workload(workload) else {
+        return unknown_workload(workload);
     };
     if context.topology.region(&asked.to).is_none() {
         return (
@@ -267,17 +267,8 @@ async fn failback_now(
     State(context): State<Arc<FailoverContext>>,
     axum::extract::Path(workload): axum::extract::Path<String>,
 ) -> Response {
-    let Some(found) = context
-        .topology
-        .workloads()
-        .iter()
-        .find(|w| w.id.as_str() == workload)
-    else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no workload {workload} in the topology"),
-        )
-            .into_response();
+    let Some(found) = context.topology.workload(&workload) else {
+        return unknown_workload(&workload);
     };
     let primary = context.topology.primary().to_string();
     match failback::fail_back(&context, found, &primary, &context.options.failback).await {
@@ -351,12 +342,7 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
                 .into_response();
         }
     };
-    let Some(workload) = context
-        .topology
-        .workloads()
-        .iter()
-        .find(|w| w.id.as_str() == target.workload)
-    else {
+    let Some(workload) = context.topology.workload(&target.workload) else {
         return (StatusCode::OK, "workload vanished from the topology").into_response();
     };
     let state = context.state.as_ref();
