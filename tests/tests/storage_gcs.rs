@@ -37,6 +37,7 @@ async fn gcs_store_passes_the_conformance_suite() {
     let store: &dyn ObjectStore = &store;
     conformance::put_get_head_delete(store, &a).await;
     conformance::list_with_prefix_and_pages(store, &a).await;
+    conformance::list_a_name_range(store, &a).await;
     conformance::generations_increase_and_preconditions(store, &a).await;
     // Not `delete_with_stale_generation_fails`: fake-gcs-server ignores
     // ifGenerationMatch on delete (Cloud Storage enforces it; GcsStore

@@ -264,6 +264,15 @@ impl ObjectStore for CorruptingStore {
     ) -> Result<ListPage, StorageError> {
         self.inner.list(bucket, prefix, page_token).await
     }
+    async fn list_range(
+        &self,
+        bucket: &str,
+        first: &str,
+        last: &str,
+        page_token: Option<&str>,
+    ) -> Result<ListPage, StorageError> {
+        self.inner.list_range(bucket, first, last, page_token).await
+    }
     async fn delete(
         &self,
         object: &ObjectRef,

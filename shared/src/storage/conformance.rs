@@ -25,6 +25,7 @@ pub const LIST_PAGE_SIZE: usize = 3;
 pub async fn run_all(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &str) {
     put_get_head_delete(store, bucket_a).await;
     list_with_prefix_and_pages(store, bucket_a).await;
+    list_a_name_range(store, bucket_a).await;
     generations_increase_and_preconditions(store, bucket_a).await;
     delete_with_stale_generation_fails(store, bucket_a).await;
     server_side_copy_verified_by_crc32c(store, bucket_a, bucket_b).await;
@@ -240,6 +241,66 @@ pub async fn list_with_prefix_and_pages(store: &dyn ObjectStore, bucket: &str) {
 
     for name in inside.iter().chain(&outside) {
         let object = ObjectRef::new(bucket, *name);
+        store
+            .delete(&object, None)
+            .await
+            .unwrap_or_else(|error| panic!("delete {object}: {error}"));
+    }
+}
+
+/// Listing a name range returns exactly the names from its first to its
+/// last, both included, in order, over chained pages; a folder is not a
+/// boundary and an empty range lists nothing.
+pub async fn list_a_name_range(store: &dyn ObjectStore, bucket: &str) {
+    let names = [
+        "range/a",
+        "range/b#d",
+        "range/b/c",
+        "range/b0",
+        "range/c d",
+        "range/c/e",
+        "range/é",
+    ];
+    for name in names {
+        put(store, &ObjectRef::new(bucket, name), name.as_bytes()).await;
+    }
+    let listed = |first: &'static str, last: &'static str| async move {
+        let mut got = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..100 {
+            let page = store
+                .list_range(bucket, first, last, token.as_deref())
+                .await
+                .unwrap_or_else(|error| panic!("list gs://{bucket} {first}..={last}: {error}"));
+            got.extend(page.objects.into_iter().map(|meta| meta.object.name));
+            token = page.next_page_token;
+            if token.is_none() {
+                return got;
+            }
+        }
+        panic!("the page tokens of {first}..={last} never end");
+    };
+    assert_eq!(
+        listed("range/b", "range/c d").await,
+        ["range/b#d", "range/b/c", "range/b0", "range/c d"],
+        "from range/b (not an object) to range/c d"
+    );
+    assert_eq!(
+        listed("range/a", "range/a").await,
+        ["range/a"],
+        "a range of one name"
+    );
+    assert_eq!(
+        listed("range/c/", "range/ê").await,
+        ["range/c/e", "range/é"],
+        "from a name that is not an object, in byte order"
+    );
+    assert!(
+        listed("range/d", "range/z").await.is_empty(),
+        "no name inside"
+    );
+    for name in names {
+        let object = ObjectRef::new(bucket, name);
         store
             .delete(&object, None)
             .await

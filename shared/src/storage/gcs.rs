@@ -66,6 +66,40 @@ impl GcsStore {
         self
     }
 
+    /// One page of `objects.list` with `query` (a prefix or a name range).
+    async fn list_page(
+        &self,
+        context: &str,
+        bucket: &str,
+        query: &[(&str, &str)],
+        page_token: Option<&str>,
+    ) -> Result<ListPage, StorageError> {
+        let page_size = self.list_page_size.to_string();
+        let mut pairs = query.to_vec();
+        pairs.push(("maxResults", &page_size));
+        if let Some(token) = page_token {
+            pairs.push(("pageToken", token));
+        }
+        let url = self.url(
+            context,
+            &format!("/storage/v1/b/{}/o", encode(bucket)),
+            &pairs,
+        )?;
+        let request = self.client.get(url);
+        let listed: ObjectList = self
+            .call_json(context, &Subject::Bucket(bucket), request)
+            .await?;
+        let objects = listed
+            .items
+            .into_iter()
+            .map(|item| item.into_meta(context))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ListPage {
+            objects,
+            next_page_token: listed.next_page_token.filter(|token| !token.is_empty()),
+        })
+    }
+
     fn object_path(object: &ObjectRef) -> String {
         format!(
             "/storage/v1/b/{}/o/{}",
@@ -458,29 +492,23 @@ impl ObjectStore for GcsStore {
         page_token: Option<&str>,
     ) -> Result<ListPage, StorageError> {
         let context = format!("list gs://{bucket}/{prefix}*");
-        let page_size = self.list_page_size.to_string();
-        let mut pairs = vec![("prefix", prefix), ("maxResults", &page_size)];
-        if let Some(token) = page_token {
-            pairs.push(("pageToken", token));
-        }
-        let url = self.url(
-            &context,
-            &format!("/storage/v1/b/{}/o", encode(bucket)),
-            &pairs,
-        )?;
-        let request = self.client.get(url);
-        let listed: ObjectList = self
-            .call_json(&context, &Subject::Bucket(bucket), request)
-            .await?;
-        let objects = listed
-            .items
-            .into_iter()
-            .map(|item| item.into_meta(&context))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ListPage {
-            objects,
-            next_page_token: listed.next_page_token.filter(|token| !token.is_empty()),
-        })
+        self.list_page(&context, bucket, &[("prefix", prefix)], page_token)
+            .await
+    }
+
+    async fn list_range(
+        &self,
+        bucket: &str,
+        first: &str,
+        last: &str,
+        page_token: Option<&str>,
+    ) -> Result<ListPage, StorageError> {
+        let context = format!("list gs://{bucket} from {first:?} to {last:?}");
+        // endOffset excludes its value: the smallest name after `last` is
+        // `last` followed by U+0000.
+        let end = format!("{last}\0");
+        let range = [("startOffset", first), ("endOffset", end.as_str())];
+        self.list_page(&context, bucket, &range, page_token).await
     }
 
     async fn delete(

@@ -34,10 +34,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+mod listing;
+
 use super::{
     ByteStream, CopyOptions, ListPage, ObjectMeta, ObjectRef, ObjectStore, PutOptions,
     StorageError, verified_stream,
 };
+use listing::PageWindow;
 
 /// Objects per listing page unless told otherwise.
 pub const DEFAULT_LIST_PAGE_SIZE: usize = 1000;
@@ -241,6 +244,44 @@ impl LocalStore {
     pub fn with_list_page_size(mut self, size: usize) -> Self {
         self.list_page_size = size.max(1);
         self
+    }
+
+    /// One listing page of `bucket`: the names `window` admits, walking
+    /// `folder` (a folder of the bucket, "" for all of it) and below.
+    async fn list_page(
+        &self,
+        context: String,
+        bucket: &str,
+        folder: &str,
+        mut window: PageWindow,
+    ) -> Result<ListPage, StorageError> {
+        let dir = bucket_dir(&self.root, bucket)?;
+        let store = self.clone();
+        let (bucket, start) = (bucket.to_string(), dir.join(folder));
+        blocking(&context.clone(), move || {
+            if !dir.is_dir() {
+                return Err(StorageError::BucketNotFound { bucket });
+            }
+            window
+                .walk(&dir, &start)
+                .map_err(|error| io_error(&context, error))?;
+            let (names, next_page_token) = window.into_page();
+            let mut objects = Vec::with_capacity(names.len());
+            for name in &names {
+                let paths = Paths::of(&store.root, &ObjectRef::new(bucket.as_str(), name))?;
+                match store.open_object(&paths, &context) {
+                    Ok((meta, _)) => objects.push(meta),
+                    // Deleted since the walk.
+                    Err(StorageError::NotFound { .. }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(ListPage {
+                objects,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     /// The data directory the store is rooted at.
@@ -576,38 +617,6 @@ fn check_generation(
     }
 }
 
-/// Every regular file under `dir` whose name (relative to `bucket`) starts
-/// with `prefix`, into `names`.
-fn walk(bucket: &Path, dir: &Path, prefix: &str, names: &mut Vec<String>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let path = entry.path();
-        let Some(name) = path
-            .strip_prefix(bucket)
-            .ok()
-            .and_then(|relative| relative.to_str())
-        else {
-            // Not UTF-8: cannot be an object name.
-            continue;
-        };
-        if kind.is_dir() {
-            let folder = format!("{name}/");
-            if folder.starts_with(prefix) || prefix.starts_with(&folder) {
-                walk(bucket, &path, prefix, names)?;
-            }
-        } else if kind.is_file() && name.starts_with(prefix) && name_problem(name).is_none() {
-            names.push(name.to_string());
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl ObjectStore for LocalStore {
     /// The location `bucket` was created in; `None` for a folder created by
@@ -743,47 +752,29 @@ impl ObjectStore for LocalStore {
         page_token: Option<&str>,
     ) -> Result<ListPage, StorageError> {
         let context = format!("list gs://{bucket}/{prefix}* (local)");
-        let dir = bucket_dir(&self.root, bucket)?;
-        let store = self.clone();
-        let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
-        let after = page_token.map(str::to_string);
-        blocking(&context.clone(), move || {
-            if !dir.is_dir() {
-                return Err(StorageError::BucketNotFound { bucket });
+        // Only the folder the prefix names needs walking; a prefix whose
+        // folders cannot exist matches nothing.
+        let folder = match prefix.rfind('/') {
+            Some(end) if segment_problem(&prefix[..end]).is_some() => {
+                return Ok(ListPage::default());
             }
-            // Only the folder the prefix names needs walking; a prefix whose
-            // folders cannot exist matches nothing.
-            let start = match prefix.rfind('/') {
-                Some(end) if segment_problem(&prefix[..end]).is_some() => {
-                    return Ok(ListPage::default());
-                }
-                Some(end) => dir.join(&prefix[..end]),
-                None => dir.clone(),
-            };
-            let mut names = Vec::new();
-            walk(&dir, &start, &prefix, &mut names).map_err(|error| io_error(&context, error))?;
-            if let Some(after) = &after {
-                names.retain(|name| name > after);
-            }
-            names.sort_unstable();
-            let more = names.len() > store.list_page_size;
-            names.truncate(store.list_page_size);
-            let mut objects = Vec::with_capacity(names.len());
-            for name in &names {
-                let paths = Paths::of(&store.root, &ObjectRef::new(bucket.as_str(), name))?;
-                match store.open_object(&paths, &context) {
-                    Ok((meta, _)) => objects.push(meta),
-                    // Deleted since the walk.
-                    Err(StorageError::NotFound { .. }) => {}
-                    Err(error) => return Err(error),
-                }
-            }
-            Ok(ListPage {
-                objects,
-                next_page_token: if more { names.pop() } else { None },
-            })
-        })
-        .await
+            Some(end) => &prefix[..end],
+            None => "",
+        };
+        let window = PageWindow::new(prefix, page_token, self.list_page_size);
+        self.list_page(context, bucket, folder, window).await
+    }
+
+    async fn list_range(
+        &self,
+        bucket: &str,
+        first: &str,
+        last: &str,
+        page_token: Option<&str>,
+    ) -> Result<ListPage, StorageError> {
+        let context = format!("list gs://{bucket} from {first:?} to {last:?} (local)");
+        let window = PageWindow::new("", page_token, self.list_page_size).between(first, last);
+        self.list_page(context, bucket, "", window).await
     }
 
     async fn delete(

@@ -218,6 +218,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         page_token: Option<&str>,
     ) -> Result<ListPage, StorageError>;
 
+    /// Lists the objects named `first` to `last`, both included, in name
+    /// order, one page at a time.
+    async fn list_range(
+        &self,
+        bucket: &str,
+        first: &str,
+        last: &str,
+        page_token: Option<&str>,
+    ) -> Result<ListPage, StorageError>;
+
     /// Deletes an object, optionally only if its live generation matches.
     async fn delete(
         &self,

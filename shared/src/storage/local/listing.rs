@@ -1,0 +1,175 @@
+//! One listing page of the local store: the bucket's folders are walked and
+//! only the names the page can hold are kept, the page's size plus one at
+//! most, so a page costs the same memory whatever the bucket holds. Folders
+//! that cannot hold a name of the page are not entered.
+
+use std::collections::BinaryHeap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::name_problem;
+
+/// Which names a page holds, and the smallest of them found so far.
+#[derive(Debug)]
+pub(super) struct PageWindow {
+    /// Names start with this.
+    prefix: String,
+    /// Names come after this one (the page token), excluded.
+    after: Option<String>,
+    /// Names come from this one on, included.
+    first: Option<String>,
+    /// Names go up to this one, included.
+    last: Option<String>,
+    /// How many names the page holds.
+    limit: usize,
+    /// The `limit + 1` smallest admitted names so far (one more tells
+    /// whether another page follows).
+    smallest: BinaryHeap<String>,
+}
+
+impl PageWindow {
+    /// A page of at most `limit` names under `prefix` after `after`.
+    pub(super) fn new(prefix: &str, after: Option<&str>, limit: usize) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            after: after.map(str::to_string),
+            first: None,
+            last: None,
+            limit: limit.max(1),
+            smallest: BinaryHeap::new(),
+        }
+    }
+
+    /// Keeps to the names `first..=last`.
+    pub(super) fn between(mut self, first: &str, last: &str) -> Self {
+        self.first = Some(first.to_string());
+        self.last = Some(last.to_string());
+        self
+    }
+
+    fn is_full(&self) -> bool {
+        self.smallest.len() > self.limit
+    }
+
+    /// Whether the names under `folder` (which ends with `/`) may belong.
+    fn may_hold_under(&self, folder: &str) -> bool {
+        // Every name under `folder` is below `bound` when the folder sorts
+        // before it and is not a beginning of it.
+        let all_below = |bound: &str| folder < bound && !bound.starts_with(folder);
+        (folder.starts_with(&self.prefix) || self.prefix.starts_with(folder))
+            && !self.after.as_deref().is_some_and(all_below)
+            && !self.first.as_deref().is_some_and(all_below)
+            && !self.last.as_deref().is_some_and(|last| folder > last)
+            && !(self.is_full()
+                && self
+                    .smallest
+                    .peek()
+                    .is_some_and(|top| folder >= top.as_str()))
+    }
+
+    fn admits(&self, name: &str) -> bool {
+        name.starts_with(&self.prefix)
+            && self.after.as_deref().is_none_or(|after| name > after)
+            && self.first.as_deref().is_none_or(|first| name >= first)
+            && self.last.as_deref().is_none_or(|last| name <= last)
+    }
+
+    fn offer(&mut self, name: &str) {
+        if !self.admits(name) {
+            return;
+        }
+        if !self.is_full() {
+            self.smallest.push(name.to_string());
+        } else if self.smallest.peek().is_some_and(|top| name < top.as_str()) {
+            self.smallest.pop();
+            self.smallest.push(name.to_string());
+        }
+    }
+
+    /// The page's names in order, and the page token when more follow.
+    pub(super) fn into_page(self) -> (Vec<String>, Option<String>) {
+        let more = self.is_full();
+        let mut names = self.smallest.into_sorted_vec();
+        names.truncate(self.limit);
+        let token = if more { names.last().cloned() } else { None };
+        (names, token)
+    }
+
+    /// Offers every object name in `dir` and below (`bucket` is the
+    /// bucket's folder), entering only the folders that may hold a name.
+    pub(super) fn walk(&mut self, bucket: &Path, dir: &Path) -> io::Result<()> {
+        let mut entries = match fs::read_dir(dir) {
+            Ok(entries) => entries.collect::<io::Result<Vec<_>>>()?,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        // In name order the page fills early and later folders are skipped.
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            let Some(name) = path
+                .strip_prefix(bucket)
+                .ok()
+                .and_then(|relative| relative.to_str())
+            else {
+                // Not UTF-8: cannot be an object name.
+                continue;
+            };
+            if kind.is_dir() {
+                if self.may_hold_under(&format!("{name}/")) {
+                    self.walk(bucket, &path)?;
+                }
+            } else if kind.is_file() && name_problem(name).is_none() {
+                self.offer(name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(names: &[&str], mut window: PageWindow) -> (Vec<String>, Option<String>) {
+        for name in names {
+            window.offer(name);
+        }
+        window.into_page()
+    }
+
+    #[test]
+    fn keeps_the_smallest_names_and_says_more_follow() {
+        let names = ["d", "a", "c", "e", "b"];
+        let (first, token) = page(&names, PageWindow::new("", None, 2));
+        assert_eq!(first, ["a", "b"]);
+        assert_eq!(token.as_deref(), Some("b"));
+        let (second, token) = page(&names, PageWindow::new("", Some("b"), 2));
+        assert_eq!(second, ["c", "d"]);
+        let (third, token) = page(&names, PageWindow::new("", token.as_deref(), 2));
+        assert_eq!((third, token), (vec!["e".to_string()], None));
+    }
+
+    #[test]
+    fn a_range_includes_both_ends() {
+        let names = ["a", "b", "b/c", "c", "d"];
+        let (got, token) = page(&names, PageWindow::new("", None, 10).between("b", "c"));
+        assert_eq!(
+            (got, token),
+            (vec!["b".into(), "b/c".into(), "c".into()], None)
+        );
+    }
+
+    #[test]
+    fn folders_that_cannot_hold_a_name_are_skipped() {
+        let window = PageWindow::new("p/", Some("p/m"), 10).between("p/c", "p/x");
+        assert!(!window.may_hold_under("q/"), "outside the prefix");
+        assert!(window.may_hold_under("p/"), "the prefix's folder");
+        assert!(!window.may_hold_under("p/a/"), "before the token");
+        assert!(window.may_hold_under("p/m/"), "the token's own folder");
+        assert!(window.may_hold_under("p/n/"));
+        assert!(!window.may_hold_under("p/y/"), "after the last name");
+    }
+}
