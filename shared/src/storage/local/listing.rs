@@ -54,18 +54,19 @@ impl PageWindow {
 
     /// Whether the names under `folder` (which ends with `/`) may belong.
     fn may_hold_under(&self, folder: &str) -> bool {
-        // Every name under `folder` is below `bound` when the folder sorts
+        // A name under `folder` can reach `bound` unless the folder sorts
         // before it and is not a beginning of it.
-        let all_below = |bound: &str| folder < bound && !bound.starts_with(folder);
+        let may_reach = |bound: &str| folder >= bound || bound.starts_with(folder);
+        let page_open = !self.is_full()
+            || self
+                .smallest
+                .peek()
+                .is_some_and(|top| folder < top.as_str());
         (folder.starts_with(&self.prefix) || self.prefix.starts_with(folder))
-            && !self.after.as_deref().is_some_and(all_below)
-            && !self.first.as_deref().is_some_and(all_below)
-            && !self.last.as_deref().is_some_and(|last| folder > last)
-            && !(self.is_full()
-                && self
-                    .smallest
-                    .peek()
-                    .is_some_and(|top| folder >= top.as_str()))
+            && self.after.as_deref().is_none_or(may_reach)
+            && self.first.as_deref().is_none_or(may_reach)
+            && self.last.as_deref().is_none_or(|last| folder <= last)
+            && page_open
     }
 
     fn admits(&self, name: &str) -> bool {
