@@ -52,6 +52,19 @@ pub enum SyncError {
         #[source]
         source: StateError,
     },
+    /// The source could not be read after a copy, so the copy does not
+    /// count yet (see [`crate::settle`]).
+    #[error("asset {asset}, region {region}, {object}: the copy is not settled: {detail}")]
+    NotSettled {
+        /// The bucket asset.
+        asset: String,
+        /// The replica region.
+        region: String,
+        /// The source object.
+        object: ObjectRef,
+        /// Why the source could not be read.
+        detail: String,
+    },
     /// The source changed on every attempt; a later delivery will try again.
     #[error(
         "asset {asset}, region {region}, {object}: the source kept changing over {attempts} attempts"
@@ -81,7 +94,7 @@ impl SyncError {
             SyncError::Ledger { source, .. } => {
                 source.is_transient() || matches!(source, StateError::Conflict { .. })
             }
-            SyncError::Unsettled { .. } => true,
+            SyncError::NotSettled { .. } | SyncError::Unsettled { .. } => true,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod reconcile;
 pub mod rpo;
 pub mod scenarios;
+pub mod settle;
 pub mod tables;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 //! a reconcile racing with events cannot leave an older generation behind.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -22,6 +23,7 @@ use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
 use crate::rpo::{self, AssetKind, RpoRecord};
+use crate::settle;
 
 /// How many repairs run at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -164,9 +166,18 @@ enum Difference {
 
 /// What repairing one difference did.
 enum Repair {
+    /// The listed generation was copied; it counts once the source is seen
+    /// still holding it ([`settle`]).
+    CopiedListed {
+        generation: i64,
+    },
     Copied,
-    Deleted { missed: bool },
-    Kept { missed: bool },
+    Deleted {
+        missed: bool,
+    },
+    Kept {
+        missed: bool,
+    },
     Nothing,
 }
 
@@ -279,6 +290,9 @@ impl Walk<'_> {
         let mut source = Listing::new(store, asset.source.as_str());
         let mut replica = Listing::new(store, self.replica_bucket);
         let mut batch = Vec::with_capacity(BATCH);
+        // The source objects walked when the batch began: the batch's
+        // copies lie among the source names walked since.
+        let mut batch_began: u64 = 0;
         let mut walked: u64 = 0;
         loop {
             source
@@ -316,13 +330,16 @@ impl Walk<'_> {
             }
             walked += 1;
             if batch.len() >= BATCH {
-                self.repair_batch(&mut batch, &mut report).await;
+                let span = report.source_objects - batch_began;
+                self.repair_batch(&mut batch, span, &mut report).await;
+                batch_began = report.source_objects;
             }
             if walked.is_multiple_of(1000) {
                 progress(&report);
             }
         }
-        self.repair_batch(&mut batch, &mut report).await;
+        let span = report.source_objects - batch_began;
+        self.repair_batch(&mut batch, span, &mut report).await;
         progress(&report);
         tracing::info!(
             source_objects = report.source_objects,
@@ -333,10 +350,16 @@ impl Walk<'_> {
         Ok(report)
     }
 
-    /// Repairs the differences of `batch`, `concurrency` at a time, and
-    /// counts what was done in `report`.
-    async fn repair_batch(&self, batch: &mut Vec<Difference>, report: &mut RegionReport) {
-        let results: Vec<Repaired> = futures::stream::iter(batch.drain(..))
+    /// Repairs the differences of `batch` (found among `span` source
+    /// names), `concurrency` at a time, settles its copies, and counts what
+    /// was done in `report`.
+    async fn repair_batch(
+        &self,
+        batch: &mut Vec<Difference>,
+        span: u64,
+        report: &mut RegionReport,
+    ) {
+        let mut results: Vec<Repaired> = futures::stream::iter(batch.drain(..))
             .map(|difference| async move {
                 let (meta, missing) = match &difference {
                     Difference::Missing(meta) => (meta, true),
@@ -353,10 +376,11 @@ impl Walk<'_> {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
+        self.settle(&mut results, span).await;
         for repaired in results {
             let name = repaired.name.as_str();
             match repaired.result {
-                Ok(Repair::Copied) => {
+                Ok(Repair::Copied | Repair::CopiedListed { .. }) => {
                     if repaired.missing {
                         report.copied_missing += 1;
                     } else {
@@ -464,10 +488,66 @@ impl Walk<'_> {
         })
     }
 
-    /// Copies the generation the listing showed, then checks that it is
-    /// still the live one; if the source changed meanwhile, falls back to
-    /// [`converge`]. The ledger is left alone: it only speeds up events,
-    /// which converge on the live generation whatever it says.
+    /// Settles the batch's copies of listed generations: those whose source
+    /// moved on meanwhile are converged on what it holds now; if the source
+    /// cannot be read, the copies count as failed (the next reconcile finds
+    /// them again).
+    async fn settle(&self, results: &mut [Repaired], span: u64) {
+        let copies: Vec<settle::Copy> = results
+            .iter()
+            .filter_map(|repaired| match repaired.result {
+                Ok(Repair::CopiedListed { generation }) => Some(settle::Copy {
+                    name: repaired.name.clone(),
+                    generation,
+                }),
+                _ => None,
+            })
+            .collect();
+        let store = self.sync.storage.as_ref();
+        let source_bucket = self.asset.source.as_str();
+        let moved = match settle::moved_on(store, source_bucket, copies, span).await {
+            Ok(moved) => moved,
+            Err(error) => {
+                for repaired in results.iter_mut() {
+                    if let Ok(Repair::CopiedListed { .. }) = repaired.result {
+                        repaired.result = Err(SyncError::NotSettled {
+                            asset: self.asset.id.to_string(),
+                            region: self.region.to_string(),
+                            object: ObjectRef::new(source_bucket, repaired.name.as_str()),
+                            detail: error.to_string(),
+                        });
+                    }
+                }
+                return;
+            }
+        };
+        let mut again: BTreeMap<String, Result<Repair, SyncError>> = futures::stream::iter(moved)
+            .map(|name| async move {
+                let source = ObjectRef::new(source_bucket, name.as_str());
+                let replica = ObjectRef::new(self.replica_bucket, name.as_str());
+                let result = converge(store, self.asset, self.region, &source, &replica)
+                    .await
+                    .map(|converged| match converged {
+                        Converged::Replicated { .. } => Repair::Copied,
+                        Converged::Absent { .. } => Repair::Nothing,
+                    });
+                (name, result)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for repaired in results.iter_mut() {
+            if let Some(result) = again.remove(&repaired.name) {
+                repaired.result = result;
+            }
+        }
+    }
+
+    /// Copies the generation the listing showed; [`Walk::settle`] then
+    /// checks that it is still the live one. If the source changed before
+    /// the copy, falls back to [`converge`]. The ledger is left alone: it
+    /// only speeds up events, which converge on the live generation whatever
+    /// it says.
     async fn copy_listed(
         &self,
         listed: &ObjectMeta,
@@ -481,11 +561,11 @@ impl Walk<'_> {
             source: error,
         };
         match replicate(store, listed, replica).await {
-            Ok(_) => match store.head(source).await {
-                Ok(live) if live.generation == listed.generation => return Ok(Repair::Copied),
-                Ok(_) | Err(StorageError::NotFound { .. }) => {}
-                Err(error) => return Err(failed(error)),
-            },
+            Ok(_) => {
+                return Ok(Repair::CopiedListed {
+                    generation: listed.generation,
+                });
+            }
             // Replaced or deleted since it was listed.
             Err(StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. }) => {}
             Err(error @ StorageError::Verification { .. }) => {

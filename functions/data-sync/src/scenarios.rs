@@ -30,6 +30,10 @@ use crate::reconcile::{RegionReport, reconcile_all};
 use crate::rpo;
 use crate::tables::{self, TableSync};
 
+pub mod racing;
+
+use racing::RacingWriter;
+
 /// A data-sync context on a topology of its own, its buckets created.
 #[derive(Debug)]
 pub struct Fixture {
@@ -247,6 +251,7 @@ pub async fn run_all(fixture: &Fixture) {
     unusual_names_replicate(fixture).await;
     reconcile_repairs_what_events_missed(fixture).await;
     reconcile_deletes_once_the_keep_period_ends(fixture).await;
+    reconcile_settles_on_a_generation_written_during_its_copy(fixture).await;
     table_changes_are_copied_and_verified(fixture).await;
 }
 
@@ -595,6 +600,87 @@ pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
         "{report:#?}"
     );
     fixture.assert_absent(&kept, name).await;
+}
+
+/// A producer overwrites an object right after the reconcile copied it to
+/// one replica: the reconcile reads the source after its copies and ends
+/// with the newest generation in that replica (the other one may have
+/// settled before the write, which the write's own event then syncs), both
+/// when it settles a dense batch of copies with one range listing and a
+/// sparse one with single reads.
+pub async fn reconcile_settles_on_a_generation_written_during_its_copy(fixture: &Fixture) {
+    let mirrored = fixture.asset("mirrored");
+    let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
+    let sync = DataSync {
+        storage: racing.clone(),
+        ..fixture.sync.clone()
+    };
+    let reconcile_racing = || async {
+        reconcile_all(&sync, 4, &|_: &RegionReport| {})
+            .await
+            .unwrap_or_else(|error| panic!("reconcile: {error}"))
+    };
+    let source = |name: &str| ObjectRef::new(mirrored.source.as_str(), name);
+    let east_bucket = mirrored
+        .replicas
+        .iter()
+        .find(|(region, _)| region.as_str() == "us-east1")
+        .map(|(_, bucket)| bucket.to_string())
+        .expect("a us-east1 replica");
+    let east = |name: &str| ObjectRef::new(east_bucket.as_str(), name);
+    let east_holds = |name: &'static str, bytes: &'static [u8]| async move {
+        let (_, content) = fixture
+            .replica(&fixture.asset("mirrored"), "us-east1", name)
+            .await
+            .unwrap_or_else(|| panic!("{name} missing in the us-east1 replica"));
+        assert_eq!(content, bytes, "{name} in the us-east1 replica");
+    };
+
+    // Dense: three new objects, all copied, settled by one listing.
+    for name in ["race/a", "race/b", "race/c"] {
+        fixture
+            .write(&mirrored, name, b"first", PutOptions::default())
+            .await;
+    }
+    racing.arm(source("race/b"), east("race/b"), b"written during the copy");
+    let reports = reconcile_racing().await;
+    assert!(!racing.is_armed(), "the copy of race/b was never made");
+    assert!(
+        racing.range_listings() > 0,
+        "a dense batch is settled by listing"
+    );
+    assert!(reports.iter().all(|r| r.failed == 0), "{reports:#?}");
+    east_holds("race/b", b"written during the copy").await;
+    fixture
+        .assert_replicated(&mirrored, "race/a", b"first")
+        .await;
+
+    // Sparse: one changed object among many unchanged ones, settled by
+    // reading it alone.
+    let mirrored_ref = &mirrored;
+    futures::stream::iter(0..120)
+        .for_each_concurrent(8, |i| async move {
+            let name = format!("race/fill/{i:03}");
+            fixture
+                .write(mirrored_ref, &name, name.as_bytes(), PutOptions::default())
+                .await;
+        })
+        .await;
+    reconcile(fixture).await;
+    fixture
+        .write(&mirrored, "race/a", b"second", PutOptions::default())
+        .await;
+    racing.arm(source("race/a"), east("race/a"), b"third, during the copy");
+    let listings = racing.range_listings();
+    let reports = reconcile_racing().await;
+    assert!(!racing.is_armed(), "the copy of race/a was never made");
+    assert_eq!(
+        racing.range_listings(),
+        listings,
+        "a sparse batch is settled by single reads"
+    );
+    assert!(reports.iter().all(|r| r.failed == 0), "{reports:#?}");
+    east_holds("race/a", b"third, during the copy").await;
 }
 
 /// A changed table is copied to every replica dataset and verified by row
