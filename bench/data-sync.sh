@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# data-sync against rclone sync and gcloud storage rsync, side by side on one
-# fake-gcs-server: one source bucket of SMALL small objects and LARGE large
-# ones, synced to 2 empty replica buckets by each tool in turn:
+# data-sync against rclone sync and gcloud storage rsync on fake-gcs-server:
+# one source bucket of SMALL small objects and LARGE large ones, synced to 2
+# empty replica buckets by each tool in turn:
 #   - Lifeboat, event path: one finalize CloudEvent per object POSTed to the
-#     data-sync router (Firestore emulator for its ledger and idempotency);
-#   - Lifeboat, reconcile: the scheduled reconcile into 2 other empty buckets;
+#     data-sync router (Firestore emulator for its ledger);
+#   - Lifeboat, reconcile: the scheduled reconcile;
 #   - rclone sync and gcloud storage rsync, both replicas at once.
-# Prints wall time and peak memory (max RSS) of each.
+# Every tool gets a fresh fake-gcs-server loaded with the same objects
+# (`-data`), since the server slows down as it fills. Prints wall time and
+# peak memory (max RSS) of each tool, and the CPU time the server spent.
 #
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
@@ -21,7 +23,15 @@ CONCURRENCY=${CONCURRENCY:-64}
 
 source scripts/emulators.sh
 WORK=$(mktemp -d)
-trap 'emulators_stop; rm -rf "$WORK"' EXIT
+GCS_PGID=""
+stop_gcs() {
+  if [ -n "$GCS_PGID" ]; then
+    kill -TERM -- "-$GCS_PGID" 2>/dev/null || true
+    wait "$GCS_PGID" 2>/dev/null || true
+    GCS_PGID=""
+  fi
+}
+trap 'stop_gcs; emulators_stop; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
 echo "== building the benchmark driver (release)"
@@ -30,11 +40,29 @@ BENCH="${CARGO_TARGET_DIR:-target}/release/examples/sync_bench"
 
 echo "== starting the emulators"
 emulators_start
-GCS=$STORAGE_EMULATOR_HOST
+GCS_BIN=$(emulators_fake_gcs_binary)
 
-create_bucket() {
-  curl -sf -X POST "$GCS/storage/v1/b?project=lifeboat-bench" \
-    -H 'content-type: application/json' -d "{\"name\":\"$1\",\"location\":\"$2\"}" >/dev/null
+echo "== writing gs://bench-src: $SMALL x $SMALL_BYTES B and $LARGE x $LARGE_BYTES B"
+mkdir -p "$WORK/data/rep-use1" "$WORK/data/rep-euw1"
+"$BENCH" seed "$WORK/data/bench-src" "$SMALL" "$SMALL_BYTES" "$LARGE" "$LARGE_BYTES"
+expected=$((SMALL + LARGE))
+
+# Starts a fresh fake-gcs-server holding the seeded buckets; sets GCS.
+start_gcs() {
+  local port
+  port=$(emulators_free_port)
+  setsid "$GCS_BIN" -scheme http -host 127.0.0.1 -port "$port" -backend memory \
+    -data "$WORK/data" -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
+    >"$WORK/gcs.log" 2>&1 </dev/null &
+  GCS_PGID=$!
+  GCS="http://127.0.0.1:$port"
+  until curl -sf "$GCS/storage/v1/b/rep-euw1" >/dev/null; do
+    kill -0 "$GCS_PGID" 2>/dev/null || { cat "$WORK/gcs.log" >&2; return 1; }
+    sleep 0.5
+  done
+}
+gcs_cpu_seconds() { # user + system CPU of the running server
+  awk '{printf "%.0f", ($14 + $15) / 100}' "/proc/$GCS_PGID/stat"
 }
 count_objects() {
   local bucket=$1 token="" count=0 page
@@ -46,7 +74,7 @@ count_objects() {
   done
   echo "$count"
 }
-topology() { # FILE REPLICA-EAST REPLICA-WEST
+topology() { # FILE
   cat >"$1" <<YAML
 project: lifeboat-bench
 regions:
@@ -65,44 +93,47 @@ workloads:
         - id: corpus
           source: bench-src
           replicas:
-            us-east1: $2
-            europe-west1: $3
+            us-east1: rep-use1
+            europe-west1: rep-euw1
 YAML
 }
-measure() { # LABEL COMMAND...
-  local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || {
+measure() { # LABEL SHELL-COMMAND (run by bash, with $GCS the fresh server)
+  local label=$1
+  start_gcs
+  export GCS
+  local cpu_before; cpu_before=$(gcs_cpu_seconds)
+  /usr/bin/time -f "%e %M" -o "$WORK/time" bash -c "$2" >"$WORK/out" 2>"$WORK/err" || {
     cat "$WORK/out" "$WORK/err" >&2; return 1; }
+  local cpu=$(( $(gcs_cpu_seconds) - cpu_before ))
   read -r seconds rss <"$WORK/time"
-  printf '%-34s %9.2f s %9d MiB peak RSS\n' "$label" "$seconds" $((rss / 1024))
+  local counts; counts="$(count_objects rep-use1) $(count_objects rep-euw1)"
+  stop_gcs
+  printf '%-32s %9.2f s %6d MiB peak RSS  server CPU %5d s  replicas hold %s (of %d)\n' \
+    "$label" "$seconds" $((rss / 1024)) "$cpu" "$counts" "$expected"
 }
 
-for bucket in lb-ev-use1 lb-rc-use1 rc-use1 gc-use1; do create_bucket "$bucket" us-east1; done
-for bucket in lb-ev-euw1 lb-rc-euw1 rc-euw1 gc-euw1; do create_bucket "$bucket" europe-west1; done
-echo "== seeding gs://bench-src: $SMALL x $SMALL_BYTES B and $LARGE x $LARGE_BYTES B"
-"$BENCH" seed bench-src "$SMALL" "$SMALL_BYTES" "$LARGE" "$LARGE_BYTES"
-expected=$((SMALL + LARGE))
-topology "$WORK/events.yaml" lb-ev-use1 lb-ev-euw1
-topology "$WORK/reconcile.yaml" lb-rc-use1 lb-rc-euw1
-
+topology "$WORK/topology.yaml"
 export CLOUDSDK_CONFIG="$WORK/gcloud"
-gcloud config set api_endpoint_overrides/storage "$GCS/" --quiet >/dev/null 2>&1
 gcloud config set auth/disable_credentials true --quiet >/dev/null 2>&1
 gcloud config set project lifeboat-bench --quiet >/dev/null 2>&1
 
 echo "== syncing $expected objects to 2 replica buckets ($(nproc) cores)"
-measure "lifeboat data-sync, event path" "$BENCH" events "$WORK/events.yaml" "$CONCURRENCY"
-measure "lifeboat data-sync, reconcile" "$BENCH" reconcile "$WORK/reconcile.yaml" "$CONCURRENCY"
-measure "rclone sync" bash -c "
-  rclone --gcs-endpoint $GCS/storage/v1/ --gcs-anonymous --transfers $CONCURRENCY --checkers $CONCURRENCY sync :gcs:bench-src :gcs:rc-use1 &
-  rclone --gcs-endpoint $GCS/storage/v1/ --gcs-anonymous --transfers $CONCURRENCY --checkers $CONCURRENCY sync :gcs:bench-src :gcs:rc-euw1 &
-  wait -n && wait -n"
-measure "gcloud storage rsync" bash -c "
-  gcloud storage rsync -r gs://bench-src gs://gc-use1 --quiet &
-  gcloud storage rsync -r gs://bench-src gs://gc-euw1 --quiet &
-  wait -n && wait -n"
-
-echo "== replica object counts (expected $expected each)"
-for bucket in lb-ev-use1 lb-ev-euw1 lb-rc-use1 lb-rc-euw1 rc-use1 rc-euw1 gc-use1 gc-euw1; do
-  printf '%-12s %s\n' "$bucket" "$(count_objects "$bucket")"
-done
+lifeboat() { STORAGE_EMULATOR_HOST=$GCS "$BENCH" "$@"; }
+rclone_both() {
+  local flags=(--gcs-endpoint "$GCS/storage/v1/" --gcs-anonymous --transfers "$CONCURRENCY" --checkers "$CONCURRENCY")
+  rclone "${flags[@]}" sync :gcs:bench-src :gcs:rep-use1 &
+  rclone "${flags[@]}" sync :gcs:bench-src :gcs:rep-euw1 &
+  wait -n && wait -n
+}
+gcloud_both() {
+  gcloud config set api_endpoint_overrides/storage "$GCS/" --quiet >/dev/null 2>&1
+  gcloud storage rsync -r gs://bench-src gs://rep-use1 --quiet &
+  gcloud storage rsync -r gs://bench-src gs://rep-euw1 --quiet &
+  wait -n && wait -n
+}
+export BENCH CONCURRENCY
+export -f lifeboat rclone_both gcloud_both
+measure "lifeboat data-sync, event path" "lifeboat events $WORK/topology.yaml $CONCURRENCY"
+measure "lifeboat data-sync, reconcile" "lifeboat reconcile $WORK/topology.yaml $CONCURRENCY"
+measure "rclone sync" rclone_both
+measure "gcloud storage rsync" gcloud_both

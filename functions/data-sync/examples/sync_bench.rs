@@ -1,11 +1,12 @@
-//! The data-sync benchmark driver (bench/data-sync.sh runs it): seeds a
-//! source bucket, then syncs it to its replicas either through the event
+//! The data-sync benchmark driver (bench/data-sync.sh runs it): writes a
+//! source bucket's objects as files for fake-gcs-server to load, then syncs
+//! the bucket to its replicas either through the event
 //! path (one finalize CloudEvent per object POSTed to the data-sync router,
 //! served on a loopback port, retried on 5xx as Eventarc does) or through
 //! the reconcile. Prints the elapsed seconds of the sync alone.
 //!
 //! ```text
-//! sync_bench seed BUCKET SMALL_COUNT SMALL_BYTES LARGE_COUNT LARGE_BYTES
+//! sync_bench seed BUCKET_DIR SMALL_COUNT SMALL_BYTES LARGE_COUNT LARGE_BYTES
 //! sync_bench events TOPOLOGY CONCURRENCY
 //! sync_bench reconcile TOPOLOGY CONCURRENCY
 //! ```
@@ -22,8 +23,8 @@ use lifeboat_data_sync::{DataSync, reconcile, router};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
+use lifeboat_shared::storage::ObjectMeta;
 use lifeboat_shared::storage::gcs::GcsStore;
-use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, PutOptions, bytes_stream};
 use lifeboat_shared::topology::Topology;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 
@@ -53,14 +54,16 @@ async fn context(topology: &str) -> anyhow::Result<DataSync> {
     })
 }
 
-async fn seed(args: &[String]) -> anyhow::Result<()> {
-    let [bucket, small_count, small_bytes, large_count, large_bytes] = args else {
-        bail!("seed BUCKET SMALL_COUNT SMALL_BYTES LARGE_COUNT LARGE_BYTES");
+/// Writes the source bucket as a folder of files, the layout
+/// fake-gcs-server loads with `-data`: each tool then starts from a fresh
+/// server holding the same objects.
+fn seed(args: &[String]) -> anyhow::Result<()> {
+    let [dir, small_count, small_bytes, large_count, large_bytes] = args else {
+        bail!("seed BUCKET_DIR SMALL_COUNT SMALL_BYTES LARGE_COUNT LARGE_BYTES");
     };
-    let store = gcs()?;
-    store.create_bucket(bucket, "us-central1").await?;
+    let dir = std::path::Path::new(dir);
     let (small_bytes, large_bytes): (usize, usize) = (small_bytes.parse()?, large_bytes.parse()?);
-    let mut jobs: Vec<(String, usize)> = (0..small_count.parse::<usize>()?)
+    let mut files: Vec<(String, usize)> = (0..small_count.parse::<usize>()?)
         .map(|i| {
             (
                 format!("small/{:03}/object {i:06}.json", i % 100),
@@ -68,28 +71,18 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
             )
         })
         .collect();
-    jobs.extend(
+    files.extend(
         (0..large_count.parse::<usize>()?)
             .map(|i| (format!("large/shard-{i:02}.bin"), large_bytes)),
     );
-    futures::stream::iter(jobs)
-        .map(|(name, size)| {
-            let store = store.clone();
-            let bucket = bucket.clone();
-            async move {
-                let body: Vec<u8> = (0..size).map(|i| (i * 31 + name.len()) as u8).collect();
-                store
-                    .put(
-                        &ObjectRef::new(bucket, name),
-                        bytes_stream(body),
-                        PutOptions::default(),
-                    )
-                    .await
-            }
-        })
-        .buffer_unordered(16)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
+    for (name, size) in files {
+        let path = dir.join(&name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let body: Vec<u8> = (0..size).map(|i| (i * 31 + name.len()) as u8).collect();
+        std::fs::write(&path, body).with_context(|| path.display().to_string())?;
+    }
     Ok(())
 }
 
@@ -207,7 +200,7 @@ async fn reconcile_now(sync: DataSync, concurrency: usize) -> anyhow::Result<()>
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.split_first() {
-        Some((mode, rest)) if mode == "seed" => seed(rest).await,
+        Some((mode, rest)) if mode == "seed" => seed(rest),
         Some((mode, [topology, concurrency])) if mode == "events" => {
             events(context(topology).await?, concurrency.parse()?).await
         }

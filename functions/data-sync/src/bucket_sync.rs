@@ -11,17 +11,23 @@
 //! finalize of an old generation therefore never leaves old bytes behind,
 //! and a delete followed by a re-create ends with the object present. The
 //! [`ledger`] answers stale and duplicate events without touching storage.
+//!
+//! A finalize takes a shorter way to the same end: the event describes the
+//! generation (size, CRC32C), so it is copied to every region at once
+//! without reading the source first, and one read of the source afterwards
+//! settles all the copies (as [`crate::settle`] explains); only where that
+//! read shows the source moved on does a region fall back to [`converge`].
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use lifeboat_shared::events::StorageObject;
 use lifeboat_shared::state::StateError;
 use lifeboat_shared::storage::replica::{existing_replica, replicate};
-use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
+use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
 use crate::DataSync;
-use crate::ledger::{self, Observation};
+use crate::ledger::{self, ObjectLedger, Observation};
 
 /// How many times [`converge`] starts over when the source changes under it.
 const CONVERGE_ATTEMPTS: usize = 5;
@@ -152,7 +158,14 @@ pub async fn converge(
                         Err(error @ StorageError::Verification { .. }) => {
                             // Never leave a replica with the wrong bytes.
                             let _ = store.delete(replica, None).await;
-                            return Err(failed(error));
+                            // A server that does not enforce the copy's
+                            // precondition copies a newer generation: start
+                            // over on it. Otherwise the bytes were damaged.
+                            match store.head(source).await {
+                                Ok(now) if now.generation != live.generation => continue,
+                                Err(StorageError::NotFound { .. }) => continue,
+                                _ => return Err(failed(error)),
+                            }
                         }
                         Err(error) => return Err(failed(error)),
                     },
@@ -231,9 +244,10 @@ pub async fn on_object_event(
         object: source.clone(),
         source: source_error,
     };
-    let known = ledger::read(sync.state.as_ref(), &source.bucket, &source.name)
+    let read = ledger::read(sync.state.as_ref(), &source.bucket, &source.name)
         .await
         .map_err(ledger_error)?;
+    let known = &read.ledger;
     let regions = asset.replicas.keys().map(|region| region.as_str());
     match change {
         Change::Finalized if known.supersedes(object.generation) => return Ok(Outcome::Stale),
@@ -246,22 +260,29 @@ pub async fn on_object_event(
         _ => {}
     }
 
-    let results = join_all(asset.replicas.iter().map(|(region, bucket)| {
-        let replica = ObjectRef::new(bucket.as_str(), source.name.as_str());
-        let source = &source;
-        async move {
-            let result = converge(
-                sync.storage.as_ref(),
-                asset,
-                region.as_str(),
-                source,
-                &replica,
-            )
-            .await;
-            (region.to_string(), result)
+    let results = match change {
+        Change::Finalized => {
+            copy_finalized(sync.storage.as_ref(), asset, object, known, event_time).await
         }
-    }))
-    .await;
+        Change::Deleted => {
+            join_all(asset.replicas.iter().map(|(region, bucket)| {
+                let replica = ObjectRef::new(bucket.as_str(), source.name.as_str());
+                let source = &source;
+                async move {
+                    let result = converge(
+                        sync.storage.as_ref(),
+                        asset,
+                        region.as_str(),
+                        source,
+                        &replica,
+                    )
+                    .await;
+                    (region.to_string(), result)
+                }
+            }))
+            .await
+        }
+    };
 
     let mut observations = Vec::new();
     let mut converged = Vec::new();
@@ -284,6 +305,7 @@ pub async fn on_object_event(
             &source.bucket,
             &source.name,
             &observations,
+            Some(read),
         )
         .await
         .map_err(ledger_error)?;
@@ -292,6 +314,147 @@ pub async fn on_object_event(
         Some(error) => Err(error),
         None => Ok(Outcome::Synced(converged)),
     }
+}
+
+/// Below this size a copy costs about what reading the replica's metadata
+/// costs, so a finalize copies without looking for a replica first.
+const COPY_WITHOUT_LOOKING_BELOW: u64 = 1 << 20;
+
+/// What a finalize's copy to one region left to do.
+enum Copied {
+    /// Done: the replica held the generation, verified, before or after.
+    Settled(Converged),
+    /// In place (`copied`: by this copy, or found verifying before); counts
+    /// once the source is seen still holding the generation.
+    Unsettled { copied: bool },
+    /// The generation is gone from the source, or the copy did not verify
+    /// (and was deleted): converge on what the source holds.
+    Gone,
+}
+
+/// A finalize of `object`: its generation, as the event describes it, is
+/// copied to every region whose ledger entry lacks it, all at once; then the
+/// source is read once to settle the copies ([`crate::settle`]). A region
+/// whose copy found the generation gone, or whose copy the source no longer
+/// matches, converges on what the source holds now.
+async fn copy_finalized(
+    store: &dyn ObjectStore,
+    asset: &BucketAsset,
+    object: &StorageObject,
+    known: &ObjectLedger,
+    event_time: DateTime<Utc>,
+) -> Vec<(String, Result<Converged, SyncError>)> {
+    let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
+    let source_time = object.updated.or(object.time_created).unwrap_or(event_time);
+    let described = ObjectMeta {
+        object: source.clone(),
+        generation: object.generation,
+        size: object.size,
+        crc32c: object.crc32c,
+        content_type: object.content_type.clone(),
+        metadata: object.metadata.clone(),
+        updated: source_time,
+    };
+    let replicated = |copied| Converged::Replicated {
+        generation: object.generation,
+        source_time,
+        copied,
+    };
+    let failed = |region: &str, source: StorageError| SyncError::Storage {
+        asset: asset.id.to_string(),
+        region: region.to_string(),
+        source,
+    };
+    let copies = join_all(asset.replicas.iter().map(|(region, bucket)| {
+        let replica = ObjectRef::new(bucket.as_str(), object.name.as_str());
+        let described = &described;
+        async move {
+            let region = region.as_str();
+            if known.live
+                && known.generation == object.generation
+                && known.regions.get(region) == Some(&object.generation)
+            {
+                return (region, Ok(Copied::Settled(replicated(false))));
+            }
+            if object.size >= COPY_WITHOUT_LOOKING_BELOW {
+                match existing_replica(store, described, &replica).await {
+                    Ok(Some(_)) => return (region, Ok(Copied::Unsettled { copied: false })),
+                    Ok(None) => {}
+                    Err(error) => return (region, Err(failed(region, error))),
+                }
+            }
+            let copied = match replicate(store, described, &replica).await {
+                Ok(_) => Ok(Copied::Unsettled { copied: true }),
+                Err(StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. }) => {
+                    Ok(Copied::Gone)
+                }
+                Err(StorageError::Verification { .. }) => {
+                    // Never leave a replica with the wrong bytes. The source
+                    // may have moved on (a server that does not enforce the
+                    // copy's precondition copies the newer generation):
+                    // converging tells that from damaged bytes.
+                    let _ = store.delete(&replica, None).await;
+                    Ok(Copied::Gone)
+                }
+                Err(error) => Err(failed(region, error)),
+            };
+            (region, copied)
+        }
+    }))
+    .await;
+
+    let live = if copies
+        .iter()
+        .any(|(_, copied)| matches!(copied, Ok(Copied::Unsettled { .. })))
+    {
+        match store.head(&source).await {
+            Ok(live) => Some(Ok(live.generation == object.generation)),
+            Err(StorageError::NotFound { .. }) => Some(Ok(false)),
+            Err(error) => Some(Err(error.to_string())),
+        }
+    } else {
+        None
+    };
+    join_all(copies.into_iter().map(|(region, copied)| {
+        let live = &live;
+        let source = &source;
+        async move {
+            let result = match copied {
+                Ok(Copied::Settled(converged)) => Ok(converged),
+                Ok(Copied::Unsettled { copied }) => match live {
+                    Some(Ok(true)) => Ok(replicated(copied)),
+                    Some(Err(detail)) => Err(SyncError::NotSettled {
+                        asset: asset.id.to_string(),
+                        region: region.to_string(),
+                        object: source.clone(),
+                        detail: detail.clone(),
+                    }),
+                    _ => converge_in(store, asset, region, source).await,
+                },
+                Ok(Copied::Gone) => converge_in(store, asset, region, source).await,
+                Err(error) => Err(error),
+            };
+            (region.to_string(), result)
+        }
+    }))
+    .await
+}
+
+/// [`converge`] of `source`'s replica in `region`.
+async fn converge_in(
+    store: &dyn ObjectStore,
+    asset: &BucketAsset,
+    region: &str,
+    source: &ObjectRef,
+) -> Result<Converged, SyncError> {
+    let bucket = asset
+        .replicas
+        .iter()
+        .find(|(r, _)| r.as_str() == region)
+        .map(|(_, bucket)| bucket.as_str())
+        .unwrap_or_default();
+    let replica = ObjectRef::new(bucket, source.name.as_str());
+    converge(store, asset, region, source, &replica).await
 }
 
 /// The ledger observation of `state` in `region`; `event_generation` is the

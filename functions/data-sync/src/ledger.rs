@@ -133,39 +133,58 @@ pub fn document_id(name: &str) -> String {
     format!("o{}", URL_SAFE_NO_PAD.encode(name.as_bytes()))
 }
 
+/// A ledger as read, with the precondition a write based on it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadLedger {
+    /// What the ledger held.
+    pub ledger: ObjectLedger,
+    /// Holds while nobody wrote the ledger since it was read.
+    pub unchanged: Precondition,
+}
+
 /// Reads the ledger of `bucket`/`name`; the default (generation 0, not live)
 /// when there is none.
 pub async fn read(
     state: &dyn StateStore,
     bucket: &str,
     name: &str,
-) -> Result<ObjectLedger, StateError> {
+) -> Result<ReadLedger, StateError> {
     let collection = collection(bucket);
     let id = document_id(name);
     Ok(match state.get(&collection, &id).await? {
-        Some(doc) => decode(&collection, &id, doc.value)?,
-        None => ObjectLedger::default(),
+        Some(doc) => ReadLedger {
+            ledger: decode(&collection, &id, doc.value)?,
+            unchanged: Precondition::Version(doc.version),
+        },
+        None => ReadLedger {
+            ledger: ObjectLedger::default(),
+            unchanged: Precondition::MustNotExist,
+        },
     })
 }
 
 /// Merges `observations` into the ledger of `bucket`/`name` with
-/// compare-and-set, and returns the ledger as written.
+/// compare-and-set, and returns the ledger as written. `read` is the ledger
+/// as the caller read it, if it did: the first attempt then writes without
+/// reading again.
 pub async fn record(
     state: &dyn StateStore,
     bucket: &str,
     name: &str,
     observations: &[Observation],
+    read: Option<ReadLedger>,
 ) -> Result<ObjectLedger, StateError> {
     let collection = collection(bucket);
     let id = document_id(name);
     let mut last_conflict = None;
+    let mut known = read;
     for _ in 0..RECORD_ATTEMPTS {
-        let (mut ledger, precondition) = match state.get(&collection, &id).await? {
-            Some(doc) => (
-                decode(&collection, &id, doc.value)?,
-                Precondition::Version(doc.version),
-            ),
-            None => (ObjectLedger::default(), Precondition::MustNotExist),
+        let ReadLedger {
+            mut ledger,
+            unchanged,
+        } = match known.take() {
+            Some(read) => read,
+            None => self::read(state, bucket, name).await?,
         };
         for observation in observations {
             ledger.apply(observation);
@@ -175,7 +194,7 @@ pub async fn record(
             id: id.clone(),
             reason: e.to_string(),
         })?;
-        match state.put(&collection, &id, &value, precondition).await {
+        match state.put(&collection, &id, &value, unchanged).await {
             Ok(_) => return Ok(ledger),
             Err(conflict @ StateError::Conflict { .. }) => last_conflict = Some(conflict),
             Err(error) => return Err(error),

@@ -18,7 +18,6 @@ pub mod settle;
 pub mod tables;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -29,7 +28,6 @@ use lifeboat_shared::events::{
     BigQueryTableChange, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
 use lifeboat_shared::state::StateStore;
-use lifeboat_shared::state::idempotency::{self, Claim};
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::topology::{BucketAsset, Topology};
 use lifeboat_shared::warehouse::Warehouse;
@@ -37,24 +35,19 @@ use tracing::Instrument as _;
 
 use crate::bucket_sync::{Change, Outcome};
 
-/// The service's name, in logs and idempotency keys.
+/// The service's name, in logs.
 pub const SERVICE: &str = "data-sync";
-
-/// How long one delivery may hold an event before another may take it over.
-const PROCESSING_TTL: Duration = Duration::from_secs(10 * 60);
-/// How long a handled event id is remembered, to answer duplicates.
-const RETENTION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What data-sync acts on: the topology naming the protected buckets and
 /// their replicas, the object store holding them and the state store of the
-/// ledger and idempotency records. Cheap to clone.
+/// ledger and the RPO records. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct DataSync {
     /// The deployment's topology.
     pub topology: Arc<Topology>,
     /// Every bucket, source and replicas (one client reaches every region).
     pub storage: Arc<dyn ObjectStore>,
-    /// Ledger, table copy records and idempotency records.
+    /// Ledger, table copy records and RPO records.
     pub state: Arc<dyn StateStore>,
     /// Every dataset, source and replicas.
     pub warehouse: Arc<dyn Warehouse>,
@@ -226,7 +219,9 @@ async fn scheduled_reconcile(sync: &DataSync) -> Response {
     }
 }
 
-/// Handles a finalize or delete once per event id.
+/// Handles a finalize or delete. No idempotency record is needed: the
+/// ledger answers a duplicate without touching storage, and a redelivery
+/// racing the first delivery converges on the same state.
 async fn object_event(
     sync: &DataSync,
     change: Change,
@@ -239,6 +234,7 @@ async fn object_event(
     };
     let span = tracing::info_span!(
         "object_event",
+        event_id = %context.id,
         asset = %asset.id,
         bucket = %object.bucket,
         object = %object.name,
@@ -246,26 +242,8 @@ async fn object_event(
         ?change,
     );
     async {
-        let key = format!("{SERVICE}/{}", context.id);
-        let state = sync.state.as_ref();
-        let token = match idempotency::begin(state, &key, PROCESSING_TTL, RETENTION_TTL).await {
-            Ok(Claim::First(token)) => token,
-            Ok(Claim::Done) => return (StatusCode::OK, "duplicate event").into_response(),
-            Ok(Claim::InProgress) => {
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "event in progress elsewhere; retry",
-                )
-                    .into_response();
-            }
-            Err(error) => return failure(&error.to_string(), error.is_transient()),
-        };
         match bucket_sync::on_object_event(sync, asset, change, object, context.time).await {
             Ok(outcome) => {
-                if let Err(error) = idempotency::complete(state, &token).await {
-                    // The work is durable; a redelivery finds it done.
-                    tracing::warn!(%error, "could not mark the event done");
-                }
                 tracing::info!(?outcome, "object event handled");
                 (StatusCode::OK, describe(&outcome)).into_response()
             }
@@ -277,9 +255,6 @@ async fn object_event(
                     .unwrap_or(context.time);
                 sync.note_unreplicated(rpo::AssetKind::Bucket, asset.id.as_str(), regions, written)
                     .await;
-                if let Err(abandon_error) = idempotency::abandon(state, &token).await {
-                    tracing::warn!(error = %abandon_error, "could not give the claim up");
-                }
                 failure(&error.to_string(), error.is_transient())
             }
         }

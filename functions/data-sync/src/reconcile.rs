@@ -429,7 +429,8 @@ impl Walk<'_> {
                 asset: asset.id.to_string(),
                 object: source.clone(),
                 source: error,
-            })?;
+            })?
+            .ledger;
         // A delete is missed when the ledger has no record of it.
         let missed = known.live || known.deleted_at.is_none();
         if let (Difference::Orphan(_), DeletePolicy::Keep(keep)) = (difference, asset.delete_policy)
@@ -568,10 +569,10 @@ impl Walk<'_> {
             }
             // Replaced or deleted since it was listed.
             Err(StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. }) => {}
-            Err(error @ StorageError::Verification { .. }) => {
-                // Never leave a replica with the wrong bytes.
+            Err(StorageError::Verification { .. }) => {
+                // Never leave a replica with the wrong bytes; converging
+                // tells a source that moved on from damaged bytes.
                 let _ = store.delete(replica, None).await;
-                return Err(failed(error));
             }
             Err(error) => return Err(failed(error)),
         }
@@ -601,6 +602,7 @@ impl Walk<'_> {
             &source.bucket,
             &source.name,
             &observations,
+            None,
         )
         .await
         .map_err(|error| SyncError::Ledger {

@@ -245,6 +245,7 @@ pub fn event_object(meta: &ObjectMeta) -> StorageObject {
 pub async fn run_all(fixture: &Fixture) {
     finalize_copies_content_and_metadata(fixture).await;
     late_and_duplicate_finalizes_never_go_back(fixture).await;
+    a_finalize_settles_on_a_generation_written_during_its_copy(fixture).await;
     delete_then_recreate_ends_present(fixture).await;
     mirror_policy_deletes_replicas(fixture).await;
     keep_policy_keeps_replicas(fixture).await;
@@ -332,9 +333,52 @@ pub async fn late_and_duplicate_finalizes_never_go_back(fixture: &Fixture) {
         .await;
     let known = ledger::read(fixture.sync.state.as_ref(), asset.source.as_str(), name)
         .await
-        .expect("ledger");
+        .expect("ledger")
+        .ledger;
     assert_eq!(known.generation, new.generation);
     assert!(known.replicated_everywhere(new.generation, ["us-east1", "europe-west1"].into_iter()));
+}
+
+/// A producer overwrites an object right after a finalize's copy to one
+/// replica: the finalize reads the source once after its copies, sees the
+/// newer generation and brings every replica to it, even before that
+/// generation's own event arrives.
+pub async fn a_finalize_settles_on_a_generation_written_during_its_copy(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
+    let sync = DataSync {
+        storage: racing.clone(),
+        ..fixture.sync.clone()
+    };
+    let name = "settle/during the copy.bin";
+    let first = fixture
+        .write(&asset, name, b"first", PutOptions::default())
+        .await;
+    let east_bucket = asset
+        .replicas
+        .iter()
+        .find(|(region, _)| region.as_str() == "us-east1")
+        .map(|(_, bucket)| bucket.to_string())
+        .expect("a us-east1 replica");
+    racing.arm(
+        first.object.clone(),
+        ObjectRef::new(east_bucket, name),
+        b"written during the copy",
+    );
+    let outcome = on_object_event(
+        &sync,
+        &asset,
+        Change::Finalized,
+        &event_object(&first),
+        Utc::now(),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("finalize of {name}: {error}"));
+    assert!(!racing.is_armed(), "the copy to us-east1 was never made");
+    assert!(matches!(outcome, Outcome::Synced(_)), "{outcome:?}");
+    fixture
+        .assert_replicated(&asset, name, b"written during the copy")
+        .await;
 }
 
 /// A delete followed by a re-create ends with the object present, in every
@@ -402,7 +446,8 @@ pub async fn keep_policy_keeps_replicas(fixture: &Fixture) {
     fixture.assert_replicated(&asset, name, b"{}").await;
     let known = ledger::read(fixture.sync.state.as_ref(), asset.source.as_str(), name)
         .await
-        .expect("ledger");
+        .expect("ledger")
+        .ledger;
     assert!(!known.live, "the ledger knows the source is gone");
     assert!(known.deleted_at.is_some_and(|at| at >= before), "{known:?}");
 }
@@ -589,6 +634,7 @@ pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
             at: seen,
             replica_deleted: false,
         }],
+        None,
     )
     .await
     .expect("ledger");

@@ -95,7 +95,11 @@ async fn the_router_syncs_once_per_event_and_refuses_malformed_input() {
     let body = axum::body::to_bytes(duplicate.into_body(), 1 << 16)
         .await
         .expect("body");
-    assert_eq!(&body[..], b"duplicate event");
+    assert_eq!(
+        &body[..],
+        b"already replicated",
+        "the ledger answers a duplicate"
+    );
 
     let malformed = Request::post("/")
         .header("content-type", "application/json")

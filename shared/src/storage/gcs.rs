@@ -558,10 +558,10 @@ impl ObjectStore for GcsStore {
         );
         let mut rewrite_token: Option<String> = None;
         let resource = loop {
-            let mut pairs = vec![
-                ("sourceGeneration", generation_text.as_str()),
-                ("ifSourceGenerationMatch", generation_text.as_str()),
-            ];
+            // The precondition alone pins the live generation: naming it
+            // again in `sourceGeneration` would only add a versioned lookup
+            // (which fake-gcs-server makes cost twice the copy).
+            let mut pairs = vec![("ifSourceGenerationMatch", generation_text.as_str())];
             if let Some(token) = &rewrite_token {
                 pairs.push(("rewriteToken", token));
             }
