@@ -12,6 +12,7 @@
 #
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
+#   TOOLS="events rclone" bench/data-sync.sh # some of the tools only
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,6 +21,8 @@ SMALL_BYTES=${SMALL_BYTES:-1024}
 LARGE=${LARGE:-8}
 LARGE_BYTES=${LARGE_BYTES:-134217728}
 CONCURRENCY=${CONCURRENCY:-64}
+TOOLS=${TOOLS:-"events reconcile rclone gcloud"}   # which of them to run
+GCLOUD_TIMEOUT=${GCLOUD_TIMEOUT:-1800}             # seconds gcloud may take
 
 source scripts/emulators.sh
 WORK=$(mktemp -d)
@@ -69,7 +72,7 @@ count_objects() {
   while :; do
     page=$(curl -sf "$GCS/storage/v1/b/$bucket/o?maxResults=1000&fields=items(name),nextPageToken${token:+&pageToken=$token}")
     count=$((count + $(jq '.items // [] | length' <<<"$page")))
-    token=$(jq -r '.nextPageToken // empty' <<<"$page")
+    token=$(jq -r '.nextPageToken // empty | @uri' <<<"$page")
     [ -n "$token" ] || break
   done
   echo "$count"
@@ -102,8 +105,15 @@ measure() { # LABEL SHELL-COMMAND (run by bash, with $GCS the fresh server)
   start_gcs
   export GCS
   local cpu_before; cpu_before=$(gcs_cpu_seconds)
-  /usr/bin/time -f "%e %M" -o "$WORK/time" bash -c "$2" >"$WORK/out" 2>"$WORK/err" || {
-    cat "$WORK/out" "$WORK/err" >&2; return 1; }
+  local status=0
+  /usr/bin/time -f "%e %M" -o "$WORK/time" bash -c "$2" >"$WORK/out" 2>"$WORK/err" || status=$?
+  if [ "$status" = 124 ]; then
+    printf '%-32s gave up after %d s (timeout)\n' "$label" "$GCLOUD_TIMEOUT"
+    stop_gcs
+    return 0
+  elif [ "$status" != 0 ]; then
+    cat "$WORK/out" "$WORK/err" >&2; return 1
+  fi
   local cpu=$(( $(gcs_cpu_seconds) - cpu_before ))
   read -r seconds rss <"$WORK/time"
   local counts; counts="$(count_objects rep-use1) $(count_objects rep-euw1)"
@@ -127,13 +137,18 @@ rclone_both() {
 }
 gcloud_both() {
   gcloud config set api_endpoint_overrides/storage "$GCS/" --quiet >/dev/null 2>&1
-  gcloud storage rsync -r gs://bench-src gs://rep-use1 --quiet &
-  gcloud storage rsync -r gs://bench-src gs://rep-euw1 --quiet &
+  timeout "$GCLOUD_TIMEOUT" gcloud storage rsync -r gs://bench-src gs://rep-use1 --quiet &
+  timeout "$GCLOUD_TIMEOUT" gcloud storage rsync -r gs://bench-src gs://rep-euw1 --quiet &
   wait -n && wait -n
 }
-export BENCH CONCURRENCY
+export BENCH CONCURRENCY GCLOUD_TIMEOUT
 export -f lifeboat rclone_both gcloud_both
-measure "lifeboat data-sync, event path" "lifeboat events $WORK/topology.yaml $CONCURRENCY"
-measure "lifeboat data-sync, reconcile" "lifeboat reconcile $WORK/topology.yaml $CONCURRENCY"
-measure "rclone sync" rclone_both
-measure "gcloud storage rsync" gcloud_both
+for tool in $TOOLS; do
+  case $tool in
+    events) measure "lifeboat data-sync, event path" "lifeboat events $WORK/topology.yaml $CONCURRENCY" ;;
+    reconcile) measure "lifeboat data-sync, reconcile" "lifeboat reconcile $WORK/topology.yaml $CONCURRENCY" ;;
+    rclone) measure "rclone sync" rclone_both ;;
+    gcloud) measure "gcloud storage rsync" gcloud_both ;;
+    *) echo "unknown tool $tool (events, reconcile, rclone, gcloud)" >&2; exit 2 ;;
+  esac
+done

@@ -27,7 +27,7 @@ use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError}
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
 use crate::DataSync;
-use crate::ledger::{self, ObjectLedger, Observation};
+use crate::ledger::{self, Observation};
 
 /// How many times [`converge`] starts over when the source changes under it.
 const CONVERGE_ATTEMPTS: usize = 5;
@@ -219,18 +219,18 @@ pub enum Change {
 /// What handling one object event did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// A newer generation was already seen: nothing to do.
+    /// A delete of a generation older than the live one: nothing to do.
     Stale,
-    /// This generation is already verified in every replica region.
-    AlreadyReplicated,
     /// Every replica was brought to the source's state, region by region.
     Synced(Vec<(String, Converged)>),
 }
 
 /// Handles one finalize or delete event of `object` in `asset`'s source
-/// bucket: every replica ends as the source's newest generation says, and
-/// the ledger records it. Fails if any region failed (the others' work is
-/// recorded and a redelivery redoes only what is missing).
+/// bucket: every replica ends as the source's newest generation says. A
+/// delete is recorded in the ledger (when it was seen starts a keep
+/// period); a finalize needs no record, since its copies are pinned to the
+/// generation and settled by reading the source. Fails if any region
+/// failed (a redelivery redoes only what is missing).
 pub async fn on_object_event(
     sync: &DataSync,
     asset: &BucketAsset,
@@ -239,76 +239,56 @@ pub async fn on_object_event(
     event_time: DateTime<Utc>,
 ) -> Result<Outcome, SyncError> {
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
-    let ledger_error = |source_error: StateError| SyncError::Ledger {
-        asset: asset.id.to_string(),
-        object: source.clone(),
-        source: source_error,
-    };
-    let read = ledger::read(sync.state.as_ref(), &source.bucket, &source.name)
-        .await
-        .map_err(ledger_error)?;
-    let known = &read.ledger;
-    let regions = asset.replicas.keys().map(|region| region.as_str());
-    match change {
-        Change::Finalized if known.supersedes(object.generation) => return Ok(Outcome::Stale),
-        Change::Finalized if known.replicated_everywhere(object.generation, regions) => {
-            return Ok(Outcome::AlreadyReplicated);
-        }
-        Change::Deleted if known.live && known.supersedes(object.generation) => {
-            return Ok(Outcome::Stale);
-        }
-        _ => {}
-    }
-
+    let store = sync.storage.as_ref();
     let results = match change {
-        Change::Finalized => {
-            copy_finalized(sync.storage.as_ref(), asset, object, known, event_time).await
-        }
+        Change::Finalized => copy_finalized(store, asset, object, event_time).await,
         Change::Deleted => {
-            join_all(asset.replicas.iter().map(|(region, bucket)| {
-                let replica = ObjectRef::new(bucket.as_str(), source.name.as_str());
-                let source = &source;
-                async move {
-                    let result = converge(
-                        sync.storage.as_ref(),
-                        asset,
-                        region.as_str(),
-                        source,
-                        &replica,
-                    )
-                    .await;
-                    (region.to_string(), result)
-                }
+            let ledger_error = |source_error: StateError| SyncError::Ledger {
+                asset: asset.id.to_string(),
+                object: source.clone(),
+                source: source_error,
+            };
+            let read = ledger::read(sync.state.as_ref(), &source.bucket, &source.name)
+                .await
+                .map_err(ledger_error)?;
+            if read.ledger.live && read.ledger.supersedes(object.generation) {
+                return Ok(Outcome::Stale);
+            }
+            let source = &source;
+            let results = join_all(asset.replicas.keys().map(|region| async move {
+                let result = converge_in(store, asset, region.as_str(), source).await;
+                (region.to_string(), result)
             }))
-            .await
+            .await;
+            let observations: Vec<Observation> = results
+                .iter()
+                .filter_map(|(region, result)| result.as_ref().ok().map(|state| (region, state)))
+                .map(|(region, state)| observation(region, state, object.generation, event_time))
+                .collect();
+            if !observations.is_empty() {
+                ledger::record(
+                    sync.state.as_ref(),
+                    &source.bucket,
+                    &source.name,
+                    &observations,
+                    Some(read),
+                )
+                .await
+                .map_err(ledger_error)?;
+            }
+            results
         }
     };
-
-    let mut observations = Vec::new();
     let mut converged = Vec::new();
     let mut first_error = None;
     for (region, result) in results {
         match result {
-            Ok(state) => {
-                observations.push(observation(&region, &state, object.generation, event_time));
-                converged.push((region, state));
-            }
+            Ok(state) => converged.push((region, state)),
             Err(error) => {
                 tracing::warn!(asset = %asset.id, region, object = %source, %error, "replica not brought up to date");
                 first_error.get_or_insert(error);
             }
         }
-    }
-    if !observations.is_empty() {
-        ledger::record(
-            sync.state.as_ref(),
-            &source.bucket,
-            &source.name,
-            &observations,
-            Some(read),
-        )
-        .await
-        .map_err(ledger_error)?;
     }
     match first_error {
         Some(error) => Err(error),
@@ -322,26 +302,29 @@ const COPY_WITHOUT_LOOKING_BELOW: u64 = 1 << 20;
 
 /// What a finalize's copy to one region left to do.
 enum Copied {
-    /// Done: the replica held the generation, verified, before or after.
-    Settled(Converged),
     /// In place (`copied`: by this copy, or found verifying before); counts
     /// once the source is seen still holding the generation.
     Unsettled { copied: bool },
-    /// The generation is gone from the source, or the copy did not verify
-    /// (and was deleted): converge on what the source holds.
+    /// The generation is gone from the source: converge on what it holds.
     Gone,
+    /// The copy did not verify: the source may have moved on (a server that
+    /// does not enforce the copy's precondition copies the newer
+    /// generation), so converge, which keeps a replica that verifies against
+    /// the live source and replaces any other; if it fails, the replica is
+    /// deleted rather than left with bytes nobody verified.
+    Unverified,
 }
 
 /// A finalize of `object`: its generation, as the event describes it, is
-/// copied to every region whose ledger entry lacks it, all at once; then the
-/// source is read once to settle the copies ([`crate::settle`]). A region
-/// whose copy found the generation gone, or whose copy the source no longer
-/// matches, converges on what the source holds now.
+/// copied to every region at once (a large object only where the replica
+/// does not already verify); then the source is read once to settle the
+/// copies ([`crate::settle`]). A region whose copy found the generation
+/// gone, or did not verify, or that the source moved on from, converges on
+/// what the source holds now.
 async fn copy_finalized(
     store: &dyn ObjectStore,
     asset: &BucketAsset,
     object: &StorageObject,
-    known: &ObjectLedger,
     event_time: DateTime<Utc>,
 ) -> Vec<(String, Result<Converged, SyncError>)> {
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
@@ -370,12 +353,6 @@ async fn copy_finalized(
         let described = &described;
         async move {
             let region = region.as_str();
-            if known.live
-                && known.generation == object.generation
-                && known.regions.get(region) == Some(&object.generation)
-            {
-                return (region, Ok(Copied::Settled(replicated(false))));
-            }
             if object.size >= COPY_WITHOUT_LOOKING_BELOW {
                 match existing_replica(store, described, &replica).await {
                     Ok(Some(_)) => return (region, Ok(Copied::Unsettled { copied: false })),
@@ -388,14 +365,7 @@ async fn copy_finalized(
                 Err(StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. }) => {
                     Ok(Copied::Gone)
                 }
-                Err(StorageError::Verification { .. }) => {
-                    // Never leave a replica with the wrong bytes. The source
-                    // may have moved on (a server that does not enforce the
-                    // copy's precondition copies the newer generation):
-                    // converging tells that from damaged bytes.
-                    let _ = store.delete(&replica, None).await;
-                    Ok(Copied::Gone)
-                }
+                Err(StorageError::Verification { .. }) => Ok(Copied::Unverified),
                 Err(error) => Err(failed(region, error)),
             };
             (region, copied)
@@ -420,7 +390,6 @@ async fn copy_finalized(
         let source = &source;
         async move {
             let result = match copied {
-                Ok(Copied::Settled(converged)) => Ok(converged),
                 Ok(Copied::Unsettled { copied }) => match live {
                     Some(Ok(true)) => Ok(replicated(copied)),
                     Some(Err(detail)) => Err(SyncError::NotSettled {
@@ -432,12 +401,30 @@ async fn copy_finalized(
                     _ => converge_in(store, asset, region, source).await,
                 },
                 Ok(Copied::Gone) => converge_in(store, asset, region, source).await,
+                Ok(Copied::Unverified) => {
+                    let result = converge_in(store, asset, region, source).await;
+                    if result.is_err() {
+                        let _ = store.delete(&replica_of(asset, region, source), None).await;
+                    }
+                    result
+                }
                 Err(error) => Err(error),
             };
             (region.to_string(), result)
         }
     }))
     .await
+}
+
+/// The replica of `source` in `region`.
+fn replica_of(asset: &BucketAsset, region: &str, source: &ObjectRef) -> ObjectRef {
+    let bucket = asset
+        .replicas
+        .iter()
+        .find(|(r, _)| r.as_str() == region)
+        .map(|(_, bucket)| bucket.as_str())
+        .unwrap_or_default();
+    ObjectRef::new(bucket, source.name.as_str())
 }
 
 /// [`converge`] of `source`'s replica in `region`.
@@ -447,14 +434,14 @@ async fn converge_in(
     region: &str,
     source: &ObjectRef,
 ) -> Result<Converged, SyncError> {
-    let bucket = asset
-        .replicas
-        .iter()
-        .find(|(r, _)| r.as_str() == region)
-        .map(|(_, bucket)| bucket.as_str())
-        .unwrap_or_default();
-    let replica = ObjectRef::new(bucket, source.name.as_str());
-    converge(store, asset, region, source, &replica).await
+    converge(
+        store,
+        asset,
+        region,
+        source,
+        &replica_of(asset, region, source),
+    )
+    .await
 }
 
 /// The ledger observation of `state` in `region`; `event_generation` is the

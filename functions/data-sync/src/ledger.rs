@@ -1,11 +1,13 @@
-//! The ledger: per source object, the newest source generation data-sync has
-//! seen, whether it was live or deleted then, and the source generation
-//! verified present in each replica region.
+//! The ledger: per source object, what deletes and reconcile repairs saw:
+//! the newest source generation, whether it was live or deleted then, and
+//! the source generation they left in each replica region.
 //!
-//! It is what lets a late or duplicate event be answered without touching
-//! storage (a finalize of a generation older than one already seen can only
-//! be stale), and what remembers when a delete was seen, so that a replica
-//! kept under `delete-policy: {keep: …}` is deleted once its retention ends.
+//! It remembers when a delete was seen, so that a replica kept under
+//! `delete-policy: {keep: …}` is deleted once its retention ends, and lets a
+//! late delete of a replaced generation be answered without touching
+//! storage. Finalizes are not recorded: their copies are pinned to the
+//! generation and settled by reading the source, which needs no record, and
+//! a state-store write per new object would cost more than the copy.
 //!
 //! One document per source object, in a collection per source bucket
 //! (`data-sync.<bucket>`); the document id is `o` followed by the URL-safe
@@ -65,20 +67,9 @@ pub enum Observation {
 }
 
 impl ObjectLedger {
-    /// Whether a finalize of `generation` is stale: a newer one was seen.
+    /// Whether `generation` is older than the newest one seen.
     pub fn supersedes(&self, generation: i64) -> bool {
         self.generation > generation
-    }
-
-    /// Whether `generation` is live and verified in every one of `regions`.
-    pub fn replicated_everywhere<'a>(
-        &self,
-        generation: i64,
-        mut regions: impl Iterator<Item = &'a str>,
-    ) -> bool {
-        self.live
-            && self.generation == generation
-            && regions.all(|region| self.regions.get(region) == Some(&generation))
     }
 
     /// Merges one observation; an older generation never overrides a newer
@@ -263,8 +254,7 @@ mod tests {
         ledger.apply(&replicated("us-east1", 9));
         assert!(ledger.live);
         assert_eq!(ledger.deleted_at, None);
-        assert!(ledger.replicated_everywhere(9, ["us-east1"].into_iter()));
-        assert!(!ledger.replicated_everywhere(9, ["us-east1", "europe-west1"].into_iter()));
+        assert_eq!(ledger.regions.get("us-east1"), Some(&9));
     }
 
     #[test]

@@ -219,9 +219,9 @@ async fn scheduled_reconcile(sync: &DataSync) -> Response {
     }
 }
 
-/// Handles a finalize or delete. No idempotency record is needed: the
-/// ledger answers a duplicate without touching storage, and a redelivery
-/// racing the first delivery converges on the same state.
+/// Handles a finalize or delete. No idempotency record is needed: handling
+/// converges the replicas on the source's state, so a duplicate or a
+/// redelivery racing the first delivery ends in the same state.
 async fn object_event(
     sync: &DataSync,
     change: Change,
@@ -277,8 +277,7 @@ fn failure(message: &str, transient: bool) -> Response {
 
 fn describe(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Stale => "stale event: a newer generation was already seen".to_string(),
-        Outcome::AlreadyReplicated => "already replicated".to_string(),
+        Outcome::Stale => "stale delete: a newer generation is live".to_string(),
         Outcome::Synced(regions) => format!("synced to {} region(s)", regions.len()),
     }
 }

@@ -97,9 +97,12 @@ async fn the_router_syncs_once_per_event_and_refuses_malformed_input() {
         .expect("body");
     assert_eq!(
         &body[..],
-        b"already replicated",
-        "the ledger answers a duplicate"
+        b"synced to 2 region(s)",
+        "a duplicate converges on the same state"
     );
+    fixture
+        .assert_replicated(&asset, "http/a b#?.bin", b"payload")
+        .await;
 
     let malformed = Request::post("/")
         .header("content-type", "application/json")
