@@ -13,6 +13,7 @@
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
 #   TOOLS="events rclone" bench/data-sync.sh # some of the tools only
+#   ROUNDS=3 bench/data-sync.sh              # 3 rounds, tool order rotated
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,6 +24,7 @@ LARGE_BYTES=${LARGE_BYTES:-134217728}
 CONCURRENCY=${CONCURRENCY:-64}
 TOOLS=${TOOLS:-"events reconcile rclone gcloud"}   # which of them to run
 GCLOUD_TIMEOUT=${GCLOUD_TIMEOUT:-1800}             # seconds gcloud may take
+ROUNDS=${ROUNDS:-1}                                # each round in another order
 
 source scripts/emulators.sh
 WORK=$(mktemp -d)
@@ -137,13 +139,23 @@ rclone_both() {
 }
 gcloud_both() {
   gcloud config set api_endpoint_overrides/storage "$GCS/" --quiet >/dev/null 2>&1
-  timeout "$GCLOUD_TIMEOUT" gcloud storage rsync -r gs://bench-src gs://rep-use1 --quiet &
-  timeout "$GCLOUD_TIMEOUT" gcloud storage rsync -r gs://bench-src gs://rep-euw1 --quiet &
+  rm -rf "$CLOUDSDK_CONFIG"-rep-*
+  # One configuration folder each: two rsyncs sharing one collide on
+  # their temporary listing files.
+  for replica in rep-use1 rep-euw1; do
+    cp -r "$CLOUDSDK_CONFIG" "$CLOUDSDK_CONFIG-$replica"
+    CLOUDSDK_CONFIG="$CLOUDSDK_CONFIG-$replica" timeout "$GCLOUD_TIMEOUT" \
+      gcloud storage rsync -r gs://bench-src "gs://$replica" --quiet &
+  done
   wait -n && wait -n
 }
 export BENCH CONCURRENCY GCLOUD_TIMEOUT
 export -f lifeboat rclone_both gcloud_both
-for tool in $TOOLS; do
+read -ra tools <<<"$TOOLS"
+for ((round = 0; round < ROUNDS; round++)); do
+  [ "$ROUNDS" = 1 ] || echo "-- round $((round + 1)) of $ROUNDS"
+  for ((i = 0; i < ${#tools[@]}; i++)); do
+  tool=${tools[(i + round) % ${#tools[@]}]}
   case $tool in
     events) measure "lifeboat data-sync, event path" "lifeboat events $WORK/topology.yaml $CONCURRENCY" ;;
     reconcile) measure "lifeboat data-sync, reconcile" "lifeboat reconcile $WORK/topology.yaml $CONCURRENCY" ;;
@@ -151,4 +163,5 @@ for tool in $TOOLS; do
     gcloud) measure "gcloud storage rsync" gcloud_both ;;
     *) echo "unknown tool $tool (events, reconcile, rclone, gcloud)" >&2; exit 2 ;;
   esac
+  done
 done

@@ -100,14 +100,16 @@ impl PageWindow {
     /// Offers every object name in `dir` and below (`bucket` is the
     /// bucket's folder), entering only the folders that may hold a name.
     pub(super) fn walk(&mut self, bucket: &Path, dir: &Path) -> io::Result<()> {
-        let mut entries = match fs::read_dir(dir) {
-            Ok(entries) => entries.collect::<io::Result<Vec<_>>>()?,
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error),
         };
-        // In name order the page fills early and later folders are skipped.
-        entries.sort_by_key(|entry| entry.file_name());
+        // Files are offered as they come; folders are entered afterwards in
+        // name order, so the page fills early and later folders are skipped.
+        let mut folders = Vec::new();
         for entry in entries {
+            let entry = entry?;
             let kind = entry.file_type()?;
             let path = entry.path();
             let Some(name) = path
@@ -119,11 +121,22 @@ impl PageWindow {
                 continue;
             };
             if kind.is_dir() {
-                if self.may_hold_under(&format!("{name}/")) {
-                    self.walk(bucket, &path)?;
-                }
+                folders.push(path.clone());
             } else if kind.is_file() && name_problem(name).is_none() {
                 self.offer(name);
+            }
+        }
+        folders.sort_unstable();
+        for path in folders {
+            let Some(name) = path
+                .strip_prefix(bucket)
+                .ok()
+                .and_then(|relative| relative.to_str())
+            else {
+                continue;
+            };
+            if self.may_hold_under(&format!("{name}/")) {
+                self.walk(bucket, &path)?;
             }
         }
         Ok(())
