@@ -48,7 +48,8 @@ pub enum RegionProblem {
         shard: ObjectRef,
         /// The generation that was being copied.
         generation: i64,
-        /// The precondition failure.
+        /// What showed it: a failed precondition, or a copy of the newer
+        /// generation that did not verify against the listed one.
         source: StorageError,
     },
     /// The copy's size or CRC32C differ from the source's.
@@ -275,9 +276,10 @@ impl Job<'_> {
                 let copied = &copied;
                 let bytes = &bytes;
                 async move {
-                    replicate(store, shard, &destination(&shard.object))
-                        .await
-                        .map_err(|source| fail(shard_problem(shard, source)))?;
+                    if let Err(source) = replicate(store, shard, &destination(&shard.object)).await
+                    {
+                        return Err(fail(shard_problem(store, shard, source).await));
+                    }
                     copied.fetch_add(1, Ordering::Relaxed);
                     bytes.fetch_add(shard.size, Ordering::Relaxed);
                     Ok(())
@@ -312,8 +314,29 @@ impl Job<'_> {
     }
 }
 
-/// Names what went wrong with one shard's copy.
-fn shard_problem(shard: &ObjectMeta, source: StorageError) -> RegionProblem {
+/// Names what went wrong with one shard's copy. A copy that does not
+/// verify is a changed shard when the source no longer holds the listed
+/// generation (a server that does not enforce the copy's precondition
+/// copies the newer one), damaged bytes otherwise.
+async fn shard_problem(
+    store: &dyn ObjectStore,
+    shard: &ObjectMeta,
+    source: StorageError,
+) -> RegionProblem {
+    let changed = match &source {
+        StorageError::Verification { .. } => !matches!(
+            store.head(&shard.object).await,
+            Ok(live) if live.generation == shard.generation
+        ),
+        _ => false,
+    };
+    if changed {
+        return RegionProblem::ShardChanged {
+            shard: shard.object.clone(),
+            generation: shard.generation,
+            source,
+        };
+    }
     match source {
         StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. } => {
             RegionProblem::ShardChanged {
