@@ -418,12 +418,7 @@ async fn copy_finalized(
 
 /// The replica of `source` in `region`.
 fn replica_of(asset: &BucketAsset, region: &str, source: &ObjectRef) -> ObjectRef {
-    let bucket = asset
-        .replicas
-        .iter()
-        .find(|(r, _)| r.as_str() == region)
-        .map(|(_, bucket)| bucket.as_str())
-        .unwrap_or_default();
+    let bucket = asset.replica_bucket(region).unwrap_or_default();
     ObjectRef::new(bucket, source.name.as_str())
 }
 

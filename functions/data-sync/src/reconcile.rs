@@ -231,12 +231,7 @@ pub async fn reconcile_region(
     concurrency: usize,
     progress: &(dyn Fn(&RegionReport) + Send + Sync),
 ) -> Result<RegionReport, ReconcileError> {
-    let replica_bucket = asset
-        .replicas
-        .iter()
-        .find(|(r, _)| r.as_str() == region)
-        .map(|(_, bucket)| bucket.as_str())
-        .unwrap_or_default();
+    let replica_bucket = asset.replica_bucket(region).unwrap_or_default();
     let walk = Walk {
         sync,
         asset,

@@ -173,10 +173,7 @@ workloads:
         name: &str,
     ) -> Option<(ObjectMeta, Vec<u8>)> {
         let bucket = asset
-            .replicas
-            .iter()
-            .find(|(r, _)| r.as_str() == region)
-            .map(|(_, bucket)| bucket.as_str())
+            .replica_bucket(region)
             .unwrap_or_else(|| panic!("asset {} has no replica in {region}", asset.id));
         let object = ObjectRef::new(bucket, name);
         match self.sync.storage.get(&object).await {
@@ -355,10 +352,7 @@ pub async fn a_finalize_settles_on_a_generation_written_during_its_copy(fixture:
         .write(&asset, name, b"first", PutOptions::default())
         .await;
     let east_bucket = asset
-        .replicas
-        .iter()
-        .find(|(region, _)| region.as_str() == "us-east1")
-        .map(|(_, bucket)| bucket.to_string())
+        .replica_bucket("us-east1")
         .expect("a us-east1 replica");
     racing.arm(
         first.object.clone(),
@@ -502,12 +496,7 @@ async fn write_replica(
     name: &str,
     bytes: &[u8],
 ) {
-    let bucket = asset
-        .replicas
-        .iter()
-        .find(|(r, _)| r.as_str() == region)
-        .map(|(_, bucket)| bucket.as_str())
-        .expect("replica region");
+    let bucket = asset.replica_bucket(region).expect("replica region");
     let object = ObjectRef::new(bucket, name);
     fixture
         .sync
@@ -673,12 +662,9 @@ pub async fn reconcile_settles_on_a_generation_written_during_its_copy(fixture: 
     };
     let source = |name: &str| ObjectRef::new(mirrored.source.as_str(), name);
     let east_bucket = mirrored
-        .replicas
-        .iter()
-        .find(|(region, _)| region.as_str() == "us-east1")
-        .map(|(_, bucket)| bucket.to_string())
+        .replica_bucket("us-east1")
         .expect("a us-east1 replica");
-    let east = |name: &str| ObjectRef::new(east_bucket.as_str(), name);
+    let east = |name: &str| ObjectRef::new(east_bucket, name);
     let east_holds = |name: &'static str, bytes: &'static [u8]| async move {
         let (_, content) = fixture
             .replica(&fixture.asset("mirrored"), "us-east1", name)

@@ -9,7 +9,7 @@
 //! metadata read per copy when they are sparse.
 
 use futures::StreamExt;
-use lifeboat_shared::storage::{ObjectStore, StorageError};
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
 
 /// A listing reads the batch's name range when it holds at most this many
 /// names per copy to settle: a page of 1,000 names costs about what ten
@@ -79,7 +79,7 @@ async fn read_each(
     copies: Vec<Copy>,
 ) -> Result<Vec<String>, StorageError> {
     let reads = futures::stream::iter(copies).map(|copy| async move {
-        let source = lifeboat_shared::storage::ObjectRef::new(bucket, copy.name.as_str());
+        let source = ObjectRef::new(bucket, copy.name.as_str());
         match store.head(&source).await {
             Ok(live) if live.generation == copy.generation => Ok(None),
             Ok(_) | Err(StorageError::NotFound { .. }) => Ok(Some(copy.name)),
@@ -98,7 +98,7 @@ async fn read_each(
 mod tests {
     use super::*;
     use lifeboat_shared::storage::local::LocalStore;
-    use lifeboat_shared::storage::{ObjectRef, PutOptions, bytes_stream};
+    use lifeboat_shared::storage::{PutOptions, bytes_stream};
 
     async fn put(store: &LocalStore, name: &str, body: &'static [u8]) -> i64 {
         store

@@ -75,6 +75,14 @@ pub struct BucketAsset {
 }
 
 impl BucketAsset {
+    /// The replica bucket in `region`, if the asset has one there.
+    pub fn replica_bucket(&self, region: &str) -> Option<&str> {
+        self.replicas
+            .iter()
+            .find(|(r, _)| r.as_str() == region)
+            .map(|(_, bucket)| bucket.as_str())
+    }
+
     pub(super) fn holds_bucket(&self, bucket: &str) -> bool {
         self.source.as_str() == bucket || self.replicas.values().any(|b| b.as_str() == bucket)
     }
