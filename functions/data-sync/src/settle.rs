@@ -4,23 +4,34 @@
 //! copy overwritten by ours; reading the source afterwards is what catches
 //! it (and [`crate::bucket_sync::converge`] then copies the newer one).
 //!
-//! A reconcile settles a whole batch of copies at once: with one listing of
-//! the name range the batch covers when the copies are dense in it, or one
-//! metadata read per copy when they are sparse.
+//! Copies are settled in batches: with a listing of the name range the batch
+//! covers when the copies are dense in it, or one metadata read per copy
+//! when they are sparse. A reconcile settles the copies of one batch of its
+//! walk ([`Spread::Among`]); the finalizes in flight share their reads
+//! through a [`Settler`] ([`Spread::Unknown`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
+use tokio::sync::oneshot;
+
+/// How many names a listing page holds.
+const PAGE_NAMES: u64 = 1_000;
+
+/// A listing page costs about what this many metadata reads cost.
+const READS_PER_PAGE: u64 = 10;
 
 /// A listing reads the batch's name range when it holds at most this many
-/// names per copy to settle: a page of 1,000 names costs about what ten
-/// metadata reads cost.
-const NAMES_PER_READ: u64 = 100;
+/// names per copy to settle.
+const NAMES_PER_READ: u64 = PAGE_NAMES / READS_PER_PAGE;
 
 /// How many metadata reads run at once.
 const READS_IN_FLIGHT: usize = 32;
 
 /// One copy to settle: the object's name and the source generation copied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Copy {
     /// The object's name.
     pub name: String,
@@ -28,20 +39,37 @@ pub struct Copy {
     pub generation: i64,
 }
 
-/// The names among `copies` whose source in `bucket` no longer holds the
-/// copied generation (replaced or deleted). `span` is how many source names
-/// the copies were found among, which decides how they are read.
+/// How the copies to settle lie among the source's names, which decides how
+/// they are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// They were found among this many source names (a reconcile's batch):
+    /// listed when dense, read one by one when sparse.
+    Among(u64),
+    /// Not known (finalizes in flight): read one by one when there are too
+    /// few to pay for a listing page; otherwise listed page by page, until a
+    /// page settles fewer copies than it costs reads, then read one by one.
+    Unknown,
+}
+
+/// The copies whose source in `bucket` no longer holds the copied
+/// generation (replaced or deleted).
 pub async fn moved_on(
     store: &dyn ObjectStore,
     bucket: &str,
     mut copies: Vec<Copy>,
-    span: u64,
-) -> Result<Vec<String>, StorageError> {
+    spread: Spread,
+) -> Result<Vec<Copy>, StorageError> {
     copies.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let (Some(first), Some(last)) = (copies.first(), copies.last()) else {
         return Ok(Vec::new());
     };
-    if span > NAMES_PER_READ.saturating_mul(copies.len() as u64) {
+    let count = copies.len() as u64;
+    let sparse = match spread {
+        Spread::Among(span) => span > NAMES_PER_READ.saturating_mul(count),
+        Spread::Unknown => count < READS_PER_PAGE,
+    };
+    if sparse {
         return read_each(store, bucket, copies).await;
     }
     let (first, last) = (first.name.clone(), last.name.clone());
@@ -52,23 +80,33 @@ pub async fn moved_on(
         let page = store
             .list_range(bucket, &first, &last, token.as_deref())
             .await?;
+        let mut settled = 0;
         for live in page.objects {
             // Copies listed before this name are gone from the source.
             while let Some(copy) = pending.next_if(|copy| copy.name < live.object.name) {
-                moved.push(copy.name);
+                settled += 1;
+                moved.push(copy);
             }
-            if let Some(copy) = pending.next_if(|copy| copy.name == live.object.name)
-                && copy.generation != live.generation
-            {
-                moved.push(copy.name);
+            while let Some(copy) = pending.next_if(|copy| copy.name == live.object.name) {
+                settled += 1;
+                if copy.generation != live.generation {
+                    moved.push(copy);
+                }
             }
         }
         token = page.next_page_token;
-        if token.is_none() {
+        if token.is_none() || pending.peek().is_none() {
             break;
         }
+        if spread == Spread::Unknown && settled < READS_PER_PAGE {
+            moved.extend(read_each(store, bucket, pending.collect()).await?);
+            return Ok(moved);
+        }
     }
-    moved.extend(pending.map(|copy| copy.name));
+    if token.is_none() {
+        // The range is listed to its end: what was not listed is gone.
+        moved.extend(pending);
+    }
     Ok(moved)
 }
 
@@ -77,12 +115,12 @@ async fn read_each(
     store: &dyn ObjectStore,
     bucket: &str,
     copies: Vec<Copy>,
-) -> Result<Vec<String>, StorageError> {
+) -> Result<Vec<Copy>, StorageError> {
     let reads = futures::stream::iter(copies).map(|copy| async move {
         let source = ObjectRef::new(bucket, copy.name.as_str());
         match store.head(&source).await {
             Ok(live) if live.generation == copy.generation => Ok(None),
-            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(Some(copy.name)),
+            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(Some(copy)),
             Err(error) => Err(error),
         }
     });
@@ -92,6 +130,128 @@ async fn read_each(
         moved.extend(read?);
     }
     Ok(moved)
+}
+
+/// Settles the copies of the finalizes in flight together, per source
+/// bucket: the first copy to settle is read at once; the copies that finish
+/// while that read runs wait and are settled by the next read, together
+/// ([`moved_on`] with [`Spread::Unknown`]). A burst of uploads is thus
+/// settled by a few range listings instead of one read per object, and a
+/// lone finalize waits for no one. Every read starts after the copies it
+/// settles finished, as settling requires.
+#[derive(Debug)]
+pub struct Settler {
+    store: Arc<dyn ObjectStore>,
+    /// Per source bucket being read, the copies waiting for the next read.
+    waiting: Mutex<HashMap<String, Vec<Waiter>>>,
+}
+
+/// A copy waiting to be settled, and where to send the answer.
+#[derive(Debug)]
+struct Waiter {
+    copy: Copy,
+    answer: oneshot::Sender<Result<bool, String>>,
+}
+
+impl Settler {
+    /// A settler reading the source buckets in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            waiting: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether the source of `copy` in `bucket` moved on from the copied
+    /// generation (replaced or deleted), read after the copy finished; the
+    /// error says why the source could not be read.
+    pub async fn moved_on(self: &Arc<Self>, bucket: &str, copy: Copy) -> Result<bool, String> {
+        let (answer, answered) = oneshot::channel();
+        let waiter = Waiter { copy, answer };
+        let first = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match waiting.get_mut(bucket) {
+                Some(queue) => {
+                    queue.push(waiter);
+                    None
+                }
+                None => {
+                    waiting.insert(bucket.to_string(), Vec::new());
+                    Some(waiter)
+                }
+            }
+        };
+        if let Some(waiter) = first {
+            let reading = Reading {
+                settler: Arc::clone(self),
+                bucket: bucket.to_string(),
+                finished: false,
+            };
+            tokio::spawn(reading.run(vec![waiter]));
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err("the read settling the copy stopped".to_string()))
+    }
+}
+
+/// The reads of one source bucket, run until no copy waits. If it stops
+/// early (a panic), dropping it lets the next copy start a new one, and the
+/// copies it left are answered with an error (their events are redelivered).
+struct Reading {
+    settler: Arc<Settler>,
+    bucket: String,
+    finished: bool,
+}
+
+impl Reading {
+    async fn run(mut self, mut batch: Vec<Waiter>) {
+        loop {
+            let copies = batch.iter().map(|waiter| waiter.copy.clone()).collect();
+            let store = self.settler.store.as_ref();
+            match moved_on(store, &self.bucket, copies, Spread::Unknown).await {
+                Ok(moved) => {
+                    let moved: HashSet<Copy> = moved.into_iter().collect();
+                    for waiter in batch {
+                        let gone = moved.contains(&waiter.copy);
+                        let _ = waiter.answer.send(Ok(gone));
+                    }
+                }
+                Err(error) => {
+                    for waiter in batch {
+                        let _ = waiter.answer.send(Err(error.to_string()));
+                    }
+                }
+            }
+            let mut waiting = self
+                .settler
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            batch = waiting
+                .get_mut(&self.bucket)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            if batch.is_empty() {
+                waiting.remove(&self.bucket);
+                self.finished = true;
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut waiting = self
+                .settler
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            waiting.remove(&self.bucket);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -150,14 +310,109 @@ mod tests {
                 generation: replaced,
             },
         ];
-        for span in [4, 1_000_000] {
-            let mut moved = moved_on(&store, "settle-src", copies.clone(), span)
+        for spread in [Spread::Among(4), Spread::Among(1_000_000), Spread::Unknown] {
+            let moved = moved_on(&store, "settle-src", copies.clone(), spread)
                 .await
                 .expect("settle");
+            let mut moved: Vec<String> = moved.into_iter().map(|copy| copy.name).collect();
             moved.sort_unstable();
-            assert_eq!(moved, ["a/replaced", "b deleted"], "span {span}");
+            assert_eq!(moved, ["a/replaced", "b deleted"], "{spread:?}");
         }
-        let none = moved_on(&store, "settle-src", Vec::new(), 0).await;
+        let none = moved_on(&store, "settle-src", Vec::new(), Spread::Unknown).await;
         assert!(none.expect("nothing to settle").is_empty());
+    }
+
+    /// Copies spread over a bucket listed 20 names a page: the first page
+    /// settles enough copies to go on listing, the second too few, so the
+    /// rest are read one by one. Every way finds the same copies moved on,
+    /// among them the older of two copies of one name.
+    #[tokio::test]
+    async fn an_unknown_spread_lists_while_pages_pay_then_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStore::open(dir.path())
+            .await
+            .expect("store")
+            .with_list_page_size(20);
+        store
+            .create_bucket("settle-src", "us-central1")
+            .await
+            .expect("bucket");
+        let name = |i: usize| format!("n/{i:02}");
+        let mut first = Vec::new();
+        for i in 0..60 {
+            first.push(put(&store, &name(i), b"1").await);
+        }
+        let mut copies: Vec<Copy> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 25, 30, 45, 50, 59]
+            .into_iter()
+            .map(|i| Copy {
+                name: name(i),
+                generation: first[i],
+            })
+            .collect();
+        for i in [3, 7, 30, 59] {
+            put(&store, &name(i), b"2").await;
+        }
+        for i in [5, 50] {
+            let object = ObjectRef::new("settle-src", name(i).as_str());
+            store.delete(&object, None).await.expect("delete");
+        }
+        let live_7 = store
+            .head(&ObjectRef::new("settle-src", name(7).as_str()))
+            .await
+            .expect("head");
+        copies.push(Copy {
+            name: name(7),
+            generation: live_7.generation,
+        });
+        let expected = [(3, first[3]), (5, first[5]), (7, first[7])]
+            .into_iter()
+            .chain([(30, first[30]), (50, first[50]), (59, first[59])])
+            .map(|(i, generation)| Copy {
+                name: name(i),
+                generation,
+            })
+            .collect::<HashSet<_>>();
+        for spread in [Spread::Unknown, Spread::Among(60), Spread::Among(u64::MAX)] {
+            let moved = moved_on(&store, "settle-src", copies.clone(), spread)
+                .await
+                .expect("settle");
+            assert_eq!(moved.len(), expected.len(), "{spread:?}: {moved:?}");
+            assert_eq!(
+                moved.into_iter().collect::<HashSet<_>>(),
+                expected,
+                "{spread:?}"
+            );
+        }
+    }
+
+    /// Copies settled at once through a settler, more than one read takes:
+    /// each is answered, and right.
+    #[tokio::test]
+    async fn a_settler_answers_every_copy_in_flight() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(LocalStore::open(dir.path()).await.expect("store"));
+        store
+            .create_bucket("settle-src", "us-central1")
+            .await
+            .expect("bucket");
+        let mut copies = Vec::new();
+        for i in 0..40 {
+            let name = format!("burst/{i:02}");
+            let generation = put(&store, &name, b"1").await;
+            copies.push(Copy { name, generation });
+        }
+        for copy in copies.iter().step_by(3) {
+            put(&store, &copy.name, b"2").await;
+        }
+        let settler = Settler::new(store);
+        let answers = futures::future::join_all(copies.iter().map(|copy| {
+            let settler = Arc::clone(&settler);
+            async move { settler.moved_on("settle-src", copy.clone()).await }
+        }))
+        .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer, Ok(i % 3 == 0), "copy {i}");
+        }
+        assert!(settler.waiting.lock().expect("lock").is_empty());
     }
 }

@@ -1,8 +1,10 @@
 //! A store with a writer racing data-sync: right after a server-side copy
 //! of one armed object into one armed replica finishes, it writes a new
 //! generation of that object in the source, as a producer overwriting it at
-//! that moment would. It also
-//! counts range listings, to tell how copies were settled.
+//! that moment would. It also counts range listings, to tell how copies
+//! were settled, and can hold metadata reads until some number of copies
+//! were made, so that the copies of finalizes in flight wait together for
+//! one settling read.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +25,10 @@ pub struct RacingWriter {
     /// and the new bytes, until it fires.
     armed: Mutex<Option<(ObjectRef, ObjectRef, Bytes)>>,
     range_listings: AtomicUsize,
+    /// How many copies were made so far.
+    copies_made: tokio::sync::watch::Sender<usize>,
+    /// Metadata reads wait until this many copies were made.
+    reads_held_until: AtomicUsize,
 }
 
 impl RacingWriter {
@@ -32,7 +38,15 @@ impl RacingWriter {
             inner,
             armed: Mutex::new(None),
             range_listings: AtomicUsize::new(0),
+            copies_made: tokio::sync::watch::Sender::new(0),
+            reads_held_until: AtomicUsize::new(0),
         }
+    }
+
+    /// Metadata reads wait until `copies` copies were made (counting from
+    /// when this store was made).
+    pub fn hold_reads_until_copies(&self, copies: usize) {
+        self.reads_held_until.store(copies, Ordering::SeqCst);
     }
 
     /// The next copy of `source` to `replica` is followed by a write of
@@ -72,6 +86,10 @@ impl ObjectStore for RacingWriter {
         self.inner.get(object).await
     }
     async fn head(&self, object: &ObjectRef) -> Result<ObjectMeta, StorageError> {
+        let until = self.reads_held_until.load(Ordering::SeqCst);
+        let mut made = self.copies_made.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = made.wait_for(|made| *made >= until).await;
         self.inner.head(object).await
     }
     async fn list(
@@ -105,7 +123,9 @@ impl ObjectStore for RacingWriter {
         destination: &ObjectRef,
         options: CopyOptions,
     ) -> Result<ObjectMeta, StorageError> {
-        let copied = self.inner.copy(source, destination, options).await?;
+        let copied = self.inner.copy(source, destination, options).await;
+        self.copies_made.send_modify(|made| *made += 1);
+        let copied = copied?;
         let fire = {
             let mut armed = self.armed.lock().expect("armed");
             match armed.as_ref() {
