@@ -286,6 +286,11 @@ pub async fn list_a_name_range(store: &dyn ObjectStore, bucket: &str) {
         "from range/b (not an object) to range/c d"
     );
     assert_eq!(
+        listed("range/b#d", "range/b0").await,
+        ["range/b#d", "range/b/c", "range/b0"],
+        "ends sharing a longer start (range/b) than their neighbours"
+    );
+    assert_eq!(
         listed("range/a", "range/a").await,
         ["range/a"],
         "a range of one name"

@@ -507,7 +507,13 @@ impl ObjectStore for GcsStore {
         // endOffset excludes its value: the smallest name after `last` is
         // `last` followed by U+0000.
         let end = format!("{last}\0");
-        let range = [("startOffset", first), ("endOffset", end.as_str())];
+        // Every name between the two starts with what they share: naming it
+        // lets the server look only there.
+        let prefix = shared_prefix(first, last);
+        let mut range = vec![("startOffset", first), ("endOffset", end.as_str())];
+        if !prefix.is_empty() {
+            range.push(("prefix", prefix));
+        }
         self.list_page(&context, bucket, &range, page_token).await
     }
 
@@ -613,6 +619,15 @@ impl ObjectStore for GcsStore {
     }
 }
 
+/// The longest start `a` and `b` share, ending on a character boundary.
+fn shared_prefix<'a>(a: &'a str, b: &str) -> &'a str {
+    let mut end = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    while !a.is_char_boundary(end) {
+        end -= 1;
+    }
+    &a[..end]
+}
+
 impl GcsStore {
     /// A rewrite answered 404 with the source generation pinned: either that
     /// generation is gone (replaced or deleted meanwhile) or the destination
@@ -658,6 +673,18 @@ mod tests {
         assert_eq!(crc32c::crc32c(b"hello"), 0x9a71_bb4c);
         assert_eq!(decode_crc32c("mnG7"), None);
         assert_eq!(decode_crc32c("not base64!"), None);
+    }
+
+    #[test]
+    fn a_range_shares_its_ends_prefix_up_to_a_character() {
+        assert_eq!(
+            shared_prefix("small/042/a 1", "small/042/b 9"),
+            "small/042/"
+        );
+        assert_eq!(shared_prefix("same", "same"), "same");
+        assert_eq!(shared_prefix("a", "b"), "");
+        // "é" is C3 A9 and "ê" C3 AA: they share a byte, not a character.
+        assert_eq!(shared_prefix("xé", "xê"), "x");
     }
 }
 
