@@ -7,13 +7,18 @@
 #   - Lifeboat, reconcile: the scheduled reconcile;
 #   - rclone sync and gcloud storage rsync, both replicas at once.
 # Every tool gets a fresh fake-gcs-server loaded with the same objects
-# (`-data`), since the server slows down as it fills. Prints wall time and
-# peak memory (max RSS) of each tool, and the CPU time the server spent.
+# (`-data`), since the server slows down as it fills. Prints wall time, CPU
+# time and peak memory (max RSS) of each tool, and the CPU time the server
+# spent. BACKEND picks the server's storage: `memory` finds an object by
+# scanning its bucket (every call costs in proportion to the bucket), while
+# `filesystem` keeps a file per object (a call costs the same at any size,
+# as on Cloud Storage, and every object is written to a file).
 #
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
 #   TOOLS="events rclone" bench/data-sync.sh # some of the tools only
 #   ROUNDS=3 bench/data-sync.sh              # 3 rounds, tool order rotated
+#   BACKEND=filesystem bench/data-sync.sh    # fake-gcs-server on files
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,6 +30,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 TOOLS=${TOOLS:-"events reconcile rclone gcloud"}   # which of them to run
 GCLOUD_TIMEOUT=${GCLOUD_TIMEOUT:-1800}             # seconds gcloud may take
 ROUNDS=${ROUNDS:-1}                                # each round in another order
+BACKEND=${BACKEND:-memory}                         # fake-gcs-server's: memory or filesystem
 
 source scripts/emulators.sh
 WORK=$(mktemp -d)
@@ -56,8 +62,9 @@ expected=$((SMALL + LARGE))
 start_gcs() {
   local port
   port=$(emulators_free_port)
-  setsid "$GCS_BIN" -scheme http -host 127.0.0.1 -port "$port" -backend memory \
-    -data "$WORK/data" -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
+  rm -rf "$WORK/gcs-root"
+  setsid "$GCS_BIN" -scheme http -host 127.0.0.1 -port "$port" -backend "$BACKEND" \
+    -filesystem-root "$WORK/gcs-root" -data "$WORK/data" -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
     >"$WORK/gcs.log" 2>&1 </dev/null &
   GCS_PGID=$!
   GCS="http://127.0.0.1:$port"
@@ -108,7 +115,7 @@ measure() { # LABEL SHELL-COMMAND (run by bash, with $GCS the fresh server)
   export GCS
   local cpu_before; cpu_before=$(gcs_cpu_seconds)
   local status=0
-  /usr/bin/time -f "%e %M" -o "$WORK/time" bash -c "$2" >"$WORK/out" 2>"$WORK/err" || status=$?
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" bash -c "$2" >"$WORK/out" 2>"$WORK/err" || status=$?
   if [ "$status" = 124 ]; then
     printf '%-32s gave up after %d s (timeout)\n' "$label" "$GCLOUD_TIMEOUT"
     stop_gcs
@@ -117,11 +124,11 @@ measure() { # LABEL SHELL-COMMAND (run by bash, with $GCS the fresh server)
     cat "$WORK/out" "$WORK/err" >&2; return 1
   fi
   local cpu=$(( $(gcs_cpu_seconds) - cpu_before ))
-  read -r seconds rss <"$WORK/time"
+  read -r seconds rss user system <"$WORK/time"
   local counts; counts="$(count_objects rep-use1) $(count_objects rep-euw1)"
   stop_gcs
-  printf '%-32s %9.2f s %6d MiB peak RSS  server CPU %5d s  replicas hold %s (of %d)\n' \
-    "$label" "$seconds" $((rss / 1024)) "$cpu" "$counts" "$expected"
+  printf '%-32s %9.2f s %6d MiB peak RSS  CPU %6.1f s  server CPU %5d s  replicas hold %s (of %d)\n' \
+    "$label" "$seconds" $((rss / 1024)) "$(awk -v u="$user" -v s="$system" 'BEGIN { print u + s }')" "$cpu" "$counts" "$expected"
 }
 
 topology "$WORK/topology.yaml"
@@ -129,7 +136,7 @@ export CLOUDSDK_CONFIG="$WORK/gcloud"
 gcloud config set auth/disable_credentials true --quiet >/dev/null 2>&1
 gcloud config set project lifeboat-bench --quiet >/dev/null 2>&1
 
-echo "== syncing $expected objects to 2 replica buckets ($(nproc) cores)"
+echo "== syncing $expected objects to 2 replica buckets ($(nproc) cores, fake-gcs-server backend $BACKEND)"
 lifeboat() { STORAGE_EMULATOR_HOST=$GCS "$BENCH" "$@"; }
 rclone_both() {
   local flags=(--gcs-endpoint "$GCS/storage/v1/" --gcs-anonymous --transfers "$CONCURRENCY" --checkers "$CONCURRENCY")
