@@ -352,6 +352,9 @@ async fn copy_finalized(
         region: region.to_string(),
         source,
     };
+    // Announced before copying, so that the reads settling other finalizes'
+    // copies wait for these.
+    let expected = sync.settler().expect(&object.bucket);
     let copies = join_all(asset.replicas.iter().map(|(region, bucket)| {
         let replica = ObjectRef::new(bucket.as_str(), object.name.as_str());
         let described = &described;
@@ -385,9 +388,10 @@ async fn copy_finalized(
             name: object.name.clone(),
             generation: object.generation,
         };
-        let moved_on = sync.settler().moved_on(&object.bucket, copy).await;
+        let moved_on = expected.moved_on(copy).await;
         Some(moved_on.map(|moved_on| !moved_on))
     } else {
+        drop(expected);
         None
     };
     join_all(copies.into_iter().map(|(region, copied)| {

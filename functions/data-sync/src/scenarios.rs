@@ -381,11 +381,13 @@ pub async fn a_finalize_settles_on_a_generation_written_during_its_copy(fixture:
         .await;
 }
 
-/// Thirty finalizes in flight at once: the first to settle reads the source
-/// alone while the others' copies finish (the store holds that read until
-/// every copy is made), then all the others are settled by one range
-/// listing. One object is overwritten right after its copy to one replica;
-/// the shared listing sees it, and every replica ends with the newer bytes.
+/// Thirty finalizes in flight at once: their copies wait together for the
+/// reads that settle them. The store holds reads until every copy is made,
+/// so whatever the first read takes (ten copies, or fewer after waiting
+/// [`crate::settle::Settler`]'s linger), the copies left wait for it and
+/// are settled by one range listing. One object is overwritten right after
+/// its copy to one replica; the listing sees it, and every replica ends with
+/// the newer bytes.
 pub async fn a_burst_of_finalizes_shares_its_settling_reads(fixture: &Fixture) {
     const BURST: usize = 30;
     let asset = fixture.asset("mirrored");
@@ -423,10 +425,10 @@ pub async fn a_burst_of_finalizes_shares_its_settling_reads(fixture: &Fixture) {
         assert!(matches!(outcome, Outcome::Synced(_)), "{outcome:?}");
     }
     assert!(!racing.is_armed(), "the copy to us-east1 was never made");
-    assert_eq!(
-        racing.range_listings(),
-        1,
-        "the finalizes waiting on the first read share one listing"
+    let listings = racing.range_listings();
+    assert!(
+        (1..=2).contains(&listings),
+        "{listings} range listings settled {BURST} finalizes (1 or 2 expected)"
     );
     for i in (0..BURST).filter(|i| *i != 17) {
         let bytes = format!("shard {i}");

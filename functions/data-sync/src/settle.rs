@@ -12,10 +12,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 /// How many names a listing page holds.
 const PAGE_NAMES: u64 = 1_000;
@@ -132,18 +134,59 @@ async fn read_each(
     Ok(moved)
 }
 
+/// How long the copies waiting for a read wait for more copies in flight
+/// to join them, at most.
+const LINGER: Duration = Duration::from_millis(250);
+
 /// Settles the copies of the finalizes in flight together, per source
-/// bucket: the first copy to settle is read at once; the copies that finish
-/// while that read runs wait and are settled by the next read, together
-/// ([`moved_on`] with [`Spread::Unknown`]). A burst of uploads is thus
-/// settled by a few range listings instead of one read per object, and a
-/// lone finalize waits for no one. Every read starts after the copies it
-/// settles finished, as settling requires.
+/// bucket. A finalize announces its copies before making them
+/// ([`Settler::expect`]) and asks for the read once they are made
+/// ([`Expected::moved_on`]). A read starts as soon as every copy announced
+/// waits for it, or enough wait to pay for a listing page, or the first of
+/// them has waited [`LINGER`]; the copies that finish while it runs wait
+/// for the next one. A lone finalize is read at once; a burst of uploads is
+/// settled by range listings instead of one read per object ([`moved_on`]
+/// with [`Spread::Unknown`]). Every read starts after the copies it settles
+/// were made, as settling requires.
 #[derive(Debug)]
 pub struct Settler {
     store: Arc<dyn ObjectStore>,
-    /// Per source bucket being read, the copies waiting for the next read.
-    waiting: Mutex<HashMap<String, Vec<Waiter>>>,
+    buckets: Mutex<HashMap<String, BucketReads>>,
+    /// Woken when a copy starts waiting or an announced one will not come.
+    changed: Notify,
+}
+
+/// The copies of one source bucket to settle.
+#[derive(Debug, Default)]
+struct BucketReads {
+    /// Copies announced and not yet taken into a read.
+    expected: usize,
+    /// Copies made, waiting for a read.
+    waiting: Vec<Waiter>,
+    /// When the first of `waiting` started waiting.
+    waiting_since: Option<Instant>,
+    /// Whether a task reads for this bucket.
+    reading: bool,
+}
+
+impl BucketReads {
+    /// The copies a read should take now, if any: when no other announced
+    /// copy is to come, or enough wait to pay for a page, or they waited
+    /// long enough. Otherwise, until when to wait at most.
+    fn batch(&mut self, now: Instant) -> Result<Vec<Waiter>, Option<Instant>> {
+        let since = match self.waiting_since {
+            Some(since) if !self.waiting.is_empty() => since,
+            _ => return Err(None),
+        };
+        let full = self.waiting.len() as u64 >= READS_PER_PAGE;
+        if full || self.waiting.len() >= self.expected || now >= since + LINGER {
+            self.expected -= self.waiting.len();
+            self.waiting_since = None;
+            Ok(std::mem::take(&mut self.waiting))
+        } else {
+            Err(Some(since + LINGER))
+        }
+    }
 }
 
 /// A copy waiting to be settled, and where to send the answer.
@@ -153,63 +196,79 @@ struct Waiter {
     answer: oneshot::Sender<Result<bool, String>>,
 }
 
+/// A finalize's copies announced to a [`Settler`]: ask for their read with
+/// [`Expected::moved_on`]; dropping it says they will not come.
+#[derive(Debug)]
+pub struct Expected {
+    settler: Arc<Settler>,
+    bucket: String,
+    announced: bool,
+}
+
 impl Settler {
     /// A settler reading the source buckets in `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Arc<Self> {
         Arc::new(Self {
             store,
-            waiting: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
         })
     }
 
-    /// Whether the source of `copy` in `bucket` moved on from the copied
-    /// generation (replaced or deleted), read after the copy finished; the
-    /// error says why the source could not be read.
-    pub async fn moved_on(self: &Arc<Self>, bucket: &str, copy: Copy) -> Result<bool, String> {
-        let (answer, answered) = oneshot::channel();
-        let waiter = Waiter { copy, answer };
-        let first = {
-            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            match waiting.get_mut(bucket) {
-                Some(queue) => {
-                    queue.push(waiter);
-                    None
-                }
-                None => {
-                    waiting.insert(bucket.to_string(), Vec::new());
-                    Some(waiter)
-                }
-            }
-        };
-        if let Some(waiter) = first {
-            let reading = Reading {
-                settler: Arc::clone(self),
-                bucket: bucket.to_string(),
-                finished: false,
-            };
-            tokio::spawn(reading.run(vec![waiter]));
+    /// Announces a finalize's copies of an object of `bucket`, before they
+    /// are made, so that the reads wait for them.
+    pub fn expect(self: &Arc<Self>, bucket: &str) -> Expected {
+        self.buckets()
+            .entry(bucket.to_string())
+            .or_default()
+            .expected += 1;
+        Expected {
+            settler: Arc::clone(self),
+            bucket: bucket.to_string(),
+            announced: true,
         }
-        answered
-            .await
-            .unwrap_or_else(|_| Err("the read settling the copy stopped".to_string()))
     }
-}
 
-/// The reads of one source bucket, run until no copy waits. If it stops
-/// early (a panic), dropping it lets the next copy start a new one, and the
-/// copies it left are answered with an error (their events are redelivered).
-struct Reading {
-    settler: Arc<Settler>,
-    bucket: String,
-    finished: bool,
-}
+    fn buckets(&self) -> std::sync::MutexGuard<'_, HashMap<String, BucketReads>> {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-impl Reading {
-    async fn run(mut self, mut batch: Vec<Waiter>) {
+    /// Reads for `bucket` until no copy waits.
+    async fn read(self: Arc<Self>, bucket: String) {
+        let mut reading = Reading {
+            settler: Arc::clone(&self),
+            bucket: bucket.clone(),
+            finished: false,
+        };
         loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = {
+                let mut buckets = self.buckets();
+                let reads = buckets.entry(bucket.clone()).or_default();
+                match reads.batch(Instant::now()) {
+                    Err(None) => {
+                        reads.reading = false;
+                        if reads.expected == 0 {
+                            buckets.remove(&bucket);
+                        }
+                        reading.finished = true;
+                        return;
+                    }
+                    other => other,
+                }
+            };
+            let batch = match next {
+                Ok(batch) => batch,
+                Err(until) => {
+                    let until = until.unwrap_or_else(Instant::now);
+                    let _ = tokio::time::timeout_at(until, notified).await;
+                    continue;
+                }
+            };
             let copies = batch.iter().map(|waiter| waiter.copy.clone()).collect();
-            let store = self.settler.store.as_ref();
-            match moved_on(store, &self.bucket, copies, Spread::Unknown).await {
+            match moved_on(self.store.as_ref(), &bucket, copies, Spread::Unknown).await {
                 Ok(moved) => {
                     let moved: HashSet<Copy> = moved.into_iter().collect();
                     for waiter in batch {
@@ -223,33 +282,72 @@ impl Reading {
                     }
                 }
             }
-            let mut waiting = self
-                .settler
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            batch = waiting
-                .get_mut(&self.bucket)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            if batch.is_empty() {
-                waiting.remove(&self.bucket);
-                self.finished = true;
-                return;
-            }
         }
     }
+}
+
+impl Expected {
+    /// Whether the source of `copy` moved on from the copied generation
+    /// (replaced or deleted), read after this call; the error says why the
+    /// source could not be read.
+    pub async fn moved_on(mut self, copy: Copy) -> Result<bool, String> {
+        let (answer, answered) = oneshot::channel();
+        let start_reading = {
+            let mut buckets = self.settler.buckets();
+            let reads = buckets.entry(self.bucket.clone()).or_default();
+            reads.waiting.push(Waiter { copy, answer });
+            reads.waiting_since.get_or_insert_with(Instant::now);
+            !std::mem::replace(&mut reads.reading, true)
+        };
+        // Now counted as waiting, no longer as announced only.
+        self.announced = false;
+        if start_reading {
+            let settler = Arc::clone(&self.settler);
+            tokio::spawn(settler.read(self.bucket.clone()));
+        } else {
+            self.settler.changed.notify_waiters();
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err("the read settling the copy stopped".to_string()))
+    }
+}
+
+impl Drop for Expected {
+    fn drop(&mut self) {
+        if self.announced {
+            let mut buckets = self.settler.buckets();
+            if let Some(reads) = buckets.get_mut(&self.bucket) {
+                reads.expected -= 1;
+                if reads.expected == 0 && !reads.reading {
+                    buckets.remove(&self.bucket);
+                }
+            }
+            drop(buckets);
+            self.settler.changed.notify_waiters();
+        }
+    }
+}
+
+/// A task reading for one bucket. If it stops early (a panic), dropping it
+/// lets the next copy start a new one, and the copies it left waiting are
+/// answered with an error (their events are redelivered).
+struct Reading {
+    settler: Arc<Settler>,
+    bucket: String,
+    finished: bool,
 }
 
 impl Drop for Reading {
     fn drop(&mut self) {
         if !self.finished {
-            let mut waiting = self
-                .settler
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            waiting.remove(&self.bucket);
+            let mut buckets = self.settler.buckets();
+            if let Some(reads) = buckets.get_mut(&self.bucket) {
+                reads.expected -= reads.waiting.len();
+                reads.waiting.clear();
+                reads.waiting_since = None;
+                reads.reading = false;
+            }
         }
     }
 }
@@ -406,13 +504,52 @@ mod tests {
         }
         let settler = Settler::new(store);
         let answers = futures::future::join_all(copies.iter().map(|copy| {
-            let settler = Arc::clone(&settler);
-            async move { settler.moved_on("settle-src", copy.clone()).await }
+            let expected = settler.expect("settle-src");
+            async move { expected.moved_on(copy.clone()).await }
         }))
         .await;
         for (i, answer) in answers.into_iter().enumerate() {
             assert_eq!(answer, Ok(i % 3 == 0), "copy {i}");
         }
-        assert!(settler.waiting.lock().expect("lock").is_empty());
+        assert!(settler.buckets().is_empty(), "{:?}", settler.buckets());
+    }
+
+    /// A lone copy is read at once; a copy announced beside another holds
+    /// the read until it is made or will not come (dropped), never longer
+    /// than the linger. Time is paused: only timers move it.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_waits_for_announced_copies_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(LocalStore::open(dir.path()).await.expect("store"));
+        store
+            .create_bucket("settle-src", "us-central1")
+            .await
+            .expect("bucket");
+        let generation = put(&store, "lone", b"1").await;
+        let copy = Copy {
+            name: "lone".into(),
+            generation,
+        };
+        let settler = Settler::new(store);
+
+        let started = Instant::now();
+        let answer = settler.expect("settle-src").moved_on(copy.clone()).await;
+        assert_eq!(answer, Ok(false));
+        assert_eq!(started.elapsed(), Duration::ZERO, "a lone copy waited");
+
+        let started = Instant::now();
+        let first = settler.expect("settle-src");
+        let second = settler.expect("settle-src");
+        let answer = tokio::spawn(first.moved_on(copy.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(second);
+        assert_eq!(answer.await.expect("answer"), Ok(false));
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+
+        let started = Instant::now();
+        let _never_made = settler.expect("settle-src");
+        let answer = settler.expect("settle-src").moved_on(copy).await;
+        assert_eq!(answer, Ok(false));
+        assert_eq!(started.elapsed(), LINGER, "the linger bounds the wait");
     }
 }

@@ -2,9 +2,9 @@
 //! of one armed object into one armed replica finishes, it writes a new
 //! generation of that object in the source, as a producer overwriting it at
 //! that moment would. It also counts range listings, to tell how copies
-//! were settled, and can hold metadata reads until some number of copies
-//! were made, so that the copies of finalizes in flight wait together for
-//! one settling read.
+//! were settled, and can hold reads (of metadata, of a name range) until
+//! some number of copies were made, so that the copies of finalizes in
+//! flight wait together for a settling read.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +27,7 @@ pub struct RacingWriter {
     range_listings: AtomicUsize,
     /// How many copies were made so far.
     copies_made: tokio::sync::watch::Sender<usize>,
-    /// Metadata reads wait until this many copies were made.
+    /// Reads wait until this many copies were made.
     reads_held_until: AtomicUsize,
 }
 
@@ -43,10 +43,18 @@ impl RacingWriter {
         }
     }
 
-    /// Metadata reads wait until `copies` copies were made (counting from
-    /// when this store was made).
+    /// Reads of metadata and of name ranges wait until `copies` copies
+    /// were made (counting from when this store was made).
     pub fn hold_reads_until_copies(&self, copies: usize) {
         self.reads_held_until.store(copies, Ordering::SeqCst);
+    }
+
+    /// Waits until as many copies were made as reads are held for.
+    async fn held(&self) {
+        let until = self.reads_held_until.load(Ordering::SeqCst);
+        let mut made = self.copies_made.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = made.wait_for(|made| *made >= until).await;
     }
 
     /// The next copy of `source` to `replica` is followed by a write of
@@ -86,10 +94,7 @@ impl ObjectStore for RacingWriter {
         self.inner.get(object).await
     }
     async fn head(&self, object: &ObjectRef) -> Result<ObjectMeta, StorageError> {
-        let until = self.reads_held_until.load(Ordering::SeqCst);
-        let mut made = self.copies_made.subscribe();
-        // The sender lives as long as `self`, so the wait cannot fail.
-        let _ = made.wait_for(|made| *made >= until).await;
+        self.held().await;
         self.inner.head(object).await
     }
     async fn list(
@@ -108,6 +113,7 @@ impl ObjectStore for RacingWriter {
         page_token: Option<&str>,
     ) -> Result<ListPage, StorageError> {
         self.range_listings.fetch_add(1, Ordering::SeqCst);
+        self.held().await;
         self.inner.list_range(bucket, first, last, page_token).await
     }
     async fn delete(
