@@ -15,9 +15,8 @@
 //! A finalize takes a shorter way to the same end: the event describes the
 //! generation (size, CRC32C), so it is copied to every region at once
 //! without reading the source first, and one read of the source afterwards
-//! settles all the copies (as [`crate::settle`] explains; the finalizes in
-//! flight share that read); only where it shows the source moved on does a
-//! region fall back to [`converge`].
+//! settles all the copies (as [`crate::settle`] explains); only where that
+//! read shows the source moved on does a region fall back to [`converge`].
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
@@ -29,7 +28,6 @@ use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
 use crate::DataSync;
 use crate::ledger::{self, Observation};
-use crate::settle;
 
 /// How many times [`converge`] starts over when the source changes under it.
 const CONVERGE_ATTEMPTS: usize = 5;
@@ -243,7 +241,7 @@ pub async fn on_object_event(
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
     let store = sync.storage.as_ref();
     let results = match change {
-        Change::Finalized => copy_finalized(sync, asset, object, event_time).await,
+        Change::Finalized => copy_finalized(store, asset, object, event_time).await,
         Change::Deleted => {
             let ledger_error = |source_error: StateError| SyncError::Ledger {
                 asset: asset.id.to_string(),
@@ -320,17 +318,15 @@ enum Copied {
 /// A finalize of `object`: its generation, as the event describes it, is
 /// copied to every region at once (a large object only where the replica
 /// does not already verify); then the source is read once to settle the
-/// copies, a read shared with the other finalizes in flight
-/// ([`crate::settle::Settler`]). A region whose copy found the generation
+/// copies ([`crate::settle`]). A region whose copy found the generation
 /// gone, or did not verify, or that the source moved on from, converges on
 /// what the source holds now.
 async fn copy_finalized(
-    sync: &DataSync,
+    store: &dyn ObjectStore,
     asset: &BucketAsset,
     object: &StorageObject,
     event_time: DateTime<Utc>,
 ) -> Vec<(String, Result<Converged, SyncError>)> {
-    let store = sync.storage.as_ref();
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
     let source_time = object.updated.or(object.time_created).unwrap_or(event_time);
     let described = ObjectMeta {
@@ -352,9 +348,6 @@ async fn copy_finalized(
         region: region.to_string(),
         source,
     };
-    // Announced before copying, so that the reads settling other finalizes'
-    // copies wait for these.
-    let expected = sync.settler().expect(&object.bucket);
     let copies = join_all(asset.replicas.iter().map(|(region, bucket)| {
         let replica = ObjectRef::new(bucket.as_str(), object.name.as_str());
         let described = &described;
@@ -384,14 +377,12 @@ async fn copy_finalized(
         .iter()
         .any(|(_, copied)| matches!(copied, Ok(Copied::Unsettled { .. })))
     {
-        let copy = settle::Copy {
-            name: object.name.clone(),
-            generation: object.generation,
-        };
-        let moved_on = expected.moved_on(copy).await;
-        Some(moved_on.map(|moved_on| !moved_on))
+        match store.head(&source).await {
+            Ok(live) => Some(Ok(live.generation == object.generation)),
+            Err(StorageError::NotFound { .. }) => Some(Ok(false)),
+            Err(error) => Some(Err(error.to_string())),
+        }
     } else {
-        drop(expected);
         None
     };
     join_all(copies.into_iter().map(|(region, copied)| {

@@ -34,7 +34,6 @@ use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
 
 use crate::bucket_sync::{Change, Outcome};
-use crate::settle::Settler;
 
 /// The service's name, in logs.
 pub const SERVICE: &str = "data-sync";
@@ -52,32 +51,9 @@ pub struct DataSync {
     pub state: Arc<dyn StateStore>,
     /// Every dataset, source and replicas.
     pub warehouse: Arc<dyn Warehouse>,
-    /// The source reads shared by the finalizes in flight.
-    settler: Arc<Settler>,
 }
 
 impl DataSync {
-    /// A context acting on these clients.
-    pub fn new(
-        topology: Arc<Topology>,
-        storage: Arc<dyn ObjectStore>,
-        state: Arc<dyn StateStore>,
-        warehouse: Arc<dyn Warehouse>,
-    ) -> Self {
-        Self {
-            settler: Settler::new(Arc::clone(&storage)),
-            topology,
-            storage,
-            state,
-            warehouse,
-        }
-    }
-
-    /// The source reads shared by the finalizes in flight.
-    pub fn settler(&self) -> &Arc<Settler> {
-        &self.settler
-    }
-
     /// The RPO target, in seconds, of the workload protecting the asset
     /// `asset` (0 if no workload does).
     pub fn target_rpo_seconds(&self, asset: &str) -> u64 {

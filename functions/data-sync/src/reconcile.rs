@@ -503,9 +503,8 @@ impl Walk<'_> {
             .collect();
         let store = self.sync.storage.as_ref();
         let source_bucket = self.asset.source.as_str();
-        let spread = settle::Spread::Among(span);
-        let moved = match settle::moved_on(store, source_bucket, copies, spread).await {
-            Ok(moved) => moved.into_iter().map(|copy| copy.name),
+        let moved = match settle::moved_on(store, source_bucket, copies, span).await {
+            Ok(moved) => moved,
             Err(error) => {
                 for repaired in results.iter_mut() {
                     if let Ok(Repair::CopiedListed { .. }) = repaired.result {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
-use futures::future::join_all;
 use lifeboat_shared::events::StorageObject;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{
@@ -107,20 +106,13 @@ workloads:
             }
         }
         Fixture {
-            sync: DataSync::new(Arc::new(topology), storage, state, warehouse),
+            sync: DataSync {
+                topology: Arc::new(topology),
+                storage,
+                state,
+                warehouse,
+            },
         }
-    }
-
-    /// The same context acting on `storage` instead (a wrapper of the
-    /// fixture's store that injects a fault).
-    pub fn with_storage(&self, storage: Arc<dyn ObjectStore>) -> DataSync {
-        let sync = &self.sync;
-        DataSync::new(
-            sync.topology.clone(),
-            storage,
-            sync.state.clone(),
-            sync.warehouse.clone(),
-        )
     }
 
     /// The bucket asset with `id` (`mirrored` or `kept`).
@@ -251,7 +243,6 @@ pub async fn run_all(fixture: &Fixture) {
     finalize_copies_content_and_metadata(fixture).await;
     late_and_duplicate_finalizes_never_go_back(fixture).await;
     a_finalize_settles_on_a_generation_written_during_its_copy(fixture).await;
-    a_burst_of_finalizes_shares_its_settling_reads(fixture).await;
     delete_then_recreate_ends_present(fixture).await;
     mirror_policy_deletes_replicas(fixture).await;
     keep_policy_keeps_replicas(fixture).await;
@@ -352,7 +343,10 @@ pub async fn late_and_duplicate_finalizes_never_go_back(fixture: &Fixture) {
 pub async fn a_finalize_settles_on_a_generation_written_during_its_copy(fixture: &Fixture) {
     let asset = fixture.asset("mirrored");
     let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
-    let sync = fixture.with_storage(racing.clone());
+    let sync = DataSync {
+        storage: racing.clone(),
+        ..fixture.sync.clone()
+    };
     let name = "settle/during the copy.bin";
     let first = fixture
         .write(&asset, name, b"first", PutOptions::default())
@@ -378,66 +372,6 @@ pub async fn a_finalize_settles_on_a_generation_written_during_its_copy(fixture:
     assert!(matches!(outcome, Outcome::Synced(_)), "{outcome:?}");
     fixture
         .assert_replicated(&asset, name, b"written during the copy")
-        .await;
-}
-
-/// Thirty finalizes in flight at once: their copies wait together for the
-/// reads that settle them. The store holds reads until every copy is made,
-/// so whatever the first read takes (ten copies, or fewer after waiting
-/// [`crate::settle::Settler`]'s linger), the copies left wait for it and
-/// are settled by one range listing. One object is overwritten right after
-/// its copy to one replica; the listing sees it, and every replica ends with
-/// the newer bytes.
-pub async fn a_burst_of_finalizes_shares_its_settling_reads(fixture: &Fixture) {
-    const BURST: usize = 30;
-    let asset = fixture.asset("mirrored");
-    let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
-    let sync = fixture.with_storage(racing.clone());
-    let name = |i: usize| format!("burst/shard {i:02}.bin");
-    let mut written = Vec::new();
-    for i in 0..BURST {
-        let bytes = format!("shard {i}");
-        written.push(
-            fixture
-                .write(&asset, &name(i), bytes.as_bytes(), PutOptions::default())
-                .await,
-        );
-    }
-    let raced = &written[17].object;
-    let east_bucket = asset
-        .replica_bucket("us-east1")
-        .expect("a us-east1 replica");
-    racing.arm(
-        raced.clone(),
-        ObjectRef::new(east_bucket, raced.name.as_str()),
-        b"written during the burst",
-    );
-    racing.hold_reads_until_copies(BURST * asset.replicas.len());
-    let events: Vec<StorageObject> = written.iter().map(event_object).collect();
-    let outcomes = join_all(
-        events
-            .iter()
-            .map(|event| on_object_event(&sync, &asset, Change::Finalized, event, Utc::now())),
-    )
-    .await;
-    for (i, outcome) in outcomes.into_iter().enumerate() {
-        let outcome = outcome.unwrap_or_else(|error| panic!("finalize of {}: {error}", name(i)));
-        assert!(matches!(outcome, Outcome::Synced(_)), "{outcome:?}");
-    }
-    assert!(!racing.is_armed(), "the copy to us-east1 was never made");
-    let listings = racing.range_listings();
-    assert!(
-        (1..=2).contains(&listings),
-        "{listings} range listings settled {BURST} finalizes (1 or 2 expected)"
-    );
-    for i in (0..BURST).filter(|i| *i != 17) {
-        let bytes = format!("shard {i}");
-        fixture
-            .assert_replicated(&asset, &name(i), bytes.as_bytes())
-            .await;
-    }
-    fixture
-        .assert_replicated(&asset, &raced.name, b"written during the burst")
         .await;
 }
 
@@ -717,7 +651,10 @@ pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
 pub async fn reconcile_settles_on_a_generation_written_during_its_copy(fixture: &Fixture) {
     let mirrored = fixture.asset("mirrored");
     let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
-    let sync = fixture.with_storage(racing.clone());
+    let sync = DataSync {
+        storage: racing.clone(),
+        ..fixture.sync.clone()
+    };
     let reconcile_racing = || async {
         reconcile_all(&sync, 4, &|_: &RegionReport| {})
             .await

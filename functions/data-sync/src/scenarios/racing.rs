@@ -1,10 +1,8 @@
 //! A store with a writer racing data-sync: right after a server-side copy
 //! of one armed object into one armed replica finishes, it writes a new
 //! generation of that object in the source, as a producer overwriting it at
-//! that moment would. It also counts range listings, to tell how copies
-//! were settled, and can hold reads (of metadata, of a name range) until
-//! some number of copies were made, so that the copies of finalizes in
-//! flight wait together for a settling read.
+//! that moment would. It also
+//! counts range listings, to tell how copies were settled.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,10 +23,6 @@ pub struct RacingWriter {
     /// and the new bytes, until it fires.
     armed: Mutex<Option<(ObjectRef, ObjectRef, Bytes)>>,
     range_listings: AtomicUsize,
-    /// How many copies were made so far.
-    copies_made: tokio::sync::watch::Sender<usize>,
-    /// Reads wait until this many copies were made.
-    reads_held_until: AtomicUsize,
 }
 
 impl RacingWriter {
@@ -38,23 +32,7 @@ impl RacingWriter {
             inner,
             armed: Mutex::new(None),
             range_listings: AtomicUsize::new(0),
-            copies_made: tokio::sync::watch::Sender::new(0),
-            reads_held_until: AtomicUsize::new(0),
         }
-    }
-
-    /// Reads of metadata and of name ranges wait until `copies` copies
-    /// were made (counting from when this store was made).
-    pub fn hold_reads_until_copies(&self, copies: usize) {
-        self.reads_held_until.store(copies, Ordering::SeqCst);
-    }
-
-    /// Waits until as many copies were made as reads are held for.
-    async fn held(&self) {
-        let until = self.reads_held_until.load(Ordering::SeqCst);
-        let mut made = self.copies_made.subscribe();
-        // The sender lives as long as `self`, so the wait cannot fail.
-        let _ = made.wait_for(|made| *made >= until).await;
     }
 
     /// The next copy of `source` to `replica` is followed by a write of
@@ -94,7 +72,6 @@ impl ObjectStore for RacingWriter {
         self.inner.get(object).await
     }
     async fn head(&self, object: &ObjectRef) -> Result<ObjectMeta, StorageError> {
-        self.held().await;
         self.inner.head(object).await
     }
     async fn list(
@@ -113,7 +90,6 @@ impl ObjectStore for RacingWriter {
         page_token: Option<&str>,
     ) -> Result<ListPage, StorageError> {
         self.range_listings.fetch_add(1, Ordering::SeqCst);
-        self.held().await;
         self.inner.list_range(bucket, first, last, page_token).await
     }
     async fn delete(
@@ -129,9 +105,7 @@ impl ObjectStore for RacingWriter {
         destination: &ObjectRef,
         options: CopyOptions,
     ) -> Result<ObjectMeta, StorageError> {
-        let copied = self.inner.copy(source, destination, options).await;
-        self.copies_made.send_modify(|made| *made += 1);
-        let copied = copied?;
+        let copied = self.inner.copy(source, destination, options).await?;
         let fire = {
             let mut armed = self.armed.lock().expect("armed");
             match armed.as_ref() {
