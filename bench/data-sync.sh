@@ -12,7 +12,8 @@
 # spent. BACKEND picks the server's storage: `memory` finds an object by
 # scanning its bucket (every call costs in proportion to the bucket), while
 # `filesystem` keeps a file per object (a call costs the same at any size,
-# as on Cloud Storage, and every object is written to a file).
+# as on Cloud Storage), in GCS_ROOT (default /dev/shm, so that no tool waits
+# on the disk writing back the previous tool's files).
 #
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
@@ -31,9 +32,13 @@ TOOLS=${TOOLS:-"events reconcile rclone gcloud"}   # which of them to run
 GCLOUD_TIMEOUT=${GCLOUD_TIMEOUT:-1800}             # seconds gcloud may take
 ROUNDS=${ROUNDS:-1}                                # each round in another order
 BACKEND=${BACKEND:-memory}                         # fake-gcs-server's: memory or filesystem
+GCS_ROOT=${GCS_ROOT:-/dev/shm}                     # where the filesystem backend keeps its files
 
 source scripts/emulators.sh
 WORK=$(mktemp -d)
+# In memory (tmpfs) by default: the disk's write-back of one tool's run
+# would otherwise slow the next one.
+ROOT=$(mktemp -d -p "$GCS_ROOT")
 GCS_PGID=""
 stop_gcs() {
   if [ -n "$GCS_PGID" ]; then
@@ -42,7 +47,7 @@ stop_gcs() {
     GCS_PGID=""
   fi
 }
-trap 'stop_gcs; emulators_stop; rm -rf "$WORK"' EXIT
+trap 'stop_gcs; emulators_stop; rm -rf "$WORK" "$ROOT"' EXIT
 trap 'exit 130' INT TERM
 
 echo "== building the benchmark driver (release)"
@@ -62,9 +67,9 @@ expected=$((SMALL + LARGE))
 start_gcs() {
   local port
   port=$(emulators_free_port)
-  rm -rf "$WORK/gcs-root"
+  rm -rf "${ROOT:?}"/*
   setsid "$GCS_BIN" -scheme http -host 127.0.0.1 -port "$port" -backend "$BACKEND" \
-    -filesystem-root "$WORK/gcs-root" -data "$WORK/data" -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
+    -filesystem-root "$ROOT" -data "$WORK/data" -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
     >"$WORK/gcs.log" 2>&1 </dev/null &
   GCS_PGID=$!
   GCS="http://127.0.0.1:$port"
