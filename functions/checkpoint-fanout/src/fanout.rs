@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use lifeboat_shared::storage::replica::replicate;
+use lifeboat_shared::storage::replica::{holds_generation, replicate};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketName, RegionId};
 use serde::Serialize;
@@ -324,9 +324,10 @@ async fn shard_problem(
     source: StorageError,
 ) -> RegionProblem {
     let changed = match &source {
+        StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. } => true,
         StorageError::Verification { .. } => !matches!(
-            store.head(&shard.object).await,
-            Ok(live) if live.generation == shard.generation
+            holds_generation(store, &shard.object, shard.generation).await,
+            Ok(true)
         ),
         _ => false,
     };
@@ -338,13 +339,6 @@ async fn shard_problem(
         };
     }
     match source {
-        StorageError::PreconditionFailed { .. } | StorageError::NotFound { .. } => {
-            RegionProblem::ShardChanged {
-                shard: shard.object.clone(),
-                generation: shard.generation,
-                source,
-            }
-        }
         StorageError::Verification { .. } => RegionProblem::ShardUnverified {
             shard: shard.object.clone(),
             source,

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use lifeboat_shared::events::StorageObject;
 use lifeboat_shared::state::StateError;
-use lifeboat_shared::storage::replica::{existing_replica, replicate};
+use lifeboat_shared::storage::replica::{existing_replica, holds_generation, replicate};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
@@ -161,9 +161,8 @@ pub async fn converge(
                             // A server that does not enforce the copy's
                             // precondition copies a newer generation: start
                             // over on it. Otherwise the bytes were damaged.
-                            match store.head(source).await {
-                                Ok(now) if now.generation != live.generation => continue,
-                                Err(StorageError::NotFound { .. }) => continue,
+                            match holds_generation(store, source, live.generation).await {
+                                Ok(false) => continue,
                                 _ => return Err(failed(error)),
                             }
                         }
@@ -377,11 +376,8 @@ async fn copy_finalized(
         .iter()
         .any(|(_, copied)| matches!(copied, Ok(Copied::Unsettled { .. })))
     {
-        match store.head(&source).await {
-            Ok(live) => Some(Ok(live.generation == object.generation)),
-            Err(StorageError::NotFound { .. }) => Some(Ok(false)),
-            Err(error) => Some(Err(error.to_string())),
-        }
+        let held = holds_generation(store, &source, object.generation).await;
+        Some(held.map_err(|error| error.to_string()))
     } else {
         None
     };

@@ -9,6 +9,7 @@
 //! metadata read per copy when they are sparse.
 
 use futures::StreamExt;
+use lifeboat_shared::storage::replica::holds_generation;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
 
 /// A listing reads the batch's name range when it holds at most this many
@@ -80,11 +81,8 @@ async fn read_each(
 ) -> Result<Vec<String>, StorageError> {
     let reads = futures::stream::iter(copies).map(|copy| async move {
         let source = ObjectRef::new(bucket, copy.name.as_str());
-        match store.head(&source).await {
-            Ok(live) if live.generation == copy.generation => Ok(None),
-            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(Some(copy.name)),
-            Err(error) => Err(error),
-        }
+        let held = holds_generation(store, &source, copy.generation).await?;
+        Ok((!held).then_some(copy.name))
     });
     let mut moved = Vec::new();
     let mut reads = reads.buffer_unordered(READS_IN_FLIGHT);

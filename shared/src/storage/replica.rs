@@ -52,6 +52,20 @@ pub async fn existing_replica(
     }
 }
 
+/// Whether `source` still holds `generation` (false once it was replaced or
+/// deleted): what decides, after a copy, whether the copy is still current.
+pub async fn holds_generation(
+    store: &dyn ObjectStore,
+    source: &ObjectRef,
+    generation: i64,
+) -> Result<bool, StorageError> {
+    match store.head(source).await {
+        Ok(live) => Ok(live.generation == generation),
+        Err(StorageError::NotFound { .. }) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +84,39 @@ mod tests {
             .await
             .expect("bucket");
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_source_holds_its_generation_until_replaced_or_deleted() {
+        let (_dir, store) = store_with_buckets().await;
+        let source = ObjectRef::new("source-usc1", "step_7/shard 1");
+        let put = |body: &'static [u8]| {
+            let store = &store;
+            let source = &source;
+            async move {
+                let body = bytes_stream(body);
+                let written = store.put(source, body, PutOptions::default()).await;
+                written.expect("put").generation
+            }
+        };
+        let first = put(b"one").await;
+        assert!(
+            holds_generation(&store, &source, first)
+                .await
+                .expect("head")
+        );
+        let second = put(b"two").await;
+        assert!(
+            !holds_generation(&store, &source, first)
+                .await
+                .expect("head")
+        );
+        store.delete(&source, None).await.expect("delete");
+        assert!(
+            !holds_generation(&store, &source, second)
+                .await
+                .expect("head")
+        );
     }
 
     #[tokio::test]

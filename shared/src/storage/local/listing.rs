@@ -106,7 +106,8 @@ impl PageWindow {
             Err(error) => return Err(error),
         };
         // Files are offered as they come; folders are entered afterwards in
-        // name order, so the page fills early and later folders are skipped.
+        // the order of the names they hold, so the page fills early and
+        // later folders are skipped.
         let mut folders = Vec::new();
         for entry in entries {
             let entry = entry?;
@@ -121,21 +122,14 @@ impl PageWindow {
                 continue;
             };
             if kind.is_dir() {
-                folders.push(path.clone());
+                folders.push((format!("{name}/"), path));
             } else if kind.is_file() && name_problem(name).is_none() {
                 self.offer(name);
             }
         }
         folders.sort_unstable();
-        for path in folders {
-            let Some(name) = path
-                .strip_prefix(bucket)
-                .ok()
-                .and_then(|relative| relative.to_str())
-            else {
-                continue;
-            };
-            if self.may_hold_under(&format!("{name}/")) {
+        for (prefix, path) in folders {
+            if self.may_hold_under(&prefix) {
                 self.walk(bucket, &path)?;
             }
         }
