@@ -12,8 +12,8 @@
 # spent. BACKEND picks the server's storage: `memory` finds an object by
 # scanning its bucket (every call costs in proportion to the bucket), while
 # `filesystem` keeps a file per object (a call costs the same at any size,
-# as on Cloud Storage), in GCS_ROOT (default /dev/shm, so that no tool waits
-# on the disk writing back the previous tool's files).
+# as on Cloud Storage), in GCS_ROOT (default /dev/shm: on disk, runs were
+# slowed unevenly by the write-back of earlier runs' files).
 #
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
@@ -36,8 +36,8 @@ GCS_ROOT=${GCS_ROOT:-/dev/shm}                     # where the filesystem backen
 
 source scripts/emulators.sh
 WORK=$(mktemp -d)
-# In memory (tmpfs) by default: the disk's write-back of one tool's run
-# would otherwise slow the next one.
+# In memory (tmpfs) by default: on disk, the write-back of one tool's files
+# slowed the next tool's run unevenly.
 ROOT=$(mktemp -d -p "$GCS_ROOT")
 GCS_PGID=""
 stop_gcs() {
