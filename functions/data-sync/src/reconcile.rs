@@ -28,8 +28,8 @@ use crate::settle;
 /// How many repairs run at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// How many differences are collected before they are repaired together
-/// (and their copies settled with one range listing): a few MiB of object
-/// metadata per region, whatever the bucket holds.
+/// (and their copies settled together, [`settle::moved_on`]): a few MiB of
+/// object metadata per region, whatever the bucket holds.
 const BATCH: usize = 4096;
 /// How many names of each kind of drift a report keeps, as examples.
 const SAMPLES: usize = 10;
