@@ -1,14 +1,14 @@
 //! The reconcile: what guarantees the RPO when events are lost. For each
-//! bucket asset and replica region it walks the source and the replica
-//! listings side by side (both come in name order, one page at a time, so
-//! memory stays bounded whatever the bucket holds), copies what is missing
-//! or different, applies deletes the events missed and the keep periods that
-//! ended, and reports the drift: the objects the events had not handled.
+//! bucket asset it walks the source listing once, side by side with every
+//! replica's listing (all come in name order, one page at a time, so memory
+//! stays bounded whatever the bucket holds), copies what is missing or
+//! different, applies deletes the events missed and the keep periods that
+//! ended, and reports per replica region the drift: the objects the events
+//! had not handled.
 //!
 //! Every repair goes through [`converge`], the same code the events run, so
 //! a reconcile racing with events cannot leave an older generation behind.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -39,13 +39,11 @@ const SAMPLES: usize = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// A listing failed, so the walk cannot go on.
-    #[error("asset {asset}, region {region}: listing gs://{bucket}: {source}")]
+    #[error("asset {asset}: listing gs://{bucket}: {source}")]
     Listing {
         /// The bucket asset.
         asset: String,
-        /// The replica region.
-        region: String,
-        /// The bucket being listed.
+        /// The bucket being listed (the source or a replica).
         bucket: String,
         /// The failure.
         #[source]
@@ -151,8 +149,9 @@ impl<'a> Listing<'a> {
         self.current.as_ref()
     }
 
-    fn take(&mut self) -> Option<ObjectMeta> {
-        self.current.take()
+    /// Takes [`Listing::current`] if it is named `name`.
+    fn take_named(&mut self, name: &str) -> Option<ObjectMeta> {
+        self.current.take_if(|meta| meta.object.name == name)
     }
 }
 
@@ -199,53 +198,181 @@ pub async fn reconcile_all(
     let mut reports = Vec::new();
     for asset in &assets {
         let target_seconds = sync.target_rpo_seconds(asset.id.as_str());
-        // The regions of one asset are walked at the same time, each with
-        // its own bounded listing pages and batch.
-        let regions = asset.replicas.keys().map(|region| async move {
-            let checked_at = Utc::now();
-            let report =
-                reconcile_region(sync, asset, region.as_str(), concurrency, progress).await?;
+        let checked_at = Utc::now();
+        let span = tracing::info_span!("reconcile", asset = %asset.id);
+        let asset_reports = reconcile_asset(sync, asset, concurrency, progress)
+            .instrument(span)
+            .await?;
+        for report in &asset_reports {
             let record = RpoRecord {
                 kind: AssetKind::Bucket,
-                asset: asset.id.to_string(),
-                region: region.to_string(),
+                asset: report.asset.clone(),
+                region: report.region.clone(),
                 target_seconds,
                 oldest_unreplicated: report.oldest_unreplicated,
                 checked_at: Some(checked_at),
             };
             if let Err(error) = rpo::record_check(sync.state.as_ref(), &record).await {
-                tracing::warn!(asset = %asset.id, region = %region, %error, "could not record the RPO check");
+                tracing::warn!(asset = %asset.id, region = %report.region, %error, "could not record the RPO check");
             }
-            Ok::<_, ReconcileError>(report)
-        });
-        reports.extend(futures::future::try_join_all(regions).await?);
+        }
+        reports.extend(asset_reports);
     }
     Ok(reports)
 }
 
-/// Reconciles `asset`'s replica in `region` with its source.
-pub async fn reconcile_region(
+/// Reconciles every replica of `asset` with its source: one walk of the
+/// source listing, side by side with each replica's listing, repairing
+/// every difference. Returns a report per replica region.
+pub async fn reconcile_asset(
     sync: &DataSync,
     asset: &BucketAsset,
-    region: &str,
     concurrency: usize,
     progress: &(dyn Fn(&RegionReport) + Send + Sync),
-) -> Result<RegionReport, ReconcileError> {
-    let replica_bucket = asset.replica_bucket(region).unwrap_or_default();
-    let walk = Walk {
-        sync,
-        asset,
-        region,
-        replica_bucket,
-        started: Utc::now(),
-        concurrency: concurrency.max(1),
+) -> Result<Vec<RegionReport>, ReconcileError> {
+    let store = sync.storage.as_ref();
+    let started = Utc::now();
+    let listing_error = |bucket: &str, source: StorageError| ReconcileError::Listing {
+        asset: asset.id.to_string(),
+        bucket: bucket.to_string(),
+        source,
     };
-    let span = tracing::info_span!("reconcile", asset = %asset.id, region);
-    walk.run(progress).instrument(span).await
+    let mut replicas: Vec<ReplicaWalk> = asset
+        .replicas
+        .keys()
+        .map(|region| {
+            let repairs = Repairs {
+                sync,
+                asset,
+                region: region.as_str(),
+                replica_bucket: asset.replica_bucket(region.as_str()).unwrap_or_default(),
+                started,
+                concurrency: concurrency.max(1),
+            };
+            ReplicaWalk::new(repairs, store)
+        })
+        .collect();
+    let mut source = Listing::new(store, asset.source.as_str());
+    let mut walked: u64 = 0;
+    loop {
+        source
+            .fill()
+            .await
+            .map_err(|e| listing_error(source.bucket, e))?;
+        for replica in &mut replicas {
+            replica
+                .listing
+                .fill()
+                .await
+                .map_err(|e| listing_error(replica.listing.bucket, e))?;
+        }
+        // The next name in either listing.
+        let Some(name) = std::iter::once(&source)
+            .chain(replicas.iter().map(|replica| &replica.listing))
+            .filter_map(|listing| listing.current())
+            .map(|meta| meta.object.name.as_str())
+            .min()
+            .map(str::to_owned)
+        else {
+            break;
+        };
+        let listed = source.take_named(&name);
+        for replica in &mut replicas {
+            replica.compare(listed.as_ref(), &name);
+        }
+        walked += 1;
+        if replicas.iter().any(|replica| replica.batch.len() >= BATCH) {
+            futures::future::join_all(replicas.iter_mut().map(ReplicaWalk::repair_batch)).await;
+        }
+        if walked.is_multiple_of(1000) {
+            replicas
+                .iter()
+                .for_each(|replica| progress(&replica.report));
+        }
+    }
+    futures::future::join_all(replicas.iter_mut().map(ReplicaWalk::repair_batch)).await;
+    Ok(replicas
+        .into_iter()
+        .map(|replica| {
+            progress(&replica.report);
+            let report = replica.report;
+            tracing::info!(
+                region = report.region,
+                source_objects = report.source_objects,
+                drift = report.drift(),
+                failed = report.failed,
+                "reconcile done"
+            );
+            report
+        })
+        .collect())
 }
 
-/// One reconcile of one asset in one region.
-struct Walk<'a> {
+/// One replica's side of an asset's walk: its listing, the differences
+/// found and not repaired yet, and its report.
+struct ReplicaWalk<'a> {
+    repairs: Repairs<'a>,
+    listing: Listing<'a>,
+    batch: Vec<Difference>,
+    /// The source objects walked when the batch began: the batch's copies
+    /// lie among the source names walked since.
+    batch_began: u64,
+    report: RegionReport,
+}
+
+impl<'a> ReplicaWalk<'a> {
+    fn new(repairs: Repairs<'a>, store: &'a dyn ObjectStore) -> Self {
+        Self {
+            listing: Listing::new(store, repairs.replica_bucket),
+            report: RegionReport {
+                asset: repairs.asset.id.to_string(),
+                region: repairs.region.to_string(),
+                ..RegionReport::default()
+            },
+            repairs,
+            batch: Vec::with_capacity(BATCH),
+            batch_began: 0,
+        }
+    }
+
+    /// Compares the replica's object named `name`, if it lists one, with
+    /// the source's (`listed`, if it lists one) and notes any difference.
+    fn compare(&mut self, listed: Option<&ObjectMeta>, name: &str) {
+        let report = &mut self.report;
+        match (listed, self.listing.take_named(name)) {
+            (Some(source), None) => {
+                report.source_objects += 1;
+                self.batch.push(Difference::Missing(source.clone()));
+            }
+            (None, Some(replica)) => {
+                report.replica_objects += 1;
+                self.batch.push(Difference::Orphan(replica));
+            }
+            (Some(source), Some(replica)) => {
+                report.source_objects += 1;
+                report.replica_objects += 1;
+                if !source.verifies(&replica) {
+                    self.batch.push(Difference::Different(source.clone()));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Repairs the differences collected so far.
+    async fn repair_batch(&mut self) {
+        let span = self.report.source_objects - self.batch_began;
+        let region = tracing::info_span!("replica", region = self.repairs.region);
+        self.repairs
+            .repair_batch(&mut self.batch, span, &mut self.report)
+            .instrument(region)
+            .await;
+        self.batch_began = self.report.source_objects;
+    }
+}
+
+/// Repairs of one asset's replica in one region.
+struct Repairs<'a> {
     sync: &'a DataSync,
     asset: &'a BucketAsset,
     region: &'a str,
@@ -265,88 +392,7 @@ struct Repaired {
     result: Result<Repair, SyncError>,
 }
 
-impl Walk<'_> {
-    /// Walks both listings side by side and repairs every difference.
-    async fn run(
-        &self,
-        progress: &(dyn Fn(&RegionReport) + Send + Sync),
-    ) -> Result<RegionReport, ReconcileError> {
-        let asset = self.asset;
-        let mut report = RegionReport {
-            asset: asset.id.to_string(),
-            region: self.region.to_string(),
-            ..RegionReport::default()
-        };
-        let store = self.sync.storage.as_ref();
-        let listing_error = |bucket: &str, source: StorageError| ReconcileError::Listing {
-            asset: asset.id.to_string(),
-            region: self.region.to_string(),
-            bucket: bucket.to_string(),
-            source,
-        };
-        let mut source = Listing::new(store, asset.source.as_str());
-        let mut replica = Listing::new(store, self.replica_bucket);
-        let mut batch = Vec::with_capacity(BATCH);
-        // The source objects walked when the batch began: the batch's
-        // copies lie among the source names walked since.
-        let mut batch_began: u64 = 0;
-        let mut walked: u64 = 0;
-        loop {
-            source
-                .fill()
-                .await
-                .map_err(|e| listing_error(asset.source.as_str(), e))?;
-            replica
-                .fill()
-                .await
-                .map_err(|e| listing_error(self.replica_bucket, e))?;
-            let order = match (source.current(), replica.current()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(s), Some(r)) => s.object.name.cmp(&r.object.name),
-            };
-            match order {
-                Ordering::Less => {
-                    report.source_objects += 1;
-                    batch.extend(source.take().map(Difference::Missing));
-                }
-                Ordering::Greater => {
-                    report.replica_objects += 1;
-                    batch.extend(replica.take().map(Difference::Orphan));
-                }
-                Ordering::Equal => {
-                    report.source_objects += 1;
-                    report.replica_objects += 1;
-                    if let (Some(s), Some(r)) = (source.take(), replica.take())
-                        && !s.verifies(&r)
-                    {
-                        batch.push(Difference::Different(s));
-                    }
-                }
-            }
-            walked += 1;
-            if batch.len() >= BATCH {
-                let span = report.source_objects - batch_began;
-                self.repair_batch(&mut batch, span, &mut report).await;
-                batch_began = report.source_objects;
-            }
-            if walked.is_multiple_of(1000) {
-                progress(&report);
-            }
-        }
-        let span = report.source_objects - batch_began;
-        self.repair_batch(&mut batch, span, &mut report).await;
-        progress(&report);
-        tracing::info!(
-            source_objects = report.source_objects,
-            drift = report.drift(),
-            failed = report.failed,
-            "reconcile done"
-        );
-        Ok(report)
-    }
-
+impl Repairs<'_> {
     /// Repairs the differences of `batch` (found among `span` source
     /// names), `concurrency` at a time, settles its copies, and counts what
     /// was done in `report`.
@@ -541,7 +587,7 @@ impl Walk<'_> {
         }
     }
 
-    /// Copies the generation the listing showed; [`Walk::settle`] then
+    /// Copies the generation the listing showed; [`Repairs::settle`] then
     /// checks that it is still the live one. If the source changed before
     /// the copy, falls back to [`converge`]. The ledger is left alone: it
     /// only speeds up events, which converge on the live generation whatever
