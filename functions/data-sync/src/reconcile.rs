@@ -12,25 +12,29 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use futures::SinkExt as _;
 use futures::StreamExt;
+use futures::channel::mpsc;
 use lifeboat_shared::storage::replica::replicate;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 use serde::Serialize;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tracing::Instrument as _;
 
 use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
 use crate::rpo::{self, AssetKind, RpoRecord};
-use crate::settle;
+use crate::settle::{self, PageCost};
 
 /// How many repairs run at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
-/// How many differences are collected before they are repaired together
-/// (and their copies settled together, [`settle::moved_on`]): a few MiB of
-/// object metadata per region, whatever the bucket holds.
-const BATCH: usize = 4096;
+/// How many differences wait for a repair, and how many repairs wait to be
+/// settled, per replica region: a few MiB of object metadata per region,
+/// whatever the bucket holds.
+const QUEUED: usize = 4096;
 /// How many names of each kind of drift a report keeps, as examples.
 const SAMPLES: usize = 10;
 
@@ -125,16 +129,23 @@ impl<'a> Listing<'a> {
         }
     }
 
-    /// Makes [`Listing::current`] the next object, fetching a page if needed.
-    async fn fill(&mut self) -> Result<(), StorageError> {
+    /// Makes [`Listing::current`] the next object, fetching a page if
+    /// needed; returns what the page fetched last cost, if one was.
+    async fn fill(&mut self) -> Result<Option<PageCost>, StorageError> {
+        let mut fetched = None;
         while self.current.is_none() {
             if let Some(object) = self.page.next() {
                 self.current = Some(object);
             } else if !self.started || self.next_token.is_some() {
+                let timer = Instant::now();
                 let page = self
                     .store
                     .list(self.bucket, "", self.next_token.as_deref())
                     .await?;
+                fetched = Some(PageCost {
+                    time: timer.elapsed(),
+                    names: page.objects.len() as u64,
+                });
                 self.started = true;
                 self.next_token = page.next_page_token;
                 self.page = page.objects.into_iter();
@@ -142,7 +153,7 @@ impl<'a> Listing<'a> {
                 break;
             }
         }
-        Ok(())
+        Ok(fetched)
     }
 
     fn current(&self) -> Option<&ObjectMeta> {
@@ -222,80 +233,59 @@ pub async fn reconcile_all(
 }
 
 /// Reconciles every replica of `asset` with its source: one walk of the
-/// source listing, side by side with each replica's listing, repairing
-/// every difference. Returns a report per replica region.
+/// source listing, side by side with each replica's listing, hands each
+/// difference to that replica's repairs, which run meanwhile. Returns a
+/// report per replica region.
 pub async fn reconcile_asset(
     sync: &DataSync,
     asset: &BucketAsset,
     concurrency: usize,
     progress: &(dyn Fn(&RegionReport) + Send + Sync),
 ) -> Result<Vec<RegionReport>, ReconcileError> {
-    let store = sync.storage.as_ref();
     let started = Utc::now();
-    let listing_error = |bucket: &str, source: StorageError| ReconcileError::Listing {
-        asset: asset.id.to_string(),
-        bucket: bucket.to_string(),
-        source,
-    };
-    let mut replicas: Vec<ReplicaWalk> = asset
+    let replicas: Vec<Replica> = asset
         .replicas
         .keys()
-        .map(|region| {
-            let repairs = Repairs {
+        .map(|region| Replica {
+            repairs: Repairs {
                 sync,
                 asset,
                 region: region.as_str(),
                 replica_bucket: asset.replica_bucket(region.as_str()).unwrap_or_default(),
                 started,
                 concurrency: concurrency.max(1),
-            };
-            ReplicaWalk::new(repairs, store)
+            },
+            report: Mutex::new(RegionReport {
+                asset: asset.id.to_string(),
+                region: region.to_string(),
+                ..RegionReport::default()
+            }),
         })
         .collect();
-    let mut source = Listing::new(store, asset.source.as_str());
-    let mut walked: u64 = 0;
-    loop {
-        source
-            .fill()
-            .await
-            .map_err(|e| listing_error(source.bucket, e))?;
-        for replica in &mut replicas {
-            replica
-                .listing
-                .fill()
-                .await
-                .map_err(|e| listing_error(replica.listing.bucket, e))?;
-        }
-        // The next name in either listing.
-        let Some(name) = std::iter::once(&source)
-            .chain(replicas.iter().map(|replica| &replica.listing))
-            .filter_map(|listing| listing.current())
-            .map(|meta| meta.object.name.as_str())
-            .min()
-            .map(str::to_owned)
-        else {
-            break;
-        };
-        let listed = source.take_named(&name);
-        for replica in &mut replicas {
-            replica.compare(listed.as_ref(), &name);
-        }
-        walked += 1;
-        if replicas.iter().any(|replica| replica.batch.len() >= BATCH) {
-            futures::future::join_all(replicas.iter_mut().map(ReplicaWalk::repair_batch)).await;
-        }
-        if walked.is_multiple_of(1000) {
-            replicas
-                .iter()
-                .for_each(|replica| progress(&replica.report));
-        }
-    }
-    futures::future::join_all(replicas.iter_mut().map(ReplicaWalk::repair_batch)).await;
+    // Measured by the walk before it finds anything to repair.
+    let page_cost = Mutex::new(PageCost {
+        time: std::time::Duration::ZERO,
+        names: 1,
+    });
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        replicas.iter().map(|_| mpsc::channel(QUEUED)).unzip();
+    let walk = walk(sync, asset, &replicas, senders, &page_cost, progress);
+    let repairs = futures::future::join_all(
+        replicas
+            .iter()
+            .zip(receivers)
+            .map(|(replica, found)| replica.repair_all(found, &page_cost)),
+    );
+    let (walked, _) = futures::join!(walk, repairs);
+    walked?;
     Ok(replicas
         .into_iter()
         .map(|replica| {
-            progress(&replica.report);
-            let report = replica.report;
+            let report = replica
+                .report
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner);
+            progress(&report);
             tracing::info!(
                 region = report.region,
                 source_objects = report.source_objects,
@@ -308,118 +298,154 @@ pub async fn reconcile_asset(
         .collect())
 }
 
-/// One replica's side of an asset's walk: its listing, the differences
-/// found and not repaired yet, and its report.
-struct ReplicaWalk<'a> {
-    repairs: Repairs<'a>,
-    listing: Listing<'a>,
-    batch: Vec<Difference>,
-    /// The source objects walked when the batch began: the batch's copies
-    /// lie among the source names walked since.
-    batch_began: u64,
-    report: RegionReport,
-}
-
-impl<'a> ReplicaWalk<'a> {
-    fn new(repairs: Repairs<'a>, store: &'a dyn ObjectStore) -> Self {
-        Self {
-            listing: Listing::new(store, repairs.replica_bucket),
-            report: RegionReport {
-                asset: repairs.asset.id.to_string(),
-                region: repairs.region.to_string(),
-                ..RegionReport::default()
-            },
-            repairs,
-            batch: Vec::with_capacity(BATCH),
-            batch_began: 0,
+/// Walks the source listing and every replica's side by side, in name
+/// order, and sends each difference to its replica's repairs (`found`, in
+/// the order of `replicas`). Notes in `page_cost` what each source page
+/// cost.
+async fn walk(
+    sync: &DataSync,
+    asset: &BucketAsset,
+    replicas: &[Replica<'_>],
+    mut found: Vec<mpsc::Sender<Found>>,
+    page_cost: &Mutex<PageCost>,
+    progress: &(dyn Fn(&RegionReport) + Send + Sync),
+) -> Result<(), ReconcileError> {
+    let store = sync.storage.as_ref();
+    let listing_error = |bucket: &str, source: StorageError| ReconcileError::Listing {
+        asset: asset.id.to_string(),
+        bucket: bucket.to_string(),
+        source,
+    };
+    let mut source = Listing::new(store, asset.source.as_str());
+    let mut listings: Vec<Listing> = replicas
+        .iter()
+        .map(|replica| Listing::new(store, replica.repairs.replica_bucket))
+        .collect();
+    // How many source names were walked, and how many names in all.
+    let (mut position, mut walked) = (0_u64, 0_u64);
+    loop {
+        let fetched = source
+            .fill()
+            .await
+            .map_err(|e| listing_error(source.bucket, e))?;
+        if let Some(cost) = fetched {
+            *lock(page_cost) = cost;
+        }
+        for listing in &mut listings {
+            listing
+                .fill()
+                .await
+                .map_err(|e| listing_error(listing.bucket, e))?;
+        }
+        // The next name in any listing.
+        let Some(name) = std::iter::once(&source)
+            .chain(&listings)
+            .filter_map(Listing::current)
+            .map(|meta| meta.object.name.as_str())
+            .min()
+            .map(str::to_owned)
+        else {
+            break;
+        };
+        let listed = source.take_named(&name);
+        position += u64::from(listed.is_some());
+        for ((replica, listing), sender) in replicas.iter().zip(&mut listings).zip(&mut found) {
+            if let Some(difference) = replica.compare(listed.as_ref(), listing.take_named(&name)) {
+                // The repairs take differences until the walk ends: a send
+                // fails only if they are gone, and then nothing is waiting.
+                let _ = sender
+                    .send(Found {
+                        difference,
+                        position,
+                    })
+                    .await;
+            }
+        }
+        walked += 1;
+        if walked.is_multiple_of(1000) {
+            replicas
+                .iter()
+                .for_each(|replica| progress(&lock(&replica.report)));
         }
     }
+    Ok(())
+}
 
-    /// Compares the replica's object named `name`, if it lists one, with
-    /// the source's (`listed`, if it lists one) and notes any difference.
-    fn compare(&mut self, listed: Option<&ObjectMeta>, name: &str) {
-        let report = &mut self.report;
-        match (listed, self.listing.take_named(name)) {
+/// Locks `mutex`, whatever a panic elsewhere left in it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A difference the walk found, and how many source names it had walked
+/// then (which tells how far apart two copies lie in the source).
+struct Found {
+    difference: Difference,
+    position: u64,
+}
+
+/// One replica of the asset being reconciled: its repairs and its report.
+struct Replica<'a> {
+    repairs: Repairs<'a>,
+    report: Mutex<RegionReport>,
+}
+
+impl Replica<'_> {
+    /// Compares the replica's object (`replica`, if the replica lists one
+    /// under the name being walked) with the source's (`listed`), counts
+    /// them, and says what differs.
+    fn compare(
+        &self,
+        listed: Option<&ObjectMeta>,
+        replica: Option<ObjectMeta>,
+    ) -> Option<Difference> {
+        let mut report = lock(&self.report);
+        match (listed, replica) {
             (Some(source), None) => {
                 report.source_objects += 1;
-                self.batch.push(Difference::Missing(source.clone()));
+                Some(Difference::Missing(source.clone()))
             }
             (None, Some(replica)) => {
                 report.replica_objects += 1;
-                self.batch.push(Difference::Orphan(replica));
+                Some(Difference::Orphan(replica))
             }
             (Some(source), Some(replica)) => {
                 report.source_objects += 1;
                 report.replica_objects += 1;
-                if !source.verifies(&replica) {
-                    self.batch.push(Difference::Different(source.clone()));
-                }
+                (!source.verifies(&replica)).then(|| Difference::Different(source.clone()))
             }
-            (None, None) => {}
+            (None, None) => None,
         }
     }
 
-    /// Repairs the differences collected so far.
-    async fn repair_batch(&mut self) {
-        let span = self.report.source_objects - self.batch_began;
+    /// Repairs each difference the walk sends, `concurrency` at a time, and
+    /// meanwhile settles the copies made, in groups of those that finished
+    /// since the last group (with `page_cost`, [`settle::moved_on`]).
+    async fn repair_all(&self, found: mpsc::Receiver<Found>, page_cost: &Mutex<PageCost>) {
         let region = tracing::info_span!("replica", region = self.repairs.region);
-        self.repairs
-            .repair_batch(&mut self.batch, span, &mut self.report)
+        let (done, finished) = mpsc::channel(QUEUED);
+        let repairs = found
+            .map(|found| self.repairs.repaired(found))
+            .buffer_unordered(self.repairs.concurrency)
+            .map(Ok)
+            .forward(done);
+        let settled = async {
+            let mut groups = finished.ready_chunks(QUEUED);
+            while let Some(mut group) = groups.next().await {
+                let page = *lock(page_cost);
+                self.repairs.settle(&mut group, page).await;
+                self.tally(group);
+            }
+        };
+        // Forwarding fails only if the settling ended first, which it does
+        // only once forwarding has.
+        let _ = futures::future::join(repairs, settled)
             .instrument(region)
             .await;
-        self.batch_began = self.report.source_objects;
     }
-}
 
-/// Repairs of one asset's replica in one region.
-struct Repairs<'a> {
-    sync: &'a DataSync,
-    asset: &'a BucketAsset,
-    region: &'a str,
-    replica_bucket: &'a str,
-    /// When the walk began: deletes it finds are dated from then.
-    started: DateTime<Utc>,
-    concurrency: usize,
-}
-
-/// The outcome of one repair, with what the report needs to know of it.
-struct Repaired {
-    name: String,
-    /// The source write time of what was to be copied, if anything.
-    source_time: Option<DateTime<Utc>>,
-    /// The object was missing (rather than different or orphaned).
-    missing: bool,
-    result: Result<Repair, SyncError>,
-}
-
-impl Repairs<'_> {
-    /// Repairs the differences of `batch` (found among `span` source
-    /// names), `concurrency` at a time, settles its copies, and counts what
-    /// was done in `report`.
-    async fn repair_batch(
-        &self,
-        batch: &mut Vec<Difference>,
-        span: u64,
-        report: &mut RegionReport,
-    ) {
-        let mut results: Vec<Repaired> = futures::stream::iter(batch.drain(..))
-            .map(|difference| async move {
-                let (meta, missing) = match &difference {
-                    Difference::Missing(meta) => (meta, true),
-                    Difference::Different(meta) | Difference::Orphan(meta) => (meta, false),
-                };
-                Repaired {
-                    name: meta.object.name.clone(),
-                    source_time: (!matches!(difference, Difference::Orphan(_)))
-                        .then_some(meta.updated),
-                    missing,
-                    result: self.repair(&difference).await,
-                }
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        self.settle(&mut results, span).await;
+    /// Counts what the repairs in `results` did in the report.
+    fn tally(&self, results: Vec<Repaired>) {
+        let mut report = lock(&self.report);
         for repaired in results {
             let name = repaired.name.as_str();
             match repaired.result {
@@ -451,6 +477,50 @@ impl Repairs<'_> {
                     report.note_failure(repaired.source_time);
                 }
             }
+        }
+    }
+}
+
+/// Repairs of one asset's replica in one region.
+struct Repairs<'a> {
+    sync: &'a DataSync,
+    asset: &'a BucketAsset,
+    region: &'a str,
+    replica_bucket: &'a str,
+    /// When the walk began: deletes it finds are dated from then.
+    started: DateTime<Utc>,
+    concurrency: usize,
+}
+
+/// The outcome of one repair, with what the report needs to know of it.
+struct Repaired {
+    name: String,
+    /// How many source names the walk had walked when it found this.
+    position: u64,
+    /// The source write time of what was to be copied, if anything.
+    source_time: Option<DateTime<Utc>>,
+    /// The object was missing (rather than different or orphaned).
+    missing: bool,
+    result: Result<Repair, SyncError>,
+}
+
+impl Repairs<'_> {
+    /// Repairs what the walk found.
+    async fn repaired(&self, found: Found) -> Repaired {
+        let Found {
+            difference,
+            position,
+        } = found;
+        let (meta, missing) = match &difference {
+            Difference::Missing(meta) => (meta, true),
+            Difference::Different(meta) | Difference::Orphan(meta) => (meta, false),
+        };
+        Repaired {
+            name: meta.object.name.clone(),
+            position,
+            source_time: (!matches!(difference, Difference::Orphan(_))).then_some(meta.updated),
+            missing,
+            result: self.repair(&difference).await,
         }
     }
 
@@ -536,7 +606,18 @@ impl Repairs<'_> {
     /// moved on meanwhile are converged on what it holds now; if the source
     /// cannot be read, the copies count as failed (the next reconcile finds
     /// them again).
-    async fn settle(&self, results: &mut [Repaired], span: u64) {
+    async fn settle(&self, results: &mut [Repaired], page: PageCost) {
+        let copied = || {
+            results
+                .iter()
+                .filter(|repaired| matches!(repaired.result, Ok(Repair::CopiedListed { .. })))
+                .map(|repaired| repaired.position)
+        };
+        // How many source names the copies lie among.
+        let span = match (copied().min(), copied().max()) {
+            (Some(first), Some(last)) => last - first + 1,
+            _ => 0,
+        };
         let copies: Vec<settle::Copy> = results
             .iter()
             .filter_map(|repaired| match repaired.result {
@@ -549,7 +630,7 @@ impl Repairs<'_> {
             .collect();
         let store = self.sync.storage.as_ref();
         let source_bucket = self.asset.source.as_str();
-        let moved = match settle::moved_on(store, source_bucket, copies, span).await {
+        let moved = match settle::moved_on(store, source_bucket, copies, span, page).await {
             Ok(moved) => moved,
             Err(error) => {
                 for repaired in results.iter_mut() {

@@ -4,14 +4,13 @@
 //! copy overwritten by ours; reading the source afterwards is what catches
 //! it (and [`crate::bucket_sync::converge`] then copies the newer one).
 //!
-//! A reconcile settles a whole batch of copies at once, either by listing
-//! the name range the batch covers or by one metadata read per copy. Which
-//! is cheaper depends on the server: on Cloud Storage a page of 1,000 names
-//! costs about what a few reads cost, while a server that scans the bucket
-//! on every call (as some emulators do) makes each page far dearer. So the
-//! batch measures both with reads that count anyway (one wave of single
-//! reads settles the last copies, the first listing page the first ones)
-//! and settles the rest the way that measured cheaper.
+//! A reconcile settles a group of copies at once, either by listing the
+//! name range they cover or by one metadata read per copy. Which is cheaper
+//! depends on the server: on Cloud Storage a page of 1,000 names costs about
+//! what a few reads cost, while a server that scans the bucket on every call
+//! (as some emulators do) makes each page far dearer. So the group's last
+//! copies are settled by one wave of single reads, timed, and the rest the
+//! way that this and the walk's own listing pages say is cheaper.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,17 @@ pub struct Copy {
     pub generation: i64,
 }
 
+/// What one page of the source listing cost, as the reconcile's walk of it
+/// measured. A range listing's page costs no more: it covers a part of the
+/// same names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageCost {
+    /// How long the page took.
+    pub time: Duration,
+    /// How many names it held.
+    pub names: u64,
+}
+
 /// A way of reading the source to settle copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Way {
@@ -40,14 +50,13 @@ enum Way {
     SingleReads,
 }
 
-/// What settling the rest of a batch would cost either way, from the time
-/// the first listing page and the first wave of single reads took.
+/// What settling the rest of a group would cost either way.
 #[derive(Clone, Copy, Debug)]
 struct Estimate {
-    /// How long the first listing page took.
-    page: Duration,
-    /// How many more pages the name range holds, at the first page's size.
-    pages_left: u64,
+    /// What a listing page costs.
+    page: PageCost,
+    /// How many source names the group's copies lie among.
+    span: u64,
     /// How long the first wave of single reads took.
     wave: Duration,
     /// How many more waves the copies left need.
@@ -55,9 +64,10 @@ struct Estimate {
 }
 
 impl Estimate {
-    /// The way that would take less time for the rest of the batch.
+    /// The way that would take less time for the rest of the group.
     fn cheaper(&self) -> Way {
-        let listing = self.page.as_secs_f64() * self.pages_left as f64;
+        let pages = self.span.div_ceil(self.page.names.max(1));
+        let listing = self.page.time.as_secs_f64() * pages as f64;
         let reads = self.wave.as_secs_f64() * self.waves_left as f64;
         if listing <= reads {
             Way::Listing
@@ -69,24 +79,26 @@ impl Estimate {
 
 /// The names among `copies` whose source in `bucket` no longer holds the
 /// copied generation (replaced or deleted). `span` is how many source names
-/// the copies were found among: it tells how many listing pages their name
-/// range holds.
+/// the copies were found among, and `page` what a page of the source
+/// listing costs: together they tell what listing their range would cost.
 pub async fn moved_on(
     store: &dyn ObjectStore,
     bucket: &str,
     copies: Vec<Copy>,
     span: u64,
+    page: PageCost,
 ) -> Result<Vec<String>, StorageError> {
-    settle(store, bucket, copies, span, Estimate::cheaper).await
+    settle(store, bucket, copies, span, page, Estimate::cheaper).await
 }
 
-/// [`moved_on`], with `choose` picking the way for what the first page and
-/// wave leave.
+/// [`moved_on`], with `choose` picking the way for what the first wave of
+/// single reads leaves.
 async fn settle(
     store: &dyn ObjectStore,
     bucket: &str,
     mut copies: Vec<Copy>,
     span: u64,
+    page: PageCost,
     choose: fn(&Estimate) -> Way,
 ) -> Result<Vec<String>, StorageError> {
     if copies.len() <= READS_IN_FLIGHT {
@@ -96,107 +108,58 @@ async fn settle(
     let last_wave = copies.split_off(copies.len() - READS_IN_FLIGHT);
     let timer = Instant::now();
     let mut moved = read_each(store, bucket, last_wave).await?;
-    let wave = timer.elapsed();
-
-    let mut range = RangeListing::new(copies);
-    let timer = Instant::now();
-    range.next_page(store, bucket, &mut moved).await?;
-    let page = timer.elapsed();
-    if range.ended {
-        return Ok(moved);
-    }
     let estimate = Estimate {
         page,
-        pages_left: span
-            .saturating_sub(range.listed)
-            .div_ceil(range.listed.max(1)),
-        wave,
-        waves_left: range.pending.len().div_ceil(READS_IN_FLIGHT) as u64,
+        span,
+        wave: timer.elapsed(),
+        waves_left: copies.len().div_ceil(READS_IN_FLIGHT) as u64,
     };
     let way = choose(&estimate);
-    tracing::debug!(?way, ?estimate, "settling the rest of the batch");
-    match way {
-        Way::Listing => {
-            while !range.ended {
-                range.next_page(store, bucket, &mut moved).await?;
-            }
-        }
-        Way::SingleReads => {
-            let rest = range.pending.into_iter().collect();
-            moved.extend(read_each(store, bucket, rest).await?);
-        }
-    }
+    tracing::debug!(?way, ?estimate, "settling the rest of the copies");
+    moved.extend(match way {
+        Way::Listing => list_range(store, bucket, copies).await?,
+        Way::SingleReads => read_each(store, bucket, copies).await?,
+    });
     Ok(moved)
 }
 
-/// A listing of the name range from the first to the last of some copies,
-/// read a page at a time, with the copies its pages have not reached yet.
-struct RangeListing {
-    first: String,
-    last: String,
-    /// The copies not settled yet, in name order.
-    pending: std::collections::VecDeque<Copy>,
-    token: Option<String>,
-    /// Whether the last page has been read, settling every copy.
-    ended: bool,
-    /// How many names the pages so far held.
-    listed: u64,
-}
-
-impl RangeListing {
-    /// A listing of `copies`' range; they must be sorted by name.
-    fn new(copies: Vec<Copy>) -> Self {
-        let first = copies.first().map(|c| c.name.clone()).unwrap_or_default();
-        let last = copies.last().map(|c| c.name.clone()).unwrap_or_default();
-        RangeListing {
-            first,
-            last,
-            ended: copies.is_empty(),
-            pending: copies.into(),
-            token: None,
-            listed: 0,
-        }
-    }
-
-    /// Reads the next page, settling the copies it reaches, and pushes the
-    /// names of those whose source moved on to `moved`.
-    async fn next_page(
-        &mut self,
-        store: &dyn ObjectStore,
-        bucket: &str,
-        moved: &mut Vec<String>,
-    ) -> Result<(), StorageError> {
+/// [`moved_on`] by paging through the listing of the name range from the
+/// first to the last of `copies`, which are sorted by name.
+async fn list_range(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    copies: Vec<Copy>,
+) -> Result<Vec<String>, StorageError> {
+    let (Some(first), Some(last)) = (copies.first(), copies.last()) else {
+        return Ok(Vec::new());
+    };
+    let (first, last) = (first.name.clone(), last.name.clone());
+    let mut moved = Vec::new();
+    let mut pending = copies.into_iter().peekable();
+    let mut token: Option<String> = None;
+    loop {
         let page = store
-            .list_range(bucket, &self.first, &self.last, self.token.as_deref())
+            .list_range(bucket, &first, &last, token.as_deref())
             .await?;
-        self.listed += page.objects.len() as u64;
         for live in page.objects {
-            // Copies before this name are gone from the source.
-            while self
-                .pending
-                .front()
-                .is_some_and(|copy| copy.name < live.object.name)
-            {
-                moved.extend(self.pending.pop_front().map(|copy| copy.name));
+            // Copies listed before this name are gone from the source.
+            while let Some(copy) = pending.next_if(|copy| copy.name < live.object.name) {
+                moved.push(copy.name);
             }
-            if self
-                .pending
-                .front()
-                .is_some_and(|copy| copy.name == live.object.name)
-                && let Some(copy) = self.pending.pop_front()
+            if let Some(copy) = pending.next_if(|copy| copy.name == live.object.name)
                 && copy.generation != live.generation
             {
                 moved.push(copy.name);
             }
         }
-        self.token = page.next_page_token;
-        if self.token.is_none() {
-            // Copies the listing never showed are gone from the source.
-            moved.extend(self.pending.drain(..).map(|copy| copy.name));
-            self.ended = true;
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
         }
-        Ok(())
     }
+    // Copies the listing never showed are gone from the source.
+    moved.extend(pending.map(|copy| copy.name));
+    Ok(moved)
 }
 
 /// [`moved_on`] with one metadata read per copy.
@@ -284,7 +247,11 @@ mod tests {
                     Way::SingleReads => |_: &Estimate| Way::SingleReads,
                 };
                 let span = 2 * count as u64;
-                let mut moved = settle(&store, BUCKET, copies, span, choose)
+                let page = PageCost {
+                    time: Duration::from_millis(1),
+                    names: 7,
+                };
+                let mut moved = settle(&store, BUCKET, copies, span, page, choose)
                     .await
                     .expect("settle");
                 moved.sort_unstable();
@@ -293,7 +260,11 @@ mod tests {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let store = LocalStore::open(dir.path()).await.expect("store");
-        let none = moved_on(&store, BUCKET, Vec::new(), 0).await;
+        let page = PageCost {
+            time: Duration::ZERO,
+            names: 1000,
+        };
+        let none = moved_on(&store, BUCKET, Vec::new(), 0, page).await;
         assert!(none.expect("nothing to settle").is_empty());
     }
 
@@ -301,17 +272,20 @@ mod tests {
     #[test]
     fn the_estimate_picks_the_way_that_costs_less_time() {
         let ms = Duration::from_millis;
-        let estimate = |page, pages_left, wave, waves_left| Estimate {
-            page: ms(page),
-            pages_left,
+        let estimate = |page, span, wave, waves_left| Estimate {
+            page: PageCost {
+                time: ms(page),
+                names: 1000,
+            },
+            span,
             wave: ms(wave),
             waves_left,
         };
         // Cloud Storage: a page costs a few reads, the copies are dense.
-        assert_eq!(estimate(80, 4, 25, 120).cheaper(), Way::Listing);
-        // A server that scans the bucket on every page.
-        assert_eq!(estimate(900, 4, 30, 120).cheaper(), Way::SingleReads);
+        assert_eq!(estimate(80, 4000, 25, 120).cheaper(), Way::Listing);
+        // A server that reads the whole bucket for every page.
+        assert_eq!(estimate(420, 4000, 3, 120).cheaper(), Way::SingleReads);
         // Few copies among many names.
-        assert_eq!(estimate(80, 1000, 25, 2).cheaper(), Way::SingleReads);
+        assert_eq!(estimate(80, 1_000_000, 25, 2).cheaper(), Way::SingleReads);
     }
 }

@@ -1,11 +1,9 @@
 //! A store with a writer racing data-sync: right after a server-side copy
 //! of one armed object into one armed replica finishes, it writes a new
 //! generation of that object in the source, as a producer overwriting it at
-//! that moment would. It also
-//! counts range listings, to tell how copies were settled.
+//! that moment would.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,7 +20,6 @@ pub struct RacingWriter {
     /// The source object to overwrite, the replica whose copy triggers it
     /// and the new bytes, until it fires.
     armed: Mutex<Option<(ObjectRef, ObjectRef, Bytes)>>,
-    range_listings: AtomicUsize,
 }
 
 impl RacingWriter {
@@ -31,7 +28,6 @@ impl RacingWriter {
         Self {
             inner,
             armed: Mutex::new(None),
-            range_listings: AtomicUsize::new(0),
         }
     }
 
@@ -44,11 +40,6 @@ impl RacingWriter {
     /// Whether the armed write has not happened yet.
     pub fn is_armed(&self) -> bool {
         self.armed.lock().expect("armed").is_some()
-    }
-
-    /// How many range listings were made so far.
-    pub fn range_listings(&self) -> usize {
-        self.range_listings.load(Ordering::SeqCst)
     }
 }
 
@@ -89,7 +80,6 @@ impl ObjectStore for RacingWriter {
         last: &str,
         page_token: Option<&str>,
     ) -> Result<ListPage, StorageError> {
-        self.range_listings.fetch_add(1, Ordering::SeqCst);
         self.inner.list_range(bucket, first, last, page_token).await
     }
     async fn delete(
