@@ -9,7 +9,7 @@
 //! Every repair goes through [`converge`], the same code the events run, so
 //! a reconcile racing with events cannot leave an older generation behind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use futures::SinkExt as _;
@@ -269,14 +269,18 @@ pub async fn reconcile_asset(
     });
     let (senders, receivers): (Vec<_>, Vec<_>) =
         replicas.iter().map(|_| mpsc::channel(QUEUED)).unzip();
+    let (done, finished) = mpsc::channel(QUEUED);
     let walk = walk(sync, asset, &replicas, senders, &page_cost, progress);
     let repairs = futures::future::join_all(
         replicas
             .iter()
+            .enumerate()
             .zip(receivers)
-            .map(|(replica, found)| replica.repair_all(found, &page_cost)),
+            .map(|((index, replica), found)| replica.repair_all(index, found, done.clone())),
     );
-    let (walked, _) = futures::join!(walk, repairs);
+    drop(done);
+    let settled = settle_all(&replicas, finished, &page_cost);
+    let (walked, _, ()) = futures::join!(walk, repairs, settled);
     walked?;
     Ok(replicas
         .into_iter()
@@ -371,6 +375,124 @@ async fn walk(
     Ok(())
 }
 
+/// Settles the copies the replicas' repairs made (`finished`, tagged with
+/// the replica's place in `replicas`), in groups of those that finished
+/// since the last group, and counts every outcome in its replica's report.
+async fn settle_all(
+    replicas: &[Replica<'_>],
+    finished: mpsc::Receiver<(usize, Repaired)>,
+    page_cost: &Mutex<PageCost>,
+) {
+    let mut groups = finished.ready_chunks(QUEUED);
+    while let Some(mut group) = groups.next().await {
+        let page = *lock(page_cost);
+        settle_group(replicas, &mut group, page).await;
+        for (index, repaired) in group {
+            replicas[index].tally(repaired);
+        }
+    }
+}
+
+/// Settles a group's copies of listed generations with one read of the
+/// source per name, whichever replicas it was copied to
+/// ([`settle::moved_on`]). Copies whose source moved on meanwhile, or of a
+/// name whose replicas got different generations, are converged on what the
+/// source holds now; if the source cannot be read, the copies count as
+/// failed (the next reconcile finds them again).
+async fn settle_group(replicas: &[Replica<'_>], group: &mut [(usize, Repaired)], page: PageCost) {
+    let Some(Replica {
+        repairs:
+            Repairs {
+                sync,
+                asset,
+                concurrency,
+                ..
+            },
+        ..
+    }) = replicas.first()
+    else {
+        return;
+    };
+    let copied = |repaired: &Repaired| match repaired.result {
+        Ok(Repair::CopiedListed { generation }) => Some(generation),
+        _ => None,
+    };
+    // The generation each name was copied at; a name copied at two is
+    // converged without asking.
+    let mut generations: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut mixed: Vec<String> = Vec::new();
+    let mut positions = (u64::MAX, 0);
+    for (_, repaired) in group.iter() {
+        let Some(generation) = copied(repaired) else {
+            continue;
+        };
+        positions = (
+            positions.0.min(repaired.position),
+            positions.1.max(repaired.position),
+        );
+        let known = *generations
+            .entry(repaired.name.as_str())
+            .or_insert(generation);
+        if known != generation {
+            mixed.push(repaired.name.clone());
+        }
+    }
+    // How many source names the copies lie among.
+    let span = (positions.1 + 1).saturating_sub(positions.0);
+    let copies: Vec<settle::Copy> = generations
+        .into_iter()
+        .map(|(name, generation)| settle::Copy {
+            name: name.to_string(),
+            generation,
+        })
+        .collect();
+    let store = sync.storage.as_ref();
+    let source_bucket = asset.source.as_str();
+    let moved: BTreeSet<String> =
+        match settle::moved_on(store, source_bucket, copies, span, page).await {
+            Ok(moved) => moved.into_iter().chain(mixed).collect(),
+            Err(error) => {
+                for (index, repaired) in group.iter_mut() {
+                    if copied(repaired).is_some() {
+                        repaired.result = Err(SyncError::NotSettled {
+                            asset: asset.id.to_string(),
+                            region: replicas[*index].repairs.region.to_string(),
+                            object: ObjectRef::new(source_bucket, repaired.name.as_str()),
+                            detail: error.to_string(),
+                        });
+                    }
+                }
+                return;
+            }
+        };
+    // Each copy to converge: its place in the group, its replica, its name.
+    let redo: Vec<(usize, usize, String)> = group
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, repaired))| copied(repaired).is_some() && moved.contains(&repaired.name))
+        .map(|(at, (index, repaired))| (at, *index, repaired.name.clone()))
+        .collect();
+    let again: Vec<(usize, Result<Repair, SyncError>)> = futures::stream::iter(redo)
+        .map(|(at, index, name)| async move {
+            let repairs = &replicas[index].repairs;
+            let source = ObjectRef::new(source_bucket, name.as_str());
+            let replica = ObjectRef::new(repairs.replica_bucket, name.as_str());
+            let result = converge(store, asset, repairs.region, &source, &replica)
+                .await
+                .map(|converged| match converged {
+                    Converged::Replicated { .. } => Repair::Copied,
+                    Converged::Absent { .. } => Repair::Nothing,
+                });
+            (at, result)
+        })
+        .buffer_unordered(*concurrency)
+        .collect()
+        .await;
+    for (at, result) in again {
+        group[at].1.result = result;
+    }
+}
+
 /// Locks `mutex`, whatever a panic elsewhere left in it.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -417,65 +539,58 @@ impl Replica<'_> {
         }
     }
 
-    /// Repairs each difference the walk sends, `concurrency` at a time, and
-    /// meanwhile settles the copies made, in groups of those that finished
-    /// since the last group (with `page_cost`, [`settle::moved_on`]).
-    async fn repair_all(&self, found: mpsc::Receiver<Found>, page_cost: &Mutex<PageCost>) {
+    /// Repairs each difference the walk sends, `concurrency` at a time,
+    /// and sends each outcome to `done`, tagged with `index`, the replica's
+    /// place among the asset's replicas.
+    async fn repair_all(
+        &self,
+        index: usize,
+        found: mpsc::Receiver<Found>,
+        done: mpsc::Sender<(usize, Repaired)>,
+    ) {
         let region = tracing::info_span!("replica", region = self.repairs.region);
-        let (done, finished) = mpsc::channel(QUEUED);
-        let repairs = found
+        // Forwarding fails only if the settling ended first, which it does
+        // only once every replica's forwarding has.
+        let _ = found
             .map(|found| self.repairs.repaired(found))
             .buffer_unordered(self.repairs.concurrency)
-            .map(Ok)
-            .forward(done);
-        let settled = async {
-            let mut groups = finished.ready_chunks(QUEUED);
-            while let Some(mut group) = groups.next().await {
-                let page = *lock(page_cost);
-                self.repairs.settle(&mut group, page).await;
-                self.tally(group);
-            }
-        };
-        // Forwarding fails only if the settling ended first, which it does
-        // only once forwarding has.
-        let _ = futures::future::join(repairs, settled)
+            .map(|repaired| Ok((index, repaired)))
+            .forward(done)
             .instrument(region)
             .await;
     }
 
-    /// Counts what the repairs in `results` did in the report.
-    fn tally(&self, results: Vec<Repaired>) {
+    /// Counts what a repair did in the report.
+    fn tally(&self, repaired: Repaired) {
         let mut report = lock(&self.report);
-        for repaired in results {
-            let name = repaired.name.as_str();
-            match repaired.result {
-                Ok(Repair::Copied | Repair::CopiedListed { .. }) => {
-                    if repaired.missing {
-                        report.copied_missing += 1;
-                    } else {
-                        report.repaired_different += 1;
-                    }
+        let name = repaired.name.as_str();
+        match repaired.result {
+            Ok(Repair::Copied | Repair::CopiedListed { .. }) => {
+                if repaired.missing {
+                    report.copied_missing += 1;
+                } else {
+                    report.repaired_different += 1;
+                }
+                report.note_drift(name);
+            }
+            Ok(Repair::Deleted { missed }) => {
+                report.deleted += 1;
+                if missed {
+                    report.missed_deletes += 1;
                     report.note_drift(name);
                 }
-                Ok(Repair::Deleted { missed }) => {
-                    report.deleted += 1;
-                    if missed {
-                        report.missed_deletes += 1;
-                        report.note_drift(name);
-                    }
+            }
+            Ok(Repair::Kept { missed }) => {
+                report.kept += 1;
+                if missed {
+                    report.missed_deletes += 1;
+                    report.note_drift(name);
                 }
-                Ok(Repair::Kept { missed }) => {
-                    report.kept += 1;
-                    if missed {
-                        report.missed_deletes += 1;
-                        report.note_drift(name);
-                    }
-                }
-                Ok(Repair::Nothing) => {}
-                Err(error) => {
-                    tracing::warn!(object = name, %error, "reconcile could not repair");
-                    report.note_failure(repaired.source_time);
-                }
+            }
+            Ok(Repair::Nothing) => {}
+            Err(error) => {
+                tracing::warn!(object = name, %error, "reconcile could not repair");
+                report.note_failure(repaired.source_time);
             }
         }
     }
@@ -602,73 +717,7 @@ impl Repairs<'_> {
         })
     }
 
-    /// Settles the batch's copies of listed generations: those whose source
-    /// moved on meanwhile are converged on what it holds now; if the source
-    /// cannot be read, the copies count as failed (the next reconcile finds
-    /// them again).
-    async fn settle(&self, results: &mut [Repaired], page: PageCost) {
-        let copied = || {
-            results
-                .iter()
-                .filter(|repaired| matches!(repaired.result, Ok(Repair::CopiedListed { .. })))
-                .map(|repaired| repaired.position)
-        };
-        // How many source names the copies lie among.
-        let span = match (copied().min(), copied().max()) {
-            (Some(first), Some(last)) => last - first + 1,
-            _ => 0,
-        };
-        let copies: Vec<settle::Copy> = results
-            .iter()
-            .filter_map(|repaired| match repaired.result {
-                Ok(Repair::CopiedListed { generation }) => Some(settle::Copy {
-                    name: repaired.name.clone(),
-                    generation,
-                }),
-                _ => None,
-            })
-            .collect();
-        let store = self.sync.storage.as_ref();
-        let source_bucket = self.asset.source.as_str();
-        let moved = match settle::moved_on(store, source_bucket, copies, span, page).await {
-            Ok(moved) => moved,
-            Err(error) => {
-                for repaired in results.iter_mut() {
-                    if let Ok(Repair::CopiedListed { .. }) = repaired.result {
-                        repaired.result = Err(SyncError::NotSettled {
-                            asset: self.asset.id.to_string(),
-                            region: self.region.to_string(),
-                            object: ObjectRef::new(source_bucket, repaired.name.as_str()),
-                            detail: error.to_string(),
-                        });
-                    }
-                }
-                return;
-            }
-        };
-        let mut again: BTreeMap<String, Result<Repair, SyncError>> = futures::stream::iter(moved)
-            .map(|name| async move {
-                let source = ObjectRef::new(source_bucket, name.as_str());
-                let replica = ObjectRef::new(self.replica_bucket, name.as_str());
-                let result = converge(store, self.asset, self.region, &source, &replica)
-                    .await
-                    .map(|converged| match converged {
-                        Converged::Replicated { .. } => Repair::Copied,
-                        Converged::Absent { .. } => Repair::Nothing,
-                    });
-                (name, result)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        for repaired in results.iter_mut() {
-            if let Some(result) = again.remove(&repaired.name) {
-                repaired.result = result;
-            }
-        }
-    }
-
-    /// Copies the generation the listing showed; [`Repairs::settle`] then
+    /// Copies the generation the listing showed; [`settle_group`] then
     /// checks that it is still the live one. If the source changed before
     /// the copy, falls back to [`converge`]. The ledger is left alone: it
     /// only speeds up events, which converge on the live generation whatever
