@@ -5,8 +5,8 @@
 # copies everything to both replicas, the second finds nothing to do. Prints
 # each run's wall time and peak RSS (from /usr/bin/time) and checks every
 # replica holds every object. The memory is what the issue asks to stay
-# bounded: the reconcile holds one listing page per bucket and one batch of
-# repairs, whatever the bucket holds.
+# bounded: the reconcile holds one listing page per bucket and bounded
+# queues of repairs, whatever the bucket holds.
 #
 #   bench/reconcile-100k.sh                 # 100,000 x 1 KiB
 #   OBJECTS=10000 bench/reconcile-100k.sh   # a quicker run

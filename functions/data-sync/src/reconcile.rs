@@ -376,14 +376,16 @@ async fn walk(
 }
 
 /// Settles the copies the replicas' repairs made (`finished`, tagged with
-/// the replica's place in `replicas`), in groups of those that finished
-/// since the last group, and counts every outcome in its replica's report.
+/// the replica's place in `replicas`), in groups of [`QUEUED`] repairs (the
+/// last one smaller), and counts every outcome in its replica's report.
+/// The repairs go on meanwhile; a large group lets a listing settle many
+/// copies where the server makes pages cheap.
 async fn settle_all(
     replicas: &[Replica<'_>],
     finished: mpsc::Receiver<(usize, Repaired)>,
     page_cost: &Mutex<PageCost>,
 ) {
-    let mut groups = finished.ready_chunks(QUEUED);
+    let mut groups = finished.chunks(QUEUED);
     while let Some(mut group) = groups.next().await {
         let page = *lock(page_cost);
         settle_group(replicas, &mut group, page).await;
@@ -395,10 +397,10 @@ async fn settle_all(
 
 /// Settles a group's copies of listed generations with one read of the
 /// source per name, whichever replicas it was copied to
-/// ([`settle::moved_on`]). Copies whose source moved on meanwhile, or of a
-/// name whose replicas got different generations, are converged on what the
-/// source holds now; if the source cannot be read, the copies count as
-/// failed (the next reconcile finds them again).
+/// ([`settle::moved_on`]): every replica copies the generation the one
+/// walk of the source listed. Copies whose source moved on meanwhile are
+/// converged on what the source holds now; if the source cannot be read,
+/// the copies count as failed (the next reconcile finds them again).
 async fn settle_group(replicas: &[Replica<'_>], group: &mut [(usize, Repaired)], page: PageCost) {
     let Some(Replica {
         repairs:
@@ -417,24 +419,16 @@ async fn settle_group(replicas: &[Replica<'_>], group: &mut [(usize, Repaired)],
         Ok(Repair::CopiedListed { generation }) => Some(generation),
         _ => None,
     };
-    // The generation each name was copied at; a name copied at two is
-    // converged without asking.
+    // The generation each name was copied at.
     let mut generations: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut mixed: Vec<String> = Vec::new();
     let mut positions = (u64::MAX, 0);
     for (_, repaired) in group.iter() {
-        let Some(generation) = copied(repaired) else {
-            continue;
-        };
-        positions = (
-            positions.0.min(repaired.position),
-            positions.1.max(repaired.position),
-        );
-        let known = *generations
-            .entry(repaired.name.as_str())
-            .or_insert(generation);
-        if known != generation {
-            mixed.push(repaired.name.clone());
+        if let Some(generation) = copied(repaired) {
+            positions = (
+                positions.0.min(repaired.position),
+                positions.1.max(repaired.position),
+            );
+            generations.insert(repaired.name.as_str(), generation);
         }
     }
     // How many source names the copies lie among.
@@ -450,7 +444,7 @@ async fn settle_group(replicas: &[Replica<'_>], group: &mut [(usize, Repaired)],
     let source_bucket = asset.source.as_str();
     let moved: BTreeSet<String> =
         match settle::moved_on(store, source_bucket, copies, span, page).await {
-            Ok(moved) => moved.into_iter().chain(mixed).collect(),
+            Ok(moved) => moved.into_iter().collect(),
             Err(error) => {
                 for (index, repaired) in group.iter_mut() {
                     if copied(repaired).is_some() {
