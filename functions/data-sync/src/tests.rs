@@ -128,3 +128,31 @@ async fn the_router_syncs_once_per_event_and_refuses_malformed_input() {
         "other buckets are acknowledged"
     );
 }
+
+/// A replica bucket that cannot be listed stops the reconcile with an
+/// error naming the asset and that bucket, and the source is left alone.
+#[tokio::test]
+async fn a_replica_that_cannot_be_listed_is_named_in_the_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = local_fixture(dir.path()).await;
+    let mirrored = fixture.asset("mirrored");
+    fixture
+        .write(&mirrored, "kept/safe", b"safe", PutOptions::default())
+        .await;
+    std::fs::remove_dir_all(dir.path().join("storage").join("ds-euw1")).expect("remove replica");
+    let error = crate::reconcile::reconcile_all(&fixture.sync, 4, &|_| {})
+        .await
+        .expect_err("a replica bucket is gone");
+    let message = error.to_string();
+    assert!(
+        message.contains("asset mirrored") && message.contains("gs://ds-euw1"),
+        "{message}"
+    );
+    let source = lifeboat_shared::storage::ObjectRef::new(mirrored.source.as_str(), "kept/safe");
+    fixture
+        .sync
+        .storage
+        .head(&source)
+        .await
+        .expect("the source object is still there");
+}
