@@ -10,6 +10,8 @@
 //! a reconcile racing with events cannot leave an older generation behind.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::SinkExt as _;
@@ -19,8 +21,6 @@ use lifeboat_shared::storage::replica::replicate;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 use serde::Serialize;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 use tracing::Instrument as _;
 
 use crate::DataSync;
@@ -236,7 +236,7 @@ pub async fn reconcile_all(
 /// source listing, side by side with each replica's listing, hands each
 /// difference to that replica's repairs, which run meanwhile. Returns a
 /// report per replica region.
-pub async fn reconcile_asset(
+async fn reconcile_asset(
     sync: &DataSync,
     asset: &BucketAsset,
     concurrency: usize,
@@ -279,7 +279,14 @@ pub async fn reconcile_asset(
             .map(|((index, replica), found)| replica.repair_all(index, found, done.clone())),
     );
     drop(done);
-    let settled = settle_all(&replicas, finished, &page_cost);
+    let settled = settle_all(
+        sync,
+        asset,
+        concurrency.max(1),
+        &replicas,
+        finished,
+        &page_cost,
+    );
     let (walked, _, ()) = futures::join!(walk, repairs, settled);
     walked?;
     Ok(replicas
@@ -332,8 +339,13 @@ async fn walk(
             .fill()
             .await
             .map_err(|e| listing_error(source.bucket, e))?;
+        // A page counts when it is as full as the one counted before: the
+        // last page, short, would make every page look dear.
         if let Some(cost) = fetched {
-            *lock(page_cost) = cost;
+            let mut counted = lock(page_cost);
+            if cost.names >= counted.names {
+                *counted = cost;
+            }
         }
         for listing in &mut listings {
             listing
@@ -381,6 +393,9 @@ async fn walk(
 /// The repairs go on meanwhile; a large group lets a listing settle many
 /// copies where the server makes pages cheap.
 async fn settle_all(
+    sync: &DataSync,
+    asset: &BucketAsset,
+    concurrency: usize,
     replicas: &[Replica<'_>],
     finished: mpsc::Receiver<(usize, Repaired)>,
     page_cost: &Mutex<PageCost>,
@@ -388,7 +403,7 @@ async fn settle_all(
     let mut groups = finished.chunks(QUEUED);
     while let Some(mut group) = groups.next().await {
         let page = *lock(page_cost);
-        settle_group(replicas, &mut group, page).await;
+        settle_group(sync, asset, concurrency, replicas, &mut group, page).await;
         for (index, repaired) in group {
             replicas[index].tally(repaired);
         }
@@ -401,20 +416,14 @@ async fn settle_all(
 /// walk of the source listed. Copies whose source moved on meanwhile are
 /// converged on what the source holds now; if the source cannot be read,
 /// the copies count as failed (the next reconcile finds them again).
-async fn settle_group(replicas: &[Replica<'_>], group: &mut [(usize, Repaired)], page: PageCost) {
-    let Some(Replica {
-        repairs:
-            Repairs {
-                sync,
-                asset,
-                concurrency,
-                ..
-            },
-        ..
-    }) = replicas.first()
-    else {
-        return;
-    };
+async fn settle_group(
+    sync: &DataSync,
+    asset: &BucketAsset,
+    concurrency: usize,
+    replicas: &[Replica<'_>],
+    group: &mut [(usize, Repaired)],
+    page: PageCost,
+) {
     let copied = |repaired: &Repaired| match repaired.result {
         Ok(Repair::CopiedListed { generation }) => Some(generation),
         _ => None,
@@ -466,22 +475,14 @@ async fn settle_group(replicas: &[Replica<'_>], group: &mut [(usize, Repaired)],
         .filter(|(_, (_, repaired))| copied(repaired).is_some() && moved.contains(&repaired.name))
         .map(|(at, (index, repaired))| (at, *index, repaired.name.clone()))
         .collect();
-    let again: Vec<(usize, Result<Repair, SyncError>)> = futures::stream::iter(redo)
-        .map(|(at, index, name)| async move {
-            let repairs = &replicas[index].repairs;
-            let source = ObjectRef::new(source_bucket, name.as_str());
-            let replica = ObjectRef::new(repairs.replica_bucket, name.as_str());
-            let result = converge(store, asset, repairs.region, &source, &replica)
-                .await
-                .map(|converged| match converged {
-                    Converged::Replicated { .. } => Repair::Copied,
-                    Converged::Absent { .. } => Repair::Nothing,
-                });
-            (at, result)
-        })
-        .buffer_unordered(*concurrency)
-        .collect()
-        .await;
+    let again: Vec<(usize, Result<Repair, SyncError>)> =
+        futures::stream::iter(redo)
+            .map(|(at, index, name)| async move {
+                (at, replicas[index].repairs.reconverge(&name).await)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     for (at, result) in again {
         group[at].1.result = result;
     }
@@ -643,7 +644,7 @@ impl Repairs<'_> {
         let source = ObjectRef::new(asset.source.as_str(), name);
         let replica = ObjectRef::new(self.replica_bucket, name);
         if let Difference::Missing(listed) | Difference::Different(listed) = difference {
-            return self.copy_listed(listed, &source, &replica).await;
+            return self.copy_listed(listed, &replica).await;
         }
         let known = ledger::read(self.sync.state.as_ref(), &source.bucket, name)
             .await
@@ -719,7 +720,6 @@ impl Repairs<'_> {
     async fn copy_listed(
         &self,
         listed: &ObjectMeta,
-        source: &ObjectRef,
         replica: &ObjectRef,
     ) -> Result<Repair, SyncError> {
         let store = self.sync.storage.as_ref();
@@ -743,8 +743,16 @@ impl Repairs<'_> {
             }
             Err(error) => return Err(failed(error)),
         }
+        self.reconverge(&listed.object.name).await
+    }
+
+    /// Converges the replica of `name` on what the source holds now.
+    async fn reconverge(&self, name: &str) -> Result<Repair, SyncError> {
+        let source = ObjectRef::new(self.asset.source.as_str(), name);
+        let replica = ObjectRef::new(self.replica_bucket, name);
+        let store = self.sync.storage.as_ref();
         Ok(
-            match converge(store, self.asset, self.region, source, replica).await? {
+            match converge(store, self.asset, self.region, &source, &replica).await? {
                 Converged::Replicated { .. } => Repair::Copied,
                 Converged::Absent { .. } => Repair::Nothing,
             },
