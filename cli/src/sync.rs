@@ -85,12 +85,12 @@ async fn local_backends(topology: Topology, data_dir: &Path) -> anyhow::Result<D
     let warehouse = LocalWarehouse::open(data_dir.join("warehouse"))
         .await
         .with_context(|| format!("opening the local warehouse in {}", data_dir.display()))?;
-    Ok(DataSync::new(
-        Arc::new(topology),
-        Arc::new(storage),
-        Arc::new(state),
-        Arc::new(warehouse),
-    ))
+    Ok(DataSync {
+        topology: Arc::new(topology),
+        storage: Arc::new(storage),
+        state: Arc::new(state),
+        warehouse: Arc::new(warehouse),
+    })
 }
 
 /// Cloud Storage and Firestore, or their emulators when the usual variables
@@ -102,12 +102,12 @@ async fn cloud_backends(topology: Topology) -> anyhow::Result<DataSync> {
     let bigquery_api =
         ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
     let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
-    Ok(DataSync::new(
-        Arc::new(topology),
-        Arc::new(GcsStore::new(storage_api, project.clone())),
-        Arc::new(state),
-        Arc::new(BigQueryWarehouse::new(bigquery_api, project)),
-    ))
+    Ok(DataSync {
+        topology: Arc::new(topology),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        storage: Arc::new(GcsStore::new(storage_api, project)),
+        state: Arc::new(state),
+    })
 }
 
 fn print_reports(reports: &[RegionReport]) {

@@ -242,12 +242,12 @@ impl BoundCloud {
                 fanout,
             )
             .await?;
-        let data_sync = lifeboat_data_sync::router(DataSync::new(
-            self.cloud.topology.clone(),
-            self.cloud.storage.clone(),
-            self.cloud.state.clone(),
-            self.cloud.warehouse.clone(),
-        ));
+        let data_sync = lifeboat_data_sync::router(DataSync {
+            topology: self.cloud.topology.clone(),
+            storage: self.cloud.storage.clone(),
+            state: self.cloud.state.clone(),
+            warehouse: self.cloud.warehouse.clone(),
+        });
         let data_sync = self
             .mount(lifeboat_data_sync::SERVICE, DATA_SYNC_PATH, data_sync)
             .await?;

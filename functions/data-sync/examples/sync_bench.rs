@@ -46,12 +46,12 @@ async fn context(topology: &str) -> anyhow::Result<DataSync> {
     )?;
     let warehouse =
         LocalWarehouse::open(std::env::temp_dir().join("lifeboat-bench-warehouse")).await?;
-    Ok(DataSync::new(
-        Arc::new(topology),
-        Arc::new(gcs()?),
-        Arc::new(state),
-        Arc::new(warehouse),
-    ))
+    Ok(DataSync {
+        topology: Arc::new(topology),
+        storage: Arc::new(gcs()?),
+        state: Arc::new(state),
+        warehouse: Arc::new(warehouse),
+    })
 }
 
 /// Writes the source bucket as a folder of files, the layout

@@ -15,9 +15,8 @@
 //! A finalize takes a shorter way to the same end: the event describes the
 //! generation (size, CRC32C), so it is copied to every region at once
 //! without reading the source first, and one read of the source afterwards
-//! settles all the copies (as [`crate::settle`] explains), a read shared
-//! with the other events settling at the same time; only where that read
-//! shows the source moved on does a region fall back to [`converge`].
+//! settles all the copies (as [`crate::settle`] explains); only where that
+//! read shows the source moved on does a region fall back to [`converge`].
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
@@ -27,8 +26,8 @@ use lifeboat_shared::storage::replica::{existing_replica, holds_generation, repl
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
+use crate::DataSync;
 use crate::ledger::{self, Observation};
-use crate::{DataSync, settle};
 
 /// How many times [`converge`] starts over when the source changes under it.
 const CONVERGE_ATTEMPTS: usize = 5;
@@ -241,7 +240,7 @@ pub async fn on_object_event(
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
     let store = sync.storage.as_ref();
     let results = match change {
-        Change::Finalized => copy_finalized(sync, asset, object, event_time).await,
+        Change::Finalized => copy_finalized(store, asset, object, event_time).await,
         Change::Deleted => {
             let ledger_error = |source_error: StateError| SyncError::Ledger {
                 asset: asset.id.to_string(),
@@ -318,17 +317,15 @@ enum Copied {
 /// A finalize of `object`: its generation, as the event describes it, is
 /// copied to every region at once (a large object only where the replica
 /// does not already verify); then the source is read once to settle the
-/// copies, in the same round as other events' copies
-/// ([`crate::settle::SettleQueue`]). A region whose copy found the generation
+/// copies ([`crate::settle`]). A region whose copy found the generation
 /// gone, or did not verify, or that the source moved on from, converges on
 /// what the source holds now.
 async fn copy_finalized(
-    sync: &DataSync,
+    store: &dyn ObjectStore,
     asset: &BucketAsset,
     object: &StorageObject,
     event_time: DateTime<Utc>,
 ) -> Vec<(String, Result<Converged, SyncError>)> {
-    let store = sync.storage.as_ref();
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
     let source_time = object.updated.or(object.time_created).unwrap_or(event_time);
     let described = ObjectMeta {
@@ -379,11 +376,8 @@ async fn copy_finalized(
         .iter()
         .any(|(_, copied)| matches!(copied, Ok(Copied::Unsettled { .. })))
     {
-        let copy = settle::Copy {
-            name: object.name.clone(),
-            generation: object.generation,
-        };
-        Some(sync.settling.holds(&object.bucket, copy).await)
+        let held = holds_generation(store, &source, object.generation).await;
+        Some(held.map_err(|error| error.to_string()))
     } else {
         None
     };

@@ -17,7 +17,7 @@ pub mod scenarios;
 pub mod settle;
 pub mod tables;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -34,7 +34,6 @@ use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
 
 use crate::bucket_sync::{Change, Outcome};
-use crate::settle::SettleQueue;
 
 /// The service's name, in logs.
 pub const SERVICE: &str = "data-sync";
@@ -52,27 +51,9 @@ pub struct DataSync {
     pub state: Arc<dyn StateStore>,
     /// Every dataset, source and replicas.
     pub warehouse: Arc<dyn Warehouse>,
-    /// Where object events settle their copies (from `storage`), together.
-    pub settling: Arc<SettleQueue>,
 }
 
 impl DataSync {
-    /// Data-sync over these stores, with nothing waiting to settle.
-    pub fn new(
-        topology: Arc<Topology>,
-        storage: Arc<dyn ObjectStore>,
-        state: Arc<dyn StateStore>,
-        warehouse: Arc<dyn Warehouse>,
-    ) -> Self {
-        Self {
-            topology,
-            settling: Arc::new(SettleQueue::new(Arc::clone(&storage))),
-            storage,
-            state,
-            warehouse,
-        }
-    }
-
     /// The RPO target, in seconds, of the workload protecting the asset
     /// `asset` (0 if no workload does).
     pub fn target_rpo_seconds(&self, asset: &str) -> u64 {
@@ -292,11 +273,6 @@ fn failure(message: &str, transient: bool) -> Response {
         tracing::error!(error = message, "failure");
         (StatusCode::INTERNAL_SERVER_ERROR, message.to_string()).into_response()
     }
-}
-
-/// Locks `mutex`, whatever a panic elsewhere left in it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn describe(outcome: &Outcome) -> String {

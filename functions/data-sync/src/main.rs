@@ -23,12 +23,12 @@ async fn main() -> anyhow::Result<()> {
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
     let bigquery_api =
         ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
-    let sync = DataSync::new(
-        Arc::new(topology),
-        Arc::new(GcsStore::new(storage_api, project.clone())),
-        Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?),
-        Arc::new(BigQueryWarehouse::new(bigquery_api, project)),
-    );
+    let sync = DataSync {
+        state: Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        storage: Arc::new(GcsStore::new(storage_api, project)),
+        topology: Arc::new(topology),
+    };
     Service::new(SERVICE, router(sync))
         .with_request_timeout(Duration::from_secs(3600))
         .serve_from_env()

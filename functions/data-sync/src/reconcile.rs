@@ -10,7 +10,7 @@
 //! a reconcile racing with events cannot leave an older generation behind.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +26,6 @@ use tracing::Instrument as _;
 use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
-use crate::lock;
 use crate::rpo::{self, AssetKind, RpoRecord};
 use crate::settle::{self, PageCost};
 
@@ -487,6 +486,11 @@ async fn settle_group(
     for (at, result) in again {
         group[at].1.result = result;
     }
+}
+
+/// Locks `mutex`, whatever a panic elsewhere left in it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A difference the walk found, and how many source names it had walked

@@ -106,7 +106,12 @@ workloads:
             }
         }
         Fixture {
-            sync: DataSync::new(Arc::new(topology), storage, state, warehouse),
+            sync: DataSync {
+                topology: Arc::new(topology),
+                storage,
+                state,
+                warehouse,
+            },
         }
     }
 
@@ -338,12 +343,10 @@ pub async fn late_and_duplicate_finalizes_never_go_back(fixture: &Fixture) {
 pub async fn a_finalize_settles_on_a_generation_written_during_its_copy(fixture: &Fixture) {
     let asset = fixture.asset("mirrored");
     let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
-    let sync = DataSync::new(
-        fixture.sync.topology.clone(),
-        racing.clone(),
-        fixture.sync.state.clone(),
-        fixture.sync.warehouse.clone(),
-    );
+    let sync = DataSync {
+        storage: racing.clone(),
+        ..fixture.sync.clone()
+    };
     let name = "settle/during the copy.bin";
     let first = fixture
         .write(&asset, name, b"first", PutOptions::default())
@@ -648,12 +651,10 @@ pub async fn reconcile_deletes_once_the_keep_period_ends(fixture: &Fixture) {
 pub async fn reconcile_settles_on_a_generation_written_during_its_copy(fixture: &Fixture) {
     let mirrored = fixture.asset("mirrored");
     let racing = Arc::new(RacingWriter::new(Arc::clone(&fixture.sync.storage)));
-    let sync = DataSync::new(
-        fixture.sync.topology.clone(),
-        racing.clone(),
-        fixture.sync.state.clone(),
-        fixture.sync.warehouse.clone(),
-    );
+    let sync = DataSync {
+        storage: racing.clone(),
+        ..fixture.sync.clone()
+    };
     let reconcile_racing = || async {
         reconcile_all(&sync, 4, &|_: &RegionReport| {})
             .await
