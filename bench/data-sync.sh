@@ -9,17 +9,18 @@
 # Every tool gets a fresh fake-gcs-server loaded with the same objects
 # (`-data`), since the server slows down as it fills. Prints wall time, CPU
 # time and peak memory (max RSS) of each tool, and the CPU time the server
-# spent. BACKEND picks the server's storage: `memory` finds an object by
-# scanning its bucket (every call costs in proportion to the bucket), while
-# `filesystem` keeps a file per object (a call costs the same at any size,
-# as on Cloud Storage), in GCS_ROOT (default /dev/shm: on disk, runs were
-# slowed unevenly by the write-back of earlier runs' files).
+# spent. BACKEND picks the server's storage: `filesystem` (the default)
+# keeps a file per object, so a call costs the same at any bucket size, as
+# on Cloud Storage, in GCS_ROOT (default /dev/shm: on disk, runs were slowed
+# unevenly by the write-back of earlier runs' files); `memory` finds an
+# object by scanning its bucket, so every call costs in proportion to the
+# bucket and the server's CPU bounds every tool.
 #
 #   bench/data-sync.sh                       # 10,000 x 1 KiB + 8 x 128 MiB
 #   SMALL=1000 LARGE=2 bench/data-sync.sh    # a quicker run
 #   TOOLS="events rclone" bench/data-sync.sh # some of the tools only
 #   ROUNDS=3 bench/data-sync.sh              # 3 rounds, tool order rotated
-#   BACKEND=filesystem bench/data-sync.sh    # fake-gcs-server on files
+#   BACKEND=memory bench/data-sync.sh        # fake-gcs-server in memory
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,7 +32,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 TOOLS=${TOOLS:-"events reconcile rclone gcloud"}   # which of them to run
 GCLOUD_TIMEOUT=${GCLOUD_TIMEOUT:-1800}             # seconds gcloud may take
 ROUNDS=${ROUNDS:-1}                                # each round in another order
-BACKEND=${BACKEND:-memory}                         # fake-gcs-server's: memory or filesystem
+BACKEND=${BACKEND:-filesystem}                     # fake-gcs-server's: filesystem or memory
 GCS_ROOT=${GCS_ROOT:-/dev/shm}                     # where the filesystem backend keeps its files
 
 source scripts/emulators.sh
