@@ -17,13 +17,15 @@
 # the next run.
 # Prints a Markdown table (median times, ratios, the function's peak RSS).
 #
-#   bench/checkpoint-fanout.sh          # needs: cargo, gcloud, rclone, python3, curl, bc
+#   bench/checkpoint-fanout.sh          # installs rclone and bc if missing
 #   BENCH_GCS_BACKEND=filesystem bench/checkpoint-fanout.sh   # fake-gcs-server on disk
 #   ROUNDS=5 bench/checkpoint-fanout.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/emulators.sh
-command -v rclone >/dev/null || { echo "rclone is missing: apt-get install -y rclone" >&2; exit 1; }
+source bench/debian-tools.sh
+needs_debian_tool rclone
+needs_debian_tool bc
 
 emulators_install
 TARGET="${CARGO_TARGET_DIR:-target}"

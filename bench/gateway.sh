@@ -22,10 +22,8 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  apt-get update -qq && apt-get install -y -qq wrk >&2
-fi
+source bench/debian-tools.sh
+needs_debian_tool wrk
 TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release --locked -q -p lifeboat-gateway --example loopback
 LOOPBACK="$TARGET/release/examples/loopback"
