@@ -47,7 +47,8 @@ pub struct PubSubOptions {
     /// The longest wait between two pushes (0 s-600 s).
     pub max_backoff: Duration,
     /// How long one call keeps retrying transient failures (an unreachable
-    /// service) before it reports a [`BusError::Backend`].
+    /// service) before it reports a [`BusError::Backend`]. It also bounds
+    /// each attempt: an answer slower than the time left is a timeout.
     pub retry_time_limit: Duration,
     /// The service account whose OIDC token authenticates pushes to Cloud
     /// Run; `None` pushes unauthenticated (emulator, public endpoints).
