@@ -23,15 +23,6 @@ fn options() -> PubSubOptions {
     }
 }
 
-/// Options with short call retries, so that a dead emulator is reported
-/// quickly.
-fn short_retry_options() -> PubSubOptions {
-    PubSubOptions {
-        retry_time_limit: Duration::from_secs(3),
-        ..options()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_bus_passes_the_conformance_suite() {
     let host = emulator_host("PUBSUB_EMULATOR_HOST");
@@ -117,11 +108,23 @@ impl Drop for OwnEmulator {
 async fn publish_to_a_dead_emulator_is_transient_and_names_the_topic() {
     let mut emulator = OwnEmulator::start();
     let endpoint = ApiEndpoint::emulator(&format!("127.0.0.1:{}", emulator.port));
-    let bus = PubSubBus::new(PROJECT, &endpoint, short_retry_options())
+    let topic = unique_name("fault");
+    // The topic is created with the usual retry limit: a JVM that has just
+    // started can take seconds to answer its first call.
+    PubSubBus::new(PROJECT, &endpoint, options())
+        .await
+        .expect("connect to the own emulator")
+        .create_topic(&topic)
+        .await
+        .expect("create topic");
+    // Short call retries, so that the dead emulator is reported quickly.
+    let short_retries = PubSubOptions {
+        retry_time_limit: Duration::from_secs(3),
+        ..options()
+    };
+    let bus = PubSubBus::new(PROJECT, &endpoint, short_retries)
         .await
         .expect("connect to the own emulator");
-    let topic = unique_name("fault");
-    bus.create_topic(&topic).await.expect("create topic");
 
     emulator.kill();
     let started = Instant::now();
