@@ -1,21 +1,62 @@
 # failover: moves a workload's inference traffic off a failed region. Cloud
 # Monitoring watches every region of every protected workload (an uptime
 # check of that region's gateway, the error rate of its Vertex AI
-# endpoints); its incidents go to a Pub/Sub notification channel, and a push
-# subscription delivers them to the failover service, which checks them
-# with its own probes before it scales, deploys and rewrites the routing
-# table. Every policy carries the `lifeboat-workload` and `lifeboat-region`
-# user labels: that is how the service knows what an incident is about.
+# endpoints); its incidents go to a Pub/Sub notification channel, and one
+# push subscription per region delivers each of them to the failover
+# service of that region, which checks it with its own probes before it
+# scales, deploys and rewrites the routing table. The service runs in every
+# region, so the loss of any one region (the primary included) leaves
+# others able to act; the workload's lease in Firestore (multi-region)
+# makes exactly one of them act, the others answer 429 while it works and
+# find the finished record on Pub/Sub's retry. Every policy carries the
+# `lifeboat-workload` and `lifeboat-region` user labels: that is how the
+# service knows what an incident is about.
 
 variable "failover_image" {
   description = "The failover image (cloudbuild.yaml pushes it to the image_repository output, as failover; later deploys only change the revision's image)."
   type        = string
 }
 
-variable "failover_region" {
-  description = "Region the failover service runs in; null means the primary region. The service must be up when a region is down, so a standby region is the safer choice: in the primary it cannot act on an outage of the primary itself (Pub/Sub retries the incident until the region is back or it dead-letters)."
-  type        = string
+variable "failover_regions" {
+  description = "Regions a failover service runs in, each with its own push subscription to the incidents: every region of the topology. null means gateway_regions (every region that serves or may serve inference). A service in one region alone could not act on that region's own outage."
+  type        = list(string)
   default     = null
+  validation {
+    condition     = var.failover_regions == null || length(distinct(coalesce(var.failover_regions, []))) >= 2
+    error_message = "failover_regions: give at least two distinct regions; a failover service in one region cannot act when that region is down."
+  }
+}
+
+variable "operators" {
+  description = "Who may move traffic by hand (POST /move/WORKLOAD, /failback/WORKLOAD on the failover services), as IAM principals: user:EMAIL or serviceAccount:EMAIL. Each gets roles/run.invoker on every failover service, and its email goes into the services' LIFEBOAT_ALLOWED_CALLERS allow-list, which the services check against the caller's verified identity. With none, the services accept internal traffic only (Pub/Sub's pushes and Scheduler's ticks)."
+  type        = list(string)
+  default     = []
+  # The allow-list compares the email in the caller's identity token; a
+  # group's members present their own emails, never the group's.
+  validation {
+    condition     = alltrue([for principal in var.operators : can(regex("^(user|serviceAccount):[^@,\\s]+@[^@,\\s]+$", principal))])
+    error_message = "operators: each must be user:EMAIL or serviceAccount:EMAIL (groups and domains cannot be allow-listed: the identity token carries the member's own email)."
+  }
+}
+
+variable "uptime_check_regions" {
+  description = "Where Google's uptime checkers probe each region's front door from (Monitoring's checker regions: USA, EUROPE, SOUTH_AMERICA, ASIA_PACIFIC, or USA_OREGON, USA_IOWA, USA_VIRGINIA). At least three, so one checker location's own trouble never looks like an outage (the policies open an incident only when more than one location fails)."
+  type        = list(string)
+  default     = ["USA", "EUROPE", "ASIA_PACIFIC", "SOUTH_AMERICA"]
+  validation {
+    condition     = length(distinct(var.uptime_check_regions)) >= 3
+    error_message = "uptime_check_regions: Cloud Monitoring needs at least three checker regions."
+  }
+  validation {
+    condition     = alltrue([for region in var.uptime_check_regions : contains(["USA", "EUROPE", "SOUTH_AMERICA", "ASIA_PACIFIC", "USA_OREGON", "USA_IOWA", "USA_VIRGINIA"], region)])
+    error_message = "uptime_check_regions: each must be one of USA, EUROPE, SOUTH_AMERICA, ASIA_PACIFIC, USA_OREGON, USA_IOWA, USA_VIRGINIA."
+  }
+}
+
+variable "failback_schedule" {
+  description = "Cron schedule of the automatic failback check (workloads with `failback: automatic`); every failover region runs it, the lease lets one act."
+  type        = string
+  default     = "*/5 * * * *"
 }
 
 variable "failover_workloads" {
@@ -47,7 +88,15 @@ variable "failover_error_ratio" {
 }
 
 locals {
-  failover_region = coalesce(var.failover_region, var.primary_region)
+  failover_regions = toset(coalesce(var.failover_regions, var.gateway_regions))
+  # The operators' emails, as the services' allow-list holds them.
+  allowed_callers = [for principal in var.operators : split(":", principal)[1]]
+  operator_grants = {
+    for pair in setproduct(local.failover_regions, var.operators) : "${pair[0]} ${pair[1]}" => {
+      region = pair[0]
+      member = pair[1]
+    }
+  }
   # One entry per workload and region: what its policies watch and where
   # it is probed.
   failover_targets = merge([
@@ -125,10 +174,16 @@ resource "google_service_account_iam_member" "deployer_acts_as_failover" {
 }
 
 resource "google_cloud_run_v2_service" "failover" {
+  for_each = local.failover_regions
   name     = "failover"
-  location = local.failover_region
-  # Pub/Sub push from this project is internal traffic.
-  ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  location = each.key
+  # Pub/Sub pushes and Scheduler ticks from this project are internal
+  # traffic. Operators call from outside: with any operator the service
+  # takes all traffic, and Cloud Run IAM (no allUsers here) refuses every
+  # request without an identity token of an invoker; the service then
+  # checks the token's email against LIFEBOAT_ALLOWED_CALLERS for the
+  # endpoints that change things.
+  ingress = length(var.operators) > 0 ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
 
   template {
     service_account = google_service_account.failover.email
@@ -156,6 +211,12 @@ resource "google_cloud_run_v2_service" "failover" {
       env {
         name  = "LIFEBOAT_PROBE_TARGETS"
         value = jsonencode(local.probe_targets)
+      }
+      # Who may POST /move/WORKLOAD and /failback/WORKLOAD (comma-separated
+      # emails); empty refuses every caller there.
+      env {
+        name  = "LIFEBOAT_ALLOWED_CALLERS"
+        value = join(",", local.allowed_callers)
       }
       # The project the service's traces are recorded in.
       env {
@@ -227,10 +288,22 @@ resource "google_service_account" "failover_invoker" {
 }
 
 resource "google_cloud_run_v2_service_iam_member" "failover_invoker" {
-  name     = google_cloud_run_v2_service.failover.name
-  location = google_cloud_run_v2_service.failover.location
+  for_each = google_cloud_run_v2_service.failover
+  name     = each.value.name
+  location = each.value.location
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.failover_invoker.email}"
+}
+
+# Operators may invoke every region's service (which one answers does not
+# matter: they share the state); the service's allow-list decides what
+# they may change.
+resource "google_cloud_run_v2_service_iam_member" "failover_operator" {
+  for_each = local.operator_grants
+  name     = google_cloud_run_v2_service.failover[each.value.region].name
+  location = google_cloud_run_v2_service.failover[each.value.region].location
+  role     = "roles/run.invoker"
+  member   = each.value.member
 }
 
 # Pub/Sub mints the push's OIDC token as the invoker account (projects
@@ -239,21 +312,24 @@ resource "google_cloud_run_v2_service_iam_member" "failover_invoker" {
 resource "google_service_account_iam_member" "pubsub_signs_for_failover_invoker" {
   service_account_id = google_service_account.failover_invoker.name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member             = local.pubsub_service_agent
 }
 
+# One subscription per region: every region's service receives every
+# incident, so whichever regions are up can act on it.
 resource "google_pubsub_subscription" "incidents" {
-  name  = "lifeboat-incidents-failover"
-  topic = google_pubsub_topic.incidents.id
+  for_each = google_cloud_run_v2_service.failover
+  name     = "lifeboat-incidents-failover-${each.key}"
+  topic    = google_pubsub_topic.incidents.id
   # The longest Pub/Sub allows; a failover that waits on a scale-up may
   # still outlast it, and the redelivery then finds the lease or the
   # finished record (the handler is idempotent).
   ack_deadline_seconds = 600
   push_config {
-    push_endpoint = "${google_cloud_run_v2_service.failover.uri}/"
+    push_endpoint = "${each.value.uri}/"
     oidc_token {
       service_account_email = google_service_account.failover_invoker.email
-      audience              = google_cloud_run_v2_service.failover.uri
+      audience              = each.value.uri
     }
   }
   retry_policy {
@@ -277,9 +353,37 @@ resource "google_pubsub_subscription" "incidents" {
 
 # Dead-lettering also needs Pub/Sub to acknowledge the message here.
 resource "google_pubsub_subscription_iam_member" "incidents_dead_letter" {
-  subscription = google_pubsub_subscription.incidents.name
+  for_each     = google_pubsub_subscription.incidents
+  subscription = each.value.name
   role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member       = local.pubsub_service_agent
+}
+
+# Automatic failbacks: every region's Scheduler ticks its own region's
+# service, so the check goes on while any region is up; the workload's
+# lease keeps two ticks from failing back at once.
+resource "google_cloud_scheduler_job" "failover_failbacks" {
+  for_each    = google_cloud_run_v2_service.failover
+  name        = "lifeboat-failover-failbacks"
+  region      = each.key
+  schedule    = var.failback_schedule
+  description = "failover: returns traffic to the primary for workloads with automatic failback, once stable."
+  # A failback step waits for its region's probes and golden requests.
+  attempt_deadline = "1800s"
+  http_target {
+    http_method = "POST"
+    uri         = "${each.value.uri}/"
+    headers     = { "Content-Type" = "application/json" }
+    body        = base64encode(jsonencode({ job = "failbacks" }))
+    oidc_token {
+      service_account_email = google_service_account.failover_invoker.email
+      audience              = each.value.uri
+    }
+  }
+  depends_on = [
+    google_project_service.api["cloudscheduler.googleapis.com"],
+    google_cloud_run_v2_service_iam_member.failover_invoker,
+  ]
 }
 
 # Refusals: when every candidate region fails a safety rule, the failover
@@ -306,6 +410,8 @@ resource "google_monitoring_uptime_check_config" "region" {
   display_name = "lifeboat ${each.value.workload} ${each.value.region}"
   timeout      = "10s"
   period       = "60s"
+  # Several checker regions, so one location's trouble is not an outage.
+  selected_regions = var.uptime_check_regions
   http_check {
     path         = coalesce(each.value.path, "/")
     port         = coalesce(each.value.port, each.value.scheme == "https" ? "443" : "80")

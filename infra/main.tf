@@ -29,7 +29,9 @@ resource "google_project_service" "api" {
 }
 
 # Leases, idempotency records, RPO bookkeeping, routing tables and incident
-# records. Multi-region, so a regional outage does not take the state with it.
+# records. Multi-region (var.firestore_location refuses anything else), so a
+# regional outage does not take the state, or the ability to write it, with
+# it: see docs/infra.md.
 resource "google_firestore_database" "lifeboat" {
   name                    = "(default)"
   location_id             = var.firestore_location
@@ -96,14 +98,21 @@ resource "google_project_iam_member" "deployer_logs" {
   member  = "serviceAccount:${google_service_account.deployer.email}"
 }
 
-# Pub/Sub must be able to forward undeliverable messages to the dead-letter
-# topic on behalf of every push subscription.
 data "google_project" "this" {}
+
+locals {
+  # The Pub/Sub service agent: it forwards an undeliverable message to a
+  # subscription's dead-letter topic, so it needs the publisher role on that
+  # topic and the subscriber role on the subscription (to acknowledge the
+  # message there). Every subscription with a dead-letter policy grants both;
+  # tests/tests/permissions.rs checks that none is missing.
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
 
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   topic  = google_pubsub_topic.dead_letter.id
   role   = "roles/pubsub.publisher"
-  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member = local.pubsub_service_agent
 }
 
 # The topology file, mounted into every service at /etc/lifeboat/topology.yaml.

@@ -38,9 +38,9 @@ output "gateway_region_health_urls" {
   value       = { for region in var.gateway_regions : region => "https://${var.gateway_domain}/regions/${region}/healthz" }
 }
 
-output "failover_url" {
-  description = "The failover service (internal ingress; Pub/Sub pushes incidents to it)."
-  value       = google_cloud_run_v2_service.failover.uri
+output "failover_urls" {
+  description = "Per region, the failover service (Pub/Sub pushes every incident to each; operators POST /move/WORKLOAD or /failback/WORKLOAD to any one that is up, with an identity token)."
+  value       = { for region, service in google_cloud_run_v2_service.failover : region => service.uri }
 }
 
 output "incidents_topic" {
