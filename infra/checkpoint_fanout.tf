@@ -14,6 +14,23 @@ variable "checkpoint_source_bucket" {
   type        = string
 }
 
+# Where the source bucket lives: Eventarc takes a bucket's events only in a
+# trigger of the bucket's own location (a region, dual-region or
+# multi-region, lowercased).
+data "google_storage_bucket" "checkpoint_source" {
+  name = var.checkpoint_source_bucket
+}
+
+variable "checkpoint_replica_noncurrent_days" {
+  description = "Days a replaced or deleted checkpoint replica object is kept as a noncurrent version (so a bad copy or an early retention never destroys the only copy of a checkpoint); checkpoints are large, so kept shorter than data-sync's replicas."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.checkpoint_replica_noncurrent_days >= 1
+    error_message = "checkpoint_replica_noncurrent_days must be at least 1."
+  }
+}
+
 variable "checkpoint_replica_buckets" {
   description = "Replica bucket per target region (the checkpoint location's `replicas`), created here."
   type        = map(string)
@@ -24,15 +41,37 @@ resource "google_service_account" "checkpoint_fanout" {
   display_name = "Lifeboat checkpoint-fanout: reads checkpoints, writes their replicas"
 }
 
-# One bucket per target region, in that region.
+# One bucket per target region, in that region. Versioned with a soft
+# delete window, so an overwrite or delete (a bad copy, the retention) keeps
+# the previous version for checkpoint_replica_noncurrent_days. No rule moves
+# checkpoints to a colder class: a training job resumes from the newest one
+# (and every class past Standard charges for that read), and the retention
+# removes old ones within days, which Nearline's 30-day minimum storage
+# would bill as if kept a month.
 resource "google_storage_bucket" "checkpoint_replica" {
+  #checkov:skip=CKV_GCP_62:Access is audited by Cloud Audit Logs (Data Access logs of Cloud Storage); a log bucket per replica would add a bucket in some region that every replica's writes depend on.
   for_each                    = var.checkpoint_replica_buckets
   name                        = each.value
   location                    = upper(each.key)
   storage_class               = "STANDARD"
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  depends_on                  = [google_project_service.api["storage.googleapis.com"]]
+  versioning {
+    enabled = true
+  }
+  soft_delete_policy {
+    retention_duration_seconds = var.replica_soft_delete_days * 86400
+  }
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.checkpoint_replica_noncurrent_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  depends_on = [google_project_service.api["storage.googleapis.com"]]
 }
 
 # Read the source (list shards, read manifests, be the source of rewrites).
@@ -139,7 +178,7 @@ resource "google_project_iam_member" "checkpoint_fanout_event_receiver" {
 
 resource "google_eventarc_trigger" "checkpoint_fanout" {
   name            = "checkpoint-fanout"
-  location        = var.primary_region
+  location        = lower(data.google_storage_bucket.checkpoint_source.location)
   service_account = google_service_account.checkpoint_fanout_trigger.email
   matching_criteria {
     attribute = "type"
@@ -165,6 +204,7 @@ resource "google_eventarc_trigger" "checkpoint_fanout" {
 # Events the service refused or failed on 20 times land here instead of
 # being retried for the subscription's whole retention.
 resource "google_pubsub_topic" "checkpoint_fanout_dead_letter" {
+  #checkov:skip=CKV_GCP_83:Messages carry event metadata (object names, ids, incident labels), no model or customer data, encrypted at rest with Google-managed keys; a customer-managed key would put Cloud KMS in its key's location on every publish of the recovery path.
   name                       = "checkpoint-fanout-dead-letter"
   message_retention_duration = "604800s"
   depends_on                 = [google_project_service.api["pubsub.googleapis.com"]]
@@ -173,13 +213,25 @@ resource "google_pubsub_topic" "checkpoint_fanout_dead_letter" {
 resource "google_pubsub_topic_iam_member" "checkpoint_fanout_dead_letter_publisher" {
   topic  = google_pubsub_topic.checkpoint_fanout_dead_letter.id
   role   = "roles/pubsub.publisher"
-  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member = local.pubsub_service_agent
+}
+
+# Dead-lettering acknowledges the message on the trigger's subscription as
+# the Pub/Sub service agent.
+resource "google_pubsub_subscription_iam_member" "checkpoint_fanout_dead_letter_subscriber" {
+  subscription = google_eventarc_trigger.checkpoint_fanout.transport[0].pubsub[0].subscription
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
 }
 
 # Eventarc owns the trigger's subscription, which Terraform cannot give a
 # dead-letter policy; set it once the trigger exists.
 resource "terraform_data" "checkpoint_fanout_dead_letter_policy" {
   triggers_replace = [google_eventarc_trigger.checkpoint_fanout.transport[0].pubsub[0].subscription]
+  depends_on = [
+    google_pubsub_topic_iam_member.checkpoint_fanout_dead_letter_publisher,
+    google_pubsub_subscription_iam_member.checkpoint_fanout_dead_letter_subscriber,
+  ]
   provisioner "local-exec" {
     command = "gcloud pubsub subscriptions update ${google_eventarc_trigger.checkpoint_fanout.transport[0].pubsub[0].subscription} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.checkpoint_fanout_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s"
   }
