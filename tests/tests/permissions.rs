@@ -28,8 +28,9 @@ fn parse(path: &Path) -> Body {
 fn text(expr: &Expression) -> String {
     match expr {
         Expression::String(value) => value.clone(),
-        other => hcl::format::to_string(other)
-            .unwrap_or_else(|e| panic!("cannot format {other:?}: {e}")),
+        other => {
+            hcl::format::to_string(other).unwrap_or_else(|e| panic!("cannot format {other:?}: {e}"))
+        }
     }
 }
 
@@ -83,8 +84,15 @@ fn terraform() -> Vec<Resource> {
     assert!(!files.is_empty(), "no .tf file in {}", infra().display());
     let mut resources = Vec::new();
     for path in files {
-        let file = path.file_name().expect("name").to_string_lossy().into_owned();
-        for block in parse(&path).blocks().filter(|b| b.identifier() == "resource") {
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        for block in parse(&path)
+            .blocks()
+            .filter(|b| b.identifier() == "resource")
+        {
             resources.push(Resource {
                 file: file.clone(),
                 kind: label(block, 0).to_string(),
@@ -152,7 +160,11 @@ fn table() -> Table {
     let body = parse(&path);
     let required = |block: &Block, body: &Body, key: &str| {
         attribute(body, key).unwrap_or_else(|| {
-            panic!("infra/permissions.hcl: {} {:?} lacks {key}", block.identifier(), label(block, 0))
+            panic!(
+                "infra/permissions.hcl: {} {:?} lacks {key}",
+                block.identifier(),
+                label(block, 0)
+            )
         })
     };
     let roles = body
@@ -196,11 +208,7 @@ fn role_permissions(role: &str, table: &Table, resources: &[Resource]) -> Option
 
 /// Fails with every problem found, one per line.
 fn assert_none(what: &str, problems: Vec<String>) {
-    assert!(
-        problems.is_empty(),
-        "{what}:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{what}:\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -395,7 +403,10 @@ fn every_dead_letter_policy_has_the_pubsub_agents_grants() {
             g.resource.kind == "google_pubsub_topic_iam_member"
                 && g.role == "roles/pubsub.publisher"
                 && references(&g.member, agent)
-                && references(&g.resource.attribute("topic").unwrap_or_default(), &policy.topic)
+                && references(
+                    &g.resource.attribute("topic").unwrap_or_default(),
+                    &policy.topic,
+                )
         });
         if !publishes {
             problems.push(format!(
@@ -433,5 +444,8 @@ fn every_dead_letter_policy_has_the_pubsub_agents_grants() {
             ));
         }
     }
-    assert_none("dead-letter policies that would never dead-letter", problems);
+    assert_none(
+        "dead-letter policies that would never dead-letter",
+        problems,
+    );
 }

@@ -7,7 +7,8 @@
 //! and retry backoff, and dead-letters to `<topic>-dead-letter` (created on
 //! the way) after `max_attempts`. On Google Cloud the Pub/Sub service agent
 //! needs the publisher role on that topic and the subscriber role on the
-//! subscription (granted in `infra/`). The Pub/Sub emulator honours both
+//! subscription, which [`EventBus::subscribe_push`] here does not grant (see
+//! its doc). The Pub/Sub emulator honours both
 //! policies (checked: with 1 s-2 s backoff a failing push was retried every
 //! 1.5-3 s and reached the dead-letter topic after `max_attempts`). OIDC
 //! push authentication ([`PubSubOptions::push_service_account`]) is not
@@ -238,6 +239,19 @@ impl EventBus for PubSubBus {
         }
     }
 
+    /// Creates or updates the push subscription with its dead-letter policy.
+    ///
+    /// It grants nothing: on Google Cloud, dead-lettering also needs the
+    /// Pub/Sub service agent (`service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com`)
+    /// to hold `roles/pubsub.publisher` on `<topic>-dead-letter` and
+    /// `roles/pubsub.subscriber` on the subscription; without them a poison
+    /// event is retried until the retention ends instead. No deployed
+    /// service calls this method (the subscriptions of Google Cloud are
+    /// Terraform's, in `infra/`, with both grants, checked by
+    /// `tests/tests/permissions.rs`; the local cloud uses the local bus);
+    /// only the tests call it, against the emulator, which enforces no IAM.
+    /// A caller on Google Cloud
+    /// must make the grants itself (Terraform, or `setIamPolicy`).
     async fn subscribe_push(
         &self,
         topic: &str,
