@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,12 +33,18 @@ use tracing::{Instrument as _, field};
 
 use crate::events::TraceContext;
 
+pub mod callers;
+
 /// How long requests in flight may run once shutdown begins.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
 /// How long one request may run before it is answered 503.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The port served when `$PORT` is not set.
 pub const DEFAULT_PORT: u16 = 8080;
+/// The largest request body a service takes unless it says otherwise
+/// ([`Service::with_body_limit`]): that of the largest event, a Pub/Sub
+/// push of a 10 MB message.
+pub const DEFAULT_BODY_LIMIT: usize = crate::events::extract::MAX_BODY_BYTES;
 
 /// Tells whether the service can do useful work now (its backends are
 /// reachable, its configuration loaded).
@@ -126,6 +132,8 @@ pub struct Service {
     request_timeout: Duration,
     /// How long requests in flight may finish once shutdown begins.
     grace_period: Duration,
+    /// The largest request body taken, in bytes.
+    body_limit: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -134,6 +142,7 @@ impl std::fmt::Debug for Service {
             .field("name", &self.name)
             .field("request_timeout", &self.request_timeout)
             .field("grace_period", &self.grace_period)
+            .field("body_limit", &self.body_limit)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +157,7 @@ impl Service {
             readiness: Arc::new(|| Box::pin(async { true })),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
+            body_limit: DEFAULT_BODY_LIMIT,
         }
     }
 
@@ -173,20 +183,32 @@ impl Service {
         self
     }
 
+    /// Sets the largest request body taken; a larger one is answered 413.
+    /// A route may lower it for itself with axum's [`DefaultBodyLimit`].
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
     /// The service's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The service's routes with `/healthz`, `/readyz`, the request span and
-    /// the request deadline. The CLI mounts several services in one process
+    /// The service's routes with `/healthz`, `/readyz`, the request span,
+    /// the request deadline and the body limit. The CLI mounts several services in one process
     /// by nesting these under a prefix each (`/failover`, `/drill`...) and
     /// serving the result with [`serve_router`].
     pub fn into_router(self) -> Router {
         let name = self.name.clone();
         let timeout = self.request_timeout;
         let readiness = self.readiness.clone();
+        let body_limit = self.body_limit;
         self.router
+            .layer(DefaultBodyLimit::max(body_limit))
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                within_body_limit(body_limit, request, next)
+            }))
             .layer(middleware::from_fn(move |request: Request, next: Next| {
                 within_deadline(timeout, request, next)
             }))
@@ -240,8 +262,9 @@ fn port_from_env(value: Option<&str>) -> std::io::Result<u16> {
     }
 }
 
-/// Serves any router (one service's, or several nested) on `listener` until
-/// `shutdown` fires; then stops accepting connections and waits up to
+/// Serves any router (one service's, or several nested) on `listener`,
+/// recording each request's peer address (`ConnectInfo<SocketAddr>`, which
+/// [`callers`] judges local callers by), until `shutdown` fires; then stops accepting connections and waits up to
 /// `grace_period` for requests in flight. Requests still running then are
 /// answered 503 so that their senders retry, and serving ends.
 pub async fn serve_router(
@@ -256,6 +279,7 @@ pub async fn serve_router(
         until_cut_off(guarded.clone(), request, next)
     }));
     let stop = shutdown.0.clone();
+    let router = router.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .into_future();
@@ -305,6 +329,8 @@ async fn in_request_span(service: Arc<str>, request: Request, next: Next) -> Res
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if response.status().is_server_error() {
             tracing::warn!(status, latency_ms, "request failed");
+        } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            tracing::warn!(status, latency_ms, "request body over the limit; refused");
         } else {
             tracing::info!(status, latency_ms, "request done");
         }
@@ -312,6 +338,25 @@ async fn in_request_span(service: Arc<str>, request: Request, next: Next) -> Res
     }
     .instrument(span)
     .await
+}
+
+/// Answers 413 at once when the request's `Content-Length` is over `limit`;
+/// a body without one is held to the limit as it is read
+/// ([`DefaultBodyLimit`], and the event extractor's own).
+async fn within_body_limit(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body of {length} bytes is over this endpoint's limit of {limit}"),
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Answers 503 when the request runs past its deadline (the handler is

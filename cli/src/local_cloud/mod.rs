@@ -348,6 +348,7 @@ impl BoundCloud {
             lifeboat_gateway::SERVICE_NAME,
             lifeboat_gateway::router(gateway),
         )
+        .with_body_limit(lifeboat_gateway::PREDICTION_BODY_LIMIT)
         .into_router();
         let probing = tokio::spawn(prober::run(
             self.cloud.topology.project().to_string(),

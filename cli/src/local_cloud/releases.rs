@@ -5,12 +5,14 @@
 //! topology pins the served version), and publishes the `UploadModel` audit
 //! log entry on the events topic as a `google.cloud.audit.log.v1.written`
 //! CloudEvent, so model-copy receives it exactly as through Eventarc.
+//! Only callers on this machine may release (loopback peers).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use chrono::Utc;
@@ -23,6 +25,7 @@ use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
     Backoff, EndpointRef, ModelError, ModelRef, ModelRegistry, ModelVersion,
 };
+use lifeboat_shared::server::callers::{CallerPolicy, require_caller};
 use lifeboat_shared::topology::{Model, Topology};
 use serde::Deserialize;
 use serde_json::json;
@@ -42,10 +45,14 @@ pub struct Releases {
     pub bus: Arc<dyn EventBus>,
 }
 
-/// The route that releases a version.
+/// The route that releases a version, for callers on this machine only.
 pub fn router(releases: Releases) -> Router {
     Router::new()
         .route(RELEASE_PATH, post(release_version))
+        .route_layer(middleware::from_fn_with_state(
+            CallerPolicy::Loopback,
+            require_caller,
+        ))
         .with_state(releases)
 }
 
@@ -213,4 +220,102 @@ fn upload_audit_log(
         .time(now)
         .data("application/json", data)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::extract::connect_info::MockConnectInfo;
+    use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
+    use lifeboat_shared::server::{Shutdown, serve_router};
+    use lifeboat_shared::state::local::LocalStateStore;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The production example's releases, its models seeded.
+    async fn releases(dir: &std::path::Path) -> Releases {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/production-three-region.yaml");
+        let topology = Topology::load(&file).expect("example");
+        let state = LocalStateStore::open(dir.join("state"))
+            .await
+            .expect("state");
+        let registry = LocalRegistry::new(Arc::new(state));
+        super::super::models::seed(&topology, &registry)
+            .await
+            .expect("seed");
+        let bus = LocalBus::open(dir.join("bus"), LocalBusOptions::default())
+            .await
+            .expect("bus");
+        bus.create_topic(EVENTS_TOPIC).await.expect("topic");
+        Releases {
+            topology: Arc::new(topology),
+            registry: Arc::new(registry),
+            bus: Arc::new(bus),
+        }
+    }
+
+    /// Releases the example's model through `router` served on loopback,
+    /// seen as coming from `peer` when given, else from its real address.
+    async fn release_through(router: Router, peer: Option<SocketAddr>) -> (u16, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "http://{}{}",
+            listener.local_addr().expect("address"),
+            RELEASE_PATH.replace("{model}", "recsys-ranker")
+        );
+        match peer {
+            None => drop(tokio::spawn(serve_router(
+                router,
+                listener,
+                Shutdown::new(),
+                Duration::from_secs(1),
+            ))),
+            Some(peer) => drop(tokio::spawn(async move {
+                axum::serve(listener, router.layer(MockConnectInfo(peer))).await
+            })),
+        }
+        let answer = reqwest::Client::new()
+            .post(url)
+            .send()
+            .await
+            .expect("an answer");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.expect("text"))
+    }
+
+    #[tokio::test]
+    async fn only_callers_on_this_machine_release() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let releases = releases(dir.path()).await;
+        let source = ModelRef::new(
+            releases.topology.project().as_str(),
+            releases.topology.primary().clone(),
+            "4512398712",
+        );
+        let versions = |releases: &Releases| {
+            let (registry, source) = (releases.registry.clone(), source.clone());
+            async move {
+                registry
+                    .model(&source)
+                    .await
+                    .expect("registry read")
+                    .map_or(0, |model| model.versions.len())
+            }
+        };
+        let before = versions(&releases).await;
+
+        let remote: SocketAddr = "198.51.100.4:50000".parse().expect("address");
+        let (status, text) = release_through(router(releases.clone()), Some(remote)).await;
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains("198.51.100.4:50000 is not"), "{text}");
+        assert_eq!(versions(&releases).await, before, "nothing was released");
+
+        let (status, text) = release_through(router(releases.clone()), None).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(versions(&releases).await, before + 1);
+    }
 }

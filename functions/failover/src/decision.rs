@@ -7,6 +7,8 @@
 //!
 //! - An alert is not proof: the move happens only if a quorum of probes
 //!   agrees that the region has failed.
+//! - Never outside the workload's allowed regions (data residency), not
+//!   even forced.
 //! - Never to an unhealthy region; never to one lacking the model version
 //!   or past its RPO, unless forced. A check that cannot be made (the
 //!   records do not exist yet) is "unknown": it does not block the move,
@@ -14,7 +16,7 @@
 //! - Not within the hold-down after the last move, unless forced.
 //! - Never every weight to zero: with no eligible region, traffic stays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_shared::topology::Pattern;
@@ -65,8 +67,11 @@ pub struct Situation {
     /// The workload's hold-down between two moves.
     pub hold_down: TimeDelta,
     /// A person asked to move regardless of the model and data checks and
-    /// of the hold-down (never regardless of health).
+    /// of the hold-down (never regardless of health or residency).
     pub forced: bool,
+    /// The regions the workload's traffic and data may be in
+    /// (`allowed-regions`); `None` when the topology does not restrict them.
+    pub allowed_regions: Option<BTreeSet<String>>,
     /// The time of the decision.
     pub now: DateTime<Utc>,
 }
@@ -151,7 +156,7 @@ pub fn decide(situation: &Situation) -> Decision {
         if candidate.region == failed {
             continue;
         }
-        match eligibility(candidate, situation.forced) {
+        match eligibility(candidate, situation) {
             Ok(notes) => {
                 reasons.push(format!(
                     "{} eligible: {}",
@@ -222,8 +227,19 @@ pub fn decide(situation: &Situation) -> Decision {
 }
 
 /// Whether `candidate` may take traffic: the notes on its checks, or why not.
-fn eligibility(candidate: &Candidate, forced: bool) -> Result<Vec<String>, String> {
+fn eligibility(candidate: &Candidate, situation: &Situation) -> Result<Vec<String>, String> {
+    let forced = situation.forced;
     let mut notes = Vec::new();
+    if let Some(allowed) = &situation.allowed_regions {
+        if !allowed.contains(&candidate.region) {
+            let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            return Err(format!(
+                "residency: outside the workload's allowed regions ({}); never moved there, even forced",
+                allowed.join(", ")
+            ));
+        }
+        notes.push("inside the allowed regions".to_string());
+    }
     match &candidate.health {
         Check::Pass(detail) => notes.push(format!("healthy ({detail})")),
         Check::Fail(detail) => return Err(format!("unhealthy ({detail})")),
@@ -283,6 +299,7 @@ mod tests {
             last_move: None,
             hold_down: TimeDelta::minutes(10),
             forced: false,
+            allowed_regions: None,
             now: Utc::now(),
         }
     }
@@ -456,5 +473,50 @@ mod tests {
             vec![healthy("us-east1")],
         );
         assert!(stayed(&decide(&s))[1].contains("already has no traffic"));
+    }
+
+    #[test]
+    fn a_region_outside_the_allowed_ones_is_refused_even_forced() {
+        let mut s = situation(
+            Pattern::ActivePassive,
+            &[("us-central1", 100), ("us-east1", 0), ("europe-west1", 0)],
+            vec![healthy("europe-west1"), healthy("us-east1")],
+        );
+        s.allowed_regions = Some(
+            ["us-central1", "us-east1"]
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+        );
+        let decision = decide(&s);
+        let (_, to) = moved(&decision);
+        assert_eq!(
+            to,
+            &vec!["us-east1".to_string()],
+            "the allowed standby, not the first"
+        );
+
+        // The only candidate outside: refused with the reason, forced or not.
+        s.candidates = vec![healthy("europe-west1")];
+        for forced in [false, true] {
+            s.forced = forced;
+            let Decision::Stay { reasons, refused } = decide(&s) else {
+                panic!("moved outside the allowed regions (forced: {forced})")
+            };
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!(refused[0].region, "europe-west1");
+            assert!(
+                refused[0].reason.starts_with(
+                    "residency: outside the workload's allowed regions (us-central1, us-east1)"
+                ),
+                "{refused:?}"
+            );
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains("europe-west1 not eligible: residency")),
+                "{reasons:?}"
+            );
+        }
     }
 }

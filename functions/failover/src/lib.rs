@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::{TimeDelta, Utc};
@@ -33,6 +34,7 @@ use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::lease;
 use lifeboat_shared::topology::{Topology, Workload};
@@ -93,6 +95,9 @@ pub struct FailoverOptions {
     pub backoff: Backoff,
     /// How traffic returns to a recovered region.
     pub failback: failback::FailbackOptions,
+    /// Who may move traffic or fail back by hand (`/move`, `/failback`):
+    /// loopback callers by default, the allow-listed invokers on Cloud Run.
+    pub callers: CallerPolicy,
 }
 
 impl Default for FailoverOptions {
@@ -101,6 +106,7 @@ impl Default for FailoverOptions {
             lease_ttl: Duration::from_secs(60),
             backoff: Backoff::default(),
             failback: failback::FailbackOptions::default(),
+            callers: CallerPolicy::default(),
         }
     }
 }
@@ -128,13 +134,20 @@ pub struct FailoverContext {
 /// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub)
 /// and Scheduler ticks (automatic failbacks); `POST /move/{workload}`
 /// moves a workload's traffic where a person asks ([`ManualMove`]);
-/// `POST /failback/{workload}` returns it to its primary now; `GET /incidents`
+/// `POST /failback/{workload}` returns it to its primary now (both only for
+/// the callers [`FailoverOptions::callers`] admits); `GET /incidents`
 /// answers every incident record, `GET /routing` every routing table.
 pub fn router(context: FailoverContext) -> Router {
-    Router::new()
-        .route("/", post(receive))
+    let by_hand = Router::new()
         .route("/failback/{workload}", post(failback_now))
         .route("/move/{workload}", post(move_now))
+        .route_layer(middleware::from_fn_with_state(
+            context.options.callers.clone(),
+            require_caller,
+        ));
+    Router::new()
+        .route("/", post(receive))
+        .merge(by_hand)
         .route("/incidents", get(incidents))
         .route("/routing", get(routing_tables))
         .with_state(Arc::new(context))
@@ -254,11 +267,17 @@ pub async fn manual_move(
     }
 }
 
+/// Moves traffic by hand; on Cloud Run the record names the verified
+/// invoker, not who the body says asks.
 async fn move_now(
     State(context): State<Arc<FailoverContext>>,
+    Extension(caller): Extension<Caller>,
     axum::extract::Path(workload): axum::extract::Path<String>,
-    Json(asked): Json<ManualMove>,
+    Json(mut asked): Json<ManualMove>,
 ) -> Response {
+    if let Caller::Invoker(email) = caller {
+        asked.by = email;
+    }
     manual_move(&context, &workload, &asked).await
 }
 
@@ -636,6 +655,10 @@ async fn fail_over(
         last_move,
         hold_down: TimeDelta::from_std(workload.hold_down.get()).unwrap_or(TimeDelta::MAX),
         forced: manual.is_some_and(|asked| asked.force),
+        allowed_regions: workload
+            .allowed_regions
+            .as_ref()
+            .map(|allowed| allowed.iter().map(|region| region.to_string()).collect()),
         now,
     };
     let decision = decide(&situation);

@@ -1,6 +1,7 @@
 //! failover on Cloud Run: Vertex AI, Firestore and Pub/Sub (refusals) from
 //! the environment, the topology from `$LIFEBOAT_TOPOLOGY`, the probe URLs
 //! from `$LIFEBOAT_PROBE_TARGETS` (JSON: `{"workload": {"region": "url"}}`),
+//! the callers allowed to move traffic by hand from `$LIFEBOAT_ALLOWED_CALLERS`,
 //! served on `$PORT`.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use lifeboat_shared::bus::pubsub::{PUBSUB_URL, PubSubBus, PubSubOptions};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
+use lifeboat_shared::server::callers::CallerPolicy;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::topology::Topology;
 
@@ -35,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
         bus: Arc::new(bus),
         probes,
         prober: Prober::default(),
-        options: FailoverOptions::default(),
+        options: FailoverOptions {
+            callers: CallerPolicy::from_env(),
+            ..FailoverOptions::default()
+        },
     };
     Service::new(SERVICE_NAME, router(context))
         .with_request_timeout(Duration::from_secs(30 * 60))

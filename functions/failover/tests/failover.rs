@@ -774,7 +774,8 @@ async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let app = lifeboat_failover::router(rig.context.clone());
+    let app = lifeboat_failover::router(rig.context.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     let client = reqwest::Client::new();
     let post = |path: &str, body: String| {
@@ -932,4 +933,101 @@ async fn a_failover_killed_after_the_routing_change_is_verified_and_recorded_by_
     .await;
     let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
     assert_eq!(table.revision, 2, "written once: {table:?}");
+}
+
+#[tokio::test]
+async fn no_move_leaves_the_allowed_regions_not_even_forced() {
+    let rig = rig().await;
+    // The production example kept to us-central1 and us-east1: europe-west1
+    // stays a region of the topology, healthy, but outside the workload's
+    // allowed regions.
+    let example = std::fs::read_to_string(common::repository_file(
+        "examples/production-three-region.yaml",
+    ))
+    .expect("example");
+    let resident: String = example
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("europe-west1:"))
+        .map(|line| match line.trim() {
+            "pattern: active-passive" => {
+                format!("{line}\n    allowed-regions: [us-central1, us-east1]\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let topology = lifeboat_shared::topology::Topology::parse(&resident, "resident.yaml")
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let context = lifeboat_failover::FailoverContext {
+        topology: Arc::new(topology),
+        ..rig.context.clone()
+    };
+    for force in [false, true] {
+        let asked = lifeboat_failover::ManualMove {
+            to: "europe-west1".to_string(),
+            force,
+            by: "test".to_string(),
+        };
+        let (status, record) =
+            body(lifeboat_failover::manual_move(&context, "recommendations", &asked).await).await;
+        assert_eq!(status, StatusCode::OK, "{record:#}");
+        assert_eq!(record["outcome"], "stayed", "forced: {force}: {record:#}");
+        let reasons = record["decision"]["reasons"].to_string();
+        assert!(
+            reasons.contains("europe-west1 not eligible: residency: outside the workload's allowed regions (us-central1, us-east1)"),
+            "forced: {force}: {reasons}"
+        );
+    }
+    assert!(
+        routing::read_all(rig.state.as_ref())
+            .await
+            .expect("tables")
+            .is_empty(),
+        "no routing table was written"
+    );
+    assert_eq!(
+        replicas(&rig.registry, "europe-west1", "8812345003").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn only_allowed_invokers_move_or_fail_back_by_hand() {
+    use lifeboat_shared::server::callers::CallerPolicy;
+    use tower::ServiceExt as _;
+    let rig = rig().await;
+    let mut context = rig.context.clone();
+    context.options.callers = CallerPolicy::invokers("ops@acme.iam.gserviceaccount.com");
+    let app = lifeboat_failover::router(context);
+    let send = |method: &str, path: &str, body: &str| {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .expect("request");
+        let app = app.clone();
+        async move { body_of(app.oneshot(request).await.expect("infallible")).await }
+    };
+    async fn body_of(response: axum::response::Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+    let (status, text) = send("POST", "/move/recommendations", r#"{"to": "us-east1"}"#).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("no ID token"), "{text}");
+    let (status, text) = send("POST", "/failback/recommendations", "").await;
+    assert_eq!(status, 401, "{text}");
+    // Reading and incidents are not guarded: Monitoring's webhook and the
+    // console keep working.
+    assert_eq!(send("GET", "/incidents", "").await.0, 200);
+    assert!(
+        routing::read_all(rig.state.as_ref())
+            .await
+            .expect("tables")
+            .is_empty(),
+        "nothing moved"
+    );
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -37,6 +37,11 @@ pub const REGION_HEADER: &str = "x-lifeboat-region";
 
 /// The response header counting the regions tried (1 or 2).
 pub const ATTEMPTS_HEADER: &str = "x-lifeboat-attempts";
+
+/// The largest prediction taken: Vertex AI's online prediction payload
+/// limit (1.5 MB; read as MiB, so that nothing Vertex AI takes is refused
+/// here). A larger body is answered 413 without reaching a region.
+pub const PREDICTION_BODY_LIMIT: usize = 3 << 19;
 
 /// The variable that turns the retry in the next region off (`0`, `false`)
 /// or on (`1`, `true`); see [`GatewayOptions::retry`].
@@ -299,6 +304,12 @@ impl Gateway {
             .into_response()
     }
 
+    /// Sends the prediction to `url` with the body and its `Content-Type`
+    /// only: no other header of the client's goes on, so hop-by-hop headers
+    /// (`Connection` and those it names, `Keep-Alive`, `Proxy-*`, `TE`,
+    /// `Trailer`, `Transfer-Encoding`, `Upgrade`), forwarding headers a
+    /// client could spoof (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`) and the
+    /// client's own `Authorization` never reach a region.
     async fn forward(
         &self,
         url: &str,
@@ -328,7 +339,10 @@ impl Gateway {
     }
 }
 
-/// The upstream's answer passed on, with where it came from.
+/// The upstream's answer passed on, with where it came from: its status,
+/// body and `Content-Type`, and the gateway's own `x-lifeboat-*` headers.
+/// No other header of the region's goes back (hop-by-hop ones, forwarding
+/// ones, or an `x-lifeboat-*` of its own that would lie about the answer).
 async fn answer(response: reqwest::Response, region: &str, attempts: u32) -> Response {
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
@@ -353,11 +367,15 @@ async fn answer(response: reqwest::Response, region: &str, attempts: u32) -> Res
     (status, headers, body).into_response()
 }
 
-/// The routes: `POST /predict/{workload}/{model}` forwards a prediction;
-/// `GET /routes` shows the routing tables the gateway is using.
+/// The routes: `POST /predict/{workload}/{model}` forwards a prediction
+/// (at most [`PREDICTION_BODY_LIMIT`] bytes); `GET /routes` shows the
+/// routing tables the gateway is using.
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
-        .route("/predict/{workload}/{model}", post(predict))
+        .route(
+            "/predict/{workload}/{model}",
+            post(predict).layer(DefaultBodyLimit::max(PREDICTION_BODY_LIMIT)),
+        )
         .route("/routes", get(routes))
         .with_state(gateway)
 }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use lifeboat_gateway::{Gateway, GatewayOptions, SERVICE_NAME, Upstreams, router};
+use lifeboat_gateway::{
+    Gateway, GatewayOptions, PREDICTION_BODY_LIMIT, SERVICE_NAME, Upstreams, router,
+};
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::server::{Service, Shutdown};
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .context("reading the routing tables at startup")?;
     let refreshing = tokio::spawn(gateway.clone().keep_refreshed(Shutdown::on_signals()));
     Service::new(SERVICE_NAME, router(gateway))
+        .with_body_limit(PREDICTION_BODY_LIMIT)
         .serve_from_env()
         .await?;
     refreshing.abort();

@@ -303,3 +303,126 @@ async fn an_unreachable_region_is_retried_and_an_unknown_model_is_a_404() {
             .contains("no model nope")
     );
 }
+
+/// Hop-by-hop and forwarding headers, and the gateway's own, as a client
+/// or a region might send them.
+const UNTRUSTED: [(&str, &str); 15] = [
+    ("connection", "x-hop"),
+    ("x-hop", "named by connection"),
+    ("keep-alive", "timeout=99"),
+    ("proxy-authorization", "Basic c3B5OnNweQ=="),
+    ("proxy-authenticate", "Basic realm=spy"),
+    ("te", "trailers"),
+    ("trailer", "x-checksum"),
+    ("upgrade", "h2c"),
+    ("x-forwarded-for", "10.9.8.7"),
+    ("x-forwarded-host", "spoofed.example"),
+    ("x-forwarded-proto", "gopher"),
+    ("forwarded", "for=10.9.8.7;proto=gopher"),
+    ("x-real-ip", "10.9.8.7"),
+    (REGION_HEADER, "spoofed-region"),
+    (ATTEMPTS_HEADER, "99"),
+];
+
+#[tokio::test]
+async fn hop_by_hop_and_forwarding_headers_cross_the_gateway_in_neither_direction() {
+    // A region that records the headers it receives and answers with every
+    // untrusted header.
+    let received: Arc<std::sync::Mutex<Option<axum::http::HeaderMap>>> = Arc::default();
+    let seen = received.clone();
+    let upstream = Router::new().route(
+        "/predict",
+        post(move |headers: axum::http::HeaderMap| {
+            *seen.lock().unwrap() = Some(headers);
+            async {
+                let mut answer = axum::http::HeaderMap::new();
+                for (name, value) in UNTRUSTED {
+                    answer.insert(name, value.parse().unwrap());
+                }
+                answer.insert("content-type", "application/json".parse().unwrap());
+                (StatusCode::OK, answer, r#"{"predictions":[1]}"#)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream_url = format!("http://{}/predict", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, upstream).await.expect("serve") });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state: Arc<dyn StateStore> =
+        Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
+    let mut upstreams = Upstreams::new();
+    upstreams.insert("ranking", "ranker", "us-central1", upstream_url);
+    let table =
+        RoutingTable::new("ranking", weights(&[("us-central1", 100)]), "test").expect("table");
+    let gateway = Gateway::new(
+        upstreams,
+        state,
+        Credentials::Anonymous,
+        GatewayOptions::default(),
+    )
+    .with_tables([table]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/predict/ranking/ranker",
+        listener.local_addr().expect("address")
+    );
+    tokio::spawn(async move { axum::serve(listener, router(gateway)).await.expect("serve") });
+
+    let client = reqwest::Client::new();
+    let mut request = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer the-client-s-own")
+        .body(r#"{"instances":[[1]]}"#);
+    for (name, value) in UNTRUSTED {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    assert_eq!(response.status().as_u16(), 200);
+    for (name, value) in UNTRUSTED {
+        let back = response.headers().get(name).and_then(|v| v.to_str().ok());
+        assert_ne!(back, Some(value), "{name} came back to the client");
+    }
+    assert_eq!(response.headers()[REGION_HEADER], "us-central1");
+    assert_eq!(response.headers()[ATTEMPTS_HEADER], "1");
+    assert_eq!(response.headers()["content-type"], "application/json");
+
+    let received = received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the region was called");
+    for (name, value) in UNTRUSTED
+        .iter()
+        .chain(&[("authorization", "Bearer the-client-s-own")])
+    {
+        let arrived = received.get(*name).and_then(|v| v.to_str().ok());
+        assert_ne!(arrived, Some(*value), "{name} reached the region");
+    }
+    assert!(received.get("x-hop").is_none());
+    assert_eq!(received["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn a_prediction_over_vertex_ai_s_payload_limit_is_a_413_that_reaches_no_region() {
+    let rig = rig(&[("us-central1", 100)]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/predict/ranking/ranker", rig.url);
+    let too_large = vec![b' '; lifeboat_gateway::PREDICTION_BODY_LIMIT + 1];
+    let response = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(too_large)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(rig.central.served.load(Ordering::SeqCst), 0);
+    let (status, region, _, _) = predict(&client, &rig).await;
+    assert_eq!((status, region.as_str()), (StatusCode::OK, "us-central1"));
+}

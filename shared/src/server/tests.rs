@@ -262,3 +262,64 @@ async fn handler_logs_carry_the_event_id_and_the_trace() {
         "{lines:?}"
     );
 }
+
+/// POSTs `size` bytes to `/`: with a `Content-Length`, or streamed in
+/// chunks without one.
+async fn post_status(router: Router, size: usize, declared: bool) -> StatusCode {
+    let request = Request::post("/").header("content-type", "application/json");
+    let request = if declared {
+        request
+            .header("content-length", size)
+            .body(Body::from(vec![b' '; size]))
+    } else {
+        let chunks = vec![b' '; size]
+            .chunks(4096)
+            .map(|chunk| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(chunk)))
+            .collect::<Vec<_>>();
+        request.body(Body::from_stream(futures::stream::iter(chunks)))
+    }
+    .expect("request");
+    router.oneshot(request).await.expect("infallible").status()
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_answered_413() {
+    let echo = Router::new().route(
+        "/",
+        post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+    );
+    let small = Service::new("small", echo.clone())
+        .with_body_limit(10_000)
+        .into_router();
+    for declared in [true, false] {
+        assert_eq!(
+            post_status(small.clone(), 10_000, declared).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            post_status(small.clone(), 10_001, declared).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "declared length: {declared}"
+        );
+    }
+    // The default takes the largest event (axum's own default, 2 MB, would
+    // refuse a Pub/Sub push of a large message) and nothing much larger.
+    let default = Service::new("default", echo).into_router();
+    assert_eq!(
+        post_status(default.clone(), 3 << 20, true).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post_status(default, DEFAULT_BODY_LIMIT + 1, true).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Event endpoints read the body themselves: the limit holds there too.
+    let events = Router::new().route("/", post(|_: InboundEvent| async { "event" }));
+    let events = Service::new("events", events)
+        .with_body_limit(10_000)
+        .into_router();
+    assert_eq!(
+        post_status(events, 10_001, true).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}

@@ -143,6 +143,55 @@ fn fixture_reports_every_problem_with_position() {
     }
 }
 
+#[test]
+fn residency_fixture_names_every_region_outside_the_allowed_ones() {
+    let path = workspace_file("tests/fixtures/topology/bad-residency.yaml");
+    let errors = Topology::load(&path).unwrap_err();
+    let text = errors.to_string();
+    let file = path.display().to_string();
+    let outside = "is outside the workload's allowed-regions (europe-west1, europe-west4)";
+    let expected = [
+        format!(":25:13: workloads[0].assets.models[0].endpoints.us-east1: region us-east1 {outside}"),
+        format!(":31:13: workloads[0].assets.buckets[0].replicas.us-east1: region us-east1 {outside}"),
+        format!(":36:13: workloads[0].assets.datasets[0].replicas.us-east1: region us-east1 {outside}"),
+        format!(":42:13: workloads[0].assets.checkpoints[0].replicas.us-east1: region us-east1 {outside}"),
+        ":48:5: workloads[1].allowed-regions: the primary region europe-west1 must be among the allowed regions".to_string(),
+        ":50:9: workloads[1].allowed-regions[1]: unknown region `asia-east9` (not declared under `regions`)".to_string(),
+    ];
+    for want in &expected {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{file}{want}"))),
+            "missing `{want}` in:\n{text}"
+        );
+    }
+    assert_eq!(text.lines().count(), expected.len(), "{text}");
+}
+
+#[test]
+fn allowed_regions_restrict_failover_targets() {
+    let text = BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    allowed-regions: [us-central1, us-east1]\n",
+    );
+    let t = Topology::parse(&text, "t.yaml").unwrap();
+    let w = &t.workloads()[0];
+    assert!(w.allows_region("us-east1"));
+    assert!(!w.allows_region("europe-west1"));
+    let unrestricted = Topology::parse(BASE, "t.yaml").unwrap();
+    assert!(unrestricted.workloads()[0].allows_region("europe-west1"));
+    assert!(unrestricted.workloads()[0].allowed_regions.is_none());
+    let twice = problems(&BASE.replace(
+        "    pattern: active-passive\n",
+        "    pattern: active-passive\n    allowed-regions: [us-central1, us-east1, us-east1]\n",
+    ));
+    assert_has(
+        &twice,
+        "11:46 workloads[0].allowed-regions[2]",
+        "listed twice",
+    );
+}
+
 /// A valid two-region active-passive file to break one piece at a time.
 const BASE: &str = "\
 project: acme-ml-prod

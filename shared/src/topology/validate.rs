@@ -26,6 +26,9 @@
 //! - Models: each has an endpoint in the primary; active-passive keeps at
 //!   least one standby replica, pilot-light none, active-active serves every
 //!   region at `serving-replicas` and needs two regions or more.
+//! - Data residency: a workload's `allowed-regions` are declared regions
+//!   and include the primary; every replica, endpoint and image mirror of
+//!   the workload is in one of them.
 //! - Every workload protects something and has a region to fail over to;
 //!   its hold-down and automatic-failback period are longer than zero.
 
@@ -62,6 +65,8 @@ struct Checker<'f> {
     regions_complete: bool,
     primary: Option<&'f RegionId>,
     asset_ids: HashMap<&'f str, String>,
+    /// The allowed regions of the workload being checked, if it has some.
+    allowed: Option<BTreeSet<&'f RegionId>>,
     datasets: HashMap<&'f str, String>,
     buckets: Vec<BucketUse<'f>>,
 }
@@ -74,6 +79,7 @@ pub(super) fn check(file: &TopologyFile) -> Vec<Found> {
         regions_complete: file.regions.iter().all(|r| r.get().is_some()),
         primary: None,
         asset_ids: HashMap::new(),
+        allowed: None,
         datasets: HashMap::new(),
         buckets: Vec::new(),
     };
@@ -161,6 +167,18 @@ impl<'f> Checker<'f> {
         if !self.regions_complete {
             return;
         }
+        if let Some(allowed) = &self.allowed
+            && !allowed.contains(region)
+        {
+            let allowed: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            self.report(
+                path.clone(),
+                format!(
+                    "region {region} is outside the workload's allowed-regions ({})",
+                    allowed.join(", ")
+                ),
+            );
+        }
         match self.roles.get(region) {
             None => self.report(
                 path,
@@ -183,6 +201,7 @@ impl<'f> Checker<'f> {
     }
 
     fn workload(&mut self, base: &str, w: &'f WorkloadSpec) {
+        self.allowed_regions(base, w);
         self.targets(base, w);
         if w.hold_down.is_zero() {
             self.report(
@@ -398,6 +417,38 @@ impl<'f> Checker<'f> {
                 }
             }
         }
+    }
+
+    /// Checks `allowed-regions` and keeps it for the workload's other checks.
+    fn allowed_regions(&mut self, base: &str, w: &'f WorkloadSpec) {
+        self.allowed = None;
+        let Some(listed) = &w.allowed_regions else {
+            return;
+        };
+        let mut allowed = BTreeSet::new();
+        for (k, region) in listed.iter().enumerate() {
+            let path = format!("{base}.allowed-regions[{k}]");
+            if !allowed.insert(region) {
+                self.report(path, format!("region {region} is listed twice"));
+            } else if self.regions_complete && !self.roles.contains_key(region) {
+                self.report(
+                    path,
+                    format!("unknown region `{region}` (not declared under `regions`)"),
+                );
+            }
+        }
+        if let Some(primary) = self.primary
+            && !allowed.contains(primary)
+        {
+            self.report(
+                format!("{base}.allowed-regions"),
+                format!(
+                    "the primary region {primary} must be among the allowed regions: \
+                     it serves the workload and holds its sources"
+                ),
+            );
+        }
+        self.allowed = Some(allowed);
     }
 
     /// Checks the explicit targets against the class floor and the pattern.

@@ -1,10 +1,12 @@
 //! Workloads: what is protected, how it is deployed across regions, and the
 //! recovery targets it must beat.
 
+use std::collections::BTreeSet;
+
 use serde::Deserialize;
 
 use super::assets::{Assets, AssetsSpec};
-use super::{Duration, Id};
+use super::{Duration, Id, RegionId};
 
 /// The kind of workload; each class has a default RPO/RTO, the floor to beat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -114,6 +116,8 @@ pub(super) struct WorkloadSpec {
     pub hold_down: Duration,
     #[serde(default)]
     pub assets: AssetsSpec,
+    /// Data residency: the only regions its traffic and data may be in.
+    pub allowed_regions: Option<Vec<RegionId>>,
 }
 
 impl WorkloadSpec {
@@ -138,6 +142,9 @@ impl WorkloadSpec {
             failback: self.failback,
             hold_down: self.hold_down,
             assets: self.assets.into_assets(),
+            allowed_regions: self
+                .allowed_regions
+                .map(|regions| regions.into_iter().collect()),
         }
     }
 }
@@ -157,6 +164,11 @@ pub struct Workload {
     pub hold_down: Duration,
     /// What it protects.
     pub assets: Assets,
+    /// Data residency (`allowed-regions`): the only regions its traffic and
+    /// data may be in; `None` when the topology does not restrict them.
+    /// Validation keeps every replica and endpoint inside, and failover
+    /// never moves traffic outside, even forced.
+    pub allowed_regions: Option<BTreeSet<RegionId>>,
     rpo: Duration,
     rto: Duration,
 }
@@ -170,5 +182,12 @@ impl Workload {
     /// The recovery time objective: explicit, or the class default.
     pub fn target_rto(&self) -> Duration {
         self.rto
+    }
+
+    /// Whether the workload's traffic and data may be in `region`.
+    pub fn allows_region(&self, region: &str) -> bool {
+        self.allowed_regions
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|r| r.as_str() == region))
     }
 }

@@ -1,7 +1,8 @@
 //! BigQuery through its REST API (v2), over reqwest, reached through an
 //! [`ApiEndpoint`] (production or bqemulator). Copies are copy jobs
 //! (`jobs.insert` with `configuration.copy`, `WRITE_TRUNCATE`) polled until
-//! they are done.
+//! they are done; every poll names the job's location, without which
+//! BigQuery does not find a job in a single region.
 
 use std::time::Duration;
 
@@ -57,6 +58,43 @@ impl BigQueryWarehouse {
                 encode(&table.table)
             ),
         )
+    }
+
+    /// Where the job that `answer` (the insert's or a poll's) is about
+    /// runs: its `jobReference.location`, else the location of `dataset`,
+    /// whose tables the job reads (BigQuery runs a job where its data is).
+    /// Every poll needs it: BigQuery finds a job outside the US and EU
+    /// multi-regions only with its location (a job in `europe-west1`
+    /// polled without it is "not found").
+    async fn job_location(
+        &self,
+        context: &str,
+        answer: &serde_json::Value,
+        (project, dataset): (&str, &str),
+    ) -> Result<Option<String>, WarehouseError> {
+        if let Some(location) = answer["jobReference"]["location"].as_str() {
+            return Ok(Some(location.to_string()));
+        }
+        let request = self
+            .client
+            .get(self.url(project, &format!("/datasets/{}", encode(dataset))));
+        let found = self
+            .call(context, &format!("dataset {project}.{dataset}"), request)
+            .await?;
+        Ok(found["location"].as_str().map(str::to_string))
+    }
+
+    /// The GET that polls job `job_id` in `location`: `jobs.get` when
+    /// `collection` is `jobs`, `jobs.getQueryResults` when it is `queries`.
+    fn job_poll(&self, collection: &str, job_id: &str, location: Option<&str>) -> RequestBuilder {
+        let poll = self.client.get(self.url(
+            &self.job_project,
+            &format!("/{collection}/{}", encode(job_id)),
+        ));
+        match location {
+            Some(location) => poll.query(&[("location", location)]),
+            None => poll,
+        }
     }
 
     /// Authorizes and sends `request`; any answer but a 2xx becomes the
@@ -278,6 +316,7 @@ impl Warehouse for BigQueryWarehouse {
             .json(&json!({ "query": query, "useLegacySql": false, "timeoutMs": 60_000 }));
         let mut answer = self.call(&context, &table.to_string(), request).await?;
         let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        let mut location = None;
         while answer["jobComplete"].as_bool() == Some(false) {
             let job_id = answer["jobReference"]["jobId"]
                 .as_str()
@@ -286,10 +325,12 @@ impl Warehouse for BigQueryWarehouse {
             if tokio::time::Instant::now() >= deadline {
                 return Err(backend(&context, format!("query {job_id} still running")));
             }
+            if location.is_none() {
+                let dataset = (table.project.as_str(), table.dataset.as_str());
+                location = self.job_location(&context, &answer, dataset).await?;
+            }
             tokio::time::sleep(JOB_POLL_INTERVAL).await;
-            let poll = self
-                .client
-                .get(self.url(&self.job_project, &format!("/queries/{}", encode(&job_id))));
+            let poll = self.job_poll("queries", &job_id, location.as_deref());
             answer = self
                 .call(&context, &format!("query {job_id}"), poll)
                 .await?;
@@ -324,6 +365,7 @@ impl Warehouse for BigQueryWarehouse {
             }));
         let mut job = self.call(&context, &source.to_string(), request).await?;
         let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        let mut location = None;
         loop {
             let status: JobStatus =
                 serde_json::from_value(job["status"].clone()).map_err(|e| backend(&context, e))?;
@@ -341,13 +383,12 @@ impl Warehouse for BigQueryWarehouse {
             if tokio::time::Instant::now() >= deadline {
                 return Err(backend(&context, format!("job {job_id} still running")));
             }
-            tokio::time::sleep(JOB_POLL_INTERVAL).await;
-            let mut poll = self
-                .client
-                .get(self.url(&self.job_project, &format!("/jobs/{}", encode(&job_id))));
-            if let Some(location) = job["jobReference"]["location"].as_str() {
-                poll = poll.query(&[("location", location)]);
+            if location.is_none() {
+                let dataset = (source.project.as_str(), source.dataset.as_str());
+                location = self.job_location(&context, &job, dataset).await?;
             }
+            tokio::time::sleep(JOB_POLL_INTERVAL).await;
+            let poll = self.job_poll("jobs", &job_id, location.as_deref());
             job = self.call(&context, &format!("job {job_id}"), poll).await?;
         }
     }
