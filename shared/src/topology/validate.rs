@@ -26,6 +26,8 @@
 //! - Models: each has an endpoint in the primary; active-passive keeps at
 //!   least one standby replica, pilot-light none, active-active serves every
 //!   region at `serving-replicas` and needs two regions or more.
+//! - Golden requests: each sends at least one instance, expects one
+//!   prediction per instance, and allows a finite tolerance of at least 0.
 //! - Every workload protects something and has a region to fail over to;
 //!   its hold-down and automatic-failback period are longer than zero.
 
@@ -33,7 +35,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::workload::WorkloadSpec;
 use super::{
-    BucketName, Duration, Failback, ObjectPrefix, Pattern, RegionId, RegionRole, TopologyFile,
+    BucketName, Duration, Failback, GoldenRequest, ObjectPrefix, Pattern, RegionId, RegionRole,
+    TopologyFile,
 };
 
 /// The shortest RTO a pilot-light workload can meet: a model deployment on
@@ -267,6 +270,7 @@ impl<'f> Checker<'f> {
                 ),
                 _ => {}
             }
+            self.golden_requests(&path, &model.golden_requests);
             if w.pattern == Pattern::ActiveActive && model.endpoints.len() < 2 {
                 self.report(
                     format!("{path}.endpoints"),
@@ -456,6 +460,39 @@ impl<'f> Checker<'f> {
                     w.pattern.name()
                 ),
             );
+        }
+    }
+
+    /// Each golden request of the model at `path` sends instances and
+    /// expects one prediction for each.
+    fn golden_requests(&mut self, path: &str, requests: &[GoldenRequest]) {
+        for (k, request) in requests.iter().enumerate() {
+            let at = format!("{path}.golden-requests[{k}]");
+            let (instances, predictions) = (request.instances.len(), request.predictions.len());
+            if instances == 0 {
+                self.report(
+                    format!("{at}.instances"),
+                    "no instances: a golden request sends at least one".into(),
+                );
+            } else if predictions != instances {
+                self.report(
+                    format!("{at}.predictions"),
+                    format!(
+                        "{predictions} predictions for {instances} instances: \
+                         give the expected prediction of each instance, in order"
+                    ),
+                );
+            }
+            if !request.tolerance.is_usable() {
+                self.report(
+                    format!("{at}.tolerance"),
+                    format!(
+                        "tolerance {} is not a finite number of at least 0 \
+                         (the absolute difference allowed, e.g. 0.001)",
+                        request.tolerance
+                    ),
+                );
+            }
         }
     }
 
