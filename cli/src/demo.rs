@@ -2,10 +2,11 @@
 //! measured. It starts a fresh local cloud from a topology, writes a
 //! training checkpoint and waits for it to fan out, drives predictions
 //! through the gateway, fails the primary region, lets the prober, failover
-//! and gateway move traffic by themselves, heals the primary, fails back,
-//! and reports the RTO with its parts (detection, decision, execution,
-//! verification), the requests that failed, and the RPO at the moment of
-//! failure, against the workload's targets.
+//! and gateway move traffic by themselves (the new region verified with the
+//! topology's golden requests), heals the primary, fails back, and reports
+//! the RTO with its parts (detection, decision, execution, verification),
+//! the requests that failed, and the RPO at the moment of failure, against
+//! the workload's targets.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -244,6 +245,12 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
         step_at(record, "decided").unwrap_or(failed_at),
         step_at(record, "routed").unwrap_or(recovered_at),
     );
+    let verified = record["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|step| step["what"] == "verified"))
+        .and_then(|step| step["detail"].as_str())
+        .unwrap_or("not recorded")
+        .to_string();
     let rto = seconds(failed_at, recovered_at);
     let (total, failed, retried) = {
         let sent = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -298,6 +305,7 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
         "  predictions that failed during the outage: {failed} of {total} \
          ({retried} answered by a standby through the gateway's retry)"
     );
+    println!("  verified after the move: {verified}");
     match rpo {
         Some(seconds) => println!("  RPO at the failure: {seconds} s (target {target_rpo} s)"),
         None => println!("  RPO at the failure: no checkpoint location in this workload"),

@@ -700,10 +700,90 @@ fn the_demo_fails_over_fails_back_and_reports_the_rto_against_the_targets() {
         "RTO ",
         "detection ",
         "predictions that failed during the outage:",
+        "answered 2 golden requests right (3 predictions)",
         "RPO at the failure:",
         "failback: us-central1 answered again",
         "targets held: yes",
     ] {
         assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
     }
+}
+
+#[tokio::test]
+async fn a_region_answering_wrong_passes_its_health_check_but_a_move_to_it_is_not_verified() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let functions = cloud.book["functions"].as_str().expect("functions address");
+    let gateway = cloud.book["gateway"].as_str().expect("gateway address");
+    let (failed, printed) = lifeboat(
+        &[
+            "local",
+            "fail-region",
+            "us-east1",
+            "--mode",
+            "wrong-answers",
+        ],
+        data_dir.path(),
+    );
+    assert!(failed, "{printed}");
+
+    // Healthy by its health check, wrong by its answers (the gateway's
+    // pinned route asks that region only).
+    let health = reqwest::get(format!("{}/healthz", cloud.region_url("us-east1")))
+        .await
+        .expect("answers");
+    assert_eq!(health.status(), 200);
+    let (status, region, body) = predict(&format!(
+        "{gateway}/regions/us-east1/predict/recommendations/recsys-ranker"
+    ))
+    .await;
+    assert_eq!(
+        (status, region.as_deref()),
+        (200, Some("us-east1")),
+        "{body}"
+    );
+    assert_eq!(
+        body["predictions"],
+        serde_json::json!([5.625, 2.25]),
+        "{body}"
+    );
+
+    // A move there is made but not verified, and the record says why.
+    let answer = reqwest::Client::new()
+        .post(format!("http://{functions}/failover/move/recommendations"))
+        .json(&serde_json::json!({"to": "us-east1", "by": "a test"}))
+        .send()
+        .await
+        .expect("failover answers");
+    assert_eq!(answer.status(), 503);
+    let message = answer.text().await.expect("text");
+    assert!(
+        message.contains(
+            "us-east1 answered golden request 0 of model recsys-ranker wrong: instance 0 \
+             [1.0,2.0,3.0,4.0]: expected 4.625, got 5.625"
+        ),
+        "{message}"
+    );
+    let incidents: serde_json::Value =
+        reqwest::get(format!("http://{functions}/failover/incidents"))
+            .await
+            .expect("incidents")
+            .json()
+            .await
+            .expect("JSON");
+    let record = &incidents[0];
+    assert_eq!(record["outcome"], serde_json::Value::Null, "{record:#}");
+    let last = record["steps"]
+        .as_array()
+        .and_then(|s| s.last())
+        .expect("steps");
+    assert_eq!(last["what"], "not verified", "{record:#}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("expected 4.625, got 5.625")),
+        "{record:#}"
+    );
+    let (status, _) = cloud.stop();
+    assert!(status.success());
 }

@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod events;
 pub mod gcp;
+pub mod golden;
 pub mod metrics;
 pub mod models;
 pub mod routing;

@@ -31,7 +31,14 @@ pub enum Fault {
     Error,
     /// Answers every request, but only after [`SLOW_DELAY`].
     Slow,
+    /// Answers every request as usual, except that every prediction is off
+    /// by [`WRONG_ANSWER_OFFSET`]: a region whose health checks pass and
+    /// whose answers are wrong, as only golden requests can tell.
+    WrongAnswers,
 }
+
+/// How far off a region failed with [`Fault::WrongAnswers`] predicts.
+pub const WRONG_ANSWER_OFFSET: f64 = 1.0;
 
 /// The path of the faults file of the cloud kept in `data_dir`.
 fn path(data_dir: &Path) -> PathBuf {
@@ -80,7 +87,7 @@ pub fn current(data_dir: &Path, region: &str) -> Option<Fault> {
 
 /// Applies `region`'s fault to one request: a response to give instead of
 /// the real one (a dropped connection or a 503), or, slow, a delay before
-/// the real one is made.
+/// the real one is made. Wrong answers are the inference server's to give.
 pub async fn intercept(data_dir: &Path, region: &str) -> Option<Response> {
     match current(data_dir, region)? {
         Fault::Stop => {
@@ -102,6 +109,7 @@ pub async fn intercept(data_dir: &Path, region: &str) -> Option<Response> {
             tokio::time::sleep(SLOW_DELAY).await;
             None
         }
+        Fault::WrongAnswers => None,
     }
 }
 

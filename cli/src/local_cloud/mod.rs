@@ -5,8 +5,9 @@
 //! functions' routers are served on one more. Each region serves the models
 //! its endpoints hold in the local registry; the gateway routes predictions
 //! between regions by the routing tables, and a prober opens and closes
-//! incidents that the failover service acts on. A model version released
-//! in the primary (see [`releases`]) reaches the standbys through
+//! incidents that the failover service acts on; it verifies a region with
+//! the topology's golden requests through the same gateway. A model version
+//! released in the primary (see [`releases`]) reaches the standbys through
 //! model-copy.
 
 mod address_book;
@@ -38,6 +39,7 @@ use lifeboat_model_copy::{CopyContext, CopyOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::routing::{self, RoutingTable};
@@ -363,6 +365,7 @@ impl BoundCloud {
             bus: self.cloud.bus.clone(),
             probes,
             prober: Prober::default(),
+            golden: Some(GoldenClient::new(&self.book.gateway)?),
             options: FailoverOptions {
                 failback: FailbackOptions {
                     step_wait: LOCAL_FAILBACK_STEP,

@@ -178,8 +178,12 @@ async fn predict_in(state: &RegionState, workload: &str, model: &str, body: &[u8
                 return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
             }
         };
+    let off = match faults::current(&state.data_dir, region.as_str()) {
+        Some(faults::Fault::WrongAnswers) => faults::WRONG_ANSWER_OFFSET,
+        _ => 0.0,
+    };
     Json(json!({
-        "predictions": request.instances.iter().map(Instance::predict).collect::<Vec<_>>(),
+        "predictions": request.instances.iter().map(|i| i.predict() + off).collect::<Vec<_>>(),
         "deployedModelId": serving.deployed_model_id,
         "model": asset.model_id,
         "modelVersionId": serving.version_id,

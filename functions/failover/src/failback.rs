@@ -1,8 +1,9 @@
 //! Failback: traffic returns to a recovered region gradually — by default
 //! 10 %, then 50 %, then all of it — and at each step the returning region
-//! is probed; if it fails a majority of probes, or answers much slower than
-//! the regions serving now, the previous weights are written back and the
-//! failback stops. Under the workload's failover lease, and recorded like an
+//! is probed and sent the golden requests the topology declares; if it fails
+//! a majority of probes, answers a golden request wrong, or answers much
+//! slower than the regions serving now, the previous weights are written
+//! back and the failback stops. Under the workload's failover lease, and recorded like an
 //! incident.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use lifeboat_shared::topology::Workload;
 
 use crate::decision::Check;
 use crate::record::{self, IncidentRecord, Outcome, Step};
-use crate::{FailoverContext, current_table, lease_name, ready, under_lease};
+use crate::{FailoverContext, current_table, lease_name, ready, right_answers, under_lease};
 
 /// How a failback proceeds.
 #[derive(Clone, Debug)]
@@ -81,6 +82,26 @@ async fn judge(context: &FailoverContext, url: &str) -> (bool, Duration, String)
     (healthy, took, detail)
 }
 
+/// [`judge`] of the returning `region`, which must then also answer
+/// `workload`'s golden requests right (their time is not counted: the
+/// baseline is the other regions' probes).
+async fn judge_returning(
+    context: &FailoverContext,
+    workload: &Workload,
+    region: &str,
+    url: &str,
+) -> (bool, Duration, String) {
+    let (healthy, took, detail) = judge(context, url).await;
+    if !healthy {
+        return (healthy, took, detail);
+    }
+    match right_answers(context, workload, region).await {
+        None => (true, took, detail),
+        Some(Check::Pass(answers)) => (true, took, format!("{detail}; {answers}")),
+        Some(Check::Fail(why) | Check::Unknown(why)) => (false, took, why),
+    }
+}
+
 /// Returns `workload`'s traffic to `region` step by step; the record's
 /// outcome is `Moved` when all of it is back, `Stayed` when a step was
 /// rolled back or the region was not ready.
@@ -139,7 +160,7 @@ pub async fn fail_back(
             )
             .await;
         }
-        let (healthy, _, detail) = judge(context, url).await;
+        let (healthy, _, detail) = judge_returning(context, workload, region, url).await;
         if !healthy {
             return note(
                 "refused",
@@ -181,7 +202,7 @@ pub async fn fail_back(
             )
             .await?;
             tokio::time::sleep(options.step_wait).await;
-            let (healthy, took, detail) = judge(context, url).await;
+            let (healthy, took, detail) = judge_returning(context, workload, region, url).await;
             if !healthy || took > limit {
                 let back = RoutingTable::new(
                     workload.id.as_str(),

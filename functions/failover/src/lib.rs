@@ -6,8 +6,10 @@
 //! candidates are judged from the other functions' records ([`facts`]);
 //! [`decision::decide`] applies the safety rules; the chosen region is
 //! readied by the workload's pattern ([`execute`]); the routing table is
-//! written (compare-and-set) and the new region probed again; every step is
-//! recorded with its time ([`record`]). One failover at a time per workload
+//! written (compare-and-set) and the new region probed again and, where the
+//! topology declares golden requests, required to answer them right through
+//! the gateway ([`lifeboat_shared::golden`]); every step is recorded with
+//! its time ([`record`]). One failover at a time per workload
 //! (a lease); a duplicate or retried event continues the same record.
 
 pub mod decision;
@@ -32,6 +34,7 @@ use axum::routing::{get, post};
 use chrono::{TimeDelta, Utc};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
+use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
@@ -127,6 +130,9 @@ pub struct FailoverContext {
     pub probes: ProbeTargets,
     /// Sends the probes.
     pub prober: Prober,
+    /// Sends golden requests through the gateway; `None` without a gateway
+    /// URL, when a workload that declares golden requests is never verified.
+    pub golden: Option<GoldenClient>,
     /// How failovers run.
     pub options: FailoverOptions,
 }
@@ -747,8 +753,33 @@ async fn probe_region(
     Some(context.prober.probe(url).await)
 }
 
-/// Probes the regions traffic moved `to` and finishes the record as moved,
-/// or fails naming the region that does not answer.
+/// Whether `region` answers `workload`'s golden requests right through the
+/// gateway; `None` when the workload declares none.
+pub(crate) async fn right_answers(
+    context: &FailoverContext,
+    workload: &Workload,
+    region: &str,
+) -> Option<Check> {
+    if !golden::declared(workload) {
+        return None;
+    }
+    let Some(client) = &context.golden else {
+        return Some(Check::Fail(format!(
+            "{} declares golden requests but there is no gateway to send them through \
+             (set {GATEWAY_URL_VARIABLE})",
+            workload.id
+        )));
+    };
+    Some(match client.check(workload, region).await {
+        Ok(pass) => Check::Pass(pass.to_string()),
+        Err(failure) => Check::Fail(failure.to_string()),
+    })
+}
+
+/// Probes the regions traffic moved `to`, sends them the golden requests
+/// where the topology declares them, and finishes the record as moved; or
+/// fails naming the region that does not answer, recording a region that
+/// answers wrong with the reason.
 async fn verify_move(
     context: &FailoverContext,
     workload: &Workload,
@@ -767,6 +798,23 @@ async fn verify_move(
                 }
             },
             None => verified.push(format!("{region}: no probe target; not verified")),
+        }
+        match right_answers(context, workload, region).await {
+            None => {}
+            Some(Check::Pass(answers)) => verified.push(answers),
+            Some(Check::Fail(why) | Check::Unknown(why)) => {
+                let reason = format!("{region} is not healthy after the move: {why}");
+                record::append(
+                    context.state.as_ref(),
+                    key,
+                    step("not verified", reason.clone()),
+                    None,
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                return Err(reason);
+            }
         }
     }
     record::append(

@@ -2,7 +2,8 @@
 //! the environment, the topology from `$LIFEBOAT_TOPOLOGY`, the probe URLs
 //! from `$LIFEBOAT_PROBE_TARGETS` (JSON: `{"workload": {"region": "url"}}`),
 //! the callers allowed to move traffic by hand from `$LIFEBOAT_ALLOWED_CALLERS`,
-//! served on `$PORT`.
+//! the gateway that golden requests go through from `$LIFEBOAT_GATEWAY_URL`
+//! (required when the topology declares golden requests), served on `$PORT`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets, SERVICE_NAME, router};
 use lifeboat_shared::bus::pubsub::{PUBSUB_URL, PubSubBus, PubSubOptions};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::server::callers::CallerPolicy;
@@ -26,6 +28,13 @@ async fn main() -> anyhow::Result<()> {
     let targets = std::env::var("LIFEBOAT_PROBE_TARGETS").unwrap_or_else(|_| "{}".to_string());
     let probes = ProbeTargets::from_json(&targets)
         .context("LIFEBOAT_PROBE_TARGETS must be JSON: {\"workload\": {\"region\": \"url\"}}")?;
+    let golden = match std::env::var(GATEWAY_URL_VARIABLE) {
+        Ok(url) => Some(GoldenClient::new(&url)?),
+        Err(_) if topology.workloads().iter().any(golden::declared) => anyhow::bail!(
+            "the topology declares golden requests: set {GATEWAY_URL_VARIABLE} to the gateway's URL"
+        ),
+        Err(_) => None,
+    };
     let project = topology.project().to_string();
     let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
     let pubsub = ApiEndpoint::from_env("PUBSUB_EMULATOR_HOST", PUBSUB_URL).await?;
@@ -37,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         bus: Arc::new(bus),
         probes,
         prober: Prober::default(),
+        golden,
         options: FailoverOptions {
             callers: CallerPolicy::from_env(),
             ..FailoverOptions::default()

@@ -1031,3 +1031,137 @@ async fn only_allowed_invokers_move_or_fail_back_by_hand() {
         "nothing moved"
     );
 }
+
+#[tokio::test]
+async fn a_move_to_standbys_that_answer_wrong_is_not_verified_and_the_reason_recorded() {
+    let rig = rig().await;
+    rig.wrong
+        .lock()
+        .expect("lock")
+        .extend(["us-east1", "europe-west1"].map(String::from));
+    rig.fail("us-central1");
+    let open = incident("inc-g1", "us-central1", IncidentState::Open);
+    let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let answer = answer.as_str().expect("a message");
+    assert!(
+        answer.contains(
+            "answered golden request 0 of model recsys-ranker wrong: instance 0 \
+             [1.0,2.0,3.0,4.0]: expected 4.625, got 5.625 (tolerance 0.000001)"
+        ),
+        "{answer}"
+    );
+    let unverified = record::read(rig.state.as_ref(), "inc-g1")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(unverified.outcome, None, "{unverified:?}");
+    let last = unverified.steps.last().expect("steps");
+    assert_eq!(last.what, "not verified");
+    assert!(
+        last.detail.contains("is not healthy after the move")
+            && last.detail.contains("expected 4.625, got 5.625"),
+        "{last:?}"
+    );
+
+    // The standbys answer right again: the retried event verifies the move.
+    rig.wrong.lock().expect("lock").clear();
+    let (status, record) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::OK, "{record:#}");
+    assert_eq!(record["outcome"], "moved", "{record:#}");
+    let verified = record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["what"] == "verified")
+        .expect("verified")["detail"]
+        .to_string();
+    assert!(
+        verified.contains("answered 2 golden requests right (3 predictions)"),
+        "{verified}"
+    );
+}
+
+#[tokio::test]
+async fn a_move_without_a_gateway_for_the_declared_golden_requests_is_not_verified() {
+    let mut rig = rig().await;
+    rig.context.golden = None;
+    rig.fail("us-central1");
+    let open = incident("inc-g2", "us-central1", IncidentState::Open);
+    let (status, answer) = body(handle_incident(&rig.context, &open).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(
+        answer.to_string().contains("set LIFEBOAT_GATEWAY_URL"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn failback_to_a_primary_that_answers_wrong_is_refused_or_rolled_back_with_the_reason() {
+    let mut rig = rig().await;
+    rig.context.options.failback.step_wait = Duration::from_millis(300);
+    rig.outage_moved("inc-g3").await;
+    let workload = rig.context.topology.workloads()[0].clone();
+    let fail_back = || {
+        lifeboat_failover::failback::fail_back(
+            &rig.context,
+            &workload,
+            "us-central1",
+            &rig.context.options.failback,
+        )
+    };
+
+    // Up again (its probes answer 2xx), but its predictions are wrong.
+    rig.down.lock().expect("lock").clear();
+    rig.wrong
+        .lock()
+        .expect("lock")
+        .push("us-central1".to_string());
+    let refused = fail_back().await.expect("recorded");
+    assert_eq!(refused.outcome, Some(record::Outcome::Stayed));
+    assert_eq!(refused.steps[0].what, "refused");
+    assert!(
+        refused.steps[0].detail.contains(
+            "us-central1 is not healthy: us-central1 answered golden request 0 of model \
+             recsys-ranker wrong"
+        ),
+        "{refused:?}"
+    );
+
+    // Right, then wrong during the first step: rolled back, saying why.
+    rig.wrong.lock().expect("lock").clear();
+    let wrong = rig.wrong.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        wrong.lock().expect("lock").push("us-central1".to_string());
+    });
+    let rolled_back = fail_back().await.expect("recorded");
+    assert_eq!(rolled_back.outcome, Some(record::Outcome::Stayed));
+    let step = rolled_back.steps.last().expect("steps");
+    assert_eq!(step.what, "rolled back", "{rolled_back:?}");
+    assert!(
+        step.detail
+            .starts_with("at 10%: us-central1 answered golden request 0"),
+        "{step:?}"
+    );
+    let table = &routing::read_all(rig.state.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.weights["us-central1"], 0, "{table:?}");
+
+    // Right answers: every step verified with them.
+    rig.wrong.lock().expect("lock").clear();
+    let back = fail_back().await.expect("recorded");
+    assert_eq!(back.outcome, Some(record::Outcome::Moved), "{back:?}");
+    let verified: Vec<&str> = back
+        .steps
+        .iter()
+        .filter(|s| s.what == "verified")
+        .map(|s| s.detail.as_str())
+        .collect();
+    assert_eq!(verified.len(), 3, "{back:?}");
+    assert!(
+        verified
+            .iter()
+            .all(|d| d.contains("us-central1 answered 2 golden requests right")),
+        "{verified:?}"
+    );
+}

@@ -8,6 +8,11 @@
 //!
 //! The routing tables are read on a short refresh ([`GatewayOptions::refresh`]),
 //! never per request: a request only reads memory.
+//!
+//! A prediction may also be pinned to one region of the workload's table
+//! (`/regions/{region}/predict/...`): it goes there whatever its weight and
+//! is never retried elsewhere, so a health check through the front door
+//! (golden requests, [`lifeboat_shared::golden`]) judges that region alone.
 
 pub mod upstreams;
 
@@ -304,6 +309,61 @@ impl Gateway {
             .into_response()
     }
 
+    /// Forwards one prediction to `region` only: the region must be in the
+    /// workload's routing table (any weight); its answer, or its failure, is
+    /// the answer.
+    async fn predict_in(
+        &self,
+        region: &str,
+        workload: &str,
+        model: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let Some(regions) = self.upstreams.regions(workload, model) else {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no model {model} of workload {workload} behind this gateway"),
+            )
+                .into_response();
+        };
+        let Some(route) = self.route(workload) else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no routing table for workload {workload} yet"),
+            )
+                .into_response();
+        };
+        let Some(url) = regions
+            .get(region)
+            .filter(|_| route.table.weights.contains_key(region))
+        else {
+            return (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "region {region} is not in the routing table of workload {workload} \
+                     or serves no model {model} there"
+                ),
+            )
+                .into_response();
+        };
+        match self.forward(url, headers, body).await {
+            Ok(response) => answer(response, region, 1).await,
+            Err(error) => {
+                tracing::warn!(workload, model, region, %error, "pinned region failed the prediction");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    [
+                        (REGION_HEADER, region.to_string()),
+                        (ATTEMPTS_HEADER, "1".to_string()),
+                    ],
+                    format!("{region}: {error}"),
+                )
+                    .into_response()
+            }
+        }
+    }
+
     /// Sends the prediction to `url` with the body and its `Content-Type`
     /// only: no other header of the client's goes on, so hop-by-hop headers
     /// (`Connection` and those it names, `Keep-Alive`, `Proxy-*`, `TE`,
@@ -367,14 +427,19 @@ async fn answer(response: reqwest::Response, region: &str, attempts: u32) -> Res
     (status, headers, body).into_response()
 }
 
-/// The routes: `POST /predict/{workload}/{model}` forwards a prediction
-/// (at most [`PREDICTION_BODY_LIMIT`] bytes); `GET /routes` shows the
-/// routing tables the gateway is using.
+/// The routes: `POST /predict/{workload}/{model}` forwards a prediction;
+/// `POST /regions/{region}/predict/{workload}/{model}` forwards it to that
+/// region only (both take at most [`PREDICTION_BODY_LIMIT`] bytes);
+/// `GET /routes` shows the routing tables the gateway is using.
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route(
             "/predict/{workload}/{model}",
             post(predict).layer(DefaultBodyLimit::max(PREDICTION_BODY_LIMIT)),
+        )
+        .route(
+            "/regions/{region}/predict/{workload}/{model}",
+            post(predict_in_region).layer(DefaultBodyLimit::max(PREDICTION_BODY_LIMIT)),
         )
         .route("/routes", get(routes))
         .with_state(gateway)
@@ -387,6 +452,17 @@ async fn predict(
     body: Bytes,
 ) -> Response {
     gateway.predict(&workload, &model, &headers, body).await
+}
+
+async fn predict_in_region(
+    State(gateway): State<Gateway>,
+    Path((region, workload, model)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    gateway
+        .predict_in(&region, &workload, &model, &headers, body)
+        .await
 }
 
 async fn routes(State(gateway): State<Gateway>) -> Json<Vec<RoutingTable>> {

@@ -143,8 +143,18 @@ async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>, retry: b
 }
 
 async fn predict(client: &reqwest::Client, rig: &Rig) -> (StatusCode, String, String, String) {
+    predict_at(client, rig, "/predict/ranking/ranker").await
+}
+
+/// A prediction POSTed to `path` of the gateway: its status, region and
+/// attempts headers, and body.
+async fn predict_at(
+    client: &reqwest::Client,
+    rig: &Rig,
+    path: &str,
+) -> (StatusCode, String, String, String) {
     let response = client
-        .post(format!("{}/predict/ranking/ranker", rig.url))
+        .post(format!("{}{path}", rig.url))
         .header("content-type", "application/json")
         .body(r#"{"instances":[[1,2]]}"#)
         .send()
@@ -425,4 +435,68 @@ async fn a_prediction_over_vertex_ai_s_payload_limit_is_a_413_that_reaches_no_re
     assert_eq!(rig.central.served.load(Ordering::SeqCst), 0);
     let (status, region, _, _) = predict(&client, &rig).await;
     assert_eq!((status, region.as_str()), (StatusCode::OK, "us-central1"));
+}
+
+#[tokio::test]
+async fn a_pinned_prediction_goes_to_its_region_only_whatever_the_weights() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    let to_east = "/regions/us-east1/predict/ranking/ranker";
+    for _ in 0..5 {
+        let (status, region, attempts, body) = predict_at(&client, &rig, to_east).await;
+        assert_eq!(
+            (status, region.as_str(), attempts.as_str()),
+            (StatusCode::OK, "us-east1", "1"),
+            "{body}"
+        );
+        assert!(body.contains(r#""region":"us-east1""#), "{body}");
+    }
+    assert_eq!(rig.east.served.load(Ordering::SeqCst), 5);
+    assert_eq!(rig.central.served.load(Ordering::SeqCst), 0);
+
+    // A failing pinned region's own answer, never a retry elsewhere.
+    rig.east.failing.store(true, Ordering::SeqCst);
+    let (status, region, attempts, body) = predict_at(&client, &rig, to_east).await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "us-east1", "1"),
+        "{body}"
+    );
+    assert_eq!(rig.central.served.load(Ordering::SeqCst), 0);
+
+    // A region outside the workload's table is named in a 404.
+    let (status, _, _, body) = predict_at(
+        &client,
+        &rig,
+        "/regions/europe-west1/predict/ranking/ranker",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("region europe-west1"), "{body}");
+    let (status, _, _, body) =
+        predict_at(&client, &rig, "/regions/us-east1/predict/ranking/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn an_unreachable_pinned_region_is_a_502_naming_it() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let rig = rig_with(
+        &[("us-central1", 100), ("us-east1", 0)],
+        Some(format!("http://{closed}/predict")),
+        true,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (status, region, attempts, body) =
+        predict_at(&client, &rig, "/regions/us-central1/predict/ranking/ranker").await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::BAD_GATEWAY, "us-central1", "1"),
+        "{body}"
+    );
+    assert!(body.starts_with("us-central1: "), "{body}");
+    assert_eq!(rig.east.served.load(Ordering::SeqCst), 0, "no retry");
 }

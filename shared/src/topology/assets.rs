@@ -35,6 +35,10 @@ pub struct Model {
     /// regional repository.
     #[serde(default)]
     pub image_mirrors: BTreeMap<RegionId, String>,
+    /// Requests with known answers: a region is healthy for this model only
+    /// when it answers them right (see `docs/golden-requests.md`).
+    #[serde(default)]
+    pub golden_requests: Vec<GoldenRequest>,
 }
 
 impl Model {
@@ -44,6 +48,54 @@ impl Model {
         self.id.as_str() == name
             || self.model_id == name
             || self.display_name.as_deref() == Some(name)
+    }
+}
+
+/// One golden request of a model: instances as Vertex AI's `:predict` takes
+/// them, and the predictions a healthy region answers, one per instance.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GoldenRequest {
+    /// The instances sent, as JSON values.
+    pub instances: Vec<serde_json::Value>,
+    /// The expected prediction of each instance, in order.
+    pub predictions: Vec<serde_json::Value>,
+    /// How far a number in an answer may be from the expected one.
+    #[serde(default)]
+    pub tolerance: Tolerance,
+}
+
+/// The absolute difference allowed between an expected and an answered
+/// number: 0 (the default) asks for exact answers. A validated topology's
+/// tolerances are finite and at least 0.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Tolerance(f64);
+
+impl Tolerance {
+    /// The allowed difference.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// Whether the tolerance means something: finite and at least 0.
+    pub(super) fn is_usable(self) -> bool {
+        self.0.is_finite() && self.0 >= 0.0
+    }
+}
+
+// Compared by total order, so equality is an equivalence even for NaN.
+impl PartialEq for Tolerance {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+
+impl Eq for Tolerance {}
+
+impl fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 

@@ -23,8 +23,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use assets::{
-    Assets, BucketAsset, CheckpointLocation, CommitMarker, DatasetAsset, DeletePolicy, Model,
-    Retention,
+    Assets, BucketAsset, CheckpointLocation, CommitMarker, DatasetAsset, DeletePolicy,
+    GoldenRequest, Model, Retention, Tolerance,
 };
 pub use duration::{Duration, DurationError};
 pub use names::{BucketName, DatasetId, Id, ObjectPrefix, ProjectId, RegionId};

@@ -534,3 +534,80 @@ fn nothing_panics_on_odd_input() {
         let _ = Topology::parse(text, "odd.yaml");
     }
 }
+
+#[test]
+fn golden_requests_are_read_as_json_with_their_tolerance() {
+    let text = BASE.replace(
+        "          endpoints:\n",
+        "          golden-requests:
+            - instances: [[1.0, 2, -3.5], {user: \"u-1\", history: [4, 5]}, \"7\", 7]
+              predictions: [0.5, {score: 0.25, label: top}, 1, 2]
+              tolerance: 0.001
+            - instances: [2.0]
+              predictions: [1.25]
+          endpoints:\n",
+    );
+    assert_eq!(problems(&text), Vec::<String>::new());
+    let t = Topology::parse(&text, "t.yaml").unwrap();
+    let golden = &t.workloads()[0].assets.models[0].golden_requests;
+    assert_eq!(golden.len(), 2);
+    assert_eq!(
+        serde_json::Value::Array(golden[0].instances.clone()),
+        serde_json::json!([[1.0, 2, -3.5], {"user": "u-1", "history": [4, 5]}, "7", 7])
+    );
+    assert_eq!(
+        golden[0].predictions[1],
+        serde_json::json!({"score": 0.25, "label": "top"})
+    );
+    assert_eq!(golden[0].tolerance.get(), 0.001);
+    assert_eq!(golden[1].tolerance.get(), 0.0, "exact unless told");
+    let whole = BASE.replace(
+        "          endpoints:\n",
+        "          golden-requests: [{instances: [1], predictions: [0.75], tolerance: 1}]\n          endpoints:\n",
+    );
+    let t = Topology::parse(&whole, "t.yaml").unwrap();
+    assert_eq!(
+        t.workloads()[0].assets.models[0].golden_requests[0]
+            .tolerance
+            .get(),
+        1.0
+    );
+    let unknown = BASE.replace(
+        "          endpoints:\n",
+        "          golden-requests:\n            - {instances: [1], predictions: [0.75], seed: 7}\n          endpoints:\n",
+    );
+    assert_has(
+        &problems(&unknown),
+        "18:53 workloads[0].assets.models[0].golden-requests[0].seed",
+        "unknown field `seed`",
+    );
+}
+
+#[test]
+fn golden_fixture_reports_exactly_its_problems() {
+    let path = workspace_file("tests/fixtures/topology/bad-golden.yaml");
+    let errors = Topology::load(&path).unwrap_err();
+    let file = path.display().to_string();
+    let base = "workloads[0].assets.models[0].golden-requests";
+    let expected = [
+        format!(
+            "{file}:21:15: {base}[0].instances: no instances: a golden request sends at least one"
+        ),
+        format!(
+            "{file}:24:15: {base}[1].predictions: 1 predictions for 2 instances: give the expected prediction of each instance, in order"
+        ),
+        format!(
+            "{file}:27:15: {base}[2].tolerance: tolerance -0.1 is not a finite number of at least 0 (the absolute difference allowed, e.g. 0.001)"
+        ),
+        format!(
+            "{file}:30:15: {base}[3].tolerance: tolerance NaN is not a finite number of at least 0 (the absolute difference allowed, e.g. 0.001)"
+        ),
+        format!(
+            "{file}:33:15: {base}[4].tolerance: tolerance inf is not a finite number of at least 0 (the absolute difference allowed, e.g. 0.001)"
+        ),
+    ];
+    assert_eq!(
+        errors.to_string().lines().collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}

@@ -29,6 +29,8 @@
 //! - Data residency: a workload's `allowed-regions` are declared regions
 //!   and include the primary; every replica, endpoint and image mirror of
 //!   the workload is in one of them.
+//! - Golden requests: each sends at least one instance, expects one
+//!   prediction per instance, and allows a finite tolerance of at least 0.
 //! - Every workload protects something and has a region to fail over to;
 //!   its hold-down and automatic-failback period are longer than zero.
 
@@ -36,7 +38,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::workload::WorkloadSpec;
 use super::{
-    BucketName, Duration, Failback, ObjectPrefix, Pattern, RegionId, RegionRole, TopologyFile,
+    BucketName, Duration, Failback, GoldenRequest, ObjectPrefix, Pattern, RegionId, RegionRole,
+    TopologyFile,
 };
 
 /// The shortest RTO a pilot-light workload can meet: a model deployment on
@@ -286,6 +289,7 @@ impl<'f> Checker<'f> {
                 ),
                 _ => {}
             }
+            self.golden_requests(&path, &model.golden_requests);
             if w.pattern == Pattern::ActiveActive && model.endpoints.len() < 2 {
                 self.report(
                     format!("{path}.endpoints"),
@@ -507,6 +511,39 @@ impl<'f> Checker<'f> {
                     w.pattern.name()
                 ),
             );
+        }
+    }
+
+    /// Each golden request of the model at `path` sends instances and
+    /// expects one prediction for each.
+    fn golden_requests(&mut self, path: &str, requests: &[GoldenRequest]) {
+        for (k, request) in requests.iter().enumerate() {
+            let at = format!("{path}.golden-requests[{k}]");
+            let (instances, predictions) = (request.instances.len(), request.predictions.len());
+            if instances == 0 {
+                self.report(
+                    format!("{at}.instances"),
+                    "no instances: a golden request sends at least one".into(),
+                );
+            } else if predictions != instances {
+                self.report(
+                    format!("{at}.predictions"),
+                    format!(
+                        "{predictions} predictions for {instances} instances: \
+                         give the expected prediction of each instance, in order"
+                    ),
+                );
+            }
+            if !request.tolerance.is_usable() {
+                self.report(
+                    format!("{at}.tolerance"),
+                    format!(
+                        "tolerance {} is not a finite number of at least 0 \
+                         (the absolute difference allowed, e.g. 0.001)",
+                        request.tolerance
+                    ),
+                );
+            }
         }
     }
 

@@ -1,8 +1,9 @@
 //! The failover rig shared by the tests and the decision benchmark: the
 //! production example (active-passive, 3 serving replicas, standbys at 1),
-//! the local model registry over a given state store, probes answered by a
-//! loopback server whose regions can be failed, and incidents in
-//! Monitoring's webhook shape.
+//! the local model registry over a given state store, probes and predictions
+//! answered by a loopback server whose regions can be failed or made to
+//! answer wrong, the real gateway in front of its predictions (golden
+//! requests go through it), and incidents in Monitoring's webhook shape.
 
 #![allow(dead_code)]
 
@@ -13,16 +14,22 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::any;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{any, post};
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
+use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState, parse};
+use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
     Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, ModelVersion, wait,
 };
+use lifeboat_shared::routing::{self, RoutingTable};
+use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{Document, Precondition, StateError, StateStore, Version};
 use lifeboat_shared::topology::{RegionId, Topology};
 use tokio::sync::Notify;
@@ -40,16 +47,45 @@ pub fn repository_file(relative: &str) -> std::path::PathBuf {
 /// Regions whose probe answers 503.
 pub type Down = Arc<Mutex<Vec<String>>>;
 
+/// What the loopback regions do: which are down, which answer wrong, and
+/// the answers they know.
+#[derive(Clone)]
+struct Regions {
+    down: Down,
+    wrong: Down,
+    /// Every golden instance of the topology with its expected prediction.
+    answers: Arc<Vec<(serde_json::Value, serde_json::Value)>>,
+}
+
 /// Serves `/{region}` for every region: 200, or 503 while the region is
 /// down, to any method, so it stands in for a region's probe URL and for
-/// its inference endpoint alike.
-pub async fn probe_server(down: Down) -> String {
+/// its inference endpoint alike; and `POST /{region}/predict`, a model that
+/// knows the answer of every golden instance of `topology` (503 while the
+/// region is down, each answer 1 too high while it answers wrong).
+pub async fn probe_server(down: Down, wrong: Down, topology: &Topology) -> String {
+    let answers = topology
+        .workloads()
+        .iter()
+        .flat_map(|w| &w.assets.models)
+        .flat_map(|m| &m.golden_requests)
+        .flat_map(|g| {
+            g.instances
+                .iter()
+                .cloned()
+                .zip(g.predictions.iter().cloned())
+        })
+        .collect();
+    let regions = Regions {
+        down,
+        wrong,
+        answers: Arc::new(answers),
+    };
     let app = Router::new()
         .route(
             "/{region}",
             any(
-                |State(down): State<Down>, Path(region): Path<String>| async move {
-                    if down.lock().expect("lock").contains(&region) {
+                |State(regions): State<Regions>, Path(region): Path<String>| async move {
+                    if regions.down.lock().expect("lock").contains(&region) {
                         StatusCode::SERVICE_UNAVAILABLE
                     } else {
                         StatusCode::OK
@@ -57,11 +93,76 @@ pub async fn probe_server(down: Down) -> String {
                 },
             ),
         )
-        .with_state(down);
+        .route("/{region}/predict", post(predict))
+        .with_state(regions);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{address}")
+}
+
+async fn predict(
+    State(regions): State<Regions>,
+    Path(region): Path<String>,
+    Json(request): Json<serde_json::Value>,
+) -> Response {
+    if regions.down.lock().expect("lock").contains(&region) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let off = if regions.wrong.lock().expect("lock").contains(&region) {
+        1.0
+    } else {
+        0.0
+    };
+    let mut predictions = Vec::new();
+    for instance in request["instances"].as_array().into_iter().flatten() {
+        let Some((_, answer)) = regions.answers.iter().find(|(known, _)| known == instance) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown instance {instance}"),
+            )
+                .into_response();
+        };
+        predictions.push(serde_json::json!(answer.as_f64().expect("a number") + off));
+    }
+    Json(serde_json::json!({"predictions": predictions})).into_response()
+}
+
+/// The real gateway in front of the loopback regions' predictions, routing
+/// by the tables in `state`; its base URL.
+async fn gateway(state: Arc<dyn StateStore>, regions_url: &str, topology: &Topology) -> String {
+    let mut upstreams = Upstreams::new();
+    let mut implied = Vec::new();
+    for workload in topology.workloads() {
+        for model in &workload.assets.models {
+            for region in topology.regions() {
+                let url = format!("{regions_url}/{}/predict", region.id);
+                upstreams.insert(
+                    workload.id.as_str(),
+                    model.id.as_str(),
+                    region.id.as_str(),
+                    url,
+                );
+            }
+        }
+        let weights = routing::implied_weights(topology, workload);
+        implied.push(RoutingTable::new(workload.id.as_str(), weights, "implied").expect("table"));
+    }
+    let gateway = Gateway::new(
+        upstreams,
+        state,
+        Credentials::Anonymous,
+        GatewayOptions::default(),
+    )
+    .with_tables(implied);
+    tokio::spawn(gateway.clone().keep_refreshed(Shutdown::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = lifeboat_gateway::router(gateway);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     format!("http://{address}")
 }
@@ -73,6 +174,8 @@ pub struct Rig {
     /// The embedded bus failover publishes to, with its topics created.
     pub bus: Arc<LocalBus>,
     pub down: Down,
+    /// Regions whose predictions are wrong (but 2xx).
+    pub wrong: Down,
     _dir: Option<tempfile::TempDir>,
     _bus_dir: tempfile::TempDir,
 }
@@ -155,14 +258,15 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
             .await
             .expect("deployed");
     }
-    let down: Down = Arc::default();
-    let probes_url = probe_server(down.clone()).await;
+    let topology =
+        Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
+    let (down, wrong): (Down, Down) = Default::default();
+    let probes_url = probe_server(down.clone(), wrong.clone(), &topology).await;
     let mut probes = ProbeTargets::default();
     for region in ["us-central1", "us-east1", "europe-west1"] {
         probes.insert(WORKLOAD, region, format!("{probes_url}/{region}"));
     }
-    let topology =
-        Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
+    let gateway_url = gateway(state.clone(), &probes_url, &topology).await;
     let bus_dir = tempfile::tempdir().expect("temp dir");
     let bus = Arc::new(
         LocalBus::open(bus_dir.path(), LocalBusOptions::default())
@@ -179,6 +283,7 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
         bus: bus.clone(),
         probes,
         prober: Prober::default(),
+        golden: Some(GoldenClient::new(&gateway_url).expect("gateway URL")),
         options: FailoverOptions {
             backoff,
             ..FailoverOptions::default()
@@ -190,6 +295,7 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
         state,
         bus,
         down,
+        wrong,
         _dir: dir,
         _bus_dir: bus_dir,
     }
