@@ -218,6 +218,12 @@ resource "google_cloud_run_v2_service" "failover" {
         name  = "LIFEBOAT_ALLOWED_CALLERS"
         value = join(",", local.allowed_callers)
       }
+      # Where golden requests are sent (/regions/REGION/predict/...): the
+      # gateway's load balancer, which hands each to REGION's own gateway.
+      env {
+        name  = "LIFEBOAT_GATEWAY_URL"
+        value = "https://${var.gateway_domain}"
+      }
       # The project the service's traces are recorded in.
       env {
         name  = "GOOGLE_CLOUD_PROJECT"

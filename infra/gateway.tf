@@ -242,6 +242,17 @@ resource "google_compute_url_map" "gateway" {
         }
       }
     }
+    # Golden requests (failover's verification, failback steps, drills):
+    # /regions/REGION/predict/... is answered by REGION's own gateway, which
+    # pins it to REGION's endpoint, so a right answer proves that region's
+    # whole front door, not the nearest one.
+    dynamic "path_rule" {
+      for_each = google_compute_backend_service.gateway_region
+      content {
+        paths   = ["/regions/${path_rule.key}/predict/*"]
+        service = path_rule.value.id
+      }
+    }
   }
 }
 
