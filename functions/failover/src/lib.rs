@@ -40,7 +40,7 @@ use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::lease;
-use lifeboat_shared::topology::{Topology, Workload};
+use lifeboat_shared::topology::{Pattern, Topology, Workload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
@@ -639,6 +639,7 @@ async fn fail_over(
             Some(result) => result.health(),
             None => Check::Unknown(format!("no probe target for {id}")),
         };
+        let health = with_answers(context, workload, id, health).await;
         candidates.push(Candidate {
             region: id.to_string(),
             health,
@@ -729,6 +730,17 @@ async fn fail_over(
     for region in &to {
         let done = ready(context, workload, region).await?;
         note("readied", format!("{region}: {}", done.join("; "))).await?;
+        // A pilot-light region served nothing when the candidates were
+        // judged: its answers are judged now, before traffic moves there.
+        if workload.pattern == Pattern::PilotLight
+            && let Some(Check::Fail(why) | Check::Unknown(why)) =
+                right_answers(context, workload, region).await
+        {
+            let reason =
+                format!("{region} was readied but does not answer right; traffic not moved: {why}");
+            note("not routed", reason.clone()).await?;
+            return Err(reason);
+        }
     }
     let table =
         RoutingTable::new(workload.id.as_str(), new_weights, reason).map_err(|e| e.to_string())?;
@@ -751,6 +763,30 @@ async fn probe_region(
 ) -> Option<probes::ProbeResult> {
     let url = context.probes.get(workload.id.as_str(), region)?;
     Some(context.prober.probe(url).await)
+}
+
+/// A candidate's probe verdict judged with its answers too: a region that
+/// passes its probes but answers the golden requests wrong is not healthy,
+/// so the decision never picks it. A pilot-light region serves nothing
+/// before it is readied; its answers are judged after readying, before any
+/// traffic moves there.
+async fn with_answers(
+    context: &FailoverContext,
+    workload: &Workload,
+    region: &str,
+    health: Check,
+) -> Check {
+    let Check::Pass(probes) = health else {
+        return health;
+    };
+    if workload.pattern == Pattern::PilotLight {
+        return Check::Pass(probes);
+    }
+    match right_answers(context, workload, region).await {
+        None => Check::Pass(probes),
+        Some(Check::Pass(answers)) => Check::Pass(format!("{probes}; {answers}")),
+        Some(Check::Fail(why) | Check::Unknown(why)) => Check::Fail(format!("{probes}, but {why}")),
+    }
 }
 
 /// Whether `region` answers `workload`'s golden requests right through the
