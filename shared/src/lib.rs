@@ -7,6 +7,7 @@ pub mod events;
 pub mod gcp;
 pub mod metrics;
 pub mod models;
+pub mod outage;
 pub mod routing;
 pub mod server;
 pub mod state;
