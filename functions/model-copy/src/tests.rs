@@ -38,6 +38,7 @@ workloads:
           model-id: churn-model
           display-name: churn model
           serving-replicas: 1
+          machine-type: n1-standard-4
           endpoints:
             us-central1: "100"
             europe-west4: "400"
