@@ -494,7 +494,12 @@ fn machine_types_are_checked_and_pilot_light_needs_one() {
             &format!("          serving-replicas: 3\n          machine-type: {machine_type}\n"),
         )
     };
-    for good in ["n1-standard-4", "a2-highgpu-1g", "ct5lp-hightpu-4t", "g2-standard-8"] {
+    for good in [
+        "n1-standard-4",
+        "a2-highgpu-1g",
+        "ct5lp-hightpu-4t",
+        "g2-standard-8",
+    ] {
         assert_eq!(problems(&with(good)), Vec::<String>::new(), "{good}");
     }
     let t = Topology::parse(&with("n1-standard-4"), "t.yaml").unwrap();
@@ -502,7 +507,13 @@ fn machine_types_are_checked_and_pilot_light_needs_one() {
         t.workloads()[0].assets.models[0].machine_type.as_deref(),
         Some("n1-standard-4")
     );
-    for bad in ["\"\"", "N1-standard-4", "n1-standard", "standard-4-n1", "n1-standard-4-x"] {
+    for bad in [
+        "\"\"",
+        "N1-standard-4",
+        "n1-standard",
+        "standard-4-n1",
+        "n1-standard-4-x",
+    ] {
         assert_has(
             &problems(&with(bad)),
             "16:11 workloads[0].assets.models[0].machine-type",

@@ -36,8 +36,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::workload::WorkloadSpec;
 use super::{
-    Model,
-    BucketName, Duration, Failback, ObjectPrefix, Pattern, RegionId, RegionRole, TopologyFile,
+    BucketName, Duration, Failback, Model, ObjectPrefix, Pattern, RegionId, RegionRole,
+    TopologyFile,
 };
 
 /// The shortest RTO a pilot-light workload can meet: a model deployment on
