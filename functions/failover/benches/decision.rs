@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_failover::handle_incident;
 use lifeboat_shared::events::IncidentState;
-use lifeboat_shared::models::{Backoff, ModelRegistry, wait};
+use lifeboat_shared::models::{Backoff, wait};
 use lifeboat_shared::routing;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::FirestoreStore;
