@@ -135,8 +135,8 @@ impl ObjectStore for DarkBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::bytes_stream;
     use crate::storage::local::LocalStore;
+    use crate::storage::{bytes_stream, conformance};
 
     const TOPOLOGY: &str = "\
 project: acme-ml-prod
@@ -153,6 +153,29 @@ workloads:
           source: acme-features-usc1
           replicas: {us-east1: acme-features-use1}
 ";
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite_while_its_regions_are_reachable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = LocalStore::open(dir.path())
+            .await
+            .expect("store")
+            .with_list_page_size(conformance::LIST_PAGE_SIZE);
+        for (bucket, region) in [("conf-a", "europe-west4"), ("conf-b", "us-central1")] {
+            local.create_bucket(bucket, region).await.expect("bucket");
+        }
+        let topology = Topology::parse(
+            &TOPOLOGY
+                .replace("acme-features-usc1", "conf-b")
+                .replace("acme-features-use1", "conf-a"),
+            "t.yaml",
+        )
+        .expect("topology");
+        let dark = DarkRegions::default();
+        dark.darken("asia-east1");
+        let store = DarkBuckets::new(Arc::new(local), dark, &topology);
+        conformance::run_all(&store, "conf-a", "conf-b").await;
+    }
 
     #[tokio::test]
     async fn buckets_in_a_dark_region_fail_transiently_and_the_others_answer() {
