@@ -69,3 +69,24 @@ fn a_missing_file_is_an_error_naming_it() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/topology.yaml"));
 }
+
+#[test]
+fn a_pilot_light_model_without_its_machine_type_is_refused_saying_why() {
+    let example = std::fs::read_to_string(repository_file("examples/pilot-light.yaml"))
+        .expect("the pilot-light example");
+    let without = example.replace("          machine-type: a2-highgpu-1g\n", "");
+    assert_ne!(without, example, "the example records a machine type");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("pilot-light.yaml");
+    std::fs::write(&file, without).expect("write");
+    let output = validate(&file);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "pilot-light.yaml:19:11: workloads[0].assets.models[0].machine-type: \
+             a pilot-light model needs `machine-type`"
+        ),
+        "{stderr}"
+    );
+}

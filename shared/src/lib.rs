@@ -8,6 +8,7 @@ pub mod gcp;
 pub mod golden;
 pub mod metrics;
 pub mod models;
+pub mod outage;
 pub mod routing;
 pub mod server;
 pub mod state;

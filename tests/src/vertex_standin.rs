@@ -11,7 +11,19 @@
 //! traffic split sums to 100 over deployed models, and changes happen when
 //! their operation is done. Version listings page two at a time. It can be
 //! told to fail calls, to finish operations only after some polls or some
-//! time, to fail operations, or to lose them.
+//! time, to fail operations, or to lose them, and can make regions dark
+//! ([`VertexStandIn::dark_regions`]).
+//!
+//! A dark region's calls answer 503 UNAVAILABLE, with Google's error body:
+//! `REGION-aiplatform.googleapis.com` is served by Google's global front
+//! ends, which still accept the connection when the region behind them is
+//! gone and answer that the service is unavailable (the status Google's
+//! API design guide gives to "the service is currently unavailable", to be
+//! retried). A dropped connection, what a dead host would give, reaches the
+//! client as the same transient error, so 503 loses nothing and keeps the
+//! answer readable in logs. Every path naming `locations/R` is refused, and
+//! so is a copy whose source model is in a dark region (the target region
+//! cannot read it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +37,7 @@ use axum::response::{IntoResponse, Json, Response};
 use google_cloud_aiplatform_v1::model;
 use google_cloud_longrunning::model::Operation;
 use google_cloud_wkt::{Any, Timestamp};
+use lifeboat_shared::outage::DarkRegions;
 use serde::de::DeserializeOwned;
 
 /// Versions per listing page.
@@ -91,6 +104,13 @@ struct Registry {
 
 type Shared = Arc<Mutex<Registry>>;
 
+/// What every request reaches: the registry and the dark regions.
+#[derive(Clone, Debug, Default)]
+struct Served {
+    registry: Shared,
+    dark: DarkRegions,
+}
+
 /// The serving image of uploaded versions unless told otherwise.
 const DEFAULT_SERVING_IMAGE: &str = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest";
 
@@ -98,6 +118,7 @@ const DEFAULT_SERVING_IMAGE: &str = "us-docker.pkg.dev/vertex-ai/prediction/skle
 pub struct VertexStandIn {
     address: std::net::SocketAddr,
     shared: Shared,
+    dark: DarkRegions,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -108,8 +129,9 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Registry> {
 impl VertexStandIn {
     /// Starts the stand-in on a free loopback port.
     pub async fn start() -> Self {
-        let shared = Shared::default();
-        let router = Router::new().fallback(serve).with_state(shared.clone());
+        let served = Served::default();
+        let (shared, dark) = (served.registry.clone(), served.dark.clone());
+        let router = Router::new().fallback(serve).with_state(served);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -122,8 +144,15 @@ impl VertexStandIn {
         Self {
             address,
             shared,
+            dark,
             server,
         }
+    }
+
+    /// The regions whose calls answer 503 UNAVAILABLE: darken one to make
+    /// it unreachable (see the module's doc).
+    pub fn dark_regions(&self) -> &DarkRegions {
+        &self.dark
     }
 
     /// The `host:port` to give a client as its endpoint.
@@ -309,8 +338,16 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
 }
 
 /// Every request: the path names the method.
-async fn serve(State(shared): State<Shared>, method: Method, uri: Uri, body: Bytes) -> Response {
-    let mut registry = lock(&shared);
+async fn serve(State(served): State<Served>, method: Method, uri: Uri, body: Bytes) -> Response {
+    if let Some(region) = dark_region(&served.dark, uri.path(), &body) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            format!("The service is currently unavailable in {region}."),
+        )
+        .into_response();
+    }
+    let mut registry = lock(&served.registry);
     if registry.faults.fail_calls > 0 {
         registry.faults.fail_calls -= 1;
         return error(
@@ -352,6 +389,22 @@ async fn serve(State(shared): State<Shared>, method: Method, uri: Uri, body: Byt
         _ => Err(not_found(&format!("{method} {path}"))),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The dark region a request needs, if any: the one its path names, or
+/// the region of a copy's source model.
+fn dark_region(dark: &DarkRegions, path: &str, body: &Bytes) -> Option<String> {
+    let region_after_locations = |text: &str| {
+        let mut parts = text.split('/').skip_while(|part| *part != "locations");
+        parts.nth(1).map(str::to_string)
+    };
+    let mut regions: Vec<String> = region_after_locations(path).into_iter().collect();
+    if path.ends_with("models:copy")
+        && let Ok(request) = serde_json::from_slice::<model::CopyModelRequest>(body)
+    {
+        regions.extend(region_after_locations(&request.source_model));
+    }
+    regions.into_iter().find(|region| dark.is_dark(region))
 }
 
 fn get_model(registry: &Registry, name: &str) -> Reply {

@@ -4,7 +4,8 @@
 //! deploy an older version over a newer one; failed, lost and endless
 //! copies are retried to a bound and then recorded as failed, for the
 //! scheduled reconcile to copy later; unprotected models and pinned
-//! versions are left alone.
+//! versions are left alone; with the primary dark, every pattern's copy
+//! fails for a retry and leaves the parity records as they were.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use lifeboat_shared::models::{Deployment, EndpointRef, ModelRef, ModelRegistry, 
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
-use lifeboat_shared::topology::{RegionId, Topology};
+use lifeboat_shared::topology::{Pattern, RegionId, Topology};
 use lifeboat_tests::registry::Registry;
 use lifeboat_tests::vertex_standin::VertexStandIn;
 use lifeboat_tests::{emulator_host, unique_name};
@@ -38,6 +39,12 @@ const STANDBYS: [(&str, &str); 2] = [("us-east1", "200"), ("europe-west1", "300"
 
 /// The test topology; `image_mirrors` are (region, repository) pairs.
 fn topology(pinned: Option<&str>, image_mirrors: &[(&str, String)]) -> Topology {
+    Topology::parse(&topology_text(pinned, image_mirrors), "model-copy.yaml")
+        .expect("the test topology is valid")
+}
+
+/// The test topology's text.
+fn topology_text(pinned: Option<&str>, image_mirrors: &[(&str, String)]) -> String {
     let version = pinned.map_or(String::new(), |v| format!("version: \"{v}\""));
     let mirrors: String = image_mirrors
         .iter()
@@ -48,7 +55,7 @@ fn topology(pinned: Option<&str>, image_mirrors: &[(&str, String)]) -> Topology 
     } else {
         format!("image-mirrors:{mirrors}")
     };
-    let text = format!(
+    format!(
         r#"
 project: {PROJECT}
 regions:
@@ -75,8 +82,7 @@ workloads:
             us-east1: "200"
             europe-west1: "300"
 "#
-    );
-    Topology::parse(&text, "model-copy.yaml").expect("the test topology is valid")
+    )
 }
 
 fn region(name: &str) -> RegionId {
@@ -660,5 +666,95 @@ async fn an_event_and_the_reconcile_at_once_leave_each_standby_serving_one_deplo
             &rig.parity(region).await,
             true
         ));
+    }
+}
+
+/// The test topology as `pattern` keeps the model (us-east1 and
+/// europe-west1 standbys, or pilot lights), with its machine type.
+fn pattern_topology(pattern: Pattern) -> Topology {
+    let yaml = topology_text(None, &[]);
+    let yaml = match pattern {
+        Pattern::ActivePassive => yaml,
+        Pattern::ActiveActive => yaml
+            .replace("pattern: active-passive", "pattern: active-active")
+            .replace("          standby-replicas: 1\n", ""),
+        Pattern::PilotLight => yaml
+            .replace("pattern: active-passive", "pattern: pilot-light")
+            .replace("class: online-inference", "class: research-training")
+            .replace("role: standby", "role: pilot-light")
+            .replace("          standby-replicas: 1\n", ""),
+    };
+    let yaml = yaml.replace(
+        "          serving-replicas: 2\n",
+        "          serving-replicas: 2\n          machine-type: n1-standard-4\n",
+    );
+    Topology::parse(&yaml, "pattern.yaml").expect("the pattern's topology is valid")
+}
+
+/// With the primary dark (the stand-in answers 503 UNAVAILABLE for
+/// us-central1), a new version cannot be copied: the event fails as a
+/// retryable 5xx and each standby's parity record is left as it was; once
+/// the primary is back, the redelivered event copies it. One body, run
+/// for every pattern.
+async fn primary_dark_copy_is_retried_and_parity_kept(pattern: Pattern) {
+    let mut rig = Rig::with(None, true).await;
+    rig.context.topology = Arc::new(pattern_topology(pattern));
+    let name = pattern.name();
+    let outcome = rig.handle(message("dark-1", MODEL_ID, None)).await;
+    assert!(
+        regions(&outcome)
+            .iter()
+            .all(|r| matches!(r, RegionOutcome::Present { .. })),
+        "{name}: {outcome:?}"
+    );
+    let mut before = Vec::new();
+    for (region, _) in STANDBYS {
+        before.push(rig.parity(region).await);
+    }
+
+    assert_eq!(rig.upload(), "2");
+    rig.standin.dark_regions().darken("us-central1");
+    let copies_before = rig.standin.copy_calls();
+    let outcome = rig.handle(message("dark-2", MODEL_ID, None)).await;
+    let status = axum::response::IntoResponse::into_response(outcome).status();
+    assert!(
+        status.is_server_error(),
+        "{name}: a copy out of the dark primary is retried: {status}"
+    );
+    for ((region, _), before) in STANDBYS.into_iter().zip(&before) {
+        assert_eq!(&rig.parity(region).await, before, "{name}: {region} kept");
+        assert_eq!(
+            rig.standin.versions(PROJECT, region, MODEL_ID),
+            ["1"],
+            "{name}"
+        );
+    }
+    assert_eq!(
+        rig.standin.copy_calls(),
+        copies_before,
+        "{name}: nothing was asked of the standbys"
+    );
+
+    rig.standin.dark_regions().restore("us-central1");
+    let outcome = rig.handle(message("dark-2", MODEL_ID, None)).await;
+    assert!(
+        regions(&outcome)
+            .iter()
+            .all(|r| matches!(r, RegionOutcome::Present { .. })),
+        "{name}: the redelivery copies: {outcome:?}"
+    );
+    for (region, _) in STANDBYS {
+        assert_eq!(rig.parity(region).await.versions_present, ["1", "2"]);
+    }
+}
+
+#[tokio::test]
+async fn with_the_primary_dark_every_pattern_fails_copies_for_retry_and_keeps_parity() {
+    for pattern in [
+        Pattern::ActiveActive,
+        Pattern::ActivePassive,
+        Pattern::PilotLight,
+    ] {
+        primary_dark_copy_is_retried_and_parity_kept(pattern).await;
     }
 }

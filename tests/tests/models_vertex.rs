@@ -37,8 +37,9 @@ async fn seeded() -> (VertexStandIn, VertexRegistry, Fixture) {
 
 #[tokio::test]
 async fn vertex_registry_passes_the_conformance_suite() {
-    let (_standin, registry, fixture) = seeded().await;
+    let (standin, registry, fixture) = seeded().await;
     conformance::run_all(&registry, &fixture).await;
+    conformance::a_dark_region_is_unreachable(&registry, &fixture, standin.dark_regions()).await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use anyhow::Context;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lifeboat_shared::outage::DarkRegions;
 use serde::{Deserialize, Serialize};
 
 /// The file of injected faults inside the data directory.
@@ -85,6 +86,17 @@ pub fn current(data_dir: &Path, region: &str) -> Option<Fault> {
     }
 }
 
+/// The regions a running local cloud treats as dark beyond their front
+/// door: those failed with [`Fault::Stop`] or [`Fault::Error`] (a slow
+/// region still answers). Their registry calls and buckets fail too, so a
+/// failed region is gone as a whole, as in a real regional outage.
+pub fn dark_regions(data_dir: &Path) -> DarkRegions {
+    let data_dir = data_dir.to_path_buf();
+    DarkRegions::following(move |region| {
+        matches!(current(&data_dir, region), Some(Fault::Stop | Fault::Error))
+    })
+}
+
 /// Applies `region`'s fault to one request: a response to give instead of
 /// the real one (a dropped connection or a 503), or, slow, a delay before
 /// the real one is made. Wrong answers are the inference server's to give.
@@ -127,5 +139,9 @@ mod tests {
         set(dir.path(), "us-central1", None).expect("heal");
         assert_eq!(current(dir.path(), "us-central1"), None);
         assert_eq!(current(dir.path(), "us-east1"), Some(Fault::Slow));
+        let dark = dark_regions(dir.path());
+        assert!(!dark.is_dark("us-east1"), "a slow region still answers");
+        set(dir.path(), "us-central1", Some(Fault::Error)).expect("fail");
+        assert!(dark.is_dark("us-central1"));
     }
 }

@@ -47,6 +47,7 @@ use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::ObjectStore;
+use lifeboat_shared::storage::dark::DarkBuckets;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::topology::{RegionId, Topology};
 use lifeboat_shared::warehouse::Warehouse;
@@ -97,10 +98,12 @@ const MAX_DELIVERY_ATTEMPTS: u32 = 20;
 pub struct LocalCloud {
     topology: Arc<Topology>,
     data_dir: PathBuf,
-    storage: Arc<LocalStore>,
+    /// Every bucket, dark while its region is failed.
+    storage: Arc<dyn ObjectStore>,
     state: Arc<LocalStateStore>,
     bus: Arc<LocalBus>,
     warehouse: Arc<LocalWarehouse>,
+    /// Every region's models, dark while the region is failed.
     registry: Arc<LocalRegistry>,
 }
 
@@ -154,10 +157,15 @@ impl LocalCloud {
             }
         }
         let state = Arc::new(state);
-        let registry = Arc::new(LocalRegistry::new(state.clone()));
+        let registry = LocalRegistry::new(state.clone());
         models::seed(&topology, &registry)
             .await
             .context("registering and deploying the topology's models")?;
+        // From now on a failed region is dark as a whole: its front door
+        // (see `region`), its registry and its buckets.
+        let dark = faults::dark_regions(data_dir);
+        let registry = Arc::new(registry.with_dark_regions(dark.clone()));
+        let storage = DarkBuckets::new(Arc::new(storage), dark, &topology);
         Ok(Self {
             topology: Arc::new(topology),
             data_dir: data_dir.to_path_buf(),

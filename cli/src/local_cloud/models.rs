@@ -13,7 +13,8 @@ use lifeboat_shared::models::{
 use lifeboat_shared::topology::{Model, Pattern, RegionId, RegionRole, Topology, Workload};
 use tracing::Instrument;
 
-/// The machine type the local registry records for deployments.
+/// The machine type the local registry records for deployments of a model
+/// whose topology records none.
 const LOCAL_MACHINE_TYPE: &str = "n1-standard-4";
 
 /// The version a model gets when the topology pins none.
@@ -76,7 +77,10 @@ async fn seed_model(
             let deployment = Deployment {
                 model: source.clone(),
                 version_id: version.to_string(),
-                machine_type: LOCAL_MACHINE_TYPE.to_string(),
+                machine_type: model
+                    .machine_type
+                    .clone()
+                    .unwrap_or_else(|| LOCAL_MACHINE_TYPE.to_string()),
                 replicas: model.serving_replicas.get(),
             };
             let operation = registry.start_deploy(endpoint, &deployment).await?;
@@ -104,6 +108,7 @@ async fn seed_model(
             model: &here,
             source_version: version,
             replicas,
+            machine_type: model.machine_type.as_deref(),
             primary_endpoint: primary_endpoint.clone(),
         };
         let serving = keep_serving(registry, &standby, backoff).await?;

@@ -167,6 +167,7 @@ pub async fn release(
             model: &registered,
             source_version: &version_id,
             replicas: model.serving_replicas.get(),
+            machine_type: model.machine_type.as_deref(),
             primary_endpoint: None,
         };
         keep_serving(registry, &serving, &Backoff::default()).await?;

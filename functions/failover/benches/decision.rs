@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_failover::handle_incident;
 use lifeboat_shared::events::IncidentState;
-use lifeboat_shared::models::{Backoff, ModelRegistry, wait};
+use lifeboat_shared::models::{Backoff, wait};
 use lifeboat_shared::routing;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::FirestoreStore;
@@ -24,10 +24,7 @@ use lifeboat_shared::state::firestore::FirestoreStore;
 /// Times `runs` failovers on `rig`, resetting routing and the standby's
 /// size between runs; returns (to routing written, to the end), sorted.
 async fn measure(rig: &common::Rig, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("us-central1".to_string());
+    rig.fail("us-central1");
     let backoff = Backoff {
         initial: Duration::from_millis(1),
         max: Duration::from_millis(5),

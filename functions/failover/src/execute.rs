@@ -1,8 +1,9 @@
 //! Readying a region to take a workload's traffic, by its pattern: an
 //! active-active region already serves; a warm standby (active-passive) has
 //! its deployed model scaled to serving size, and waited for; a pilot-light
-//! region gets the model deployed first, at serving size. Every action is
-//! idempotent: a retried event finds the work done and moves on.
+//! region gets the model deployed first, at serving size, on the machine
+//! type the topology records. Nothing here calls the failed region. Every
+//! action is idempotent: a retried event finds the work done and moves on.
 
 use lifeboat_model_copy::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::models::{
@@ -67,16 +68,15 @@ pub async fn ready_region(
                     what: format!("a version of model {} in {region}", model.model_id),
                 })?;
             let wanted = model.version.clone().unwrap_or(newest);
-            let primary_endpoint = model
-                .endpoints
-                .get(topology.primary())
-                .map(|id| EndpointRef::new(project, topology.primary().clone(), id.clone()));
+            // Nothing is asked of the primary, which may be gone: the
+            // machine type comes from the topology.
             let standby = WarmStandby {
                 endpoint: endpoint.clone(),
                 model: &registered,
                 source_version: &wanted,
                 replicas: serving,
-                primary_endpoint,
+                machine_type: model.machine_type.as_deref(),
+                primary_endpoint: None,
             };
             let serves = keep_serving(registry, &standby, backoff).await?;
             done.push(format!(

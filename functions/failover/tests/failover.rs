@@ -66,12 +66,12 @@ async fn a_confirmed_outage_moves_traffic_to_a_scaled_standby_once() {
         ])
     );
     assert_eq!(
-        replicas(&rig.registry, "us-east1", "8812345002").await,
+        replicas(rig.registry.as_ref(), "us-east1", "8812345002").await,
         3,
         "scaled to serving size"
     );
     assert_eq!(
-        replicas(&rig.registry, "europe-west1", "8812345003").await,
+        replicas(rig.registry.as_ref(), "europe-west1", "8812345003").await,
         1,
         "left warm"
     );
@@ -144,7 +144,10 @@ async fn an_alert_the_probes_contradict_moves_nothing_and_says_why() {
             .expect("tables")
             .is_empty()
     );
-    assert_eq!(replicas(&rig.registry, "us-east1", "8812345002").await, 1);
+    assert_eq!(
+        replicas(rig.registry.as_ref(), "us-east1", "8812345002").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -160,10 +163,9 @@ async fn with_every_standby_down_traffic_stays_and_the_refusal_is_recorded_and_p
         )
         .await
         .expect("subscribed");
-    rig.down
-        .lock()
-        .expect("lock")
-        .extend(["us-central1", "us-east1", "europe-west1"].map(String::from));
+    for region in ["us-central1", "us-east1", "europe-west1"] {
+        rig.fail(region);
+    }
     let open = incident("inc-4", "us-central1", IncidentState::Open);
 
     // The bus cannot take the announcement (no such topic on this one):
@@ -303,11 +305,11 @@ async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fa
     );
 
     // Healed, then failing again during the first step: rolled back.
-    rig.down.lock().expect("lock").clear();
-    let down = rig.down.clone();
+    rig.heal("us-central1");
+    let dark = rig.dark.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        down.lock().expect("lock").push("us-central1".to_string());
+        dark.darken("us-central1");
     });
     let rolled_back = lifeboat_failover::failback::fail_back(
         &rig.context,
@@ -331,7 +333,7 @@ async fn failback_returns_traffic_step_by_step_and_rolls_back_when_the_region_fa
     assert_eq!(table.weights["us-east1"], 100, "{table:?}");
 
     // Healed for good: 10 %, 50 %, 100 %.
-    rig.down.lock().expect("lock").clear();
+    rig.heal("us-central1");
     let back = lifeboat_failover::failback::fail_back(
         &rig.context,
         &primary,
@@ -373,7 +375,7 @@ async fn automatic_failback_waits_for_the_closed_incident_to_be_stable() {
     // Still open: a tick does nothing.
     let (_, ticked) = body(lifeboat_failover::automatic_failbacks(&rig.context).await).await;
     assert_eq!(ticked["failbacks"], serde_json::json!([]), "{ticked}");
-    rig.down.lock().expect("lock").clear();
+    rig.heal("us-central1");
     let closed = incident("inc-8", "us-central1", IncidentState::Closed);
     body(handle_incident(&rig.context, &closed).await).await;
     // Closed but not yet stable for 1 s: nothing.
@@ -395,10 +397,7 @@ async fn a_person_moves_traffic_through_the_same_rules_and_records() {
         by: "test".to_string(),
     };
     // europe-west1 is down: refused, even forced (never to an unhealthy region).
-    rig.down
-        .lock()
-        .expect("lock")
-        .push("europe-west1".to_string());
+    rig.fail("europe-west1");
     let (_, refused) = body(
         lifeboat_failover::manual_move(
             &rig.context,
@@ -433,7 +432,10 @@ async fn a_person_moves_traffic_through_the_same_rules_and_records() {
             .expect("detail")
             .contains("test asked")
     );
-    assert_eq!(replicas(&rig.registry, "us-east1", "8812345002").await, 3);
+    assert_eq!(
+        replicas(rig.registry.as_ref(), "us-east1", "8812345002").await,
+        3
+    );
     // Within the hold-down a second move is refused unless forced.
     let (_, held) = body(
         lifeboat_failover::manual_move(
@@ -561,7 +563,7 @@ async fn a_lease_is_renewed_while_its_holder_works_and_losing_it_stops_the_work(
     rig.context.options.lease_ttl = Duration::from_millis(300);
     rig.context.options.failback.step_wait = Duration::from_millis(250);
     rig.outage_moved("inc-lease").await;
-    rig.down.lock().expect("lock").clear();
+    rig.heal("us-central1");
     let workload = rig.context.topology.workloads()[0].clone();
     let name = lifeboat_failover::lease_name(common::WORKLOAD);
 
@@ -717,7 +719,10 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
 
     // What it left: the standby scaled, the record stopped after the
     // scale-up, the lease held by the dead run, traffic where it was.
-    assert_eq!(replicas(&rig.registry, "us-east1", "8812345002").await, 3);
+    assert_eq!(
+        replicas(rig.registry.as_ref(), "us-east1", "8812345002").await,
+        3
+    );
     let left = record::read(store.as_ref(), "inc-crash")
         .await
         .expect("read")
@@ -985,7 +990,7 @@ async fn no_move_leaves_the_allowed_regions_not_even_forced() {
         "no routing table was written"
     );
     assert_eq!(
-        replicas(&rig.registry, "europe-west1", "8812345003").await,
+        replicas(rig.registry.as_ref(), "europe-west1", "8812345003").await,
         1
     );
 }
@@ -1128,7 +1133,7 @@ async fn failback_to_a_primary_that_answers_wrong_is_refused_or_rolled_back_with
     };
 
     // Up again (its probes answer 2xx), but its predictions are wrong.
-    rig.down.lock().expect("lock").clear();
+    rig.heal("us-central1");
     rig.wrong
         .lock()
         .expect("lock")

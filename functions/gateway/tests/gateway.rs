@@ -500,3 +500,88 @@ async fn an_unreachable_pinned_region_is_a_502_naming_it() {
     assert!(body.starts_with("us-central1: "), "{body}");
     assert_eq!(rig.east.served.load(Ordering::SeqCst), 0, "no retry");
 }
+
+/// The routing table a pattern starts with, us-central1 its primary: an
+/// active-active standby serves already, the others wait.
+fn starting_weights(pattern: &str) -> [(&'static str, u32); 2] {
+    match pattern {
+        "active-active" => [("us-central1", 100), ("us-east1", 100)],
+        _ => [("us-central1", 100), ("us-east1", 0)],
+    }
+}
+
+/// One pattern with its primary dark from the start (its inference host
+/// unreachable): until failover writes the table, an active-active or warm
+/// standby answers through the retry and a pilot light (nothing deployed
+/// yet) cannot; once the table is written, every prediction goes straight
+/// to the standby within a second. The gateway needs nothing of the
+/// primary: the table lives in the state store.
+async fn the_primary_dark_is_routed_around(pattern: &str) {
+    let dark = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let rig = rig_with(
+        &starting_weights(pattern),
+        Some(format!("http://{dark}/predict")),
+        true,
+    )
+    .await;
+    let pilot_light = pattern == "pilot-light";
+    rig.east.failing.store(pilot_light, Ordering::SeqCst);
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let (status, region, _, body) = predict(&client, &rig).await;
+        if pilot_light {
+            assert!(
+                !status.is_success(),
+                "{pattern}: nothing serves yet: {body}"
+            );
+        } else {
+            assert_eq!(status, StatusCode::OK, "{pattern}: {body}");
+            assert_eq!(region, "us-east1", "{pattern}");
+        }
+    }
+
+    // Failover readies the standby and writes the table.
+    rig.east.failing.store(false, Ordering::SeqCst);
+    let moved = RoutingTable::new(
+        "ranking",
+        weights(&[("us-central1", 0), ("us-east1", 100)]),
+        "failover",
+    )
+    .expect("table");
+    let written = routing::write(rig.state.as_ref(), &moved, 1)
+        .await
+        .expect("write");
+    let changed_at = Instant::now();
+    loop {
+        let routes: serde_json::Value = client
+            .get(format!("{}/routes", rig.url))
+            .send()
+            .await
+            .expect("routes")
+            .json()
+            .await
+            .expect("json");
+        if routes[0]["revision"] == written.revision {
+            break;
+        }
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(1),
+            "{pattern}: the gateway still routes by the old table after 1 s: {routes}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..10 {
+        let (status, region, attempts, body) = predict(&client, &rig).await;
+        assert_eq!(status, StatusCode::OK, "{pattern}: {body}");
+        assert_eq!((region.as_str(), attempts.as_str()), ("us-east1", "1"));
+    }
+}
+
+#[tokio::test]
+async fn every_pattern_routes_around_a_dark_primary() {
+    for pattern in ["active-active", "active-passive", "pilot-light"] {
+        the_primary_dark_is_routed_around(pattern).await;
+    }
+}

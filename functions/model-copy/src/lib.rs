@@ -670,7 +670,7 @@ fn reach_millis(created_at: Option<chrono::DateTime<Utc>>, present: &copy::Prese
 fn warm_standby<'a>(
     context: &CopyContext,
     workload: &Workload,
-    asset: &Model,
+    asset: &'a Model,
     model: &'a RegisteredModel,
     version: &'a str,
     region: &RegionId,
@@ -690,6 +690,7 @@ fn warm_standby<'a>(
         model,
         source_version: version,
         replicas: asset.standby_replicas,
+        machine_type: asset.machine_type.as_deref(),
         primary_endpoint: asset
             .endpoints
             .get(primary)

@@ -39,8 +39,12 @@ pub struct WarmStandby<'a> {
     pub source_version: &'a str,
     /// Replicas to deploy it at.
     pub replicas: u32,
-    /// The primary's endpoint, whose machine type is used when the
-    /// standby has none deployed yet.
+    /// The machine type the topology records for the model, used first.
+    pub machine_type: Option<&'a str>,
+    /// The primary's endpoint, whose machine type is used when neither the
+    /// topology nor the standby's own deployment gives one. Only for
+    /// normal times: the recovery path leaves it `None`, since the primary
+    /// may be gone (static stability).
     pub primary_endpoint: Option<EndpointRef>,
 }
 
@@ -123,13 +127,17 @@ pub async fn keep_serving(
     Ok(Serving::Version(wanted.to_string()))
 }
 
-/// The machine type to deploy on: the standby's current one, else that of
-/// the primary's deployment of the model it is a copy of.
+/// The machine type to deploy on: the topology's, else the standby's
+/// current one, else (only when given a primary endpoint) that of the
+/// primary's deployment of the model it is a copy of.
 async fn machine_type(
     registry: &dyn ModelRegistry,
     standby: &WarmStandby<'_>,
     ours: &[(&lifeboat_shared::models::DeployedModel, String)],
 ) -> Result<String, ModelError> {
+    if let Some(recorded) = standby.machine_type {
+        return Ok(recorded.to_string());
+    }
     if let Some((deployed, _)) = ours.iter().find(|(d, _)| !d.machine_type.is_empty()) {
         return Ok(deployed.machine_type.clone());
     }
@@ -143,8 +151,8 @@ async fn machine_type(
     }
     Err(ModelError::Rejected {
         context: format!("deploy on {}", standby.endpoint),
-        message: "no machine type: the model is deployed neither on the standby nor on the \
-                  primary's endpoint"
+        message: "no machine type: the topology records none (`machine-type`) and the model \
+                  is not deployed on the standby"
             .to_string(),
     })
 }

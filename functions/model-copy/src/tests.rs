@@ -1,7 +1,8 @@
 //! model-copy's HTTP edge on the local backends (the local registry in an
 //! embedded state store): a pilot-light standby gets the new version and
 //! nothing deployed; duplicates, unprotected models and malformed messages
-//! get the answers Pub/Sub needs.
+//! get the answers Pub/Sub needs; with the primary dark, every pattern's
+//! copy fails transiently and leaves the parity records as they were.
 
 use std::sync::Arc;
 
@@ -11,14 +12,16 @@ use http::{Request, StatusCode};
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::models::conformance::{self, TEST_BACKOFF};
 use lifeboat_shared::models::local::LocalRegistry;
-use lifeboat_shared::models::{ModelRef, ModelRegistry, ModelVersion};
+use lifeboat_shared::models::{EndpointRef, ModelRef, ModelRegistry, ModelVersion};
+use lifeboat_shared::outage::DarkRegions;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
-use lifeboat_shared::topology::{RegionId, Topology};
+use lifeboat_shared::topology::{Pattern, RegionId, Topology};
 use tower::ServiceExt as _;
 
 use crate::mirror::ImageMirror;
+use crate::standby::WarmStandby;
 use crate::{CopyContext, CopyOptions, parity, router};
 
 const TOPOLOGY: &str = r#"
@@ -38,6 +41,7 @@ workloads:
           model-id: churn-model
           display-name: churn model
           serving-replicas: 1
+          machine-type: n1-standard-4
           endpoints:
             us-central1: "100"
             europe-west4: "400"
@@ -260,4 +264,172 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
 
 fn context_topology() -> Topology {
     Topology::parse(TOPOLOGY, "pilot-light.yaml").expect("valid topology")
+}
+
+/// The churn model's workload as `pattern` keeps it, europe-west4 its
+/// second region.
+fn pattern_topology(pattern: Pattern) -> Topology {
+    let (role, class, standby) = match pattern {
+        Pattern::ActiveActive => ("standby", "online-inference", ""),
+        Pattern::ActivePassive => (
+            "standby",
+            "online-inference",
+            "          standby-replicas: 1\n",
+        ),
+        Pattern::PilotLight => ("pilot-light", "research-training", ""),
+    };
+    let yaml = TOPOLOGY
+        .replace("role: pilot-light", &format!("role: {role}"))
+        .replace("class: research-training", &format!("class: {class}"))
+        .replace(
+            "pattern: pilot-light",
+            &format!("pattern: {}", pattern.name()),
+        )
+        .replace(
+            "          serving-replicas: 1\n",
+            &format!("          serving-replicas: 1\n{standby}"),
+        );
+    Topology::parse(&yaml, "pattern.yaml").expect("valid topology")
+}
+
+/// With the primary dark, a new version cannot be copied: the event gets a
+/// 5xx (Pub/Sub retries it), the standby's parity record is left as it
+/// was, and a warm standby is kept serving on the topology's machine type
+/// without a call to the primary. One body, run for every pattern.
+async fn with_the_primary_dark_copies_fail_transiently_and_parity_is_kept(pattern: Pattern) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
+    let dark = DarkRegions::default();
+    let registry = Arc::new(LocalRegistry::new(state.clone()).with_dark_regions(dark.clone()));
+    let primary = RegionId::new("us-central1").expect("region");
+    let standby = RegionId::new("europe-west4").expect("region");
+    let source = ModelRef::new("acme-ml-prod", primary.clone(), "churn-model");
+    let version = |id: &str| conformance::version(id, "2026-11-25T15:00:00Z");
+    registry
+        .upload(&source, "churn model", version("1"))
+        .await
+        .expect("upload");
+    for (region, id) in [(&primary, "100"), (&standby, "400"), (&standby, "401")] {
+        registry
+            .create_endpoint(&EndpointRef::new("acme-ml-prod", region.clone(), id))
+            .await
+            .expect("endpoint");
+    }
+    let storage = Arc::new(
+        LocalStore::open(dir.path().join("storage"))
+            .await
+            .expect("storage"),
+    );
+    storage
+        .create_bucket("models-us", "US")
+        .await
+        .expect("bucket");
+    for id in ["1", "2"] {
+        let object = ObjectRef::new("models-us", format!("fraud-scorer/v{id}/model.pkl"));
+        storage
+            .put(
+                &object,
+                bytes_stream(&b"weights"[..]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("artifacts");
+    }
+    let topology = Arc::new(pattern_topology(pattern));
+    let context = CopyContext {
+        topology: topology.clone(),
+        registry: registry.clone(),
+        state: state.clone(),
+        storage,
+        mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
+        options: CopyOptions {
+            operation: TEST_BACKOFF,
+            copy_attempts: 1,
+            retry_delay: std::time::Duration::from_millis(10),
+            ..CopyOptions::default()
+        },
+    };
+    let router = router(context);
+    let name = pattern.name();
+
+    let copied = router
+        .clone()
+        .oneshot(push("m-1", r#"{"model": "churn"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(copied.status(), StatusCode::OK, "{name}");
+    let before = parity::read(state.as_ref(), "churn", "europe-west4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(before.versions_present, ["1"], "{name}");
+
+    registry
+        .upload(&source, "churn model", version("2"))
+        .await
+        .expect("upload");
+    dark.darken(primary.as_str());
+    let refused = router
+        .clone()
+        .oneshot(push("m-2", r#"{"model": "churn"}"#))
+        .await
+        .expect("answer");
+    assert!(
+        refused.status().is_server_error(),
+        "{name}: a copy out of a dark primary is retried: {}",
+        refused.status()
+    );
+    let after = parity::read(state.as_ref(), "churn", "europe-west4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(after, before, "{name}: the parity record is kept");
+
+    // A warm standby deployed anew while the primary is dark: the machine
+    // type comes from the topology, the primary is never asked.
+    let asset = &topology.workloads()[0].assets.models[0];
+    let here = registry
+        .model(&source.in_region(&standby))
+        .await
+        .expect("read")
+        .expect("copied");
+    let fresh = EndpointRef::new("acme-ml-prod", standby.clone(), "401");
+    let warm = WarmStandby {
+        endpoint: fresh.clone(),
+        model: &here,
+        source_version: "1",
+        replicas: 1,
+        machine_type: asset.machine_type.as_deref(),
+        primary_endpoint: Some(EndpointRef::new("acme-ml-prod", primary.clone(), "100")),
+    };
+    let serving = crate::standby::keep_serving(registry.as_ref(), &warm, &TEST_BACKOFF)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: kept serving with the primary dark: {e}"));
+    assert_eq!(serving.source_version(), "1");
+    let deployed = registry.endpoint(&fresh).await.expect("endpoint").deployed;
+    assert_eq!(deployed[0].machine_type, "n1-standard-4", "{name}");
+
+    dark.restore(primary.as_str());
+    let retried = router
+        .clone()
+        .oneshot(push("m-2", r#"{"model": "churn"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(retried.status(), StatusCode::OK, "{name}: the retry copies");
+    let healed = parity::read(state.as_ref(), "churn", "europe-west4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(healed.versions_present, ["1", "2"], "{name}");
+}
+
+#[tokio::test]
+async fn every_pattern_with_the_primary_dark_fails_copies_transiently_and_keeps_parity() {
+    for pattern in [
+        Pattern::ActiveActive,
+        Pattern::ActivePassive,
+        Pattern::PilotLight,
+    ] {
+        with_the_primary_dark_copies_fail_transiently_and_parity_is_kept(pattern).await;
+    }
 }

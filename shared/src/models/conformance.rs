@@ -15,6 +15,7 @@ use super::{
     Backoff, Completed, Deployment, EndpointRef, ModelError, ModelRef, ModelRegistry, ModelVersion,
     wait,
 };
+use crate::outage::DarkRegions;
 use crate::topology::RegionId;
 
 /// The display name of the fixture's model.
@@ -337,4 +338,68 @@ pub async fn missing_things_are_not_found(registry: &dyn ModelRegistry, fixture:
         Err(error) => Err(error),
     };
     assert!(missing.is_err(), "scaling an undeployed model: {missing:?}");
+}
+
+/// With a region dark ([`DarkRegions`], shared with the registry), every
+/// call addressed to it fails transiently, and a call that needs it (a
+/// copy out of a dark primary) too, while the other region keeps
+/// answering. Runs after [`run_all`]; leaves every region reachable.
+pub async fn a_dark_region_is_unreachable(
+    registry: &dyn ModelRegistry,
+    fixture: &Fixture,
+    dark: &DarkRegions,
+) {
+    let transient = |call: &str, result: Result<(), ModelError>| match result {
+        Err(error) if error.is_transient() => {}
+        other => panic!("{call} with its region dark: {other:?}, not a transient error"),
+    };
+    dark.darken(fixture.primary.as_str());
+    transient(
+        "get the model in the primary",
+        registry.model(&fixture.source()).await.map(drop),
+    );
+    transient(
+        "copy out of the primary",
+        registry
+            .start_copy(&fixture.source(), "1", &fixture.standby)
+            .await
+            .map(drop),
+    );
+    let standby = registry
+        .endpoint(&fixture.endpoint())
+        .await
+        .unwrap_or_else(|e| panic!("the standby answers while the primary is dark: {e}"));
+    registry
+        .model(&fixture.copy())
+        .await
+        .unwrap_or_else(|e| panic!("the standby's model while the primary is dark: {e}"))
+        .unwrap_or_else(|| panic!("{} is there", fixture.copy()));
+    dark.restore(fixture.primary.as_str());
+
+    dark.darken(fixture.standby.as_str());
+    transient(
+        "get the standby's endpoint",
+        registry.endpoint(&fixture.endpoint()).await.map(drop),
+    );
+    transient(
+        "set the standby's traffic",
+        registry
+            .set_traffic(&fixture.endpoint(), &standby.traffic)
+            .await
+            .map(drop),
+    );
+    if let Some(deployed) = standby.deployed.first() {
+        transient(
+            "scale on the standby",
+            registry
+                .start_set_replicas(&fixture.endpoint(), &deployed.id, 2)
+                .await
+                .map(drop),
+        );
+    }
+    dark.restore(fixture.standby.as_str());
+    registry
+        .model(&fixture.source())
+        .await
+        .unwrap_or_else(|e| panic!("the primary answers once it is back: {e}"));
 }

@@ -16,6 +16,7 @@ use super::{
     ModelRegistry, ModelVersion, Operation, OperationState, RegisteredModel, compare_versions,
     operation_region,
 };
+use crate::outage::DarkRegions;
 use crate::state::{Precondition, StateError, StateStore, update};
 use crate::topology::RegionId;
 
@@ -33,6 +34,8 @@ const UPDATE_ATTEMPTS: usize = 16;
 #[derive(Clone, Debug)]
 pub struct LocalRegistry {
     state: Arc<dyn StateStore>,
+    /// Regions whose registry is unreachable (a regional outage).
+    dark: DarkRegions,
 }
 
 fn backend(context: String, source: StateError) -> ModelError {
@@ -61,7 +64,27 @@ fn numeric_id() -> String {
 impl LocalRegistry {
     /// A registry kept in `state`.
     pub fn new(state: Arc<dyn StateStore>) -> Self {
-        Self { state }
+        Self {
+            state,
+            dark: DarkRegions::default(),
+        }
+    }
+
+    /// The same registry, failing every call addressed to a region of
+    /// `dark` as an unreachable regional endpoint would (transiently).
+    pub fn with_dark_regions(self, dark: DarkRegions) -> Self {
+        Self { dark, ..self }
+    }
+
+    /// Fails with a transient error when `region` is dark.
+    fn reach(&self, region: &str, call: impl FnOnce() -> String) -> Result<(), ModelError> {
+        self.dark.reach(region, call).map_err(|unreachable| {
+            let context = unreachable.call.clone();
+            ModelError::Backend {
+                context,
+                source: Box::new(unreachable),
+            }
+        })
     }
 
     /// Adds `version` to `model` (creating the model with `display_name`),
@@ -72,6 +95,7 @@ impl LocalRegistry {
         display_name: &str,
         version: ModelVersion,
     ) -> Result<(), ModelError> {
+        self.reach(model.region.as_str(), || format!("upload to {model}"))?;
         let display_name = display_name.to_string();
         update(
             self.state.as_ref(),
@@ -100,6 +124,7 @@ impl LocalRegistry {
 
     /// Creates `endpoint` with nothing deployed; does nothing if it exists.
     pub async fn create_endpoint(&self, endpoint: &EndpointRef) -> Result<(), ModelError> {
+        self.reach(endpoint.region.as_str(), || format!("create {endpoint}"))?;
         let id = endpoint_doc(endpoint);
         update(
             self.state.as_ref(),
@@ -198,6 +223,7 @@ impl LocalRegistry {
 #[async_trait]
 impl ModelRegistry for LocalRegistry {
     async fn model(&self, model: &ModelRef) -> Result<Option<RegisteredModel>, ModelError> {
+        self.reach(model.region.as_str(), || format!("get {model}"))?;
         self.read(MODELS, &model_doc(model), &model.to_string())
             .await
     }
@@ -208,6 +234,10 @@ impl ModelRegistry for LocalRegistry {
         version_id: &str,
         region: &RegionId,
     ) -> Result<Operation, ModelError> {
+        // The copy is asked of the target region, which reads the source.
+        self.reach(region.as_str(), || {
+            format!("copy {source} version {version_id} to {region}")
+        })?;
         let not_found = || ModelError::NotFound {
             what: format!("{source} version {version_id}"),
         };
@@ -254,12 +284,14 @@ impl ModelRegistry for LocalRegistry {
         else {
             return Err(not_found());
         };
+        self.reach(region, || format!("get operation {name}"))?;
         self.read(OPERATIONS, &format!("{project}:{region}:{id}"), name)
             .await?
             .ok_or_else(not_found)
     }
 
     async fn endpoint(&self, endpoint: &EndpointRef) -> Result<Endpoint, ModelError> {
+        self.reach(endpoint.region.as_str(), || format!("get {endpoint}"))?;
         self.read(ENDPOINTS, &endpoint_doc(endpoint), &endpoint.to_string())
             .await?
             .ok_or_else(|| ModelError::NotFound {
@@ -272,6 +304,7 @@ impl ModelRegistry for LocalRegistry {
         endpoint: &EndpointRef,
         deployment: &Deployment,
     ) -> Result<Operation, ModelError> {
+        self.reach(endpoint.region.as_str(), || format!("deploy on {endpoint}"))?;
         let model = &deployment.model;
         let present = self
             .model(model)
@@ -309,6 +342,9 @@ impl ModelRegistry for LocalRegistry {
         endpoint: &EndpointRef,
         deployed_model_id: &str,
     ) -> Result<Operation, ModelError> {
+        self.reach(endpoint.region.as_str(), || {
+            format!("undeploy {deployed_model_id} from {endpoint}")
+        })?;
         self.change_endpoint(endpoint, |current| {
             if current.deployed_model(deployed_model_id).is_none() {
                 return Err(ModelError::NotFound {
@@ -340,6 +376,9 @@ impl ModelRegistry for LocalRegistry {
         deployed_model_id: &str,
         replicas: u32,
     ) -> Result<Operation, ModelError> {
+        self.reach(endpoint.region.as_str(), || {
+            format!("scale {deployed_model_id} on {endpoint}")
+        })?;
         self.change_endpoint(endpoint, |current| {
             let deployed = current
                 .deployed
@@ -361,6 +400,9 @@ impl ModelRegistry for LocalRegistry {
         endpoint: &EndpointRef,
         split: &BTreeMap<String, u32>,
     ) -> Result<Endpoint, ModelError> {
+        self.reach(endpoint.region.as_str(), || {
+            format!("set the traffic of {endpoint}")
+        })?;
         self.change_endpoint(endpoint, |current| {
             super::check_traffic(current, split)?;
             current.traffic = split.clone();
@@ -380,7 +422,8 @@ mod tests {
     async fn passes_the_conformance_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = LocalStateStore::open(dir.path()).await.expect("open");
-        let registry = LocalRegistry::new(Arc::new(state));
+        let dark = DarkRegions::default();
+        let registry = LocalRegistry::new(Arc::new(state)).with_dark_regions(dark.clone());
         let fixture = conformance::Fixture::new("local-project");
         for (version, created) in [("1", "2026-01-01T00:00:00Z"), ("2", "2026-01-02T00:00:00Z")] {
             registry
@@ -397,5 +440,6 @@ mod tests {
             .await
             .expect("create endpoint");
         conformance::run_all(&registry, &fixture).await;
+        conformance::a_dark_region_is_unreachable(&registry, &fixture, &dark).await;
     }
 }

@@ -7,6 +7,7 @@
 //! CRC32C match the source ([`ObjectMeta::verifies`]).
 
 pub mod conformance;
+pub mod dark;
 pub mod gcs;
 pub mod local;
 pub mod replica;

@@ -24,6 +24,10 @@ pub struct Model {
     pub version: Option<String>,
     /// Replicas serving in the primary (and in every region when active-active).
     pub serving_replicas: NonZeroU32,
+    /// The machine type each replica runs on (`n1-standard-4`), recorded
+    /// here so a standby is deployed without asking the primary, which may
+    /// be gone; required for pilot-light.
+    pub machine_type: Option<String>,
     /// Replicas kept deployed in each warm standby (active-passive only).
     #[serde(default)]
     pub standby_replicas: u32,

@@ -611,3 +611,53 @@ fn golden_fixture_reports_exactly_its_problems() {
         expected.iter().map(String::as_str).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn machine_types_are_checked_and_pilot_light_needs_one() {
+    let with = |machine_type: &str| {
+        BASE.replace(
+            "          serving-replicas: 3\n",
+            &format!("          serving-replicas: 3\n          machine-type: {machine_type}\n"),
+        )
+    };
+    for good in [
+        "n1-standard-4",
+        "a2-highgpu-1g",
+        "ct5lp-hightpu-4t",
+        "g2-standard-8",
+    ] {
+        assert_eq!(problems(&with(good)), Vec::<String>::new(), "{good}");
+    }
+    let t = Topology::parse(&with("n1-standard-4"), "t.yaml").unwrap();
+    assert_eq!(
+        t.workloads()[0].assets.models[0].machine_type.as_deref(),
+        Some("n1-standard-4")
+    );
+    for bad in [
+        "\"\"",
+        "N1-standard-4",
+        "n1-standard",
+        "standard-4-n1",
+        "n1-standard-4-x",
+    ] {
+        assert_has(
+            &problems(&with(bad)),
+            "16:11 workloads[0].assets.models[0].machine-type",
+            "is not a machine type",
+        );
+    }
+    let pilot = BASE
+        .replace("active-passive", "pilot-light")
+        .replace("          standby-replicas: 1\n", "")
+        .replace("class: online-inference", "class: research-training");
+    assert_has(
+        &problems(&pilot),
+        "13:11 workloads[0].assets.models[0].machine-type",
+        "a pilot-light model needs `machine-type`",
+    );
+    let pilot = pilot.replace(
+        "          serving-replicas: 3\n",
+        "          serving-replicas: 3\n          machine-type: a2-highgpu-1g\n",
+    );
+    assert_eq!(problems(&pilot), Vec::<String>::new());
+}

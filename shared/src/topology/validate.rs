@@ -31,6 +31,9 @@
 //!   the workload is in one of them.
 //! - Golden requests: each sends at least one instance, expects one
 //!   prediction per instance, and allows a finite tolerance of at least 0.
+//!   `machine-type` has the shape of a Compute Engine machine type; a
+//!   pilot-light model needs one, since its failover deploys it while the
+//!   primary, the only place it was deployed, may be gone.
 //! - Every workload protects something and has a region to fail over to;
 //!   its hold-down and automatic-failback period are longer than zero.
 
@@ -38,8 +41,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::workload::WorkloadSpec;
 use super::{
-    BucketName, Duration, Failback, GoldenRequest, ObjectPrefix, Pattern, RegionId, RegionRole,
-    TopologyFile,
+    BucketName, Duration, Failback, GoldenRequest, Model, ObjectPrefix, Pattern, RegionId,
+    RegionRole, TopologyFile,
 };
 
 /// The shortest RTO a pilot-light workload can meet: a model deployment on
@@ -268,6 +271,7 @@ impl<'f> Checker<'f> {
                     );
                 }
             }
+            self.machine_type(&path, model, w.pattern);
             let standby = (format!("{path}.standby-replicas"), model.standby_replicas);
             match w.pattern {
                 Pattern::ActivePassive if standby.1 == 0 => self.report(
@@ -547,6 +551,29 @@ impl<'f> Checker<'f> {
         }
     }
 
+    /// Checks a model's machine type: its shape, and its presence where
+    /// failover has to deploy the model.
+    fn machine_type(&mut self, path: &str, model: &Model, pattern: Pattern) {
+        let at = format!("{path}.machine-type");
+        match &model.machine_type {
+            Some(machine_type) if !is_machine_type(machine_type) => self.report(
+                at,
+                format!(
+                    "{machine_type:?} is not a machine type: series-kind-size in lowercase, \
+                     as Vertex AI names them (n1-standard-4, g2-standard-8, a2-highgpu-1g)"
+                ),
+            ),
+            None if pattern == Pattern::PilotLight => self.report(
+                at,
+                "a pilot-light model needs `machine-type`: failover deploys it in the standby \
+                 while the primary, the only region it is deployed in, may be gone, so the \
+                 machine type cannot be read from there (e.g. machine-type: n1-standard-4)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+
     fn replicated(&mut self, path: &str, no_replicas: bool) {
         if no_replicas {
             self.report(
@@ -596,6 +623,25 @@ impl<'f> Checker<'f> {
         }
         self.found.extend(found);
     }
+}
+
+/// Whether `machine_type` has the shape of a Compute Engine machine type as
+/// Vertex AI takes them: a series (a letter, then letters and digits with
+/// at least one digit: `n1`, `a2`, `ct5lp`), a kind (letters: `standard`,
+/// `highmem`, `highgpu`) and a size (digits, then optionally letters: `4`,
+/// `1g`, `8t`), joined by hyphens.
+fn is_machine_type(machine_type: &str) -> bool {
+    let [series, kind, size] = machine_type.split('-').collect::<Vec<_>>()[..] else {
+        return false;
+    };
+    let lower = |c: char| c.is_ascii_lowercase();
+    let series_ok = series.starts_with(lower)
+        && series.chars().all(|c| lower(c) || c.is_ascii_digit())
+        && series.contains(|c: char| c.is_ascii_digit());
+    let kind_ok = !kind.is_empty() && kind.chars().all(lower);
+    let digits = size.trim_end_matches(lower);
+    let size_ok = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit());
+    series_ok && kind_ok && size_ok
 }
 
 /// Whether `repository` names a registry repository: a host, then one or

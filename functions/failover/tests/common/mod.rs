@@ -1,9 +1,11 @@
-//! The failover rig shared by the tests and the decision benchmark: the
-//! production example (active-passive, 3 serving replicas, standbys at 1),
-//! the local model registry over a given state store, probes and predictions
-//! answered by a loopback server whose regions can be failed or made to
-//! answer wrong, the real gateway in front of its predictions (golden
-//! requests go through it), and incidents in Monitoring's webhook shape.
+//! The failover rig shared by the tests and the benchmarks: a topology (by
+//! default the production example: active-passive, 3 serving replicas,
+//! standbys at 1) seeded into a model registry (the local one over a given
+//! state store, or Vertex AI's stand-in over a socket), probes answered by
+//! a loopback server, regions that can be made dark (probes, predictions
+//! and registry calls all fail) or made to answer wrong, the real gateway
+//! in front of their predictions (golden requests go through it), and
+//! incidents in Monitoring's webhook shape.
 
 #![allow(dead_code)]
 
@@ -22,16 +24,19 @@ use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState, parse};
-use lifeboat_shared::gcp::Credentials;
+use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::models::{
     Backoff, Deployment, EndpointRef, ModelRef, ModelRegistry, ModelVersion, wait,
 };
+use lifeboat_shared::outage::DarkRegions;
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{Document, Precondition, StateError, StateStore, Version};
-use lifeboat_shared::topology::{RegionId, Topology};
+use lifeboat_shared::topology::{Pattern, RegionId, Topology, Workload};
+use lifeboat_tests::vertex_standin::VertexStandIn;
 use tokio::sync::Notify;
 
 pub const PROJECT: &str = "acme-ml-prod";
@@ -44,25 +49,25 @@ pub fn repository_file(relative: &str) -> std::path::PathBuf {
         .join(relative)
 }
 
-/// Regions whose probe answers 503.
-pub type Down = Arc<Mutex<Vec<String>>>;
+/// Regions whose predictions are wrong (but 2xx).
+pub type Wrong = Arc<Mutex<Vec<String>>>;
 
-/// What the loopback regions do: which are down, which answer wrong, and
+/// What the loopback regions do: which are dark, which answer wrong, and
 /// the answers they know.
 #[derive(Clone)]
 struct Regions {
-    down: Down,
-    wrong: Down,
+    dark: DarkRegions,
+    wrong: Wrong,
     /// Every golden instance of the topology with its expected prediction.
     answers: Arc<Vec<(serde_json::Value, serde_json::Value)>>,
 }
 
 /// Serves `/{region}` for every region: 200, or 503 while the region is
-/// down, to any method, so it stands in for a region's probe URL and for
-/// its inference endpoint alike; and `POST /{region}/predict`, a model that
-/// knows the answer of every golden instance of `topology` (503 while the
-/// region is down, each answer 1 too high while it answers wrong).
-pub async fn probe_server(down: Down, wrong: Down, topology: &Topology) -> String {
+/// dark, to any method, so it stands in for a region's probe URL; and
+/// `POST /{region}/predict`, a model that knows the answer of every golden
+/// instance of `topology` (503 while the region is dark, each answer 1 too
+/// high while it answers wrong).
+pub async fn probe_server(dark: DarkRegions, wrong: Wrong, topology: &Topology) -> String {
     let answers = topology
         .workloads()
         .iter()
@@ -76,7 +81,7 @@ pub async fn probe_server(down: Down, wrong: Down, topology: &Topology) -> Strin
         })
         .collect();
     let regions = Regions {
-        down,
+        dark,
         wrong,
         answers: Arc::new(answers),
     };
@@ -85,7 +90,7 @@ pub async fn probe_server(down: Down, wrong: Down, topology: &Topology) -> Strin
             "/{region}",
             any(
                 |State(regions): State<Regions>, Path(region): Path<String>| async move {
-                    if regions.down.lock().expect("lock").contains(&region) {
+                    if regions.dark.is_dark(&region) {
                         StatusCode::SERVICE_UNAVAILABLE
                     } else {
                         StatusCode::OK
@@ -108,7 +113,7 @@ async fn predict(
     Path(region): Path<String>,
     Json(request): Json<serde_json::Value>,
 ) -> Response {
-    if regions.down.lock().expect("lock").contains(&region) {
+    if regions.dark.is_dark(&region) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let off = if regions.wrong.lock().expect("lock").contains(&region) {
@@ -167,23 +172,45 @@ async fn gateway(state: Arc<dyn StateStore>, regions_url: &str, topology: &Topol
     format!("http://{address}")
 }
 
+/// Which model registry a rig runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The local registry, in the rig's state store.
+    Local,
+    /// `VertexRegistry` over a socket to the Vertex AI stand-in.
+    VertexStandIn,
+}
+
 pub struct Rig {
     pub context: FailoverContext,
-    pub registry: Arc<LocalRegistry>,
+    pub registry: Arc<dyn ModelRegistry>,
     pub state: Arc<dyn StateStore>,
     /// The embedded bus failover publishes to, with its topics created.
     pub bus: Arc<LocalBus>,
-    pub down: Down,
+    /// The dark regions: their probes, predictions and registry calls fail.
+    pub dark: DarkRegions,
     /// Regions whose predictions are wrong (but 2xx).
-    pub wrong: Down,
+    pub wrong: Wrong,
+    _standin: Option<VertexStandIn>,
     _dir: Option<tempfile::TempDir>,
     _bus_dir: tempfile::TempDir,
 }
 
 impl Rig {
-    /// Fails `region`: its probes and predictions answer 503 from now on.
+    /// Makes `region` dark: its probes and predictions answer 503 and every
+    /// registry call addressed to it fails, from now on.
     pub fn fail(&self, region: &str) {
-        self.down.lock().expect("lock").push(region.to_string());
+        self.dark.darken(region);
+    }
+
+    /// Brings `region` back.
+    pub fn heal(&self, region: &str) {
+        self.dark.restore(region);
+    }
+
+    /// The topology's first workload.
+    pub fn workload(&self) -> Workload {
+        self.context.topology.workloads()[0].clone()
     }
 
     /// Fails us-central1 and delivers the open incident `id` about it;
@@ -213,60 +240,161 @@ pub async fn rig() -> Rig {
     rig_on(state, Some(dir)).await
 }
 
-/// A rig on `state` (kept alive with `dir`, if any).
+/// A rig on `state` (kept alive with `dir`, if any): the production example
+/// on the local registry.
 pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) -> Rig {
-    let registry = Arc::new(LocalRegistry::new(state.clone()));
+    let topology =
+        Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
+    rig_for(topology, Backend::Local, state, dir).await
+}
+
+/// A rig for `example` (a file of `examples/`) on `backend` and a fresh
+/// embedded state store.
+pub async fn example_rig(example: &str, backend: Backend) -> Rig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state: Arc<dyn StateStore> = Arc::new(
+        lifeboat_shared::state::local::LocalStateStore::open(dir.path())
+            .await
+            .expect("state"),
+    );
+    let topology = Topology::load(repository_file(example)).expect("example");
+    rig_for(topology, backend, state, Some(dir)).await
+}
+
+/// A rig for `topology` on `backend` and `state`. Every model is uploaded
+/// (version 1) in the primary and copied to every region with an endpoint
+/// there, then deployed as its pattern keeps it: in the primary at
+/// serving size, in an active-active region at serving size, in a warm
+/// standby at `standby-replicas`, not at all in a pilot light.
+pub async fn rig_for(
+    topology: Topology,
+    backend: Backend,
+    state: Arc<dyn StateStore>,
+    dir: Option<tempfile::TempDir>,
+) -> Rig {
     let backoff = Backoff {
         initial: std::time::Duration::from_millis(5),
         max: std::time::Duration::from_millis(20),
         limit: std::time::Duration::from_secs(5),
     };
-    // The model in every region (copies under their copy id); the primary
-    // serving it at 3 replicas, each standby warm at 1.
-    for (region, endpoint_id, replicas) in [
-        ("us-central1", "8812345001", 3),
-        ("us-east1", "8812345002", 1),
-        ("europe-west1", "8812345003", 1),
-    ] {
-        let primary = RegionId::new("us-central1").expect("region");
-        let model = ModelRef::new(PROJECT, primary, MODEL_ID)
-            .in_region(&RegionId::new(region).expect("region"));
-        let version = ModelVersion {
-            version_id: "1".to_string(),
-            created_at: None,
-            artifact_uri: format!("gs://acme-models-{region}/ranker/v7/"),
-            image_uri: "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest".to_string(),
-            source_version: (region != "us-central1").then(|| "1".to_string()),
-        };
-        registry
-            .upload(&model, "recsys-ranker-v7", version)
-            .await
-            .expect("upload");
-        let endpoint = endpoint(region, endpoint_id);
-        registry.create_endpoint(&endpoint).await.expect("endpoint");
-        let deployment = Deployment {
-            model,
-            version_id: "1".to_string(),
-            machine_type: "n1-standard-4".to_string(),
-            replicas,
-        };
-        let operation = registry
-            .start_deploy(&endpoint, &deployment)
-            .await
-            .expect("deploy");
-        wait(registry.as_ref(), operation, &backoff, "deploy")
-            .await
-            .expect("deployed");
+    let (registry, local, standin, dark): (Arc<dyn ModelRegistry>, _, _, _) = match backend {
+        Backend::Local => {
+            let dark = DarkRegions::default();
+            let local = Arc::new(LocalRegistry::new(state.clone()).with_dark_regions(dark.clone()));
+            (local.clone(), Some(local), None, dark)
+        }
+        Backend::VertexStandIn => {
+            let standin = VertexStandIn::start().await;
+            let registry = VertexRegistry::new(VertexEndpoints::Single(ApiEndpoint::emulator(
+                &standin.host(),
+            )));
+            let dark = standin.dark_regions().clone();
+            (Arc::new(registry), None, Some(standin), dark)
+        }
+    };
+    let project = topology.project().as_str();
+    let primary = topology.primary().clone();
+    for workload in topology.workloads() {
+        for model in &workload.assets.models {
+            let source = ModelRef::new(project, primary.clone(), model.model_id.clone());
+            let display_name = model.display_name.as_deref().unwrap_or(model.id.as_str());
+            let artifacts = format!("gs://{project}-models/{}/v1/", model.id);
+            match (&local, &standin) {
+                (Some(local), _) => {
+                    let version = ModelVersion {
+                        version_id: "1".to_string(),
+                        created_at: None,
+                        artifact_uri: artifacts,
+                        image_uri: "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest"
+                            .to_string(),
+                        source_version: None,
+                    };
+                    local
+                        .upload(&source, display_name, version)
+                        .await
+                        .expect("upload");
+                }
+                (None, Some(standin)) => {
+                    let created = google_cloud_wkt::Timestamp::new(1_767_225_600, 0).expect("time");
+                    let id = standin.upload(
+                        project,
+                        primary.as_str(),
+                        &model.model_id,
+                        display_name,
+                        &artifacts,
+                        created,
+                    );
+                    assert_eq!(id, "1");
+                }
+                (None, None) => unreachable!("a rig has a registry"),
+            }
+            for (region, endpoint_id) in &model.endpoints {
+                let copy = source.in_region(region);
+                if *region != primary {
+                    let operation = registry
+                        .start_copy(&source, "1", region)
+                        .await
+                        .expect("copy");
+                    wait(registry.as_ref(), operation, &backoff, "copy")
+                        .await
+                        .expect("copied");
+                }
+                let endpoint = EndpointRef::new(project, region.clone(), endpoint_id.clone());
+                match (&local, &standin) {
+                    (Some(local), _) => local.create_endpoint(&endpoint).await.expect("endpoint"),
+                    (None, Some(standin)) => {
+                        standin.create_endpoint(project, region.as_str(), endpoint_id)
+                    }
+                    (None, None) => unreachable!("a rig has a registry"),
+                }
+                let replicas = match workload.pattern {
+                    _ if *region == primary => model.serving_replicas.get(),
+                    Pattern::ActiveActive => model.serving_replicas.get(),
+                    Pattern::ActivePassive => model.standby_replicas,
+                    Pattern::PilotLight => 0,
+                };
+                if replicas == 0 {
+                    continue;
+                }
+                let version_id = registry
+                    .model(&copy)
+                    .await
+                    .expect("read the copy")
+                    .and_then(|m| m.copy_of("1").or_else(|| m.version("1")).cloned())
+                    .expect("version 1 is there")
+                    .version_id;
+                let deployment = Deployment {
+                    model: copy,
+                    version_id,
+                    machine_type: model
+                        .machine_type
+                        .clone()
+                        .unwrap_or_else(|| "n1-standard-4".to_string()),
+                    replicas,
+                };
+                let operation = registry
+                    .start_deploy(&endpoint, &deployment)
+                    .await
+                    .expect("deploy");
+                wait(registry.as_ref(), operation, &backoff, "deploy")
+                    .await
+                    .expect("deployed");
+            }
+        }
     }
-    let topology =
-        Topology::load(repository_file("examples/production-three-region.yaml")).expect("example");
-    let (down, wrong): (Down, Down) = Default::default();
-    let probes_url = probe_server(down.clone(), wrong.clone(), &topology).await;
-    let mut probes = ProbeTargets::default();
-    for region in ["us-central1", "us-east1", "europe-west1"] {
-        probes.insert(WORKLOAD, region, format!("{probes_url}/{region}"));
-    }
+    let wrong: Wrong = Arc::default();
+    let probes_url = probe_server(dark.clone(), wrong.clone(), &topology).await;
     let gateway_url = gateway(state.clone(), &probes_url, &topology).await;
+    let mut probes = ProbeTargets::default();
+    for workload in topology.workloads() {
+        for region in topology.regions() {
+            probes.insert(
+                workload.id.as_str(),
+                region.id.as_str(),
+                format!("{probes_url}/{}", region.id),
+            );
+        }
+    }
     let bus_dir = tempfile::tempdir().expect("temp dir");
     let bus = Arc::new(
         LocalBus::open(bus_dir.path(), LocalBusOptions::default())
@@ -294,8 +422,9 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
         registry,
         state,
         bus,
-        down,
+        dark,
         wrong,
+        _standin: standin,
         _dir: dir,
         _bus_dir: bus_dir,
     }
@@ -303,6 +432,11 @@ pub async fn rig_on(state: Arc<dyn StateStore>, dir: Option<tempfile::TempDir>) 
 
 /// The webhook fixture's incident, about `region` of the workload.
 pub fn incident(id: &str, region: &str, state: IncidentState) -> Incident {
+    workload_incident(id, WORKLOAD, region, state)
+}
+
+/// The webhook fixture's incident, about `region` of `workload`.
+pub fn workload_incident(id: &str, workload: &str, region: &str, state: IncidentState) -> Incident {
     let body = std::fs::read(repository_file(
         "tests/fixtures/events/monitoring_incident_webhook.json",
     ))
@@ -316,7 +450,7 @@ pub fn incident(id: &str, region: &str, state: IncidentState) -> Incident {
     incident.incident_id = id.to_string();
     incident.state = state;
     incident.policy_user_labels = BTreeMap::from([
-        ("lifeboat-workload".to_string(), WORKLOAD.to_string()),
+        ("lifeboat-workload".to_string(), workload.to_string()),
         ("lifeboat-region".to_string(), region.to_string()),
     ]);
     incident
@@ -333,7 +467,7 @@ pub async fn body(response: axum::response::Response) -> (StatusCode, serde_json
     (status, value)
 }
 
-pub async fn replicas(registry: &LocalRegistry, region: &str, id: &str) -> u32 {
+pub async fn replicas(registry: &dyn ModelRegistry, region: &str, id: &str) -> u32 {
     let endpoint = registry
         .endpoint(&endpoint(region, id))
         .await
