@@ -16,7 +16,7 @@
 
 pub mod upstreams;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -254,6 +254,31 @@ impl Gateway {
         routes.get(workload).cloned()
     }
 
+    /// The upstream URL of `model` per region and `workload`'s routing, or
+    /// the answer saying which of the two is missing.
+    fn destinations(
+        &self,
+        workload: &str,
+        model: &str,
+    ) -> Result<Destinations<'_>, (StatusCode, String)> {
+        let Some(regions) = self.upstreams.regions(workload, model) else {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no model {model} of workload {workload} behind this gateway"),
+            ));
+        };
+        let Some(route) = self.route(workload) else {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no routing table for workload {workload} yet"),
+            ));
+        };
+        Ok(Destinations {
+            urls: regions,
+            route,
+        })
+    }
+
     /// Forwards one prediction: the chosen region, then at most one more
     /// when [`GatewayOptions::retry`] is on.
     async fn predict(
@@ -263,19 +288,12 @@ impl Gateway {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response {
-        let Some(regions) = self.upstreams.regions(workload, model) else {
-            return (
-                StatusCode::NOT_FOUND,
-                format!("no model {model} of workload {workload} behind this gateway"),
-            )
-                .into_response();
-        };
-        let Some(route) = self.route(workload) else {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no routing table for workload {workload} yet"),
-            )
-                .into_response();
+        let Destinations {
+            urls: regions,
+            route,
+        } = match self.destinations(workload, model) {
+            Ok(found) => found,
+            Err(refusal) => return refusal.into_response(),
         };
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let mut last_failure = String::new();
@@ -320,19 +338,12 @@ impl Gateway {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response {
-        let Some(regions) = self.upstreams.regions(workload, model) else {
-            return (
-                StatusCode::NOT_FOUND,
-                format!("no model {model} of workload {workload} behind this gateway"),
-            )
-                .into_response();
-        };
-        let Some(route) = self.route(workload) else {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no routing table for workload {workload} yet"),
-            )
-                .into_response();
+        let Destinations {
+            urls: regions,
+            route,
+        } = match self.destinations(workload, model) {
+            Ok(found) => found,
+            Err(refusal) => return refusal.into_response(),
         };
         let Some(url) = regions
             .get(region)
@@ -425,6 +436,13 @@ async fn answer(response: reqwest::Response, region: &str, attempts: u32) -> Res
     }
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
     (status, headers, body).into_response()
+}
+
+/// Where a prediction for a workload's model can go: the model's upstream
+/// URL per region, and the workload's routing.
+struct Destinations<'a> {
+    urls: &'a BTreeMap<String, String>,
+    route: Arc<Route>,
 }
 
 /// The routes: `POST /predict/{workload}/{model}` forwards a prediction;
