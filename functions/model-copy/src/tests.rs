@@ -78,27 +78,7 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         )
         .await
         .expect("upload");
-    // The artifacts of versions 1 and 2, in a multi-region bucket.
-    let storage = Arc::new(
-        LocalStore::open(dir.path().join("storage"))
-            .await
-            .expect("storage"),
-    );
-    storage
-        .create_bucket("models-us", "US")
-        .await
-        .expect("bucket");
-    for version in ["1", "2"] {
-        let object = ObjectRef::new("models-us", format!("fraud-scorer/v{version}/model.pkl"));
-        storage
-            .put(
-                &object,
-                bytes_stream(&b"weights"[..]),
-                PutOptions::default(),
-            )
-            .await
-            .expect("artifacts");
-    }
+    let storage = artifact_store(dir.path()).await;
     let topology = context_topology();
     let context = CopyContext {
         topology: Arc::new(topology),
@@ -262,6 +242,32 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
     );
 }
 
+/// A local store under `dir` holding the artifacts of versions 1 and 2 in
+/// a multi-region bucket.
+async fn artifact_store(dir: &std::path::Path) -> Arc<LocalStore> {
+    let storage = Arc::new(
+        LocalStore::open(dir.join("storage"))
+            .await
+            .expect("storage"),
+    );
+    storage
+        .create_bucket("models-us", "US")
+        .await
+        .expect("bucket");
+    for version in ["1", "2"] {
+        let object = ObjectRef::new("models-us", format!("fraud-scorer/v{version}/model.pkl"));
+        storage
+            .put(
+                &object,
+                bytes_stream(&b"weights"[..]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("artifacts");
+    }
+    storage
+}
+
 fn context_topology() -> Topology {
     Topology::parse(TOPOLOGY, "pilot-light.yaml").expect("valid topology")
 }
@@ -315,26 +321,7 @@ async fn with_the_primary_dark_copies_fail_transiently_and_parity_is_kept(patter
             .await
             .expect("endpoint");
     }
-    let storage = Arc::new(
-        LocalStore::open(dir.path().join("storage"))
-            .await
-            .expect("storage"),
-    );
-    storage
-        .create_bucket("models-us", "US")
-        .await
-        .expect("bucket");
-    for id in ["1", "2"] {
-        let object = ObjectRef::new("models-us", format!("fraud-scorer/v{id}/model.pkl"));
-        storage
-            .put(
-                &object,
-                bytes_stream(&b"weights"[..]),
-                PutOptions::default(),
-            )
-            .await
-            .expect("artifacts");
-    }
+    let storage = artifact_store(dir.path()).await;
     let topology = Arc::new(pattern_topology(pattern));
     let context = CopyContext {
         topology: topology.clone(),
