@@ -14,6 +14,10 @@ use super::EventError;
 /// The longest excerpt of an offending value quoted back in an error.
 const EXCERPT_CHARS: usize = 60;
 
+/// 2^53: integers a JSON number written with a fraction or an exponent
+/// (`1e3`) holds exactly; larger ones may have lost digits.
+const EXACT_IN_DOUBLE: f64 = 9_007_199_254_740_992.0;
+
 /// A JSON object and the path it was found at.
 #[derive(Debug, Clone)]
 pub(crate) struct JsonObject<'a> {
@@ -137,24 +141,26 @@ impl<'a> JsonObject<'a> {
             .transpose()
     }
 
-    /// A required signed integer carried in a string, as the JSON API
-    /// renders int64 (`"generation": "1700000000000000"`).
-    pub(crate) fn i64_in_string(&self, name: &str) -> Result<i64, EventError> {
+    /// A required 64-bit signed integer as the proto3 JSON mapping renders
+    /// it: a string (`"generation": "1700000000000000"`, as the JSON API
+    /// sends) or a JSON number (as some of Google's samples have it).
+    pub(crate) fn int64(&self, name: &str) -> Result<i64, EventError> {
         let value = self.required(name)?;
-        integer_in_string(&self.path_of(name), value)
+        proto3_integer(&self.path_of(name), value)
     }
 
-    /// An optional signed integer carried in a string.
-    pub(crate) fn opt_i64_in_string(&self, name: &str) -> Result<Option<i64>, EventError> {
+    /// An optional 64-bit signed integer, a string or a number.
+    pub(crate) fn opt_int64(&self, name: &str) -> Result<Option<i64>, EventError> {
         self.get(name)
-            .map(|value| integer_in_string(&self.path_of(name), value))
+            .map(|value| proto3_integer(&self.path_of(name), value))
             .transpose()
     }
 
-    /// A required unsigned integer carried in a string (`"size": "1024"`).
-    pub(crate) fn u64_in_string(&self, name: &str) -> Result<u64, EventError> {
+    /// A required 64-bit unsigned integer, a string (`"size": "1024"`) or a
+    /// number (`"size": 1024`).
+    pub(crate) fn uint64(&self, name: &str) -> Result<u64, EventError> {
         let value = self.required(name)?;
-        integer_in_string(&self.path_of(name), value)
+        proto3_integer(&self.path_of(name), value)
     }
 
     /// A required JSON integer.
@@ -292,22 +298,47 @@ pub(crate) fn as_string(path: &str, value: &Value) -> Result<String, EventError>
     }
 }
 
-/// An integer carried in a JSON string.
-fn integer_in_string<T: std::str::FromStr>(path: &str, value: &Value) -> Result<T, EventError> {
-    let Value::String(text) = value else {
-        return Err(EventError::invalid(
-            path,
-            format!("expected an integer in a string, got {}", excerpt(value)),
-        ));
+/// A 64-bit integer in either form the proto3 JSON mapping lets a parser
+/// accept: a JSON string of decimal digits or a JSON number, also in
+/// exponent notation, whose value is an integer. Anything else (a fraction, text, a value out of `T`'s range) is
+/// an error naming `path`.
+fn proto3_integer<T: std::str::FromStr>(path: &str, value: &Value) -> Result<T, EventError> {
+    let text = match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) if number.is_i64() || number.is_u64() => number.to_string(),
+        Value::Number(number) => match number.as_f64() {
+            // `1e3` or `1000.0`: integral, and exact in a double below 2^53.
+            Some(float) if float.fract() == 0.0 && float.abs() < EXACT_IN_DOUBLE => {
+                format!("{float:.0}")
+            }
+            Some(float) if float.fract() == 0.0 => {
+                return Err(EventError::invalid(
+                    path,
+                    format!("integer out of range, got {}", excerpt(value)),
+                ));
+            }
+            _ => {
+                return Err(EventError::invalid(
+                    path,
+                    format!("expected an integer, got {}", excerpt(value)),
+                ));
+            }
+        },
+        other => {
+            return Err(EventError::invalid(
+                path,
+                format!("expected an integer, got {}", excerpt(other)),
+            ));
+        }
     };
     text.parse().map_err(|_| {
-        let digits = text.strip_prefix('-').unwrap_or(text);
+        let digits = text.strip_prefix('-').unwrap_or(&text);
         let problem = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             "integer out of range"
         } else {
-            "expected an integer in a string"
+            "expected an integer"
         };
-        EventError::invalid(path, format!("{problem}, got {}", quote(text)))
+        EventError::invalid(path, format!("{problem}, got {}", excerpt(value)))
     })
 }
 

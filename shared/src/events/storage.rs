@@ -40,15 +40,17 @@ pub struct StorageObject {
 }
 
 impl StorageObject {
-    /// Reads the object resource; int64 fields come as strings and the
-    /// CRC32C as base64 of its 4 big-endian bytes, as the JSON API renders them.
+    /// Reads the object resource. Its 64-bit integers (`generation`,
+    /// `metageneration`, `size`) are accepted as strings, as the JSON API
+    /// renders them, or as numbers, which the proto3 JSON mapping also lets a
+    /// parser accept; the CRC32C is base64 of its 4 big-endian bytes.
     pub(crate) fn from_json(object: &JsonObject<'_>) -> Result<Self, EventError> {
         Ok(Self {
             bucket: object.non_empty_string("bucket")?,
             name: object.non_empty_string("name")?,
-            generation: object.i64_in_string("generation")?,
-            metageneration: object.opt_i64_in_string("metageneration")?,
-            size: object.u64_in_string("size")?,
+            generation: object.int64("generation")?,
+            metageneration: object.opt_int64("metageneration")?,
+            size: object.uint64("size")?,
             crc32c: u32::from_be_bytes(object.base64_bytes::<4>("crc32c", "big-endian CRC32C")?),
             md5_hash: object.opt_base64_bytes::<16>("md5Hash", "MD5")?,
             content_type: object.opt_string("contentType")?,

@@ -376,19 +376,43 @@ fn storage_data_errors_name_the_field() {
     let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|d| d["generation"] = json!("abc")),
-            r#"data.generation: expected an integer in a string, got "abc""#,
+            r#"data.generation: expected an integer, got "abc""#,
         ),
         (
             Box::new(|d| d["generation"] = json!("99999999999999999999999")),
             r#"data.generation: integer out of range, got "99999999999999999999999""#,
         ),
         (
-            Box::new(|d| d["generation"] = json!(17)),
-            "data.generation: expected an integer in a string, got 17",
+            Box::new(|d| d["generation"] = json!(1e22)),
+            "data.generation: integer out of range, got 1e+22",
+        ),
+        (
+            Box::new(|d| d["generation"] = json!(17.5)),
+            "data.generation: expected an integer, got 17.5",
+        ),
+        (
+            Box::new(|d| d["generation"] = json!("17.0")),
+            r#"data.generation: expected an integer, got "17.0""#,
+        ),
+        (
+            Box::new(|d| d["generation"] = json!(true)),
+            "data.generation: expected an integer, got true",
+        ),
+        (
+            Box::new(|d| d["metageneration"] = json!("")),
+            r#"data.metageneration: expected an integer, got """#,
         ),
         (
             Box::new(|d| d["size"] = json!("-1")),
             r#"data.size: integer out of range, got "-1""#,
+        ),
+        (
+            Box::new(|d| d["size"] = json!(-1)),
+            "data.size: integer out of range, got -1",
+        ),
+        (
+            Box::new(|d| d["size"] = json!(18_446_744_073_709_551_616_f64)),
+            "data.size: integer out of range, got 1.8446744073709552e+19",
         ),
         (
             Box::new(|d| {
@@ -429,6 +453,35 @@ fn storage_data_errors_name_the_field() {
         let (headers, body) = storage_with(edit);
         assert_rejected(&headers, &body, expected);
     }
+}
+
+/// The proto3 JSON mapping lets a parser accept a 64-bit integer as a string
+/// or as a number; some of Google's samples send numbers.
+#[test]
+fn storage_int64_fields_as_json_numbers() {
+    let (headers, body) = storage_with(|d| {
+        d["generation"] = json!(1_732_550_400_123_456_i64);
+        d["metageneration"] = json!(1);
+        d["size"] = json!(1_048_576);
+    });
+    let InboundEvent::ObjectFinalized { object, .. } =
+        parse(&headers, &body).unwrap_or_else(|e| panic!("numbers refused: {e}"))
+    else {
+        panic!("not an object event");
+    };
+    assert_eq!(object.generation, 1_732_550_400_123_456);
+    assert_eq!(object.metageneration, Some(1));
+    assert_eq!(object.size, 1_048_576);
+
+    let (headers, body) = storage_with(|d| {
+        d["size"] = json!(1e3);
+    });
+    let InboundEvent::ObjectFinalized { object, .. } =
+        parse(&headers, &body).unwrap_or_else(|e| panic!("exponent refused: {e}"))
+    else {
+        panic!("not an object event");
+    };
+    assert_eq!(object.size, 1000);
 }
 
 #[test]
@@ -710,7 +763,7 @@ async fn extractor_answers_malformed_events_with_400() {
         post_event(headers, body).await,
         (
             StatusCode::BAD_REQUEST,
-            r#"data.generation: expected an integer in a string, got "abc""#.to_owned()
+            r#"data.generation: expected an integer, got "abc""#.to_owned()
         )
     );
     let (status, message) = post_event(json_headers(), Vec::new()).await;
