@@ -474,7 +474,7 @@ async fn a_failing_copy_is_retried_then_recorded_as_failed_with_its_error() {
         },
         tick: SchedulerTick {
             job: "model-copy-reconcile".to_string(),
-            schedule_time: Utc::now(),
+            schedule_time: Some(Utc::now()),
             body: serde_json::Value::Null,
         },
     };

@@ -73,21 +73,24 @@ pub(crate) fn dispatch(
     event: Event,
     outer_trace: Option<TraceContext>,
 ) -> Result<InboundEvent, EventError> {
-    let context = context_of(&event, outer_trace)?;
     match event.ty() {
-        STORAGE_OBJECT_FINALIZED => Ok(InboundEvent::ObjectFinalized {
-            object: storage_object(&event)?,
-            context,
-        }),
+        STORAGE_OBJECT_FINALIZED => {
+            let object = storage_object(&event)?;
+            let written = object.updated.or(object.time_created);
+            Ok(InboundEvent::ObjectFinalized {
+                context: context_of(&event, outer_trace, written),
+                object,
+            })
+        }
         STORAGE_OBJECT_DELETED => Ok(InboundEvent::ObjectDeleted {
             object: storage_object(&event)?,
-            context,
+            context: context_of(&event, outer_trace, None),
         }),
         AUDIT_LOG_WRITTEN => {
             let data = data_json(&event)?;
             let entry = AuditLogEntry::from_json(&JsonObject::new("data", &data)?)?;
             Ok(InboundEvent::AuditLog {
-                context,
+                context: context_of(&event, outer_trace, entry.timestamp),
                 entry: Box::new(entry),
             })
         }
@@ -95,10 +98,11 @@ pub(crate) fn dispatch(
             let data = data_json(&event)?;
             let envelope = JsonObject::new("data", &data)?;
             let message = pubsub::PubSubMessage::from_envelope(&envelope)?;
-            pubsub::dispatch(message, context.trace).map_err(|e| e.within("data"))
+            let trace = context_of(&event, outer_trace, None).trace;
+            pubsub::dispatch(message, trace).map_err(|e| e.within("data"))
         }
         _ => Ok(InboundEvent::Other {
-            context,
+            context: context_of(&event, outer_trace, None),
             event: Box::new(event),
         }),
     }
@@ -106,23 +110,33 @@ pub(crate) fn dispatch(
 
 /// The context of a CloudEvent: its id, source and time; its trace from the
 /// request or else from its `traceparent` extension.
+///
+/// `time` is optional in CloudEvents 1.0 (`ce-time` in binary mode, `time`
+/// in structured mode). Without it the context's time is `payload_time`,
+/// when the payload tells when the fact happened (a finalized object's
+/// `updated`, an audit log entry's `timestamp`), and else the time the event
+/// is read, which is never earlier than the fact: RPO measured from it errs
+/// on the optimistic side by at most the delivery delay.
 fn context_of(
     event: &Event,
     outer_trace: Option<TraceContext>,
-) -> Result<EventContext, EventError> {
-    let time: DateTime<Utc> = *event
+    payload_time: Option<DateTime<Utc>>,
+) -> EventContext {
+    let time = event
         .time()
-        .ok_or_else(|| EventError::invalid("ce-time", "missing"))?;
+        .copied()
+        .or(payload_time)
+        .unwrap_or_else(Utc::now);
     let trace = outer_trace.or_else(|| match event.extension("traceparent") {
         Some(ExtensionValue::String(value)) => TraceContext::from_traceparent(value),
         _ => None,
     });
-    Ok(EventContext {
+    EventContext {
         id: event.id().to_owned(),
         source: event.source().to_string(),
         time,
         trace,
-    })
+    }
 }
 
 /// The object resource in a storage event's data.

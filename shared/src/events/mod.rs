@@ -53,6 +53,9 @@ pub struct EventContext {
     pub source: String,
     /// When the fact happened (CloudEvent time, Pub/Sub publish time,
     /// incident start or end, scheduled time), not when it was received.
+    /// Where the sender may leave it out (a CloudEvent without `time`, a
+    /// Cloud Scheduler run started by hand) it is the payload's own time
+    /// when it has one, else the time the event was read.
     pub time: DateTime<Utc>,
     /// The caller's trace, when one came with the request.
     pub trace: Option<TraceContext>,

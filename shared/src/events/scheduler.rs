@@ -12,7 +12,9 @@ use super::{EventContext, EventError, InboundEvent, TraceContext};
 const SCHEDULER_HEADER: &str = "x-cloudscheduler";
 /// The header naming the job.
 const JOB_NAME_HEADER: &str = "x-cloudscheduler-jobname";
-/// The header with the time the run was scheduled for.
+/// The header with the time the run was scheduled for. Google sets it for
+/// jobs on a unix-cron schedule; a run started by hand ("force run") may come
+/// without it.
 const SCHEDULE_TIME_HEADER: &str = "x-cloudscheduler-scheduletime";
 
 /// One run of a Cloud Scheduler job.
@@ -20,8 +22,9 @@ const SCHEDULE_TIME_HEADER: &str = "x-cloudscheduler-scheduletime";
 pub struct SchedulerTick {
     /// The job's name.
     pub job: String,
-    /// The time this run was scheduled for (not when it was sent).
-    pub schedule_time: DateTime<Utc>,
+    /// The time this run was scheduled for (not when it was sent); `None`
+    /// when the request did not say, as for a run started by hand.
+    pub schedule_time: Option<DateTime<Utc>>,
     /// The job's JSON body (`{"job": "reconcile"}`); `null` when empty.
     pub body: Value,
 }
@@ -35,16 +38,18 @@ pub(crate) fn is_scheduler(headers: &HeaderMap) -> bool {
 }
 
 /// Reads a scheduler tick. Its id is `job@schedule_time`, the same for every
-/// retry of one run.
+/// retry of one scheduled run. A run without a schedule time (started by
+/// hand) is timed, and its id made, from the time it is read: each such
+/// request is a run of its own.
 pub(crate) fn parse(
     headers: &HeaderMap,
     body: &[u8],
     trace: Option<TraceContext>,
 ) -> Result<InboundEvent, EventError> {
-    let header = |name: &'static str| -> Result<String, EventError> {
-        let value = headers
-            .get(name)
-            .ok_or_else(|| EventError::invalid(name, "missing"))?;
+    let header = |name: &'static str| -> Result<Option<String>, EventError> {
+        let Some(value) = headers.get(name) else {
+            return Ok(None);
+        };
         let text = value
             .to_str()
             .map_err(|_| EventError::invalid(name, "not valid text"))?
@@ -52,10 +57,14 @@ pub(crate) fn parse(
         if text.is_empty() {
             return Err(EventError::invalid(name, "must not be empty"));
         }
-        Ok(text.to_owned())
+        Ok(Some(text.to_owned()))
     };
-    let job = header(JOB_NAME_HEADER)?;
-    let schedule_time = parse_timestamp(SCHEDULE_TIME_HEADER, &header(SCHEDULE_TIME_HEADER)?)?;
+    let job =
+        header(JOB_NAME_HEADER)?.ok_or_else(|| EventError::invalid(JOB_NAME_HEADER, "missing"))?;
+    let schedule_time = header(SCHEDULE_TIME_HEADER)?
+        .map(|text| parse_timestamp(SCHEDULE_TIME_HEADER, &text))
+        .transpose()?;
+    let time = schedule_time.unwrap_or_else(Utc::now);
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -65,10 +74,10 @@ pub(crate) fn parse(
     let context = EventContext {
         id: format!(
             "{job}@{}",
-            schedule_time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
         ),
         source: format!("//cloudscheduler.googleapis.com/jobs/{job}"),
-        time: schedule_time,
+        time,
         trace,
     };
     Ok(InboundEvent::SchedulerTick {

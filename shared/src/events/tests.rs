@@ -317,9 +317,74 @@ fn scheduler_tick() {
     };
     assert_eq!(context.id, "lifeboat-drill-weekly@2024-11-25T03:00:00Z");
     assert_eq!(context.time, time("2024-11-25T03:00:00Z"));
+    assert_eq!(tick.schedule_time, Some(context.time));
     assert!(context.trace.is_some());
     assert_eq!(tick.job, "lifeboat-drill-weekly");
     assert_eq!(tick.body, json!({"job": "reconcile"}));
+}
+
+/// A run started by hand ("force run") may come without
+/// `X-CloudScheduler-ScheduleTime`: it is timed from when it is read.
+#[test]
+fn scheduler_manual_run_without_schedule_time() {
+    let before = Utc::now();
+    let InboundEvent::SchedulerTick { context, tick } = parse_fixture("scheduler_manual_run.json")
+    else {
+        panic!("expected SchedulerTick");
+    };
+    let after = Utc::now();
+    assert_eq!(tick.job, "lifeboat-reconcile-hourly");
+    assert_eq!(tick.schedule_time, None);
+    assert!(
+        before <= context.time && context.time <= after,
+        "{context:?}"
+    );
+    assert!(
+        context.id.starts_with("lifeboat-reconcile-hourly@"),
+        "{}",
+        context.id
+    );
+    assert_eq!(tick.body, json!({"job": "reconcile"}));
+}
+
+/// `time` is optional in CloudEvents 1.0: an event without it is accepted
+/// and timed from its payload, or else from when it is read.
+#[test]
+fn cloudevent_without_time() {
+    let (mut binary, body) = fixture("storage_finalized_binary.json");
+    binary.remove("ce-time");
+    let InboundEvent::ObjectFinalized { context, object } =
+        parse(&binary, &body).unwrap_or_else(|e| panic!("no ce-time refused: {e}"))
+    else {
+        panic!("expected ObjectFinalized");
+    };
+    assert_eq!(Some(context.time), object.updated);
+
+    let (mut binary, body) = fixture("audit_log_upload_model_binary.json");
+    binary.remove("ce-time");
+    let InboundEvent::AuditLog { context, entry } =
+        parse(&binary, &body).unwrap_or_else(|e| panic!("no ce-time refused: {e}"))
+    else {
+        panic!("expected AuditLog");
+    };
+    assert_eq!(Some(context.time), entry.timestamp);
+
+    for name in [
+        "storage_deleted_structured.json",
+        "cloudevent_unknown_type_structured.json",
+    ] {
+        let mut structured = fixture_json(name);
+        structured.as_object_mut().map(|e| e.remove("time"));
+        let before = Utc::now();
+        let event = parse(
+            &headers_with_type("application/cloudevents+json"),
+            structured.to_string().as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{name} without time refused: {e}"));
+        let after = Utc::now();
+        let time = event.context().time;
+        assert!(before <= time && time <= after, "{name}: {time}");
+    }
 }
 
 #[test]
@@ -567,10 +632,6 @@ fn cloudevent_errors_name_the_problem() {
         "{error}"
     );
     assert!(error.to_string().contains("id"), "{error}");
-
-    let (mut binary, body) = fixture("storage_finalized_binary.json");
-    binary.remove("ce-time");
-    assert_rejected(&binary, &body, "ce-time: missing");
 
     let (binary, _) = fixture("storage_finalized_binary.json");
     assert_rejected(&binary, b"", "data: missing");
