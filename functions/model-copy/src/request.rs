@@ -1,6 +1,8 @@
 //! What an inbound event asks for: a new version of which model. An audit
-//! log entry of `ModelService.UploadModel` names the model in its resource
-//! (and the version in its response once the upload is done); a Pub/Sub
+//! log entry of `ModelService.UploadModel` names the model in its resource,
+//! or for a first upload in its response or request
+//! ([`AuditLogEntry::uploaded_model`]), and the version once the upload is
+//! done; a Pub/Sub
 //! message names it in its JSON data (`{"model": "...", "version": "..."}`)
 //! or in its `model` and `version` attributes.
 
@@ -46,27 +48,22 @@ pub fn from_audit_log(entry: &AuditLogEntry) -> Result<NewVersion, NotARequest> 
             entry.status_message.as_deref().unwrap_or("no message")
         )));
     }
-    let parts: Vec<&str> = entry.resource_name.split('/').collect();
-    let ["projects", _, "locations", region, "models", model] = parts.as_slice() else {
-        return Err(NotARequest::Malformed(format!(
-            "UploadModel resource {:?} is not projects/P/locations/R/models/M",
+    let Some(uploaded) = entry.uploaded_model() else {
+        let pending = entry.operation.as_ref().is_some_and(|op| !op.last);
+        let reason = format!(
+            "UploadModel entry on {:?} names no model (resource, response, request nor operation)",
             entry.resource_name
-        )));
+        );
+        return Err(if pending {
+            NotARequest::Other(format!("{reason}; the operation's last entry will"))
+        } else {
+            NotARequest::Malformed(reason)
+        });
     };
-    let (model, named_version) = match model.split_once('@') {
-        Some((model, version)) => (model, Some(version.to_string())),
-        None => (*model, None),
-    };
-    let logged_version = entry
-        .response
-        .as_ref()
-        .and_then(|r| r.get("modelVersionId"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
     Ok(NewVersion {
-        model: model.to_string(),
-        region: Some((*region).to_string()),
-        version: named_version.or(logged_version),
+        model: uploaded.model,
+        region: Some(uploaded.region),
+        version: uploaded.version,
     })
 }
 
@@ -96,4 +93,62 @@ pub fn from_message(message: &PubSubMessage) -> Result<NewVersion, NotARequest> 
         region: None,
         version: data.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+    use lifeboat_shared::events::{self, InboundEvent};
+
+    use super::*;
+
+    /// The audit log entry of a structured-mode fixture.
+    fn structured_entry(name: &str) -> AuditLogEntry {
+        let path = format!(
+            "{}/../../tests/fixtures/events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
+        match events::parse(&headers, &body) {
+            Ok(InboundEvent::AuditLog { entry, .. }) => *entry,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_first_upload_names_its_model_in_the_response() {
+        let entry = structured_entry("audit_log_upload_model_first_structured.json");
+        assert_eq!(
+            from_audit_log(&entry),
+            Ok(NewVersion {
+                model: "6630104472913281024".to_owned(),
+                region: Some("europe-west4".to_owned()),
+                version: Some("1".to_owned()),
+            })
+        );
+    }
+
+    #[test]
+    fn an_entry_naming_no_model_waits_for_the_operations_last_entry() {
+        let mut entry = structured_entry("audit_log_upload_model_first_structured.json");
+        entry.response = None;
+        entry.request = None;
+        entry.operation = None;
+        assert!(matches!(
+            from_audit_log(&entry),
+            Err(NotARequest::Malformed(_))
+        ));
+        entry.operation = Some(events::LogOperation {
+            id: "operations/7".to_owned(),
+            producer: None,
+            first: true,
+            last: false,
+        });
+        assert!(matches!(from_audit_log(&entry), Err(NotARequest::Other(_))));
+    }
 }

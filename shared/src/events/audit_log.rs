@@ -112,6 +112,55 @@ impl BigQueryTable {
     }
 }
 
+/// The Vertex AI model an `UploadModel` call uploaded, as its audit log
+/// entry names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedModel {
+    /// The project, by id or number as the entry names it.
+    pub project: String,
+    /// The region (`us-central1`).
+    pub region: String,
+    /// The model id, the last part of `projects/P/locations/L/models/M`.
+    pub model: String,
+    /// The version id, when the entry names one.
+    pub version: Option<String>,
+}
+
+impl UploadedModel {
+    /// Parses `projects/P/locations/L/models/M`, `.../models/M@V`, or an
+    /// operation under the model (`.../models/M/operations/O`).
+    pub fn from_resource_name(name: &str) -> Option<Self> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let (project, region, model) = match parts.as_slice() {
+            ["projects", project, "locations", region, "models", model]
+            | [
+                "projects",
+                project,
+                "locations",
+                region,
+                "models",
+                model,
+                "operations",
+                _,
+            ] => (*project, *region, *model),
+            _ => return None,
+        };
+        let (model, version) = match model.split_once('@') {
+            Some((model, version)) => (model, Some(version.to_owned())),
+            None => (model, None),
+        };
+        [project, region, model]
+            .iter()
+            .all(|part| !part.is_empty())
+            .then(|| Self {
+                project: project.to_owned(),
+                region: region.to_owned(),
+                model: model.to_owned(),
+                version: version.filter(|v| !v.is_empty()),
+            })
+    }
+}
+
 /// What happened to a BigQuery table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableChangeKind {
@@ -195,6 +244,47 @@ impl AuditLogEntry {
             service_name,
             resource_name,
         })
+    }
+
+    /// The model a Vertex AI `UploadModel` entry is about, wherever the
+    /// entry names it. `resourceName` is the target of the call: the model
+    /// for a new version of it, but for a first upload it may be only the
+    /// location the model is uploaded into (`projects/P/locations/L`, the
+    /// request's `parent`). The model is then taken, in this order, from the
+    /// `UploadModelResponse`'s `model` (logged when the operation is done),
+    /// the request's `parentModel` (set only for a new version), the
+    /// request's `modelId` under the request's `parent`, or the long-running
+    /// operation's name (`.../models/M/operations/O`). The version is the
+    /// name's `@V` suffix, else the response's `modelVersionId`. `None` when
+    /// the entry names no model anywhere (the first entry of an upload whose
+    /// id Vertex AI picks: the operation's last entry will name it).
+    pub fn uploaded_model(&self) -> Option<UploadedModel> {
+        let text = |value: Option<&Value>, key: &str| -> Option<String> {
+            value?.get(key)?.as_str().map(str::to_owned)
+        };
+        let request = self.request.as_ref();
+        let response = self.response.as_ref();
+        let from_request_id = || {
+            let parent = text(request, "parent").unwrap_or_else(|| self.resource_name.clone());
+            let id = text(request, "modelId")?;
+            UploadedModel::from_resource_name(&format!("{parent}/models/{id}"))
+        };
+        let mut model = UploadedModel::from_resource_name(&self.resource_name)
+            .or_else(|| text(response, "model").and_then(|n| UploadedModel::from_resource_name(&n)))
+            .or_else(|| {
+                text(request, "parentModel").and_then(|n| UploadedModel::from_resource_name(&n))
+            })
+            .or_else(from_request_id)
+            .or_else(|| text(response, "name").and_then(|n| UploadedModel::from_resource_name(&n)))
+            .or_else(|| {
+                self.operation
+                    .as_ref()
+                    .and_then(|op| UploadedModel::from_resource_name(&op.id))
+            })?;
+        if model.version.is_none() {
+            model.version = text(response, "modelVersionId").filter(|v| !v.is_empty());
+        }
+        Some(model)
     }
 
     /// Whether the call succeeded (no status, or status code 0).

@@ -31,7 +31,7 @@ use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 
 pub use audit_log::{
-    AuditLogEntry, BigQueryTable, BigQueryTableChange, LogOperation, TableChangeKind,
+    AuditLogEntry, BigQueryTable, BigQueryTableChange, LogOperation, TableChangeKind, UploadedModel,
 };
 pub use extract::EventRejection;
 pub use monitoring::{Incident, IncidentState};

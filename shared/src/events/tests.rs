@@ -159,6 +159,106 @@ fn audit_log_of_a_vertex_model_upload() {
         json!("gs://ml-prod-models/fraud-scorer/v7/")
     );
     assert_eq!(entry.bigquery, None);
+    assert_eq!(
+        entry.uploaded_model(),
+        Some(UploadedModel {
+            project: "ml-prod".to_owned(),
+            region: "us-central1".to_owned(),
+            model: "fraud-scorer".to_owned(),
+            version: None,
+        })
+    );
+}
+
+/// A first upload targets the location (`parent`), not a model: the model
+/// and its version come from the `UploadModelResponse`.
+#[test]
+fn audit_log_of_a_first_vertex_model_upload() {
+    let InboundEvent::AuditLog { entry, .. } =
+        parse_fixture("audit_log_upload_model_first_structured.json")
+    else {
+        panic!("expected AuditLog");
+    };
+    assert_eq!(
+        entry.resource_name,
+        "projects/ml-prod/locations/europe-west4"
+    );
+    assert!(entry.operation.as_ref().is_some_and(|op| op.last));
+    assert_eq!(
+        entry.uploaded_model(),
+        Some(UploadedModel {
+            project: "204817365521".to_owned(),
+            region: "europe-west4".to_owned(),
+            model: "6630104472913281024".to_owned(),
+            version: Some("1".to_owned()),
+        })
+    );
+}
+
+/// Every place an `UploadModel` entry may name its model, in the order
+/// [`AuditLogEntry::uploaded_model`] looks.
+#[test]
+fn uploaded_model_from_each_place_an_entry_names_it() {
+    let InboundEvent::AuditLog { entry, .. } =
+        parse_fixture("audit_log_upload_model_first_structured.json")
+    else {
+        panic!("expected AuditLog");
+    };
+    let location = "projects/ml-prod/locations/europe-west4".to_owned();
+    let model_of = |edit: &dyn Fn(&mut AuditLogEntry)| {
+        let mut entry = (*entry).clone();
+        edit(&mut entry);
+        entry.uploaded_model().map(|m| (m.model, m.version))
+    };
+    let some =
+        |model: &str, version: Option<&str>| Some((model.to_owned(), version.map(str::to_owned)));
+    // A new version: the resource names the model, and may name the version.
+    assert_eq!(
+        model_of(&|e| e.resource_name = format!("{location}/models/m7@3")),
+        some("m7", Some("3"))
+    );
+    // The first entry of a new version: no response yet, `parentModel` set.
+    assert_eq!(
+        model_of(&|e| {
+            e.response = None;
+            e.request =
+                Some(json!({"parent": location, "parentModel": format!("{location}/models/m7")}));
+        }),
+        some("m7", None)
+    );
+    // A first upload with a chosen id.
+    assert_eq!(
+        model_of(&|e| {
+            e.response = None;
+            e.request = Some(json!({"parent": location, "modelId": "churn"}));
+        }),
+        some("churn", None)
+    );
+    // A first upload's first entry: only the operation names the model.
+    assert_eq!(
+        model_of(&|e| {
+            e.request = None;
+            e.response = Some(json!({"name": format!("{location}/models/42/operations/9")}));
+        }),
+        some("42", None)
+    );
+    // Nothing names a model: the operation's last entry will.
+    assert_eq!(
+        model_of(&|e| {
+            e.request = None;
+            e.response = None;
+            e.operation = None;
+        }),
+        None
+    );
+    assert_eq!(
+        UploadedModel::from_resource_name("projects/p/locations/l"),
+        None
+    );
+    assert_eq!(
+        UploadedModel::from_resource_name("projects//locations/l/models/m"),
+        None
+    );
 }
 
 #[test]
