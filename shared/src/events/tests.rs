@@ -121,6 +121,50 @@ fn storage_deleted_in_structured_mode() {
     assert_eq!(object.md5_hash, None, "composite objects have no MD5");
 }
 
+/// Modelled on the shape of Google's published `StorageObjectData` samples
+/// (int64 fields as strings, as the JSON API renders them).
+#[test]
+fn storage_finalized_in_structured_mode() {
+    let InboundEvent::ObjectFinalized { context, object } =
+        parse_fixture("storage_finalized_structured.json")
+    else {
+        panic!("expected ObjectFinalized");
+    };
+    assert_eq!(context.id, "9031746628301144");
+    assert_eq!(context.time, time("2024-11-25T17:12:40.618Z"));
+    assert_eq!(object.bucket, "ml-prod-datasets");
+    assert_eq!(object.name, "clickstream/2024-11-25/part-0007.parquet");
+    assert_eq!(object.generation, 1_732_554_760_618_204);
+    assert_eq!(object.metageneration, Some(1));
+    assert_eq!(object.size, 36);
+    assert_eq!(object.crc32c, 0x86a4_86d2);
+    assert!(object.md5_hash.is_some());
+    assert_eq!(object.storage_class.as_deref(), Some("STANDARD"));
+}
+
+/// Modelled on the shape of Google's published "complex" `StorageObjectData`
+/// sample: int64 fields as JSON numbers, a composite object (no MD5), holds,
+/// customer encryption and `timeDeleted`.
+#[test]
+fn storage_deleted_in_binary_mode() {
+    let InboundEvent::ObjectDeleted { context, object } =
+        parse_fixture("storage_deleted_binary.json")
+    else {
+        panic!("expected ObjectDeleted");
+    };
+    assert_eq!(context.id, "9031746628305521");
+    assert_eq!(context.time, time("2024-11-25T17:30:02.104Z"));
+    assert_eq!(object.name, "clickstream/2024-11-24/merged.parquet");
+    assert_eq!(object.generation, 1_732_468_200_331_907);
+    assert_eq!(object.metageneration, Some(3));
+    assert_eq!(object.size, 734_003_200);
+    assert_eq!(object.md5_hash, None, "composite objects have no MD5");
+    assert_eq!(
+        object.metadata.get("pipeline").map(String::as_str),
+        Some("clickstream-merge")
+    );
+}
+
 #[test]
 fn audit_log_of_a_vertex_model_upload() {
     let InboundEvent::AuditLog { context, entry } =
