@@ -334,7 +334,7 @@ pub async fn automatic_failbacks(context: &FailoverContext) -> Response {
             .iter()
             .filter(|r| r.workload == workload.id.as_str() && r.outcome == Some(Outcome::Closed))
             // Records closed before `closed_at` was kept: their last step.
-            .filter_map(|r| r.closed_at.or_else(|| r.steps.last().map(|step| step.at)))
+            .filter_map(|r| r.closed_at.or_else(|| r.latest_step().map(|step| step.at)))
             .max();
         let stable = TimeDelta::from_std(stable_for.get()).unwrap_or(TimeDelta::MAX);
         match closed_at {
@@ -421,7 +421,7 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         match record::read(state, &incident.incident_id).await {
             Ok(Some(done)) if done.outcome.is_some() => return Ok(done),
             Ok(Some(unfinished)) => {
-                let last = unfinished.steps.last().map_or("nothing", |s| s.what.as_str());
+                let last = unfinished.latest_step().map_or("nothing", |s| s.what.as_str());
                 let detail = format!(
                     "an earlier attempt stopped after `{last}`; starting again from the probes (every step is idempotent)"
                 );

@@ -149,6 +149,12 @@ impl IncidentRecord {
         self.steps.push(step);
     }
 
+    /// The step that ended last: not always the last in [`Self::steps`],
+    /// since a repeated step is counted where it first appeared.
+    pub fn latest_step(&self) -> Option<&Step> {
+        self.steps.iter().rev().max_by_key(|step| step.at)
+    }
+
     /// Sets how the incident ended, unless it closed already: a close is
     /// final, so a move or a stay that finishes after it keeps its steps
     /// but not its outcome.
@@ -315,6 +321,11 @@ mod tests {
         assert_eq!(resumed.what, "resumed");
         assert!(resumed.repeats > 0, "{resumed:#?}");
         assert!(resumed.first_at.expect("first_at") < resumed.at);
+        let latest = record.latest_step().expect("a step");
+        assert_eq!(
+            latest.what, "decided",
+            "the last retry's last step: {latest:#?}"
+        );
         // Every step is accounted for: kept once, counted, or dropped and
         // counted.
         let kept: u32 = record.steps.iter().map(|s| 1 + s.repeats).sum();
