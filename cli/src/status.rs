@@ -334,7 +334,7 @@ pub fn incident_table(records: &[IncidentRecord]) -> String {
         "LAST STEP",
     ];
     let lines = records.iter().map(|record| {
-        let last = record.steps.last().map_or_else(String::new, |step| {
+        let last = record.latest_step().map_or_else(String::new, |step| {
             format!("{}: {}", step.what, step.detail)
         });
         vec![

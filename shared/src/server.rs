@@ -171,6 +171,17 @@ impl Service {
         self
     }
 
+    /// Makes `/readyz` answer 200 only while `state` answers a cheap read
+    /// within [`crate::state::READINESS_DEADLINE`]
+    /// ([`crate::state::answers`]): for services that can do nothing
+    /// without their state store.
+    pub fn with_state_readiness(self, state: Arc<dyn crate::state::StateStore>) -> Self {
+        self.with_readiness(move || {
+            let state = state.clone();
+            async move { crate::state::answers(state.as_ref(), crate::state::READINESS_DEADLINE).await }
+        })
+    }
+
     /// Sets the deadline of one request; past it the request is answered 503.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;

@@ -44,7 +44,6 @@ use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
-use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::storage::dark::DarkBuckets;
@@ -395,10 +394,7 @@ impl BoundCloud {
                 .nest(GATEWAY_PATH, gateway)
                 .merge(releases),
         )
-        .with_readiness(move || {
-            let state = state.clone();
-            async move { state.get("local-cloud", "readiness").await.is_ok() }
-        })
+        .with_state_readiness(state)
         .into_router();
         servers.spawn(serve_router(
             functions,

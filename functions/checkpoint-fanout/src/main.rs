@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let context = FanoutContext {
         topology: Arc::new(topology),
         storage: Arc::new(storage),
-        state,
+        state: state.clone(),
         metrics,
         options: FanoutOptions {
             parallelism: parallelism_from_env()?,
@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     Service::new(SERVICE_NAME, router(context))
+        .with_state_readiness(state)
         .with_request_timeout(Duration::from_secs(15 * 60))
         .serve_from_env()
         .await?;

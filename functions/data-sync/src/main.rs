@@ -8,6 +8,7 @@ use anyhow::Context;
 use lifeboat_data_sync::{DataSync, SERVICE, router};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::server::Service;
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::topology::Topology;
@@ -23,13 +24,16 @@ async fn main() -> anyhow::Result<()> {
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
     let bigquery_api =
         ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
+    let state: Arc<dyn StateStore> =
+        Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
     let sync = DataSync {
-        state: Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?),
+        state: state.clone(),
         warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
         storage: Arc::new(GcsStore::new(storage_api, project)),
         topology: Arc::new(topology),
     };
     Service::new(SERVICE, router(sync))
+        .with_state_readiness(state)
         .with_request_timeout(Duration::from_secs(3600))
         .serve_from_env()
         .await

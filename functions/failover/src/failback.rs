@@ -120,11 +120,7 @@ pub async fn fail_back(
     );
     let key = (id.as_str(), workload.id.as_str(), region, Utc::now());
     let note = |what: &str, detail: String, outcome: Option<Outcome>| {
-        let step = Step {
-            at: Utc::now(),
-            what: what.to_string(),
-            detail,
-        };
+        let step = Step::new(what, detail);
         async move {
             record::append(state, key, step, None, outcome)
                 .await

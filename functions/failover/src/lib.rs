@@ -333,7 +333,8 @@ pub async fn automatic_failbacks(context: &FailoverContext) -> Response {
         let closed_at = records
             .iter()
             .filter(|r| r.workload == workload.id.as_str() && r.outcome == Some(Outcome::Closed))
-            .filter_map(|r| r.steps.last().map(|step| step.at))
+            // Records closed before `closed_at` was kept: their last step.
+            .filter_map(|r| r.closed_at.or_else(|| r.latest_step().map(|step| step.at)))
             .max();
         let stable = TimeDelta::from_std(stable_for.get()).unwrap_or(TimeDelta::MAX);
         match closed_at {
@@ -392,7 +393,7 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         };
         let step = step(
             "closed",
-            "incident closed; traffic returns by `lifeboat failback` (automatic failback is not built yet)",
+            "incident closed; traffic returns by automatic failback where the workload has one, else by `lifeboat failback`",
         );
         return match record::append(state, key, step, None, Some(Outcome::Closed)).await {
             Ok(record) => (StatusCode::OK, Json(json!(record))).into_response(),
@@ -420,7 +421,7 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         match record::read(state, &incident.incident_id).await {
             Ok(Some(done)) if done.outcome.is_some() => return Ok(done),
             Ok(Some(unfinished)) => {
-                let last = unfinished.steps.last().map_or("nothing", |s| s.what.as_str());
+                let last = unfinished.latest_step().map_or("nothing", |s| s.what.as_str());
                 let detail = format!(
                     "an earlier attempt stopped after `{last}`; starting again from the probes (every step is idempotent)"
                 );
@@ -525,11 +526,7 @@ pub(crate) async fn under_lease<T>(
 }
 
 fn step(what: &str, detail: impl Into<String>) -> Step {
-    Step {
-        at: Utc::now(),
-        what: what.to_string(),
-        detail: detail.into(),
-    }
+    Step::new(what, detail)
 }
 
 /// The routing table of `workload` now, or the one its pattern implies

@@ -17,6 +17,7 @@ use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::server::callers::CallerPolicy;
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::topology::Topology;
 
@@ -36,12 +37,13 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => None,
     };
     let project = topology.project().to_string();
-    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let state: Arc<dyn StateStore> =
+        Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
     let pubsub = ApiEndpoint::from_env("PUBSUB_EMULATOR_HOST", PUBSUB_URL).await?;
     let bus = PubSubBus::new(project, &pubsub, PubSubOptions::default()).await?;
     let context = FailoverContext {
         topology: Arc::new(topology),
-        state: Arc::new(state),
+        state: state.clone(),
         registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
         bus: Arc::new(bus),
         probes,
@@ -53,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     Service::new(SERVICE_NAME, router(context))
+        .with_state_readiness(state)
         .with_request_timeout(Duration::from_secs(30 * 60))
         .serve_from_env()
         .await?;

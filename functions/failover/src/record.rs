@@ -2,6 +2,12 @@
 //! its reasons, and how it ended. One document per incident id in the state
 //! store, appended to with compare-and-set, so a redelivered or retried
 //! event continues the record instead of starting another.
+//!
+//! A record stays whole and bounded: a close is never undone by a move that
+//! finishes after it ([`IncidentRecord::finish`]), and retries do not grow it
+//! without bound ([`IncidentRecord::add`]: a repeated step is counted, not
+//! appended again; past [`MAX_STEPS`] the oldest steps after the opening
+//! ones are dropped and counted; a detail is cut at [`MAX_DETAIL_BYTES`]).
 
 use chrono::{DateTime, Utc};
 use lifeboat_shared::state::{StateError, StateStore, update};
@@ -15,16 +21,59 @@ pub const COLLECTION: &str = "failover-incidents";
 /// How many times an append re-reads after losing a race.
 const APPEND_ATTEMPTS: usize = 8;
 
+/// The most steps a record holds.
+pub const MAX_STEPS: usize = 64;
+
+/// How many opening steps are never dropped when a record reaches
+/// [`MAX_STEPS`]: what was received, probed and decided first.
+const KEPT_OPENING_STEPS: usize = 8;
+
+/// How many of the latest steps a new step is compared with: one found
+/// among them with the same `what` and `detail` is counted again instead of
+/// appended (a retried failover repeats the same few steps each attempt).
+const REPEAT_WINDOW: usize = 8;
+
+/// The longest detail a step holds, in bytes; a longer one is cut (at a
+/// character boundary) and ends with `…`.
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
 /// One step of handling an incident.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
-    /// When it ended.
+    /// When it ended (the last time, when it happened more than once).
     pub at: DateTime<Utc>,
     /// What it was (`received`, `probed`, `decided`, `scaled`, `routed`,
     /// `verified`...).
     pub what: String,
     /// What it found or did.
     pub detail: String,
+    /// How many more times the same step happened after the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: u32,
+    /// When it first happened, when it happened more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_at: Option<DateTime<Utc>>,
+}
+
+impl Step {
+    /// The step `what`, ending now, that found or did `detail`.
+    pub fn new(what: &str, detail: impl Into<String>) -> Self {
+        Self {
+            at: Utc::now(),
+            what: what.to_string(),
+            detail: detail.into(),
+            repeats: 0,
+            first_at: None,
+        }
+    }
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// How handling the incident ended.
@@ -40,6 +89,11 @@ pub enum Outcome {
 }
 
 /// Everything done about one incident.
+///
+/// Size bound: at most [`MAX_STEPS`] steps of at most [`MAX_DETAIL_BYTES`]
+/// of detail each (about 80 KiB of steps as JSON), plus the decision, which
+/// holds one candidate per region of the topology: far under Firestore's
+/// 1 MiB document limit however long the incident is retried.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRecord {
     /// Monitoring's incident id.
@@ -56,11 +110,69 @@ pub struct IncidentRecord {
     pub decision: Option<Decision>,
     /// How it ended, once it has.
     pub outcome: Option<Outcome>,
+    /// When the incident closed, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
+    /// How many steps were dropped to keep the record within [`MAX_STEPS`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub steps_dropped: u32,
 }
 
-/// Appends `step` to the record of `incident_id` (creating it with
-/// `workload`, `region` and `started_at`); `finish` sets the decision and
-/// the outcome when given. Returns the record as written.
+impl IncidentRecord {
+    /// Adds `step`: counted on an equal step (same `what` and `detail`)
+    /// among the latest few, else appended, dropping the oldest step after
+    /// the opening ones when the record already holds [`MAX_STEPS`].
+    pub fn add(&mut self, mut step: Step) {
+        if step.detail.len() > MAX_DETAIL_BYTES {
+            let mut end = MAX_DETAIL_BYTES - '…'.len_utf8();
+            while !step.detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            step.detail.truncate(end);
+            step.detail.push('…');
+        }
+        let recent = self.steps.len().saturating_sub(REPEAT_WINDOW);
+        if let Some(same) = self.steps[recent..]
+            .iter_mut()
+            .rev()
+            .find(|s| s.what == step.what && s.detail == step.detail)
+        {
+            same.first_at.get_or_insert(same.at);
+            same.at = step.at;
+            same.repeats = same.repeats.saturating_add(1 + step.repeats);
+            return;
+        }
+        if self.steps.len() >= MAX_STEPS {
+            self.steps.remove(KEPT_OPENING_STEPS);
+            self.steps_dropped = self.steps_dropped.saturating_add(1);
+        }
+        self.steps.push(step);
+    }
+
+    /// The step that ended last: not always the last in [`Self::steps`],
+    /// since a repeated step is counted where it first appeared.
+    pub fn latest_step(&self) -> Option<&Step> {
+        self.steps.iter().rev().max_by_key(|step| step.at)
+    }
+
+    /// Sets how the incident ended, unless it closed already: a close is
+    /// final, so a move or a stay that finishes after it keeps its steps
+    /// but not its outcome.
+    pub fn finish(&mut self, outcome: Outcome, at: DateTime<Utc>) {
+        if self.outcome == Some(Outcome::Closed) {
+            return;
+        }
+        if outcome == Outcome::Closed {
+            self.closed_at = Some(at);
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+/// Adds `step` to the record of `incident_id` ([`IncidentRecord::add`];
+/// creating it with `workload`, `region` and `started_at`), and sets the
+/// decision and the outcome ([`IncidentRecord::finish`]) when given.
+/// Returns the record as written.
 pub async fn append(
     store: &dyn StateStore,
     incident: (&str, &str, &str, DateTime<Utc>),
@@ -82,12 +194,12 @@ pub async fn append(
                 started_at: Some(started_at),
                 ..IncidentRecord::default()
             });
-            record.steps.push(step.clone());
+            record.add(step.clone());
             if let Some(decision) = decision {
                 record.decision = Some(decision.clone());
             }
             if let Some(outcome) = outcome.clone() {
-                record.outcome = Some(outcome);
+                record.finish(outcome, step.at);
             }
             Ok::<_, StateError>(record)
         },
@@ -126,4 +238,110 @@ pub async fn read_all(store: &dyn StateStore) -> Result<Vec<IncidentRecord>, Sta
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use lifeboat_shared::state::local::LocalStateStore;
+
+    use super::*;
+
+    const INCIDENT: (&str, &str, &str) = ("inc-storm", "recsys-ranker", "us-central1");
+
+    async fn add(store: &dyn StateStore, step: Step, outcome: Option<Outcome>) -> IncidentRecord {
+        let (id, workload, region) = INCIDENT;
+        append(
+            store,
+            (id, workload, region, Utc::now()),
+            step,
+            None,
+            outcome,
+        )
+        .await
+        .expect("appended")
+    }
+
+    #[tokio::test]
+    async fn a_move_finishing_after_the_close_keeps_its_steps_not_its_outcome() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("state");
+        add(&store, Step::new("received", "incident"), None).await;
+        let closed = add(&store, Step::new("closed", "closed"), Some(Outcome::Closed)).await;
+        let closed_at = closed.closed_at.expect("closed_at");
+        let after = add(
+            &store,
+            Step::new("verified", "us-east1"),
+            Some(Outcome::Moved),
+        )
+        .await;
+        assert_eq!(after.outcome, Some(Outcome::Closed), "{after:#?}");
+        assert_eq!(after.closed_at, Some(closed_at));
+        let names: Vec<&str> = after.steps.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(names, ["received", "closed", "verified"]);
+    }
+
+    #[tokio::test]
+    async fn a_long_retry_storm_leaves_a_bounded_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("state");
+        // What each failed retry adds, 300 times (1,200 steps; the issue saw
+        // 881); the probes' detail changes every time, the rest repeats.
+        for attempt in 0..300 {
+            for (what, detail) in [
+                (
+                    "resumed",
+                    "an earlier attempt stopped after `decided`".to_string(),
+                ),
+                ("received", "incident about recsys-ranker".to_string()),
+                (
+                    "probed",
+                    format!("us-central1: attempt {attempt} {}", "x".repeat(2_000)),
+                ),
+                ("decided", "move to us-east1".to_string()),
+            ] {
+                add(&store, Step::new(what, detail), None).await;
+            }
+        }
+        let record = read(&store, INCIDENT.0)
+            .await
+            .expect("read")
+            .expect("record");
+        assert_eq!(record.steps.len(), MAX_STEPS, "{:?}", record.steps.len());
+        assert!(
+            record
+                .steps
+                .iter()
+                .all(|s| s.detail.len() <= MAX_DETAIL_BYTES)
+        );
+        let size = serde_json::to_vec(&record).expect("json").len();
+        assert!(size < 80 * 1024, "{size} bytes");
+        // A repeated step is counted, with its first and last time, while
+        // it is among the latest steps.
+        let resumed = &record.steps[0];
+        assert_eq!(resumed.what, "resumed");
+        assert!(resumed.repeats > 0, "{resumed:#?}");
+        assert!(resumed.first_at.expect("first_at") < resumed.at);
+        let latest = record.latest_step().expect("a step");
+        assert_eq!(
+            latest.what, "decided",
+            "the last retry's last step: {latest:#?}"
+        );
+        // Every step is accounted for: kept once, counted, or dropped and
+        // counted.
+        let kept: u32 = record.steps.iter().map(|s| 1 + s.repeats).sum();
+        let dropped = record.steps_dropped;
+        assert!(dropped > 0);
+        let probes = record.steps.iter().filter(|s| s.what == "probed").count();
+        assert!(probes < MAX_STEPS, "{probes}");
+        assert!(kept + dropped <= 1_200, "{kept} + {dropped}");
+        assert_eq!(record.steps[2].detail[..25], *"us-central1: attempt 0 xx");
+        assert!(
+            record
+                .steps
+                .last()
+                .expect("a step")
+                .detail
+                .contains("attempt 299")
+        );
+    }
 }

@@ -679,8 +679,8 @@ async fn kill_when_parked(rig: &common::Rig, stalling: &common::Stalling, open: 
 }
 
 /// Redelivers `open` once the killed run's 600 ms lease has lapsed; the
-/// record must end moved, with `expected` steps, step `detail.0` saying
-/// `detail.1`.
+/// record must end moved, with `expected` steps (the retry's `received`
+/// counted on the first attempt's), step `detail.0` saying `detail.1`.
 async fn redelivered_after_the_lease(
     rig: &common::Rig,
     open: &Incident,
@@ -692,6 +692,7 @@ async fn redelivered_after_the_lease(
     assert_eq!(status, StatusCode::OK, "{done:#}");
     assert_eq!(done["outcome"], "moved", "{done:#}");
     assert_eq!(steps(&done), expected, "{done:#}");
+    assert_eq!(done["steps"][0]["repeats"], 1, "{done:#}");
     let said = done["steps"][detail.0]["detail"].as_str().expect("detail");
     assert!(said.contains(detail.1), "{said}");
 }
@@ -745,13 +746,15 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
     // Redelivered after the lease lapsed: the move is finished, without
     // scaling again.
+    // The retry's steps that repeat the first attempt's (received, probed,
+    // decided) are counted on them, not appended again.
     let after_crash = ["received", "probed", "decided", "readied"];
-    let retried = ["resumed", "received", "probed", "decided", "readied"];
+    let retried = ["resumed", "readied"];
     redelivered_after_the_lease(
         &rig,
         &open,
         &[&after_crash[..], &retried[..], &["routed", "verified"]].concat(),
-        (8, "already at 3 replicas"),
+        (5, "already at 3 replicas"),
     )
     .await;
     let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
@@ -770,6 +773,46 @@ async fn a_failover_killed_between_scale_up_and_routing_is_finished_by_the_retri
         seen.iter().all(|weights| weights.values().any(|w| *w > 0)),
         "traffic was never on nothing"
     );
+}
+
+#[tokio::test]
+async fn an_incident_closed_while_its_failover_moves_stays_closed() {
+    let (rig, stalling, store) =
+        crash_rig(|store| common::Stalling::new(store, routing::COLLECTION)).await;
+    let open = incident("inc-race", "us-central1", IncidentState::Open);
+    // The failover reaches the routing write and waits there...
+    stalling.arm(true);
+    let moving = tokio::spawn({
+        let (context, open) = (rig.context.clone(), open.clone());
+        async move { body(handle_incident(&context, &open).await).await }
+    });
+    stalling.parked.notified().await;
+    // ...while the incident closes.
+    let closing = incident("inc-race", "us-central1", IncidentState::Closed);
+    let (status, closed) = body(handle_incident(&rig.context, &closing).await).await;
+    assert_eq!(status, StatusCode::OK, "{closed:#}");
+    assert_eq!(closed["outcome"], "closed", "{closed:#}");
+    // The move finishes after the close: its steps are kept, the close too.
+    stalling.arm(false);
+    stalling.release();
+    let (status, moved) = moving.await.expect("the failover ran");
+    assert_eq!(status, StatusCode::OK, "{moved:#}");
+    let record = record::read(store.as_ref(), "inc-race")
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(record.outcome, Some(record::Outcome::Closed), "{record:#?}");
+    let closed_at = record.closed_at.expect("when it closed");
+    let names: Vec<&str> = record.steps.iter().map(|s| s.what.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "received", "probed", "decided", "readied", "closed", "routed", "verified"
+        ]
+    );
+    assert!(record.steps[4].at == closed_at, "{record:#?}");
+    let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];
+    assert_eq!(table.weights["us-east1"], 100, "{table:?}");
 }
 
 #[tokio::test]
@@ -928,12 +971,8 @@ async fn a_failover_killed_after_the_routing_change_is_verified_and_recorded_by_
     redelivered_after_the_lease(
         &rig,
         &open,
-        &[
-            &after_crash[..],
-            &["resumed", "received", "routed", "verified"],
-        ]
-        .concat(),
-        (6, "written by an earlier attempt"),
+        &[&after_crash[..], &["resumed", "routed", "verified"]].concat(),
+        (5, "written by an earlier attempt"),
     )
     .await;
     let table = &routing::read_all(store.as_ref()).await.expect("tables")[0];

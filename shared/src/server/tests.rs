@@ -323,3 +323,57 @@ async fn a_body_over_the_limit_is_answered_413() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
 }
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_state_store_is_unreachable() {
+    use crate::gcp::ApiEndpoint;
+    use crate::state::StateStore;
+    use crate::state::firestore::FirestoreStore;
+    use crate::state::local::LocalStateStore;
+
+    let ready_on = |state: Arc<dyn StateStore>| {
+        Service::new("test", Router::new())
+            .with_state_readiness(state)
+            .into_router()
+    };
+    let firestore_at = |host: String| -> Arc<dyn StateStore> {
+        Arc::new(
+            FirestoreStore::new(ApiEndpoint::emulator(&host), "lifeboat-test", "(default)")
+                .expect("store"),
+        )
+    };
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reachable = LocalStateStore::open(dir.path()).await.expect("state");
+    assert_eq!(
+        get_status(ready_on(Arc::new(reachable)), "/readyz").await,
+        StatusCode::OK
+    );
+
+    // Nothing listens where the store should be.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = closed.local_addr().expect("address");
+    drop(closed);
+    let refused = ready_on(firestore_at(address.to_string()));
+    assert_eq!(
+        get_status(refused.clone(), "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get_status(refused, "/healthz").await, StatusCode::OK);
+
+    // The store accepts connections and never answers (frozen): not ready
+    // once the readiness deadline passes, instead of waiting with it.
+    let frozen = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = frozen.local_addr().expect("address");
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = frozen.accept().await {
+            held.push(connection);
+        }
+    });
+    assert_eq!(
+        get_status(ready_on(firestore_at(address.to_string())), "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    holding.abort();
+}

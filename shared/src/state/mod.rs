@@ -10,6 +10,7 @@ pub mod lease;
 pub mod local;
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -242,6 +243,26 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Lists every document of a collection, in id order.
     async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError>;
+}
+
+/// How long [`answers`] waits for the store by default: well within the
+/// seconds a health probe gives a service.
+pub const READINESS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Whether `store` answers a cheap read (one document that need not exist)
+/// within `deadline`: what a service's `/readyz` asks of its state store.
+pub async fn answers(store: &dyn StateStore, deadline: Duration) -> bool {
+    match tokio::time::timeout(deadline, store.get("lifeboat-readiness", "probe")).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "state store unreachable; not ready");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(?deadline, "state store did not answer in time; not ready");
+            false
+        }
+    }
 }
 
 /// Reads the document `collection/id` as a `T` (`None` when absent), lets

@@ -103,7 +103,7 @@ impl Topology {
                 line: 0,
                 column: 0,
                 path: String::new(),
-                message: format!("cannot read the topology file: {error}"),
+                message: format!("cannot read: {error}"),
             }])),
         }
     }

@@ -8,9 +8,10 @@ pub struct Problem {
     /// The file as named to [`Topology::load`](super::Topology::load) or
     /// [`Topology::parse`](super::Topology::parse).
     pub file: String,
-    /// 1-based line (0 when the file could not be read at all).
+    /// 1-based line; 0 when the file could not be read at all, and then the
+    /// problem is shown without a position (`FILE: cannot read: ...`).
     pub line: usize,
-    /// 1-based column.
+    /// 1-based column (0 with line 0).
     pub column: usize,
     /// The field path, like `workloads[0].assets.buckets[1].replicas.us-east1`;
     /// empty for YAML syntax errors.
@@ -21,7 +22,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }

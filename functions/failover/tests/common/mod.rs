@@ -481,9 +481,10 @@ pub async fn replicas(registry: &dyn ModelRegistry, region: &str, id: &str) -> u
 }
 
 /// A state store that, once armed, parks every write to one collection
-/// forever and says so: the instant to kill a failover between two of its
-/// steps (abort its task: nothing after that write runs, nothing is
-/// released, as when the process dies). Everything else goes to `inner`.
+/// until [`Stalling::release`] and says so: the instant to kill a failover
+/// between two of its steps (abort its task: nothing after that write runs,
+/// nothing is released, as when the process dies), or to act while it
+/// waits. Everything else goes to `inner`.
 #[derive(Debug)]
 pub struct Stalling {
     inner: Arc<dyn StateStore>,
@@ -493,6 +494,8 @@ pub struct Stalling {
     armed_by: Option<&'static str>,
     /// Notified when a write has been parked.
     pub parked: Notify,
+    /// Lets one parked write through.
+    released: Notify,
 }
 
 impl Stalling {
@@ -504,6 +507,7 @@ impl Stalling {
             armed: AtomicBool::new(false),
             armed_by: None,
             parked: Notify::new(),
+            released: Notify::new(),
         }
     }
 
@@ -519,6 +523,11 @@ impl Stalling {
     /// Parks writes from now on (`true`) or lets them through (`false`).
     pub fn arm(&self, armed: bool) {
         self.armed.store(armed, Ordering::SeqCst);
+    }
+
+    /// Lets one parked write (or the next one parked) through.
+    pub fn release(&self) {
+        self.released.notify_one();
     }
 }
 
@@ -537,7 +546,7 @@ impl StateStore for Stalling {
     ) -> Result<Version, StateError> {
         if collection == self.collection && self.armed.load(Ordering::SeqCst) {
             self.parked.notify_one();
-            std::future::pending::<()>().await;
+            self.released.notified().await;
         }
         let written = self.inner.put(collection, id, value, precondition).await?;
         if self.armed_by == Some(collection) {
