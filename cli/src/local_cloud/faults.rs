@@ -1,12 +1,16 @@
 //! Injected region failures: `lifeboat local fail-region` writes the fault
 //! into a small file of the data directory, `heal-region` removes it, and a
-//! running local cloud reads the file on every request to a region, so a
+//! running local cloud looks at the file on every request to a region, so a
 //! fault takes effect at once without talking to the running process (whose
-//! state database is locked).
+//! state database is locked). Looking costs one `stat`: the file is read
+//! again only when it has been replaced ([`current`]), since every registry
+//! and bucket call of the local cloud asks too.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use axum::body::Body;
@@ -74,11 +78,45 @@ pub fn set(data_dir: &Path, region: &str, fault: Option<Fault>) -> anyhow::Resul
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// What identifies one version of the faults file: [`set`] replaces it by
+/// a rename, so a change gives a new inode (and modification time).
+type FileVersion = (u64, SystemTime, u64);
+
+/// The faults of one file, by region, as read at one version of it.
+type ReadAt = (FileVersion, BTreeMap<String, Fault>);
+
+/// Each faults file as last read, by path.
+static LAST_READ: Mutex<BTreeMap<PathBuf, ReadAt>> = Mutex::new(BTreeMap::new());
+
 /// The fault injected into `region` now; an unreadable file counts as no
-/// fault, and says so in the log.
+/// fault, and says so in the log. The file is read again only when it is
+/// not the version last read.
 pub fn current(data_dir: &Path, region: &str) -> Option<Fault> {
+    let path = path(data_dir);
+    let version = match std::fs::metadata(&path) {
+        Ok(meta) => (
+            meta.ino(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            tracing::warn!(error = %error, path = %path.display(), "faults ignored");
+            return None;
+        }
+    };
+    let mut last_read = LAST_READ.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((seen, faults)) = last_read.get(&path)
+        && *seen == version
+    {
+        return faults.get(region).copied();
+    }
     match read(data_dir) {
-        Ok(faults) => faults.get(region).copied(),
+        Ok(faults) => {
+            let fault = faults.get(region).copied();
+            last_read.insert(path, (version, faults));
+            fault
+        }
         Err(error) => {
             tracing::warn!(error = %format!("{error:#}"), "faults ignored");
             None
@@ -143,5 +181,12 @@ mod tests {
         assert!(!dark.is_dark("us-east1"), "a slow region still answers");
         set(dir.path(), "us-central1", Some(Fault::Error)).expect("fail");
         assert!(dark.is_dark("us-central1"));
+        // A change that keeps the file's length is seen too (the file read
+        // last is kept only while it is the same version).
+        set(dir.path(), "us-central1", Some(Fault::Stop)).expect("fail");
+        assert_eq!(current(dir.path(), "us-central1"), Some(Fault::Stop));
+        set(dir.path(), "us-central1", Some(Fault::Slow)).expect("fail");
+        assert_eq!(current(dir.path(), "us-central1"), Some(Fault::Slow));
+        assert!(!dark.is_dark("us-central1"));
     }
 }
