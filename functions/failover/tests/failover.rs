@@ -138,12 +138,7 @@ async fn an_alert_the_probes_contradict_moves_nothing_and_says_why() {
             .expect("reason")
             .contains("not confirmed")
     );
-    assert!(
-        routing::read_all(rig.state.as_ref())
-            .await
-            .expect("tables")
-            .is_empty()
-    );
+    assert!(rig.routing_tables().await.is_empty());
     assert_eq!(
         replicas(rig.registry.as_ref(), "us-east1", "8812345002").await,
         1
@@ -212,10 +207,7 @@ async fn with_every_standby_down_traffic_stays_and_the_refusal_is_recorded_and_p
         "{decided}"
     );
     assert!(
-        routing::read_all(rig.state.as_ref())
-            .await
-            .expect("tables")
-            .is_empty(),
+        rig.routing_tables().await.is_empty(),
         "traffic left where it is"
     );
 
@@ -939,12 +931,7 @@ async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no
             .expect("records")
             .is_empty()
     );
-    assert!(
-        routing::read_all(rig.state.as_ref())
-            .await
-            .expect("tables")
-            .is_empty()
-    );
+    assert!(rig.routing_tables().await.is_empty());
 }
 
 #[tokio::test]
@@ -1022,10 +1009,7 @@ async fn no_move_leaves_the_allowed_regions_not_even_forced() {
         );
     }
     assert!(
-        routing::read_all(rig.state.as_ref())
-            .await
-            .expect("tables")
-            .is_empty(),
+        rig.routing_tables().await.is_empty(),
         "no routing table was written"
     );
     assert_eq!(
@@ -1067,13 +1051,7 @@ async fn only_allowed_invokers_move_or_fail_back_by_hand() {
     // Reading and incidents are not guarded: Monitoring's webhook and the
     // console keep working.
     assert_eq!(send("GET", "/incidents", "").await.0, 200);
-    assert!(
-        routing::read_all(rig.state.as_ref())
-            .await
-            .expect("tables")
-            .is_empty(),
-        "nothing moved"
-    );
+    assert!(rig.routing_tables().await.is_empty(), "nothing moved");
 }
 
 #[tokio::test]
@@ -1131,10 +1109,7 @@ async fn a_standby_that_answers_wrong_is_never_chosen_and_with_every_standby_wro
         "{reasons}"
     );
     assert!(
-        routing::read_all(rig.state.as_ref())
-            .await
-            .expect("tables")
-            .is_empty(),
+        rig.routing_tables().await.is_empty(),
         "no routing table was written"
     );
 }

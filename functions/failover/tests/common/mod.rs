@@ -208,6 +208,13 @@ impl Rig {
         self.dark.restore(region);
     }
 
+    /// Every routing table written so far.
+    pub async fn routing_tables(&self) -> Vec<RoutingTable> {
+        routing::read_all(self.state.as_ref())
+            .await
+            .expect("routing tables")
+    }
+
     /// The topology's first workload.
     pub fn workload(&self) -> Workload {
         self.context.topology.workloads()[0].clone()
