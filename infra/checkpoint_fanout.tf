@@ -233,6 +233,6 @@ resource "terraform_data" "checkpoint_fanout_dead_letter_policy" {
     google_pubsub_subscription_iam_member.checkpoint_fanout_dead_letter_subscriber,
   ]
   provisioner "local-exec" {
-    command = "gcloud pubsub subscriptions update ${google_eventarc_trigger.checkpoint_fanout.transport[0].pubsub[0].subscription} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.checkpoint_fanout_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s"
+    command = "gcloud pubsub subscriptions update ${google_eventarc_trigger.checkpoint_fanout.transport[0].pubsub[0].subscription} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.checkpoint_fanout_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s --ack-deadline 600"
   }
 }

@@ -377,7 +377,7 @@ resource "terraform_data" "data_sync_dead_letter_policy" {
     google_pubsub_subscription_iam_member.data_sync_dead_letter_subscriber,
   ]
   provisioner "local-exec" {
-    command = "gcloud pubsub subscriptions update ${each.value} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.data_sync_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s"
+    command = "gcloud pubsub subscriptions update ${each.value} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.data_sync_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s --ack-deadline 600"
   }
 }
 

@@ -232,7 +232,7 @@ resource "terraform_data" "model_copy_dead_letter_policy" {
     google_pubsub_subscription_iam_member.model_copy_dead_letter_subscriber,
   ]
   provisioner "local-exec" {
-    command = "gcloud pubsub subscriptions update ${google_eventarc_trigger.model_copy.transport[0].pubsub[0].subscription} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.model_copy_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s"
+    command = "gcloud pubsub subscriptions update ${google_eventarc_trigger.model_copy.transport[0].pubsub[0].subscription} --project ${var.project} --dead-letter-topic ${google_pubsub_topic.model_copy_dead_letter.id} --max-delivery-attempts 20 --min-retry-delay 10s --max-retry-delay 600s --ack-deadline 600"
   }
 }
 

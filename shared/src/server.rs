@@ -14,6 +14,15 @@
 //! still running when it ends is cut off and answered 503, never 2xx, and
 //! its sender delivers the event again. The same holds for a request that
 //! exceeds its deadline ([`DEFAULT_REQUEST_TIMEOUT`]).
+//!
+//! # Deadlines that match the sender's
+//!
+//! A sender stops waiting at its own deadline and counts the delivery as
+//! failed, so a 2xx sent after it is lost and the work is delivered again.
+//! A request therefore ends by its sender's deadline: a Pub/Sub or Eventarc
+//! push by [`PUSH_ACK_DEADLINE`], a Cloud Scheduler run by
+//! [`SCHEDULER_ATTEMPT_DEADLINE`] (both set so in `infra/`), answered 503
+//! at it ([`within_deadline`]) so that the retry resumes the work.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,6 +48,12 @@ pub mod callers;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
 /// How long one request may run before it is answered 503.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The acknowledgement deadline of every push subscription in `infra/`
+/// (Pub/Sub's largest; Eventarc's own subscriptions are raised to it): a
+/// push not answered within it is delivered again.
+pub const PUSH_ACK_DEADLINE: Duration = Duration::from_secs(600);
+/// The attempt deadline of every Cloud Scheduler job in `infra/`.
+pub const SCHEDULER_ATTEMPT_DEADLINE: Duration = Duration::from_secs(1800);
 /// The port served when `$PORT` is not set.
 pub const DEFAULT_PORT: u16 = 8080;
 /// The largest request body a service takes unless it says otherwise
@@ -221,7 +236,7 @@ impl Service {
                 within_body_limit(body_limit, request, next)
             }))
             .layer(middleware::from_fn(move |request: Request, next: Next| {
-                within_deadline(timeout, request, next)
+                request_within_deadline(timeout, request, next)
             }))
             .layer(middleware::from_fn(move |request: Request, next: Next| {
                 in_request_span(name.clone(), request, next)
@@ -372,8 +387,15 @@ async fn within_body_limit(limit: usize, request: Request, next: Next) -> Respon
 
 /// Answers 503 when the request runs past its deadline (the handler is
 /// dropped at its next await point).
-async fn within_deadline(timeout: Duration, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
+async fn request_within_deadline(timeout: Duration, request: Request, next: Next) -> Response {
+    within_deadline(timeout, next.run(request)).await
+}
+
+/// The answer of `work`, or 503 ("retry") when it runs past `timeout`; the
+/// work is dropped at its next await point. For a handler whose events come
+/// from senders with different deadlines (see the module documentation).
+pub async fn within_deadline(timeout: Duration, work: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(timeout, work).await {
         Ok(response) => response,
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

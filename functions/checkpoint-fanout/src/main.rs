@@ -3,13 +3,12 @@
 //! served on `$PORT`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions, SERVICE_NAME, router};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::metrics;
-use lifeboat_shared::server::Service;
+use lifeboat_shared::server::{PUSH_ACK_DEADLINE, Service};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
@@ -40,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     };
     Service::new(SERVICE_NAME, router(context))
         .with_state_readiness(state)
-        .with_request_timeout(Duration::from_secs(15 * 60))
+        .with_request_timeout(PUSH_ACK_DEADLINE)
         .serve_from_env()
         .await?;
     Ok(())

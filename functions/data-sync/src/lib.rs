@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use lifeboat_shared::events::{
     BigQueryTableChange, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
+use lifeboat_shared::server::within_deadline;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::topology::{BucketAsset, Topology};
@@ -108,7 +109,7 @@ impl DataSync {
 /// answers the RPO exposure of every bucket and dataset per region, now.
 pub fn router(sync: DataSync) -> Router {
     Router::new()
-        .route("/", post(handle))
+        .route("/", post(handle_by_sender_deadline))
         .route("/rpo", get(exposure))
         .with_state(Arc::new(sync))
 }
@@ -118,6 +119,13 @@ async fn exposure(State(sync): State<Arc<DataSync>>) -> Response {
         Ok(rows) => axum::Json(rows).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
+}
+
+/// Answers one event by its sender's deadline
+/// ([`InboundEvent::sender_deadline`]): a reconcile has a Scheduler run's
+/// half hour, an object or table event a push's ten minutes; past it, 503.
+async fn handle_by_sender_deadline(sync: State<Arc<DataSync>>, event: InboundEvent) -> Response {
+    within_deadline(event.sender_deadline(), handle(sync, event)).await
 }
 
 /// Answers one event: 2xx once its work is durable (or when there is none),

@@ -2,12 +2,11 @@
 //! from the environment (or their emulators), the topology from `$LIFEBOAT_TOPOLOGY`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use lifeboat_data_sync::{DataSync, SERVICE, router};
 use lifeboat_shared::gcp::ApiEndpoint;
-use lifeboat_shared::server::Service;
+use lifeboat_shared::server::{SCHEDULER_ATTEMPT_DEADLINE, Service};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
@@ -34,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     };
     Service::new(SERVICE, router(sync))
         .with_state_readiness(state)
-        .with_request_timeout(Duration::from_secs(3600))
+        .with_request_timeout(SCHEDULER_ATTEMPT_DEADLINE)
         .serve_from_env()
         .await
         .context("serving")

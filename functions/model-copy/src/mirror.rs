@@ -7,7 +7,7 @@
 //! verified by reading the target's manifest digest back.
 
 use futures::TryStreamExt;
-use lifeboat_shared::gcp::{AuthError, Credentials};
+use lifeboat_shared::gcp::{AuthError, Credentials, deadline};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
@@ -129,6 +129,9 @@ impl ImageMirror {
     async fn session(&self) -> Result<Session, MirrorError> {
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(self.plain_http_registries.clone()),
+            // A registry that stops answering fails the call, not the request.
+            connect_timeout: Some(deadline::CONNECT_TIMEOUT),
+            read_timeout: Some(deadline::STALL_TIMEOUT),
             ..ClientConfig::default()
         };
         let auth = match self.credentials.access_token().await? {

@@ -213,6 +213,17 @@ impl InboundEvent {
             Self::Other { .. } => "other",
         }
     }
+
+    /// How long its sender waits for the answer: a Cloud Scheduler run
+    /// [`crate::server::SCHEDULER_ATTEMPT_DEADLINE`], every push (Eventarc,
+    /// Pub/Sub, a Monitoring alert through Pub/Sub)
+    /// [`crate::server::PUSH_ACK_DEADLINE`]. An answer after it is lost.
+    pub fn sender_deadline(&self) -> std::time::Duration {
+        match self {
+            Self::SchedulerTick { .. } => crate::server::SCHEDULER_ATTEMPT_DEADLINE,
+            _ => crate::server::PUSH_ACK_DEADLINE,
+        }
+    }
 }
 
 /// Why a request is not an event Lifeboat can read. Every message names the

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod deadline;
+
 /// The OAuth scope every Lifeboat REST call asks for.
 const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 

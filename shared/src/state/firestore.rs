@@ -33,7 +33,7 @@ use super::{
     Document, Precondition, StateError, StateStore, Version, check_collection, check_id,
     check_value,
 };
-use crate::gcp::{ApiEndpoint, AuthError};
+use crate::gcp::{ApiEndpoint, AuthError, deadline};
 
 /// Firestore's production REST endpoint.
 pub const PRODUCTION_URL: &str = "https://firestore.googleapis.com";
@@ -120,15 +120,16 @@ pub struct FirestoreStore {
     endpoint: ApiEndpoint,
     /// `projects/{project}/databases/{database}`.
     database: String,
+    /// The deadline of each call.
+    call_timeout: Duration,
 }
 
 impl FirestoreStore {
     /// The store for `database` of `project` at `endpoint`, with its own HTTP
-    /// client (connect timeout 10 s, request timeout 60 s).
+    /// client (see [`deadline::http_client_builder`]); each call has a deadline of
+    /// [`deadline::DOCUMENT_CALL_TIMEOUT`].
     pub fn new(endpoint: ApiEndpoint, project: &str, database: &str) -> Result<Self, StateError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+        let client = deadline::http_client_builder(deadline::STALL_TIMEOUT)
             .build()
             .map_err(|e| StateError::Backend {
                 context: "build the Firestore HTTP client".to_string(),
@@ -148,7 +149,15 @@ impl FirestoreStore {
             client,
             endpoint,
             database: format!("projects/{project}/databases/{database}"),
+            call_timeout: deadline::DOCUMENT_CALL_TIMEOUT,
         }
+    }
+
+    /// The same store giving each call `timeout` to answer; past it the call
+    /// fails as a transient [`StateError::Backend`].
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
     }
 
     /// The emulator named by [`EMULATOR_HOST_VAR`] if it is set, else
@@ -195,7 +204,11 @@ impl FirestoreStore {
             .authorize(request)
             .await
             .map_err(|e| backend(context, e))?;
-        request.send().await.map_err(|e| backend(context, e))
+        request
+            .timeout(self.call_timeout)
+            .send()
+            .await
+            .map_err(|e| backend(context, e))
     }
 
     /// Commits one write under `precondition` and returns the write's

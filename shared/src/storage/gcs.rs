@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,7 +26,7 @@ use super::{
     ByteStream, CopyOptions, ListPage, ObjectMeta, ObjectRef, ObjectStore, PutOptions,
     StorageError, verified_stream,
 };
-use crate::gcp::ApiEndpoint;
+use crate::gcp::{ApiEndpoint, deadline};
 
 /// Everything but the unreserved characters of RFC 3986 is escaped in a path
 /// segment, so `/`, `#`, `?`, `%` and spaces in object names stay in the name.
@@ -45,6 +46,9 @@ pub struct GcsStore {
     client: reqwest::Client,
     project: String,
     list_page_size: u32,
+    /// The deadline of each call but the two that stream an object's bytes
+    /// (held to [`deadline::STALL_TIMEOUT`] between reads instead).
+    call_timeout: Duration,
 }
 
 impl GcsStore {
@@ -53,10 +57,22 @@ impl GcsStore {
     pub fn new(endpoint: ApiEndpoint, project: impl Into<String>) -> Self {
         Self {
             endpoint,
-            client: reqwest::Client::new(),
+            client: deadline::http_client(deadline::STALL_TIMEOUT),
             project: project.into(),
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
+            call_timeout: deadline::CALL_TIMEOUT,
         }
+    }
+
+    /// The same store giving each metadata call (head, list page, delete,
+    /// rewrite step, bucket calls) `call` to answer, and failing an upload or
+    /// download that goes silent for `stall`; either failure is a transient
+    /// [`StorageError::Backend`]. The defaults are
+    /// [`deadline::CALL_TIMEOUT`] and [`deadline::STALL_TIMEOUT`].
+    pub fn with_deadlines(mut self, call: Duration, stall: Duration) -> Self {
+        self.call_timeout = call;
+        self.client = deadline::http_client(stall);
+        self
     }
 
     /// The same store asking for at most `size` objects per listing page
@@ -85,7 +101,7 @@ impl GcsStore {
             &format!("/storage/v1/b/{}/o", encode(bucket)),
             &pairs,
         )?;
-        let request = self.client.get(url);
+        let request = self.client.get(url).timeout(self.call_timeout);
         let listed: ObjectList = self
             .call_json(context, &Subject::Bucket(bucket), request)
             .await?;
@@ -335,6 +351,7 @@ impl ObjectStore for GcsStore {
         let request = self
             .client
             .post(url)
+            .timeout(self.call_timeout)
             .json(&serde_json::json!({ "name": bucket, "location": location }));
         let response = self.send(&context, request).await?;
         if response.status().is_success() || response.status() == StatusCode::CONFLICT {
@@ -355,7 +372,11 @@ impl ObjectStore for GcsStore {
             &[("fields", "location")],
         )?;
         let located: Located = self
-            .call_json(&context, &Subject::Bucket(bucket), self.client.get(url))
+            .call_json(
+                &context,
+                &Subject::Bucket(bucket),
+                self.client.get(url).timeout(self.call_timeout),
+            )
             .await?;
         Ok(located.location.filter(|l| !l.is_empty()))
     }
@@ -478,7 +499,8 @@ impl ObjectStore for GcsStore {
         let context = format!("head {object}");
         let request = self
             .client
-            .get(self.url(&context, &Self::object_path(object), &[])?);
+            .get(self.url(&context, &Self::object_path(object), &[])?)
+            .timeout(self.call_timeout);
         let resource: ObjectResource = self
             .call_json(&context, &Subject::Object(object), request)
             .await?;
@@ -529,7 +551,7 @@ impl ObjectStore for GcsStore {
             pairs.push(("ifGenerationMatch", generation.as_str()));
         }
         let url = self.url(&context, &Self::object_path(object), &pairs)?;
-        let request = self.client.delete(url);
+        let request = self.client.delete(url).timeout(self.call_timeout);
         self.call(&context, &Subject::Object(object), request)
             .await?;
         Ok(())
@@ -574,6 +596,7 @@ impl ObjectStore for GcsStore {
             let request = self
                 .client
                 .post(self.url(&context, &path, &pairs)?)
+                .timeout(self.call_timeout)
                 .json(&serde_json::json!({}));
             let answer: Result<RewriteResponse, StorageError> = self
                 .call_json(&context, &Subject::Object(source), request)

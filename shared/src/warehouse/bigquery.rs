@@ -14,12 +14,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Column, TableMeta, TableRef, Warehouse, WarehouseError};
-use crate::gcp::ApiEndpoint;
+use crate::gcp::{ApiEndpoint, deadline};
 
 /// How often a running job is polled.
 const JOB_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a copy job may run before the copy counts as failed (transient).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long, in milliseconds, `jobs.query` waits for the query before
+/// answering that it is still running (then polled): well within the call's
+/// own deadline.
+const QUERY_WAIT_MS: u64 = 10_000;
 
 /// BigQuery (or bqemulator) as a [`Warehouse`].
 #[derive(Clone, Debug)]
@@ -28,6 +32,8 @@ pub struct BigQueryWarehouse {
     client: reqwest::Client,
     /// The project jobs run in (and are billed to).
     job_project: String,
+    /// The deadline of each call.
+    call_timeout: Duration,
 }
 
 impl BigQueryWarehouse {
@@ -36,9 +42,18 @@ impl BigQueryWarehouse {
     pub fn new(endpoint: ApiEndpoint, job_project: impl Into<String>) -> Self {
         Self {
             endpoint,
-            client: reqwest::Client::new(),
+            client: deadline::http_client(deadline::STALL_TIMEOUT),
             job_project: job_project.into(),
+            call_timeout: deadline::CALL_TIMEOUT,
         }
+    }
+
+    /// The same warehouse giving each call `timeout` to answer (default
+    /// [`deadline::CALL_TIMEOUT`]); past it the call fails as a transient
+    /// [`WarehouseError::Backend`].
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
     }
 
     fn url(&self, project: &str, path: &str) -> String {
@@ -111,7 +126,11 @@ impl BigQueryWarehouse {
             .authorize(request)
             .await
             .map_err(|e| backend(context, e))?;
-        let response = request.send().await.map_err(|e| backend(context, e))?;
+        let response = request
+            .timeout(self.call_timeout)
+            .send()
+            .await
+            .map_err(|e| backend(context, e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| backend(context, e))?;
         if status.is_success() {
@@ -313,7 +332,7 @@ impl Warehouse for BigQueryWarehouse {
         let request = self
             .client
             .post(self.url(&self.job_project, "/queries"))
-            .json(&json!({ "query": query, "useLegacySql": false, "timeoutMs": 60_000 }));
+            .json(&json!({ "query": query, "useLegacySql": false, "timeoutMs": QUERY_WAIT_MS }));
         let mut answer = self.call(&context, &table.to_string(), request).await?;
         let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
         let mut location = None;
