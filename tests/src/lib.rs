@@ -5,6 +5,7 @@
 //! start.
 
 pub mod monitoring_standin;
+pub mod own_emulator;
 pub mod registry;
 pub mod vertex_standin;
 
@@ -93,6 +94,25 @@ impl FakeGcsServer {
     /// Its URL, for `ApiEndpoint::emulator`.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Freezes it (SIGSTOP): connections are still accepted by the kernel
+    /// but never answered, like a backend that hangs.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} fake-gcs-server failed");
     }
 
     /// Kills it (SIGKILL, like a crash) and reaps it.

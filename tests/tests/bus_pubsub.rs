@@ -1,14 +1,13 @@
 //! The events-out conformance suite against `PubSubBus` on the Pub/Sub
 //! emulator, and what a publish reports when the emulator is gone.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cloudevents::AttributesReader;
 use lifeboat_shared::bus::pubsub::{PubSubBus, PubSubOptions, dead_letter_topic};
 use lifeboat_shared::bus::{BusError, EventBus, conformance};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_tests::own_emulator::{EmulatorKind, OwnEmulator};
 use lifeboat_tests::{PROJECT, emulator_host, unique_name};
 
 /// Options for the emulator: short push backoffs so that dead-lettering
@@ -32,82 +31,10 @@ async fn pubsub_bus_passes_the_conformance_suite() {
     conformance::run_all(&bus, &unique_name("conformance")).await;
 }
 
-/// A Pub/Sub emulator of this test's own, in its own process group so that
-/// the Java child dies with it; stopped when dropped.
-struct OwnEmulator {
-    child: Child,
-    port: u16,
-}
-
-impl OwnEmulator {
-    /// Starts the emulator on a free port and waits until it accepts
-    /// connections.
-    fn start() -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("setsid")
-            .args([
-                "gcloud",
-                "beta",
-                "emulators",
-                "pubsub",
-                "start",
-                &format!("--host-port=127.0.0.1:{port}"),
-                &format!("--project={PROJECT}"),
-                "--quiet",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gcloud beta emulators pubsub start");
-        let emulator = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !emulator.accepts_connections() {
-            assert!(
-                Instant::now() < deadline,
-                "own Pub/Sub emulator on port {port} did not start in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        emulator
-    }
-
-    fn accepts_connections(&self) -> bool {
-        TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
-    }
-
-    /// Kills the whole process group (`setsid` made the child its leader)
-    /// and waits until the port is closed.
-    fn kill(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.accepts_connections() {
-            assert!(
-                Instant::now() < deadline,
-                "emulator port {} still open",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for OwnEmulator {
-    fn drop(&mut self) {
-        if self.accepts_connections() {
-            self.kill();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_a_dead_emulator_is_transient_and_names_the_topic() {
-    let mut emulator = OwnEmulator::start();
-    let endpoint = ApiEndpoint::emulator(&format!("127.0.0.1:{}", emulator.port));
+    let mut emulator = OwnEmulator::start(EmulatorKind::PubSub);
+    let endpoint = ApiEndpoint::emulator(&emulator.host());
     let topic = unique_name("fault");
     // The topic is created with the usual retry limit: a JVM that has just
     // started can take seconds to answer its first call.

@@ -2,7 +2,10 @@
 //! Terraform (`infra/*.tf`), both read with `hcl-rs`: every call's role is
 //! granted to its identity on the scope the table names, holds the call's
 //! permission, and every grant to a listed identity is needed by some call.
-//! And every dead-letter policy has the Pub/Sub service agent's two grants.
+//! And every dead-letter policy has the Pub/Sub service agent's two grants,
+//! and every sender (push subscription, Scheduler job) waits as long as the
+//! code's deadlines say (`server::PUSH_ACK_DEADLINE`,
+//! `server::SCHEDULER_ATTEMPT_DEADLINE`).
 //! The emulators enforce no IAM, so this is what catches a call without its
 //! grant before Google Cloud does (docs/permissions.md).
 
@@ -448,4 +451,77 @@ fn every_dead_letter_policy_has_the_pubsub_agents_grants() {
         "dead-letter policies that would never dead-letter",
         problems,
     );
+}
+
+/// The ack deadline each `gcloud pubsub subscriptions update` of `resource`
+/// sets (the subscriptions Eventarc makes), `None` where it sets none.
+fn ack_deadlines_set(resource: &Resource) -> Vec<(String, Option<u64>)> {
+    resource
+        .body
+        .blocks()
+        .filter(|b| b.identifier() == "provisioner")
+        .filter_map(|provisioner| attribute(provisioner.body(), "command"))
+        .filter(|command| command.contains("pubsub subscriptions update"))
+        .map(|command| {
+            let seconds = command
+                .split_once("--ack-deadline ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .and_then(|value| value.trim_end_matches('"').parse().ok());
+            (resource.at(), seconds)
+        })
+        .collect()
+}
+
+#[test]
+fn every_sender_waits_as_long_as_the_services_take() {
+    use lifeboat_shared::server::{PUSH_ACK_DEADLINE, SCHEDULER_ATTEMPT_DEADLINE};
+    let resources = terraform();
+    let push = PUSH_ACK_DEADLINE.as_secs();
+    let scheduler = format!("{}s", SCHEDULER_ATTEMPT_DEADLINE.as_secs());
+    let mut problems = Vec::new();
+    let mut push_subscriptions = 0;
+    let mut jobs = 0;
+    for resource in &resources {
+        match resource.kind.as_str() {
+            "google_pubsub_subscription"
+                if resource
+                    .body
+                    .blocks()
+                    .any(|b| b.identifier() == "push_config") =>
+            {
+                push_subscriptions += 1;
+                let seconds = resource.attribute("ack_deadline_seconds");
+                if seconds.as_deref() != Some(push.to_string().as_str()) {
+                    problems.push(format!(
+                        "{}: push subscription with ack_deadline_seconds {seconds:?}, not {push} (PUSH_ACK_DEADLINE)",
+                        resource.at()
+                    ));
+                }
+            }
+            "google_cloud_scheduler_job" => {
+                jobs += 1;
+                let deadline = resource.attribute("attempt_deadline");
+                if deadline.as_deref() != Some(scheduler.as_str()) {
+                    problems.push(format!(
+                        "{}: attempt_deadline {deadline:?}, not {scheduler} (SCHEDULER_ATTEMPT_DEADLINE)",
+                        resource.at()
+                    ));
+                }
+            }
+            _ => {}
+        }
+        for (at, seconds) in ack_deadlines_set(resource) {
+            push_subscriptions += 1;
+            if seconds != Some(push) {
+                problems.push(format!(
+                    "{at}: an Eventarc subscription left at ack deadline {seconds:?} (Eventarc's own is 10 s), not {push} (PUSH_ACK_DEADLINE)"
+                ));
+            }
+        }
+    }
+    assert!(
+        push_subscriptions >= 4 && jobs >= 3,
+        "found only {push_subscriptions} push subscriptions and {jobs} Scheduler jobs in infra/*.tf: is the parsing broken?"
+    );
+    assert_none("sender deadlines", problems);
 }

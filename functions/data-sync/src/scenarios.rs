@@ -238,6 +238,41 @@ pub fn event_object(meta: &ObjectMeta) -> StorageObject {
     }
 }
 
+/// A binary-mode CloudEvent as Eventarc sends it for `meta` (`kind`
+/// `finalized` or `deleted`), to POST to [`crate::router`].
+pub fn storage_event(
+    id: &str,
+    kind: &str,
+    meta: &ObjectMeta,
+) -> axum::http::Request<axum::body::Body> {
+    let crc = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        meta.crc32c.to_be_bytes(),
+    );
+    let body = serde_json::json!({
+        "bucket": meta.object.bucket,
+        "name": meta.object.name,
+        "generation": meta.generation.to_string(),
+        "size": meta.size.to_string(),
+        "crc32c": crc,
+    });
+    axum::http::Request::post("/")
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header(
+            "ce-source",
+            format!(
+                "//storage.googleapis.com/projects/_/buckets/{}",
+                meta.object.bucket
+            ),
+        )
+        .header("ce-type", format!("google.cloud.storage.object.v1.{kind}"))
+        .header("ce-time", "2026-11-25T16:00:00Z")
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request")
+}
+
 /// Runs every scenario on one fixture.
 pub async fn run_all(fixture: &Fixture) {
     finalize_copies_content_and_metadata(fixture).await;

@@ -11,7 +11,7 @@ use lifeboat_shared::storage::{ObjectMeta, PutOptions};
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 use tower::ServiceExt as _;
 
-use crate::scenarios::{self, Fixture};
+use crate::scenarios::{self, Fixture, storage_event};
 
 async fn local_fixture(dir: &std::path::Path) -> Fixture {
     let storage = LocalStore::open(dir.join("storage"))
@@ -37,33 +37,6 @@ async fn local_backends_pass_the_scenarios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fixture = local_fixture(dir.path()).await;
     scenarios::run_all(&fixture).await;
-}
-
-/// A binary-mode CloudEvent as Eventarc sends it for `meta`.
-fn storage_event(id: &str, kind: &str, meta: &ObjectMeta) -> Request<Body> {
-    let crc = base64::engine::general_purpose::STANDARD.encode(meta.crc32c.to_be_bytes());
-    let body = serde_json::json!({
-        "bucket": meta.object.bucket,
-        "name": meta.object.name,
-        "generation": meta.generation.to_string(),
-        "size": meta.size.to_string(),
-        "crc32c": crc,
-    });
-    Request::post("/")
-        .header("content-type", "application/json")
-        .header("ce-specversion", "1.0")
-        .header("ce-id", id)
-        .header(
-            "ce-source",
-            format!(
-                "//storage.googleapis.com/projects/_/buckets/{}",
-                meta.object.bucket
-            ),
-        )
-        .header("ce-type", format!("google.cloud.storage.object.v1.{kind}"))
-        .header("ce-time", "2026-11-25T16:00:00Z")
-        .body(Body::from(body.to_string()))
-        .expect("request")
 }
 
 #[tokio::test]
