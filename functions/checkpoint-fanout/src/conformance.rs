@@ -183,7 +183,6 @@ impl Rig {
             metageneration: Some(1),
             size: object.size,
             crc32c: object.crc32c,
-            md5_hash: None,
             content_type: object.content_type.clone(),
             metadata: object.metadata.clone(),
             storage_class: None,

@@ -229,7 +229,6 @@ pub fn event_object(meta: &ObjectMeta) -> StorageObject {
         metageneration: Some(1),
         size: meta.size,
         crc32c: meta.crc32c,
-        md5_hash: None,
         content_type: meta.content_type.clone(),
         metadata: meta.metadata.clone(),
         storage_class: None,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use lifeboat_shared::state::local::LocalStateStore;
-use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::PutOptions;
+use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 use tower::ServiceExt as _;
 

@@ -250,18 +250,6 @@ impl<'a> JsonObject<'a> {
         let text = self.string(name)?;
         decode_fixed(&path, &text, what)
     }
-
-    /// An optional base64 field decoding to exactly `N` bytes.
-    pub(crate) fn opt_base64_bytes<const N: usize>(
-        &self,
-        name: &str,
-        what: &str,
-    ) -> Result<Option<[u8; N]>, EventError> {
-        let path = self.path_of(name);
-        self.opt_string(name)?
-            .map(|text| decode_fixed(&path, &text, what))
-            .transpose()
-    }
 }
 
 /// Decodes standard base64 that must hold exactly `N` bytes.

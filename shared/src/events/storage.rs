@@ -24,8 +24,6 @@ pub struct StorageObject {
     pub size: u64,
     /// CRC32C of the content (Castagnoli), which replicas are verified against.
     pub crc32c: u32,
-    /// MD5 of the content; composite objects have none.
-    pub md5_hash: Option<[u8; 16]>,
     /// The content type, when set.
     pub content_type: Option<String>,
     /// Custom metadata.
@@ -52,7 +50,6 @@ impl StorageObject {
             metageneration: object.opt_int64("metageneration")?,
             size: object.uint64("size")?,
             crc32c: u32::from_be_bytes(object.base64_bytes::<4>("crc32c", "big-endian CRC32C")?),
-            md5_hash: object.opt_base64_bytes::<16>("md5Hash", "MD5")?,
             content_type: object.opt_string("contentType")?,
             metadata: object.string_map("metadata")?,
             storage_class: object.opt_string("storageClass")?,
