@@ -412,3 +412,31 @@ impl Warehouse for BigQueryWarehouse {
         }
     }
 }
+
+/// A BigQuery that accepts connections and never answers (a frozen
+/// process, a half-open connection): each call fails at its deadline as a
+/// transient error instead of waiting on.
+#[cfg(test)]
+mod silent_backend {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_to_a_silent_backend_fails_at_its_deadline() {
+        // Bound and listening, never accepting: the kernel completes the
+        // handshakes and nothing ever answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let warehouse =
+            BigQueryWarehouse::new(ApiEndpoint::emulator(&format!("http://{address}")), "p")
+                .with_call_timeout(Duration::from_millis(300));
+        let table = TableRef::new("p", "d", "t");
+        let answer = tokio::time::timeout(Duration::from_secs(30), warehouse.table(&table))
+            .await
+            .expect("the call ends at its deadline");
+        let error = answer.expect_err("nothing answers");
+        assert!(error.is_transient(), "not retried: {error}");
+        drop(listener);
+    }
+}
