@@ -587,12 +587,12 @@ async fn list_all(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Vec<St
 
 /// Names Cloud Storage accepts that a filesystem cannot hold as a path:
 /// `.` and `..` segments, empty segments, a leading or trailing `/`, a
-/// 1000-byte name without `/`, control characters (tab, NUL, DEL, C1), an
-/// object named like the folder of another. Each is stored, read, copied,
-/// listed in byte order (alone by its own name, and among the others) and
-/// deleted under exactly its name.
-pub async fn names_no_filesystem_holds(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &str) {
-    let hostile = [
+/// 1000-byte name without `/`, a 600-byte segment, control characters (tab,
+/// NUL, DEL, C1), an object named like the folder of another. All but three
+/// start with `hostile/`; those three (`../hostile-x`, `./hostile-x` and
+/// the 1000-byte one) start with no common prefix.
+pub fn names_no_filesystem_holds_list() -> Vec<String> {
+    let mut names: Vec<String> = [
         "hostile/../x",
         "hostile/./x",
         "hostile/..",
@@ -607,16 +607,24 @@ pub async fn names_no_filesystem_holds(store: &dyn ObjectStore, bucket_a: &str, 
         "hostile/nul\0byte",
         "hostile/controls \u{1}\u{1f}\u{7f}\u{85}\u{9f}",
         "hostile/ends with a dot.",
-    ];
-    let without_slash = "N".repeat(1000);
-    let mut top_level = vec!["../hostile-x".to_string(), "./hostile-x".to_string()];
-    top_level.push(without_slash.clone());
-    let long_segment = format!("hostile/{}", "S".repeat(600));
-    let all: Vec<String> = hostile
+        "../hostile-x",
+        "./hostile-x",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    names.push(format!("hostile/{}", "S".repeat(600)));
+    names.push("N".repeat(1000));
+    names
+}
+
+/// The names of [`names_no_filesystem_holds_list`] are stored, read,
+/// copied, listed in byte order (alone by their own name, and among the
+/// others) and deleted under exactly their name.
+pub async fn names_no_filesystem_holds(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &str) {
+    let all = names_no_filesystem_holds_list();
+    let top_level: Vec<&String> = all
         .iter()
-        .map(|name| name.to_string())
-        .chain([long_segment])
-        .chain(top_level.iter().cloned())
+        .filter(|name| !name.starts_with("hostile/"))
         .collect();
     for name in &all {
         let object = ObjectRef::new(bucket_a, name.as_str());
@@ -658,7 +666,7 @@ pub async fn names_no_filesystem_holds(store: &dyn ObjectStore, bucket_a: &str, 
         ["hostile/.", "hostile/..", "hostile/../x", "hostile/./x"],
         "dot segments are names"
     );
-    for name in &top_level {
+    for name in top_level {
         assert_eq!(
             list_all(store, bucket_b, name).await,
             [name.as_str()],

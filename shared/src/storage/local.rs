@@ -10,7 +10,7 @@
 //!   inode, size and mtime);
 //! - `ROOT/.lifeboat/escaped/BUCKET/SHA256/` — an object whose name cannot
 //!   be a path (`../x`, `a//b`, a segment over 255 bytes, a NUL, or `a`
-//!   beside `a/b`): its name, data and sidecar (see [`escaped`]);
+//!   beside `a/b`): its name, data and sidecar (module `escaped`);
 //! - `ROOT/.lifeboat/buckets/BUCKET.json` — the bucket's location;
 //! - `ROOT/.lifeboat/tmp/` — files being written, renamed into place once
 //!   complete and synced, so an object appears whole or not at all.
@@ -327,7 +327,7 @@ fn bucket_dir(root: &Path, bucket: &str) -> Result<PathBuf, StorageError> {
 }
 
 /// Where one object's file and sidecar are: under its plain path, or in
-/// its escaped folder (see [`escaped`]).
+/// its escaped folder (module `escaped`).
 struct Paths {
     object: ObjectRef,
     bucket: PathBuf,
