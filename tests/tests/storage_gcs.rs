@@ -48,6 +48,8 @@ async fn gcs_store_passes_the_conformance_suite() {
     conformance::server_side_copy_verified_by_crc32c(store, &a, &b).await;
     conformance::metadata_and_content_type_carry_over_on_copy(store, &a, &b).await;
     conformance::unusual_names(store, &a, &b).await;
+    conformance::names_no_filesystem_holds(store, &a, &b).await;
+    conformance::names_cloud_storage_refuses(store, &a).await;
     conformance::large_object_streams(store, &a).await;
     conformance::missing_object_errors(store, &a).await;
     conformance::bucket_location_is_reported(store, &a).await;

@@ -9,8 +9,13 @@
 //! deleted while the cloud was stopped is not announced: data-sync's
 //! reconcile applies that delete.)
 //!
-//! Event ids are `bucket/name#generation` (with `/deleted` for deletes). How far each bucket has been
-//! announced (the newest `updated` time published) is kept in the state
+//! Event ids are `bucket/name#generation` (with `/deleted` for deletes)
+//! while that fits [`PLAIN_EVENT_ID_BYTES`]; a longer one keeps the start of
+//! the name and the SHA-256 of all of it (see [`event_id`]), so an id is
+//! stable, distinct per object generation, and always within Pub/Sub's
+//! 1024-byte attribute limit. An event the bus refuses anyway is logged and
+//! skipped: one object never holds back the others. How far each bucket has
+//! been announced (the newest `updated` time published) is kept in the state
 //! store, so a restarted cloud announces only what changed since, plus a few
 //! seconds of overlap whose repeats idempotent handlers answer as
 //! duplicates.
@@ -24,11 +29,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use lifeboat_shared::bus::binding::MAX_ATTRIBUTE_VALUE_BYTES;
 use lifeboat_shared::bus::{BusError, EVENTS_TOPIC, EventBus};
 use lifeboat_shared::events::cloud_event::{STORAGE_OBJECT_DELETED, STORAGE_OBJECT_FINALIZED};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{Precondition, StateError, StateStore};
 use lifeboat_shared::storage::{ObjectMeta, ObjectStore, StorageError};
+use sha2::{Digest, Sha256};
 
 /// How often the buckets are scanned.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(200);
@@ -40,6 +47,14 @@ pub const PROGRESS_COLLECTION: &str = "storage-notifications";
 /// announced-through time are announced again: one written just before the
 /// stop may not have been listed yet.
 pub const RESTART_OVERLAP: TimeDelta = TimeDelta::seconds(5);
+
+/// Longest event id kept as `bucket/name#generation[/deleted]`; a longer
+/// one is shortened (see [`event_id`]) to between this and
+/// [`MAX_ATTRIBUTE_VALUE_BYTES`], so the two forms never meet.
+pub const PLAIN_EVENT_ID_BYTES: usize = 512;
+
+/// How much of a long name a shortened event id keeps, in bytes.
+const KEPT_NAME_BYTES: usize = 600;
 
 /// Publishes a finalize event for every new object generation in `buckets`.
 #[derive(Debug, Clone)]
@@ -168,13 +183,9 @@ impl StorageNotifier {
                     }
                     let seen_before_restart = resumed_from.is_some_and(|from| meta.updated < from);
                     if !seen_before_restart {
-                        self.bus
-                            .publish(
-                                EVENTS_TOPIC,
-                                &storage_event(STORAGE_OBJECT_FINALIZED, &meta)?,
-                            )
-                            .await?;
-                        published += 1;
+                        if self.announce(STORAGE_OBJECT_FINALIZED, &meta).await? {
+                            published += 1;
+                        }
                         newest = newest.max(Some(meta.updated));
                     }
                     known.insert(meta.object.name.clone(), meta);
@@ -190,10 +201,9 @@ impl StorageNotifier {
                 .cloned()
                 .collect();
             for name in gone {
-                if let Some(meta) = known.get(&name) {
-                    self.bus
-                        .publish(EVENTS_TOPIC, &storage_event(STORAGE_OBJECT_DELETED, meta)?)
-                        .await?;
+                if let Some(meta) = known.get(&name)
+                    && self.announce(STORAGE_OBJECT_DELETED, meta).await?
+                {
                     published += 1;
                 }
                 known.remove(&name);
@@ -210,6 +220,65 @@ impl StorageNotifier {
         }
         Ok(published)
     }
+
+    /// Publishes the `ty` event of `meta`; true when published. An event
+    /// the bus refuses as it is (not a transient failure) is logged and
+    /// skipped, so it never holds back the objects listed after it; a
+    /// transient failure stops the scan, to be retried by the next.
+    async fn announce(&self, ty: &str, meta: &ObjectMeta) -> Result<bool, NotifyError> {
+        let refusal = match storage_event(ty, meta) {
+            Ok(event) => match self.bus.publish(EVENTS_TOPIC, &event).await {
+                Ok(_) => return Ok(true),
+                Err(error) if error.is_transient() => return Err(error.into()),
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(
+            object = %meta.object,
+            generation = meta.generation,
+            event_type = ty,
+            error = refusal,
+            "storage event cannot be published; skipped"
+        );
+        Ok(false)
+    }
+}
+
+/// The id of the `ty` event of one object generation:
+/// `bucket/name#generation` (`/deleted` added for a delete) when that has
+/// at most [`PLAIN_EVENT_ID_BYTES`], else the same with the name cut to its
+/// first [`KEPT_NAME_BYTES`] (at a character boundary) followed by `~` and
+/// the SHA-256 of the whole name in hex, which lands strictly between
+/// [`PLAIN_EVENT_ID_BYTES`] and [`MAX_ATTRIBUTE_VALUE_BYTES`].
+pub fn event_id(ty: &str, meta: &ObjectMeta) -> String {
+    let object = &meta.object;
+    let deleted = if ty == STORAGE_OBJECT_DELETED {
+        "/deleted"
+    } else {
+        ""
+    };
+    let plain = format!(
+        "{}/{}#{}{deleted}",
+        object.bucket, object.name, meta.generation
+    );
+    if plain.len() <= PLAIN_EVENT_ID_BYTES {
+        return plain;
+    }
+    let mut kept = KEPT_NAME_BYTES.min(object.name.len());
+    while !object.name.is_char_boundary(kept) {
+        kept -= 1;
+    }
+    let digest: String = Sha256::digest(object.name.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!(
+        "{}/{}~{digest}#{}{deleted}",
+        object.bucket,
+        &object.name[..kept],
+        meta.generation
+    )
 }
 
 /// The finalize or delete CloudEvent (`ty`) of one object generation,
@@ -232,27 +301,22 @@ pub fn storage_event(
         "timeCreated": meta.updated,
         "updated": meta.updated,
     });
-    EventBuilderV10::new()
-        .id(format!(
-            "{}/{}#{}{}",
-            object.bucket,
-            object.name,
-            meta.generation,
-            if ty == STORAGE_OBJECT_DELETED {
-                "/deleted"
-            } else {
-                ""
-            }
-        ))
+    let mut event = EventBuilderV10::new()
+        .id(event_id(ty, meta))
         .ty(ty)
         .source(format!(
             "//storage.googleapis.com/projects/_/buckets/{}",
             object.bucket
         ))
-        .subject(format!("objects/{}", object.name))
         .time(meta.updated)
-        .data("application/json", data)
-        .build()
+        .data("application/json", data);
+    // The subject is optional and only repeats the name: it is left out
+    // when it would pass Pub/Sub's attribute limit (a name over 1016 bytes).
+    let subject = format!("objects/{}", object.name);
+    if subject.len() <= MAX_ATTRIBUTE_VALUE_BYTES {
+        event = event.subject(subject);
+    }
+    event.build()
 }
 
 #[cfg(test)]
@@ -272,6 +336,96 @@ mod tests {
             )
             .await
             .expect("put");
+    }
+
+    #[test]
+    fn event_ids_stay_within_pub_sub_and_apart() {
+        let meta = |name: &str, generation: i64| ObjectMeta {
+            object: ObjectRef::new("ckpt-usc1", name),
+            generation,
+            size: 0,
+            crc32c: 0,
+            content_type: None,
+            metadata: Default::default(),
+            updated: Utc::now(),
+        };
+        assert_eq!(
+            event_id(STORAGE_OBJECT_FINALIZED, &meta("step_1/a", 7)),
+            "ckpt-usc1/step_1/a#7"
+        );
+        assert_eq!(
+            event_id(STORAGE_OBJECT_DELETED, &meta("step_1/a", 7)),
+            "ckpt-usc1/step_1/a#7/deleted"
+        );
+        let long = "é".repeat(512);
+        let other = format!("{}x", "é".repeat(511));
+        let mut ids = HashSet::new();
+        for name in [long.as_str(), other.as_str(), "n".repeat(490).as_str()] {
+            for generation in [1, i64::MAX] {
+                for ty in [STORAGE_OBJECT_FINALIZED, STORAGE_OBJECT_DELETED] {
+                    let id = event_id(ty, &meta(name, generation));
+                    assert!(id.len() <= MAX_ATTRIBUTE_VALUE_BYTES, "{} bytes", id.len());
+                    assert_eq!(id, event_id(ty, &meta(name, generation)), "stable");
+                    assert!(ids.insert(id), "distinct");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_with_a_long_name_holds_back_no_other() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Arc::new(
+            LocalStore::open(dir.path().join("storage"))
+                .await
+                .expect("storage"),
+        );
+        storage
+            .create_bucket("ckpt-usc1", "us-central1")
+            .await
+            .expect("bucket");
+        let state: Arc<dyn StateStore> = Arc::new(
+            LocalStateStore::open(dir.path().join("state"))
+                .await
+                .expect("state"),
+        );
+        let bus = Arc::new(
+            LocalBus::open(dir.path().join("bus"), LocalBusOptions::default())
+                .await
+                .expect("bus"),
+        );
+        bus.create_topic(EVENTS_TOPIC).await.expect("topic");
+        // Listed first: names of 1000 and 1024 bytes, then ordinary ones.
+        let long_names = ["0".repeat(1000), format!("0{}", "z".repeat(1023))];
+        for name in &long_names {
+            put(&storage, name).await;
+        }
+        for name in ["step_1/a", "step_1/b"] {
+            put(&storage, name).await;
+        }
+        let notifier = StorageNotifier::new(
+            storage.clone(),
+            bus.clone(),
+            state,
+            vec!["ckpt-usc1".into()],
+        );
+        let mut announced = notifier.resume().await.expect("resume");
+        assert_eq!(
+            notifier.scan(&mut announced).await.expect("scan"),
+            4,
+            "every object announced in one scan"
+        );
+        for name in &long_names {
+            storage
+                .delete(&ObjectRef::new("ckpt-usc1", name.as_str()), None)
+                .await
+                .expect("delete");
+        }
+        assert_eq!(
+            notifier.scan(&mut announced).await.expect("scan"),
+            2,
+            "the deletes announced"
+        );
     }
 
     #[tokio::test]

@@ -281,6 +281,7 @@ pub async fn run_all(fixture: &Fixture) {
     mirror_policy_deletes_replicas(fixture).await;
     keep_policy_keeps_replicas(fixture).await;
     unusual_names_replicate(fixture).await;
+    names_no_filesystem_holds_replicate(fixture).await;
     reconcile_repairs_what_events_missed(fixture).await;
     reconcile_deletes_once_the_keep_period_ends(fixture).await;
     reconcile_settles_on_a_generation_written_during_its_copy(fixture).await;
@@ -507,6 +508,38 @@ pub async fn unusual_names_replicate(fixture: &Fixture) {
         fixture
             .assert_replicated(&asset, name, name.as_bytes())
             .await;
+    }
+}
+
+/// Names Cloud Storage accepts and a filesystem cannot hold as a path
+/// (`../x`, `a//b`, `./x`, `..` segments, 1000 bytes without `/`, a tab, a
+/// NUL...) replicate byte for byte under the same name: half by their
+/// finalize events, half by the reconcile (which lists them); their deletes
+/// remove the replicas.
+pub async fn names_no_filesystem_holds_replicate(fixture: &Fixture) {
+    let asset = fixture.asset("mirrored");
+    let names = lifeboat_shared::storage::conformance::names_no_filesystem_holds_list();
+    let mut written = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let meta = fixture
+            .write(&asset, name, name.as_bytes(), PutOptions::default())
+            .await;
+        if index % 2 == 0 {
+            fixture.deliver(&asset, Change::Finalized, &meta).await;
+        }
+        written.push(meta);
+    }
+    let reports = reconcile(fixture).await;
+    assert!(reports.values().all(|r| r.failed == 0), "{reports:#?}");
+    for name in &names {
+        fixture
+            .assert_replicated(&asset, name, name.as_bytes())
+            .await;
+    }
+    for meta in &written {
+        fixture.remove(&asset, &meta.object.name).await;
+        fixture.deliver(&asset, Change::Deleted, meta).await;
+        fixture.assert_absent(&asset, &meta.object.name).await;
     }
 }
 

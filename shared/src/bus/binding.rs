@@ -25,7 +25,7 @@ const MAX_ATTRIBUTES: usize = 100;
 /// Pub/Sub's limit on an attribute key, in bytes.
 const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
 /// Pub/Sub's limit on an attribute value, in bytes.
-const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
 /// Pub/Sub's limit on a whole message (data and attributes), in bytes.
 const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 

@@ -32,6 +32,8 @@ pub async fn run_all(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &str) {
     copy_with_stale_source_generation_fails(store, bucket_a, bucket_b).await;
     metadata_and_content_type_carry_over_on_copy(store, bucket_a, bucket_b).await;
     unusual_names(store, bucket_a, bucket_b).await;
+    names_no_filesystem_holds(store, bucket_a, bucket_b).await;
+    names_cloud_storage_refuses(store, bucket_a).await;
     large_object_streams(store, bucket_a).await;
     missing_object_errors(store, bucket_a).await;
     bucket_location_is_reported(store, bucket_a).await;
@@ -563,6 +565,178 @@ pub async fn unusual_names(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &s
             assert_not_found(store.head(&object).await, &object);
         }
     }
+}
+
+/// Every name of the listing of `prefix` in `bucket`, over all its pages.
+async fn list_all(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..1000 {
+        let page = store
+            .list(bucket, prefix, token.as_deref())
+            .await
+            .unwrap_or_else(|error| panic!("list gs://{bucket}/{prefix:?}: {error}"));
+        listed.extend(page.objects.into_iter().map(|meta| meta.object.name));
+        token = page.next_page_token;
+        if token.is_none() {
+            return listed;
+        }
+    }
+    panic!("the page tokens of gs://{bucket}/{prefix:?} never end");
+}
+
+/// Names Cloud Storage accepts that a filesystem cannot hold as a path:
+/// `.` and `..` segments, empty segments, a leading or trailing `/`, a
+/// 1000-byte name without `/`, a 600-byte segment, control characters (tab,
+/// NUL, DEL, C1), an object named like the folder of another. All but three
+/// start with `hostile/`; those three (`../hostile-x`, `./hostile-x` and
+/// the 1000-byte one) start with no common prefix.
+pub fn names_no_filesystem_holds_list() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "hostile/../x",
+        "hostile/./x",
+        "hostile/..",
+        "hostile/.",
+        "hostile/a//b",
+        "hostile//lead",
+        "hostile/trailing/",
+        "hostile/a/../b",
+        "hostile/a",
+        "hostile/a/b",
+        "hostile/tab\there",
+        "hostile/nul\0byte",
+        "hostile/controls \u{1}\u{1f}\u{7f}\u{85}\u{9f}",
+        "hostile/ends with a dot.",
+        "../hostile-x",
+        "./hostile-x",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    names.push(format!("hostile/{}", "S".repeat(600)));
+    names.push("N".repeat(1000));
+    names
+}
+
+/// The names of [`names_no_filesystem_holds_list`] are stored, read,
+/// copied, listed in byte order (alone by their own name, and among the
+/// others) and deleted under exactly their name.
+pub async fn names_no_filesystem_holds(store: &dyn ObjectStore, bucket_a: &str, bucket_b: &str) {
+    let all = names_no_filesystem_holds_list();
+    let top_level: Vec<&String> = all
+        .iter()
+        .filter(|name| !name.starts_with("hostile/"))
+        .collect();
+    for name in &all {
+        let object = ObjectRef::new(bucket_a, name.as_str());
+        let written = put(store, &object, name.as_bytes()).await;
+        assert_eq!(written.object, object, "{name:?}");
+    }
+    for name in &all {
+        let object = ObjectRef::new(bucket_a, name.as_str());
+        let (meta, bytes) = read(store, &object).await;
+        assert_eq!(meta.object, object, "{name:?}");
+        assert_eq!(bytes, name.as_bytes(), "content of {name:?}");
+        let destination = ObjectRef::new(bucket_b, name.as_str());
+        let copied = store
+            .copy(&object, &destination, CopyOptions::default())
+            .await
+            .unwrap_or_else(|error| panic!("copy {name:?}: {error}"));
+        assert_eq!(copied.object, destination);
+        assert_eq!(read(store, &destination).await.1, name.as_bytes());
+    }
+
+    let mut expected: Vec<String> = all
+        .iter()
+        .filter(|name| name.starts_with("hostile/"))
+        .cloned()
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(
+        list_all(store, bucket_a, "hostile/").await,
+        expected,
+        "hostile/ in byte order, over pages"
+    );
+    assert_eq!(
+        list_all(store, bucket_a, "hostile/a").await,
+        ["hostile/a", "hostile/a/../b", "hostile/a//b", "hostile/a/b"],
+        "an object beside the folder of its name"
+    );
+    assert_eq!(
+        list_all(store, bucket_a, "hostile/.").await,
+        ["hostile/.", "hostile/..", "hostile/../x", "hostile/./x"],
+        "dot segments are names"
+    );
+    for name in top_level {
+        assert_eq!(
+            list_all(store, bucket_b, name).await,
+            [name.as_str()],
+            "listed alone by its own name"
+        );
+    }
+    assert_eq!(
+        list_all(store, bucket_a, "../").await,
+        ["../hostile-x"],
+        "a prefix that leaves the bucket on a filesystem"
+    );
+
+    for name in &all {
+        for bucket in [bucket_a, bucket_b] {
+            let object = ObjectRef::new(bucket, name.as_str());
+            store
+                .delete(&object, None)
+                .await
+                .unwrap_or_else(|error| panic!("delete {name:?}: {error}"));
+            assert_not_found(store.head(&object).await, &object);
+        }
+    }
+    assert!(list_all(store, bucket_a, "hostile/").await.is_empty());
+}
+
+/// Names Cloud Storage refuses (empty, over 1024 bytes, with a carriage
+/// return or a line feed, `.`, `..`, under `.well-known/acme-challenge/`)
+/// are refused by every operation with [`StorageError::InvalidName`] naming
+/// the rule, before anything is written.
+pub async fn names_cloud_storage_refuses(store: &dyn ObjectStore, bucket: &str) {
+    let too_long = "x".repeat(1025);
+    let refused = [
+        ("", "empty"),
+        (too_long.as_str(), "1024"),
+        ("refused/line\nfeed", "line feed"),
+        ("refused/carriage\rreturn", "carriage return"),
+        (".", "`.`"),
+        ("..", "`..`"),
+        (".well-known/acme-challenge/token", "acme-challenge"),
+    ];
+    let valid = ObjectRef::new(bucket, "refused/valid");
+    put(store, &valid, b"x").await;
+    for (name, rule) in refused {
+        let object = ObjectRef::new(bucket, name);
+        let invalid = |result: Result<(), StorageError>, operation: &str| match result {
+            Err(StorageError::InvalidName {
+                object: named,
+                reason,
+            }) => {
+                assert_eq!(named, object, "{operation} {name:?}");
+                assert!(reason.contains(rule), "{operation} {name:?}: {reason}");
+            }
+            other => panic!("{operation} {name:?}: expected InvalidName, got {other:?}"),
+        };
+        let put = store
+            .put(&object, bytes_stream("x"), PutOptions::default())
+            .await;
+        invalid(put.map(drop), "put");
+        invalid(store.head(&object).await.map(drop), "head");
+        invalid(store.get(&object).await.map(drop), "get");
+        invalid(store.delete(&object, None).await, "delete");
+        let copy = store.copy(&valid, &object, CopyOptions::default()).await;
+        invalid(copy.map(drop), "copy to");
+        let error = store.head(&object).await.expect_err("refused");
+        assert!(!error.is_transient(), "{name:?}: {error}");
+    }
+    store
+        .delete(&valid, None)
+        .await
+        .unwrap_or_else(|error| panic!("delete {valid}: {error}"));
 }
 
 /// Size of the object [`large_object_streams`] writes.

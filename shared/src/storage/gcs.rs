@@ -22,6 +22,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 
+use super::name::check_object_name;
 use super::{
     ByteStream, CopyOptions, ListPage, ObjectMeta, ObjectRef, ObjectStore, PutOptions,
     StorageError, verified_stream,
@@ -387,6 +388,7 @@ impl ObjectStore for GcsStore {
         body: ByteStream,
         options: PutOptions,
     ) -> Result<ObjectMeta, StorageError> {
+        check_object_name(object)?;
         let context = format!("put {object}");
         let boundary = format!("lifeboat-{}", uuid::Uuid::new_v4().simple());
         let content_type = options
@@ -496,6 +498,7 @@ impl ObjectStore for GcsStore {
     }
 
     async fn head(&self, object: &ObjectRef) -> Result<ObjectMeta, StorageError> {
+        check_object_name(object)?;
         let context = format!("head {object}");
         let request = self
             .client
@@ -544,6 +547,7 @@ impl ObjectStore for GcsStore {
         object: &ObjectRef,
         if_generation_match: Option<i64>,
     ) -> Result<(), StorageError> {
+        check_object_name(object)?;
         let context = format!("delete {object}");
         let generation = if_generation_match.map(|g| g.to_string());
         let mut pairs = Vec::new();
@@ -563,6 +567,8 @@ impl ObjectStore for GcsStore {
         destination: &ObjectRef,
         options: CopyOptions,
     ) -> Result<ObjectMeta, StorageError> {
+        check_object_name(source)?;
+        check_object_name(destination)?;
         let context = format!("copy {source} -> {destination}");
         // A copy is always pinned to one source generation, so it never mixes
         // two versions. A caller that names the generation already holds the

@@ -1,11 +1,16 @@
 //! Object storage on the local filesystem, for the local cloud.
 //!
-//! Layout under one data directory `ROOT`:
+//! It holds every name Cloud Storage accepts (see [`super::name`]) and
+//! refuses the others with [`StorageError::InvalidName`]. Layout under one
+//! data directory `ROOT`:
 //! - `ROOT/BUCKET/NAME` — each object is a plain file, so people and other
 //!   local processes can read and write objects as files;
 //! - `ROOT/.lifeboat/meta/BUCKET/NAME` — a JSON sidecar per object
 //!   (generation, CRC32C, content type, metadata, and the file's identity:
 //!   inode, size and mtime);
+//! - `ROOT/.lifeboat/escaped/BUCKET/SHA256/` — an object whose name cannot
+//!   be a path (`../x`, `a//b`, a segment over 255 bytes, a NUL, or `a`
+//!   beside `a/b`): its name, data and sidecar (module `escaped`);
 //! - `ROOT/.lifeboat/buckets/BUCKET.json` — the bucket's location;
 //! - `ROOT/.lifeboat/tmp/` — files being written, renamed into place once
 //!   complete and synced, so an object appears whole or not at all.
@@ -34,8 +39,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+mod escaped;
 mod listing;
 
+use super::name::check_object_name;
 use super::{
     ByteStream, CopyOptions, ListPage, ObjectMeta, ObjectRef, ObjectStore, PutOptions,
     StorageError, verified_stream,
@@ -44,12 +51,6 @@ use listing::PageWindow;
 
 /// Objects per listing page unless told otherwise.
 pub const DEFAULT_LIST_PAGE_SIZE: usize = 1000;
-
-/// Longest object name, in bytes (as in Cloud Storage).
-const MAX_NAME_BYTES: usize = 1024;
-
-/// Longest path segment most filesystems accept, in bytes.
-const MAX_SEGMENT_BYTES: usize = 255;
 
 /// Read and write buffer for object content.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -121,38 +122,17 @@ impl Drop for TempFile {
     }
 }
 
-/// Why `name` cannot be an object here, if it cannot.
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        return Some("the name is empty");
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Some("the name is longer than 1024 bytes");
-    }
-    if name.contains('\0') {
-        return Some("the name contains NUL");
-    }
-    if name.contains(['\r', '\n']) {
-        return Some("the name contains a carriage return or a line feed");
-    }
-    if name.starts_with('/') {
-        return Some("the name starts with `/`, which would leave the bucket");
-    }
-    segment_problem(name)
-}
-
-fn segment_problem(path: &str) -> Option<&'static str> {
-    for segment in path.split('/') {
-        match segment {
-            "" => return Some("the name has an empty segment (`//` or a trailing `/`)"),
-            "." | ".." => return Some("the name has a `.` or `..` segment"),
-            s if s.len() > MAX_SEGMENT_BYTES => {
-                return Some("a segment of the name is longer than 255 bytes");
-            }
-            _ => {}
-        }
-    }
-    None
+/// Writes `bytes` to `path` whole or not at all: into the temporary file
+/// `temp`, then renamed into place.
+fn write_whole(temp: PathBuf, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut guard = TempFile {
+        path: temp,
+        armed: true,
+    };
+    fs::write(&guard.path, bytes)?;
+    fs::rename(&guard.path, path)?;
+    guard.armed = false;
+    Ok(())
 }
 
 /// Bucket names as in Cloud Storage: 3 to 63 of `a-z 0-9 - _ .`, starting
@@ -188,13 +168,6 @@ fn is_absent(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
     )
-}
-
-fn folder_conflict(object: &ObjectRef) -> StorageError {
-    StorageError::InvalidName {
-        object: object.clone(),
-        reason: "an object is named like one of the folders of this name".to_string(),
-    }
 }
 
 fn now_ns() -> i64 {
@@ -247,23 +220,31 @@ impl LocalStore {
     }
 
     /// One listing page of `bucket`: the names `window` admits, walking
-    /// `folder` (a folder of the bucket, "" for all of it) and below.
+    /// `folder` (a folder of the bucket, "" for all of it, `None` for no
+    /// plain path) and below, and the bucket's escaped names.
     async fn list_page(
         &self,
         context: String,
         bucket: &str,
-        folder: &str,
+        folder: Option<&str>,
         mut window: PageWindow,
     ) -> Result<ListPage, StorageError> {
         let dir = bucket_dir(&self.root, bucket)?;
         let store = self.clone();
-        let (bucket, start) = (bucket.to_string(), dir.join(folder));
+        let start = folder.map(|folder| dir.join(folder));
+        let escaped = escaped::bucket_folder(&self.root, bucket);
+        let bucket = bucket.to_string();
         blocking(&context.clone(), move || {
             if !dir.is_dir() {
                 return Err(StorageError::BucketNotFound { bucket });
             }
+            if let Some(start) = start {
+                window
+                    .walk(&dir, &start)
+                    .map_err(|error| io_error(&context, error))?;
+            }
             window
-                .walk(&dir, &start)
+                .offer_escaped(&escaped)
                 .map_err(|error| io_error(&context, error))?;
             let (names, next_page_token) = window.into_page();
             let mut objects = Vec::with_capacity(names.len());
@@ -287,11 +268,6 @@ impl LocalStore {
     /// The data directory the store is rooted at.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Where the file of `object` is (whether or not it exists).
-    pub fn object_path(&self, object: &ObjectRef) -> Result<PathBuf, StorageError> {
-        Paths::of(&self.root, object).map(|paths| paths.data)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -350,32 +326,56 @@ fn bucket_dir(root: &Path, bucket: &str) -> Result<PathBuf, StorageError> {
     Ok(root.join(bucket))
 }
 
-/// Where one object's file and sidecar are.
+/// Where one object's file and sidecar are: under its plain path, or in
+/// its escaped folder (module `escaped`).
 struct Paths {
     object: ObjectRef,
     bucket: PathBuf,
     data: PathBuf,
     sidecar: PathBuf,
-    meta_bucket: PathBuf,
+    /// The file recording the name of an escaped object.
+    name_record: Option<PathBuf>,
+    /// Where removing emptied folders above the data and the sidecar stops.
+    data_top: PathBuf,
+    sidecar_top: PathBuf,
 }
 
 impl Paths {
+    /// Where `object` is, or goes if new: its escaped folder when it is
+    /// there or its name cannot be a path, else its plain path.
     fn of(root: &Path, object: &ObjectRef) -> Result<Self, StorageError> {
-        let bucket = bucket_dir(root, &object.bucket)?;
-        if let Some(reason) = name_problem(&object.name) {
-            return Err(StorageError::InvalidName {
-                object: object.clone(),
-                reason: reason.to_string(),
-            });
+        bucket_dir(root, &object.bucket)?;
+        check_object_name(object)?;
+        let escaped = Self::escaped(root, object);
+        if !escaped::fits_as_path(&object.name) || escaped.data.exists() {
+            return Ok(escaped);
         }
+        let bucket = root.join(&object.bucket);
         let meta_bucket = root.join(SYSTEM_DIR).join("meta").join(&object.bucket);
         Ok(Self {
             object: object.clone(),
             data: bucket.join(&object.name),
             sidecar: meta_bucket.join(&object.name),
+            name_record: None,
+            data_top: bucket.clone(),
+            sidecar_top: meta_bucket,
             bucket,
-            meta_bucket,
         })
+    }
+
+    /// The escaped folder of `object` (whose names were checked).
+    fn escaped(root: &Path, object: &ObjectRef) -> Self {
+        let folder = escaped::object_folder(root, &object.bucket, &object.name);
+        let top = escaped::bucket_folder(root, &object.bucket);
+        Self {
+            object: object.clone(),
+            bucket: root.join(&object.bucket),
+            data: folder.join(escaped::DATA_FILE),
+            sidecar: folder.join(escaped::SIDECAR_FILE),
+            name_record: Some(folder.join(escaped::NAME_FILE)),
+            data_top: top.clone(),
+            sidecar_top: top,
+        }
     }
 
     /// The error for a missing file: the bucket's absence, else the object's.
@@ -412,15 +412,8 @@ impl Paths {
         if let Some(parent) = self.sidecar.parent() {
             fs::create_dir_all(parent)?;
         }
-        let mut guard = TempFile {
-            path: temp,
-            armed: true,
-        };
         let bytes = serde_json::to_vec(sidecar).map_err(io::Error::other)?;
-        fs::write(&guard.path, bytes)?;
-        fs::rename(&guard.path, &self.sidecar)?;
-        guard.armed = false;
-        Ok(())
+        write_whole(temp, &self.sidecar, &bytes)
     }
 
     /// The generation of the file described by `metadata`: the recorded one
@@ -438,8 +431,8 @@ impl Paths {
     /// Removes the now empty folders between the object and its bucket.
     fn prune_empty_parents(&self) {
         for (leaf, top) in [
-            (&self.data, &self.bucket),
-            (&self.sidecar, &self.meta_bucket),
+            (&self.data, &self.data_top),
+            (&self.sidecar, &self.sidecar_top),
         ] {
             let mut dir = leaf.parent();
             while let Some(current) = dir {
@@ -522,39 +515,46 @@ impl LocalStore {
     }
 
     /// Moves the complete, synced file `temp` into place as the new
-    /// generation of `paths.object`, if the precondition holds.
+    /// generation of `object`, if the precondition holds. A plain path that
+    /// collides with a folder of other objects, or runs through one of
+    /// them, is escaped instead.
     fn commit(
         &self,
-        paths: &Paths,
+        object: &ObjectRef,
         mut temp: TempFile,
         written: Written,
         if_generation_match: Option<i64>,
         context: &str,
     ) -> Result<ObjectMeta, StorageError> {
         let _commit = self.lock();
+        let mut paths = Paths::of(&self.root, object)?;
         paths.require_bucket()?;
         let current = match fs::metadata(&paths.data) {
-            Ok(metadata) if metadata.is_dir() => {
-                return Err(StorageError::InvalidName {
-                    object: paths.object.clone(),
-                    reason: "a folder of other objects already has this name".to_string(),
-                });
+            Ok(metadata) if metadata.is_file() => {
+                Some(paths.generation_of(&metadata, paths.read_sidecar().as_ref()))
             }
-            Ok(metadata) => Some(paths.generation_of(&metadata, paths.read_sidecar().as_ref())),
+            // A folder of other objects has this name.
+            Ok(_) => {
+                paths = Paths::escaped(&self.root, object);
+                None
+            }
+            // One of the folders of this name is an object.
             Err(error) if error.kind() == io::ErrorKind::NotADirectory => {
-                return Err(folder_conflict(&paths.object));
+                paths = Paths::escaped(&self.root, object);
+                None
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
             Err(error) => return Err(io_error(context, error)),
         };
-        check_generation(&paths.object, if_generation_match, current)?;
+        check_generation(object, if_generation_match, current)?;
         if let Some(parent) = paths.data.parent() {
-            fs::create_dir_all(parent).map_err(|error| match error.kind() {
-                io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
-                    folder_conflict(&paths.object)
-                }
-                _ => io_error(context, error),
-            })?;
+            fs::create_dir_all(parent).map_err(|error| io_error(context, error))?;
+        }
+        if let Some(record) = &paths.name_record
+            && !record.exists()
+        {
+            write_whole(self.temp_path(), record, object.name.as_bytes())
+                .map_err(|error| io_error(context, error))?;
         }
         let generation = now_ns().max(current.map_or(i64::MIN, |g| g.saturating_add(1)));
         fs::rename(&temp.path, &paths.data).map_err(|error| io_error(context, error))?;
@@ -666,14 +666,7 @@ impl ObjectStore for LocalStore {
             if !record.exists() {
                 let bytes = serde_json::to_vec(&BucketRecord { location })
                     .map_err(|error| io_error(&context, io::Error::other(error)))?;
-                let mut guard = TempFile {
-                    path: temp,
-                    armed: true,
-                };
-                fs::write(&guard.path, bytes)
-                    .and_then(|()| fs::rename(&guard.path, &record))
-                    .map_err(|error| io_error(&context, error))?;
-                guard.armed = false;
+                write_whole(temp, &record, &bytes).map_err(|error| io_error(&context, error))?;
             }
             Ok(())
         })
@@ -687,8 +680,7 @@ impl ObjectStore for LocalStore {
         options: PutOptions,
     ) -> Result<ObjectMeta, StorageError> {
         let context = format!("put {object} (local)");
-        let paths = Paths::of(&self.root, object)?;
-        paths.require_bucket()?;
+        Paths::of(&self.root, object)?.require_bucket()?;
         let temp = TempFile {
             path: self.temp_path(),
             armed: true,
@@ -714,8 +706,15 @@ impl ObjectStore for LocalStore {
             metadata: options.metadata,
         };
         let store = self.clone();
+        let object = object.clone();
         blocking(&context.clone(), move || {
-            store.commit(&paths, temp, written, options.if_generation_match, &context)
+            store.commit(
+                &object,
+                temp,
+                written,
+                options.if_generation_match,
+                &context,
+            )
         })
         .await
     }
@@ -753,13 +752,11 @@ impl ObjectStore for LocalStore {
     ) -> Result<ListPage, StorageError> {
         let context = format!("list gs://{bucket}/{prefix}* (local)");
         // Only the folder the prefix names needs walking; a prefix whose
-        // folders cannot exist matches nothing.
+        // folders cannot be paths matches escaped names only.
         let folder = match prefix.rfind('/') {
-            Some(end) if segment_problem(&prefix[..end]).is_some() => {
-                return Ok(ListPage::default());
-            }
-            Some(end) => &prefix[..end],
-            None => "",
+            Some(end) if !escaped::fits_as_path(&prefix[..end]) => None,
+            Some(end) => Some(&prefix[..end]),
+            None => Some(""),
         };
         let window = PageWindow::new(prefix, page_token, self.list_page_size);
         self.list_page(context, bucket, folder, window).await
@@ -774,7 +771,7 @@ impl ObjectStore for LocalStore {
     ) -> Result<ListPage, StorageError> {
         let context = format!("list gs://{bucket} from {first:?} to {last:?} (local)");
         let window = PageWindow::new("", page_token, self.list_page_size).between(first, last);
-        self.list_page(context, bucket, "", window).await
+        self.list_page(context, bucket, Some(""), window).await
     }
 
     async fn delete(
@@ -800,11 +797,16 @@ impl ObjectStore for LocalStore {
             let current = paths.generation_of(&metadata, paths.read_sidecar().as_ref());
             check_generation(&paths.object, if_generation_match, Some(current))?;
             fs::remove_file(&paths.data).map_err(|error| io_error(&context, error))?;
-            match fs::remove_file(&paths.sidecar) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_error(&context, error));
+            for record in [Some(&paths.sidecar), paths.name_record.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                match fs::remove_file(record) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_error(&context, error));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
             paths.prune_empty_parents();
             Ok(())
@@ -820,8 +822,7 @@ impl ObjectStore for LocalStore {
     ) -> Result<ObjectMeta, StorageError> {
         let context = format!("copy {source} -> {destination} (local)");
         let from = Paths::of(&self.root, source)?;
-        let to = Paths::of(&self.root, destination)?;
-        to.require_bucket()?;
+        Paths::of(&self.root, destination)?.require_bucket()?;
         let store = self.clone();
         let task_context = context.clone();
         let (original, identity, from) = blocking(&context, move || {
@@ -886,8 +887,9 @@ impl ObjectStore for LocalStore {
         };
         let store = self.clone();
         let task_context = context.clone();
+        let destination = destination.clone();
         blocking(&context, move || {
-            store.commit(&to, temp, written, None, &task_context)
+            store.commit(&destination, temp, written, None, &task_context)
         })
         .await
     }
@@ -970,51 +972,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn names_that_cannot_be_files_are_rejected_with_a_reason() {
+    async fn names_that_cannot_be_paths_are_escaped_and_stay_inside_the_store() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(&dir).await;
         store.create_bucket("names", "local").await.expect("bucket");
-        let long_segment = "s".repeat(256);
-        let too_long = "a/".repeat(512) + "b";
-        let cases = [
-            ("", "empty"),
-            ("..", "`..`"),
-            ("a/../../escape", "`..`"),
-            ("./a", "`.`"),
-            ("/etc/passwd", "starts with `/`"),
-            ("a\0b", "NUL"),
-            ("a\nb", "line feed"),
-            ("a\rb", "carriage return"),
-            (too_long.as_str(), "1024"),
-            (long_segment.as_str(), "255"),
-            ("a//b", "empty segment"),
-            ("folder/", "empty segment"),
-        ];
-        for (name, why) in cases {
+        for name in ["../../escape", "/etc/passwd-copy", "a/../../../escape"] {
             let object = ObjectRef::new("names", name);
-            match store
+            store
                 .put(&object, bytes_stream("x"), PutOptions::default())
                 .await
-            {
-                Err(StorageError::InvalidName { reason, .. }) => {
-                    assert!(
-                        reason.contains(why),
-                        "{name:?}: reason {reason:?} lacks {why:?}"
-                    )
-                }
-                other => panic!("{name:?} was not rejected: {other:?}"),
-            }
-            assert!(matches!(
-                store.head(&object).await,
-                Err(StorageError::InvalidName { .. })
-            ));
+                .unwrap_or_else(|error| panic!("put {name:?}: {error}"));
+            assert_eq!(store.head(&object).await.expect("head").object, object);
         }
-        // Nothing was written anywhere outside the bucket either.
         assert!(!dir.path().join("escape").exists());
+        assert!(!dir.path().parent().expect("parent").join("escape").exists());
+        assert!(!Path::new("/etc/passwd-copy").exists());
+        assert_eq!(
+            files_under(&dir.path().join("names")),
+            Vec::<PathBuf>::new(),
+            "escaped names have no plain path"
+        );
+        // Deleting the last escaped object leaves no folder of its own.
+        for name in ["../../escape", "/etc/passwd-copy", "a/../../../escape"] {
+            store
+                .delete(&ObjectRef::new("names", name), None)
+                .await
+                .expect("delete");
+        }
+        assert_eq!(
+            fs::read_dir(dir.path().join(".lifeboat/escaped/names"))
+                .expect("escaped folder")
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]
-    async fn an_object_and_a_folder_cannot_share_a_name() {
+    async fn an_object_and_a_folder_can_share_a_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store(&dir).await;
         store.create_bucket("tree", "local").await.expect("bucket");
@@ -1024,25 +1018,45 @@ mod tests {
                 store
                     .put(
                         &ObjectRef::new("tree", name),
-                        bytes_stream("x"),
+                        bytes_stream(name),
                         PutOptions::default(),
                     )
                     .await
+                    .unwrap_or_else(|error| panic!("put {name}: {error}"))
             }
         };
-        put("a/b").await.expect("a/b");
-        assert!(matches!(
-            put("a/b/c").await,
-            Err(StorageError::InvalidName { .. })
-        ));
-        assert!(matches!(
-            put("a").await,
-            Err(StorageError::InvalidName { .. })
-        ));
-        assert!(matches!(
-            store.head(&ObjectRef::new("tree", "a")).await,
-            Err(StorageError::NotFound { .. })
-        ));
+        put("a/b").await;
+        put("a/b/c").await;
+        put("a").await;
+        put("a/b/c").await;
+        let listed: Vec<String> = store
+            .list("tree", "a", None)
+            .await
+            .expect("list")
+            .objects
+            .into_iter()
+            .map(|meta| meta.object.name)
+            .collect();
+        assert_eq!(listed, ["a", "a/b", "a/b/c"]);
+        // The plain path stays a plain file: other processes still read it.
+        assert_eq!(
+            fs::read(dir.path().join("tree/a/b")).expect("plain"),
+            b"a/b"
+        );
+        for name in ["a", "a/b/c", "a/b"] {
+            store
+                .delete(&ObjectRef::new("tree", name), None)
+                .await
+                .expect("delete");
+        }
+        assert!(
+            store
+                .list("tree", "", None)
+                .await
+                .expect("list")
+                .objects
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod dark;
 pub mod gcs;
 pub mod local;
+pub mod name;
 pub mod replica;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,8 @@ use serde::{Deserialize, Serialize};
 pub struct ObjectRef {
     /// Bucket name (globally unique, as in Cloud Storage).
     pub bucket: String,
-    /// Object name: any UTF-8 up to 1024 bytes, `/` has no special meaning.
+    /// Object name: 1 to 1024 bytes of UTF-8, `/` has no special meaning
+    /// (the full rules are in [`name`]).
     pub name: String,
 }
 
@@ -137,7 +139,9 @@ pub enum StorageError {
         /// What was expected and what was found.
         detail: String,
     },
-    /// The name cannot be stored (empty, too long, escapes the bucket...).
+    /// The name is one Cloud Storage refuses ([`name`] lists its rules), or
+    /// the bucket name is not a valid one; `reason` names the rule broken.
+    /// Never worth a retry.
     #[error("{object}: invalid object name: {reason}")]
     InvalidName {
         /// The rejected object.

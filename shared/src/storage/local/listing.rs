@@ -1,14 +1,16 @@
 //! One listing page of the local store: the bucket's folders are walked and
 //! only the names the page can hold are kept, the page's size plus one at
 //! most, so a page costs the same memory whatever the bucket holds. Folders
-//! that cannot hold a name of the page are not entered.
+//! that cannot hold a name of the page are not entered. The bucket's
+//! escaped names (see [`super::escaped`]) are all read, for every page.
 
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::name_problem;
+use super::escaped;
+use crate::storage::name::object_name_problem;
 
 /// Which names a page holds, and the smallest of them found so far.
 #[derive(Debug)]
@@ -24,8 +26,9 @@ pub(super) struct PageWindow {
     /// How many names the page holds.
     limit: usize,
     /// The `limit + 1` smallest admitted names so far (one more tells
-    /// whether another page follows).
-    smallest: BinaryHeap<String>,
+    /// whether another page follows); a name offered twice (a plain file
+    /// beside its escaped twin) counts once.
+    smallest: BTreeSet<String>,
 }
 
 impl PageWindow {
@@ -37,7 +40,7 @@ impl PageWindow {
             first: None,
             last: None,
             limit: limit.max(1),
-            smallest: BinaryHeap::new(),
+            smallest: BTreeSet::new(),
         }
     }
 
@@ -60,7 +63,7 @@ impl PageWindow {
         let page_open = !self.is_full()
             || self
                 .smallest
-                .peek()
+                .last()
                 .is_some_and(|top| folder < top.as_str());
         (folder.starts_with(&self.prefix) || self.prefix.starts_with(folder))
             && self.after.as_deref().is_none_or(may_reach)
@@ -81,17 +84,18 @@ impl PageWindow {
             return;
         }
         if !self.is_full() {
-            self.smallest.push(name.to_string());
-        } else if self.smallest.peek().is_some_and(|top| name < top.as_str()) {
-            self.smallest.pop();
-            self.smallest.push(name.to_string());
+            self.smallest.insert(name.to_string());
+        } else if self.smallest.last().is_some_and(|top| name < top.as_str())
+            && self.smallest.insert(name.to_string())
+        {
+            self.smallest.pop_last();
         }
     }
 
     /// The page's names in order, and the page token when more follow.
     pub(super) fn into_page(self) -> (Vec<String>, Option<String>) {
         let more = self.is_full();
-        let mut names = self.smallest.into_sorted_vec();
+        let mut names: Vec<String> = self.smallest.into_iter().collect();
         names.truncate(self.limit);
         let token = if more { names.last().cloned() } else { None };
         (names, token)
@@ -123,7 +127,7 @@ impl PageWindow {
             };
             if kind.is_dir() {
                 folders.push((format!("{name}/"), path));
-            } else if kind.is_file() && name_problem(name).is_none() {
+            } else if kind.is_file() && object_name_problem(name).is_none() {
                 self.offer(name);
             }
         }
@@ -131,6 +135,31 @@ impl PageWindow {
         for (prefix, path) in folders {
             if self.may_hold_under(&prefix) {
                 self.walk(bucket, &path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Offers the name of every escaped object in `folder` (a bucket's
+    /// escaped folder) that has its data: one whose write or delete was
+    /// cut short has a name and no data, and is no object.
+    pub(super) fn offer_escaped(&mut self, folder: &Path) -> io::Result<()> {
+        let entries = match fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let object = entry?.path();
+            let name = match fs::read(object.join(escaped::NAME_FILE)) {
+                Ok(name) => name,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            if let Ok(name) = String::from_utf8(name)
+                && object.join(escaped::DATA_FILE).is_file()
+            {
+                self.offer(&name);
             }
         }
         Ok(())
