@@ -13,7 +13,9 @@
 //! else (or no answer) is retried with exponential backoff, and after the
 //! subscription's `max_attempts` the message moves to its dead-letter list,
 //! where [`LocalBus::dead_letters`] reads it and [`LocalBus::redrive`] sends it
-//! back. Delivery is at-least-once: a message acknowledged just before a
+//! back. A stored message that no longer parses (a damaged file) is set
+//! aside, as it was, with an error log line, so that it holds back none of
+//! the messages after it. Delivery is at-least-once: a message acknowledged just before a
 //! shutdown may be delivered again after the restart.
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +45,9 @@ const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscr
 const PENDING: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("pending");
 /// (subscription, message id) to the JSON [`StoredMessage`] given up on.
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+/// Pending records that do not parse (a damaged file, a format change),
+/// set aside as they were so that none holds back the messages after it.
+const UNREADABLE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("unreadable");
 /// Counters; only [`NEXT_MESSAGE_ID`].
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// The id the next published message gets.
@@ -148,6 +153,19 @@ struct StoredMessage {
     message: PubSubMessage,
     attempts: u32,
     last_error: Option<String>,
+}
+
+/// What [`Store::next_pending`] found.
+enum Pending {
+    /// A message to deliver, with its subscription as it is now.
+    Message(SubscriptionRecord, StoredMessage),
+    /// A record that does not parse: set it aside, never retry it.
+    Unreadable {
+        /// Its key.
+        message_id: u64,
+        /// Why it does not parse.
+        error: String,
+    },
 }
 
 impl fmt::Debug for LocalBus {
@@ -498,7 +516,18 @@ async fn run_worker(shared: Arc<Shared>, subscription: String, wake: Arc<Notify>
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         match shared.store.next_pending(&subscription, skip).await {
-            Ok(Some((record, message))) => {
+            Ok(Some(Pending::Unreadable { message_id, error })) => {
+                drop(slot);
+                tracing::error!(subscription, message_id, %error, "pending message unreadable; set aside so that the messages after it are delivered");
+                if let Err(e) = shared.store.set_aside(&subscription, message_id).await {
+                    tracing::warn!(subscription, message_id, error = %e, "cannot set the unreadable message aside");
+                    tokio::select! {
+                        _ = shared.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(shared.options.min_backoff) => {}
+                    }
+                }
+            }
+            Ok(Some(Pending::Message(record, message))) => {
                 in_flight
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -695,7 +724,7 @@ impl Store {
         &self,
         subscription: &str,
         skip: HashSet<u64>,
-    ) -> Result<Option<(SubscriptionRecord, StoredMessage)>, BusError> {
+    ) -> Result<Option<Pending>, BusError> {
         let name = subscription.to_string();
         self.run(
             format!("read pending messages of subscription {subscription}"),
@@ -708,12 +737,43 @@ impl Store {
                 let pending = txn.open_table(PENDING)?;
                 for entry in pending.range((name.as_str(), 0)..=(name.as_str(), u64::MAX))? {
                     let (key, value) = entry?;
-                    if !skip.contains(&key.value().1) {
-                        let message: StoredMessage = serde_json::from_slice(value.value())?;
-                        return Ok(Some((record, message)));
+                    let message_id = key.value().1;
+                    if !skip.contains(&message_id) {
+                        return Ok(Some(match serde_json::from_slice(value.value()) {
+                            Ok(message) => Pending::Message(record, message),
+                            Err(error) => Pending::Unreadable {
+                                message_id,
+                                error: error.to_string(),
+                            },
+                        }));
                     }
                 }
                 Ok(None)
+            },
+        )
+        .await
+    }
+
+    /// Moves the pending record `message_id` of `subscription`, which does
+    /// not parse, to the unreadable list as it is.
+    async fn set_aside(&self, subscription: &str, message_id: u64) -> Result<(), BusError> {
+        let name = subscription.to_string();
+        self.run(
+            format!("set aside unreadable message {message_id} of subscription {subscription}"),
+            move |db| {
+                let txn = db.begin_write()?;
+                {
+                    let mut pending = txn.open_table(PENDING)?;
+                    let raw = pending
+                        .remove((name.as_str(), message_id))?
+                        .map(|value| value.value().to_vec());
+                    if let Some(raw) = raw {
+                        txn.open_table(UNREADABLE)?
+                            .insert((name.as_str(), message_id), raw.as_slice())?;
+                    }
+                }
+                txn.commit()?;
+                Ok(())
             },
         )
         .await
@@ -850,6 +910,52 @@ mod tests {
                 .expect("read")
                 .is_empty()
         );
+        bus.shutdown().await;
+    }
+
+    /// A pending record that does not parse (a damaged file) is set aside as
+    /// it is, and the messages after it are still delivered.
+    #[tokio::test]
+    async fn an_unreadable_pending_record_holds_back_no_other() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let receiver = Receiver::start(0).await;
+        let bus = LocalBus::open(dir.path(), fast()).await.expect("open");
+        bus.create_topic("models").await.expect("topic");
+        bus.subscribe_push("models", "models-sub", &receiver.endpoint(), 5)
+            .await
+            .expect("subscribe");
+        // Key 0 comes before every message id the bus gives out.
+        bus.shared
+            .store
+            .run("damage the file".to_string(), |db| {
+                let txn = db.begin_write()?;
+                txn.open_table(PENDING)?
+                    .insert(("models-sub", 0), b"{not a message".as_slice())?;
+                txn.commit()?;
+                Ok(())
+            })
+            .await
+            .expect("write the damaged record");
+        bus.publish("models", &sample_event("after-damage"))
+            .await
+            .expect("publish");
+        let events = receiver.wait_for_distinct(1, Duration::from_secs(20)).await;
+        assert_eq!(events[0].id(), "after-damage");
+        let set_aside = bus
+            .shared
+            .store
+            .run("read the unreadable list".to_string(), |db| {
+                let txn = db.begin_read()?;
+                let raw = txn
+                    .open_table(UNREADABLE)?
+                    .get(("models-sub", 0))?
+                    .map(|value| value.value().to_vec());
+                let still_pending = txn.open_table(PENDING)?.get(("models-sub", 0))?.is_some();
+                Ok((raw, still_pending))
+            })
+            .await
+            .expect("read");
+        assert_eq!(set_aside, (Some(b"{not a message".to_vec()), false));
         bus.shutdown().await;
     }
 
