@@ -565,10 +565,11 @@ async fn to_region(
     outcome
 }
 
-/// How long one handling may hold a standby endpoint: longer than its
-/// deploy and undeploy take, short enough that a crashed holder's endpoint
-/// is free again for the next reconcile.
-const ENDPOINT_LEASE: Duration = Duration::from_secs(30 * 60);
+/// How long a standby endpoint's lease lasts unless renewed: the handling
+/// renews it every third of this while it deploys and undeploys, so a
+/// crashed holder's endpoint is free again within this time (well within
+/// [`ENDPOINT_WAIT`], so the next handling takes it over).
+const ENDPOINT_LEASE: Duration = Duration::from_secs(60);
 
 /// How long a handling waits for another one to finish with an endpoint
 /// before leaving it to the next event or reconcile.
@@ -598,17 +599,18 @@ async fn serve_alone(context: &CopyContext, standby: &WarmStandby<'_>) -> Result
             Err(error) => return Err(format!("lease on {}: {error}", standby.endpoint)),
         }
     };
-    let served = standby::keep_serving(
+    let serving = standby::keep_serving(
         context.registry.as_ref(),
         standby,
         &context.options.operation,
-    )
-    .await
-    .map_err(|error| error.to_string());
+    );
+    let (served, held) = lease::hold(state, held, ENDPOINT_LEASE, serving)
+        .await
+        .map_err(|lost| format!("lease on {} lost, stopped: {lost}", standby.endpoint))?;
     if let Err(error) = lease::release(state, &held).await {
         tracing::warn!(%error, "could not release the endpoint's lease; it lapses on its own");
     }
-    served
+    served.map_err(|error| error.to_string())
 }
 
 /// Why `region` could not pull the serving image `image_uri` while the

@@ -39,6 +39,7 @@ pub async fn run_all(store: &dyn StateStore, prefix: &str) {
     json_values_round_trip(store, prefix).await;
     invalid_ids_and_values_are_rejected(store, prefix).await;
     lease_only_one_of_two_concurrent_holders_gets_it(store, prefix).await;
+    lease_held_while_renewed_lapses_without_its_holder(store, prefix).await;
     idempotency_duplicate_is_a_no_op(store, prefix).await;
     idempotency_claim_is_held_while_renewed_and_lapses_without_its_holder(store, prefix).await;
 }
@@ -499,6 +500,53 @@ pub async fn lease_only_one_of_two_concurrent_holders_gets_it(
         .await
         .expect("acquire after release");
     assert!(again.is_some(), "a released lease is free at once");
+}
+
+/// A lease held by [`lease::hold`] outlives its TTL while the work runs,
+/// and lapses within one TTL once its holder is gone (the work dropped
+/// mid-way, as a killed process drops it).
+pub async fn lease_held_while_renewed_lapses_without_its_holder(
+    store: &dyn StateStore,
+    prefix: &str,
+) {
+    let ttl = Duration::from_millis(900);
+    let name = format!("{prefix}-held-lease");
+    let taken = |holder: &'static str| {
+        let name = name.clone();
+        async move {
+            lease::acquire(store, &name, holder, ttl)
+                .await
+                .expect("acquire")
+        }
+    };
+    let held = taken("a").await.expect("a free lease");
+    let rival = async {
+        tokio::time::sleep(ttl * 3 / 2).await;
+        taken("b").await
+    };
+    let (kept, rival) = futures::join!(
+        lease::hold(store, held, ttl, tokio::time::sleep(ttl * 5 / 2)),
+        rival
+    );
+    let ((), renewed) = kept.expect("the lease is kept while renewed");
+    assert!(rival.is_none(), "another holder took a renewed lease");
+    lease::release(store, &renewed)
+        .await
+        .expect("release after renewals");
+
+    let held = taken("a").await.expect("a released lease");
+    let gone = tokio::time::timeout(
+        ttl,
+        lease::hold(store, held, ttl, std::future::pending::<()>()),
+    )
+    .await;
+    assert!(gone.is_err(), "the pending work ended: {gone:?}");
+    assert!(taken("b").await.is_none(), "right after its holder is gone");
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    assert!(
+        taken("b").await.is_some(),
+        "one TTL after its holder is gone"
+    );
 }
 
 fn expect_first(claim: Result<Claim, IdempotencyError>, what: &str) -> idempotency::ClaimToken {
