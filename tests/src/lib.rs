@@ -128,6 +128,74 @@ impl Drop for FakeGcsServer {
     }
 }
 
+/// A Lifeboat service binary running as a process of a test's own, on a
+/// free port: what a crash test kills with SIGKILL. Killed when dropped.
+pub struct ServiceProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with `env` (its topology, the emulators' hosts) on a
+    /// free port and waits until its `/readyz` answers 200; panics with the
+    /// binary's name if it exits or is not ready within 60 s.
+    pub async fn start(binary: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = std::process::Command::new(binary)
+            .envs(env.iter().copied())
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited before it was ready: {status}", binary.display());
+            }
+            let ready = client.get(format!("{url}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} was not ready on port {port} within 60 s",
+                binary.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self { child, url }
+    }
+
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills it with SIGKILL (nothing runs after: no abandon, no cleanup)
+    /// and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The fake-gcs-server binary: `$FAKE_GCS_SERVER`, else the one
 /// scripts/emulators.sh installed under the target folder the running test
 /// was built in (`target/emulators/venv`).

@@ -31,7 +31,13 @@ pub const KEEP_NEWEST: usize = 2;
 /// replicas in us-east1 and europe-west1, and the given marker
 /// (`orbax`, `{manifest: manifest.json}`...).
 pub fn topology(tag: &str, marker: &str) -> Topology {
-    let text = format!(
+    Topology::parse(&topology_yaml(tag, marker), "conformance.yaml")
+        .expect("the conformance topology is valid")
+}
+
+/// The text of [`topology`], for a test that runs the service's binary.
+pub fn topology_yaml(tag: &str, marker: &str) -> String {
+    format!(
         r#"
 project: acme-ml-prod
 regions:
@@ -58,8 +64,7 @@ workloads:
           keep-newest: {KEEP_NEWEST}
           step-duration: 2s
 "#
-    );
-    Topology::parse(&text, "conformance.yaml").expect("the conformance topology is valid")
+    )
 }
 
 /// One scenario's world: the context the function runs with, and its buckets.

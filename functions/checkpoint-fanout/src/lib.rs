@@ -14,7 +14,6 @@ pub mod retention;
 pub mod rpo;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -25,7 +24,7 @@ use chrono::Utc;
 use lifeboat_shared::events::{EventContext, InboundEvent, StorageObject};
 use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSink};
 use lifeboat_shared::state::StateStore;
-use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::Topology;
 use serde_json::json;
@@ -43,19 +42,16 @@ pub const SERVICE_NAME: &str = "checkpoint-fanout";
 pub struct FanoutOptions {
     /// Copies in flight per region.
     pub parallelism: usize,
-    /// How long a delivery owns an event before a redelivery may take it
-    /// over (longer than the request deadline).
-    pub claim_ttl: Duration,
-    /// How long a finished event is remembered, to answer duplicates.
-    pub done_ttl: Duration,
+    /// How an event is claimed: a minute, renewed while the fan-out runs,
+    /// so a redelivery after a crash takes over within a minute.
+    pub claim: ClaimOptions,
 }
 
 impl Default for FanoutOptions {
     fn default() -> Self {
         Self {
             parallelism: fanout::DEFAULT_PARALLELISM,
-            claim_ttl: Duration::from_secs(16 * 60),
-            done_ttl: Duration::from_secs(7 * 24 * 3600),
+            claim: ClaimOptions::default(),
         }
     }
 }
@@ -187,8 +183,9 @@ pub async fn handle_finalized(
         .await
 }
 
-/// Runs the fan-out under an idempotency claim on the event id, so a
-/// duplicate delivery does no work and a failed one can be retried at once.
+/// Runs the fan-out under an idempotency claim on the event id, held while
+/// it runs, so a duplicate delivery does no work, a failed one can be
+/// retried at once and one whose worker died within a claim TTL.
 async fn once_per_event(
     context: &FanoutContext,
     event: &EventContext,
@@ -196,31 +193,20 @@ async fn once_per_event(
     object: &StorageObject,
 ) -> Outcome {
     let key = format!("{SERVICE_NAME}:{}", event.id);
-    let state = context.state.as_ref();
-    let options = &context.options;
-    let token = match idempotency::begin(state, &key, options.claim_ttl, options.done_ttl).await {
-        Ok(Claim::First(token)) => token,
-        Ok(Claim::Done) => return Outcome::Duplicate,
-        Ok(Claim::InProgress) => return Outcome::InProgress,
-        Err(error) => return Outcome::Failed(format!("event {}: {error}", event.id)),
-    };
-    let outcome = run(context, checkpoint, object).await;
-    let done = outcome_is_done(&outcome);
-    let finished = if done {
-        idempotency::complete(state, &token).await
-    } else {
-        idempotency::abandon(state, &token).await
-    };
-    match finished {
-        Ok(()) => outcome,
-        Err(error) if done => Outcome::Failed(format!(
-            "event {}: work done but not recorded: {error}",
-            event.id
-        )),
-        Err(error) => {
-            tracing::warn!(%error, "could not give up the claim; it lapses on its own");
-            outcome
-        }
+    let work = run(context, checkpoint, object);
+    match idempotency::once(
+        context.state.as_ref(),
+        &key,
+        &context.options.claim,
+        work,
+        outcome_is_done,
+    )
+    .await
+    {
+        Once::Ran(outcome) => outcome,
+        Once::Done => Outcome::Duplicate,
+        Once::InProgress => Outcome::InProgress,
+        Once::Failed(error) => Outcome::Failed(format!("event {}: {error}", event.id)),
     }
 }
 

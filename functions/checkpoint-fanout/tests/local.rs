@@ -7,6 +7,7 @@ use axum::body::Body;
 use http::Request;
 use lifeboat_checkpoint_fanout::conformance::{self, Rig};
 use lifeboat_checkpoint_fanout::{FanoutContext, Outcome, router};
+use lifeboat_shared::state::idempotency::ClaimOptions;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{
@@ -177,7 +178,11 @@ async fn the_router_answers_by_what_the_event_is() {
 async fn a_handler_killed_mid_fan_out_leaves_nothing_half_visible_and_a_redelivery_finishes() {
     let (_dir, mut rig) = rig().await;
     rig.context.options.parallelism = 1;
-    rig.context.options.claim_ttl = std::time::Duration::from_secs(1);
+    rig.context.options.claim = ClaimOptions {
+        ttl: std::time::Duration::from_secs(1),
+        renew_every: std::time::Duration::from_millis(250),
+        ..ClaimOptions::default()
+    };
     rig.write_shards(100, 200, 4).await;
     let marker = rig.write(100, "commit_success.txt", b"ok").await;
     let (event, object) = Rig::event("killed-100", &marker);

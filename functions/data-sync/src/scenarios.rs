@@ -34,25 +34,12 @@ pub mod racing;
 
 use racing::RacingWriter;
 
-/// A data-sync context on a topology of its own, its buckets created.
-#[derive(Debug)]
-pub struct Fixture {
-    /// The context under test.
-    pub sync: DataSync,
-}
-
-impl Fixture {
-    /// Writes the topology for bucket names starting with `prefix` (at most
-    /// 50 lowercase characters), creates its buckets and returns the context.
-    pub async fn create(
-        prefix: &str,
-        storage: Arc<dyn ObjectStore>,
-        state: Arc<dyn StateStore>,
-        warehouse: Arc<dyn Warehouse>,
-    ) -> Fixture {
-        let datasets = prefix.replace('-', "_");
-        let yaml = format!(
-            "project: lifeboat-test
+/// The topology [`Fixture::create`] serves, for bucket names starting with
+/// `prefix`: also what a test running the service's binary writes to a file.
+pub fn topology_yaml(prefix: &str) -> String {
+    let datasets = prefix.replace('-', "_");
+    format!(
+        "project: lifeboat-test
 regions:
   - id: us-central1
     role: primary
@@ -84,7 +71,26 @@ workloads:
             us-east1: {datasets}_use1
             europe-west1: {datasets}_euw1
 "
-        );
+    )
+}
+
+/// A data-sync context on a topology of its own, its buckets created.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The context under test.
+    pub sync: DataSync,
+}
+
+impl Fixture {
+    /// Writes the topology for bucket names starting with `prefix` (at most
+    /// 50 lowercase characters), creates its buckets and returns the context.
+    pub async fn create(
+        prefix: &str,
+        storage: Arc<dyn ObjectStore>,
+        state: Arc<dyn StateStore>,
+        warehouse: Arc<dyn Warehouse>,
+    ) -> Fixture {
+        let yaml = topology_yaml(prefix);
         let topology = Topology::parse(&yaml, "scenario.yaml")
             .unwrap_or_else(|problems| panic!("scenario topology: {problems}"));
         for (bucket, region) in topology.buckets() {

@@ -488,41 +488,19 @@ pub(crate) async fn under_lease<T>(
     work: impl Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
     let state = context.state.as_ref();
-    let ttl = context.options.lease_ttl;
-    let current = std::sync::Mutex::new(held);
-    let lease_now = || {
-        current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    };
-    let renewing = async {
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            let lease = lease_now();
-            match lease::renew(state, &lease, ttl).await {
-                Ok(renewed) => {
-                    *current.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
-                }
-                Err(error) if error.is_transient() && Utc::now() < lease.expires_at => {
-                    tracing::warn!(%error, "lease not renewed; trying again");
-                }
-                Err(error) => return error,
+    let name = held.name.clone();
+    match lease::hold(state, held, context.options.lease_ttl, work).await {
+        Ok((result, lease)) => {
+            if let Err(error) = lease::release(state, &lease).await {
+                tracing::warn!(%error, "lease not released; it lapses on its own");
             }
+            result
         }
-    };
-    let result = tokio::select! {
-        result = work => result,
-        lost = renewing => {
-            let lease = lease_now();
-            tracing::error!(error = %lost, lease = %lease.name, "lease lost; stopping");
-            return Err(format!("lease {} lost, stopped: {lost}", lease.name));
+        Err(lost) => {
+            tracing::error!(error = %lost, lease = %name, "lease lost; stopping");
+            Err(format!("lease {name} lost, stopped: {lost}"))
         }
-    };
-    if let Err(error) = lease::release(state, &lease_now()).await {
-        tracing::warn!(%error, "lease not released; it lapses on its own");
     }
-    result
 }
 
 fn step(what: &str, detail: impl Into<String>) -> Step {

@@ -30,7 +30,7 @@ use chrono::Utc;
 use lifeboat_shared::events::{EventContext, InboundEvent};
 use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
 use lifeboat_shared::state::StateStore;
-use lifeboat_shared::state::idempotency::{self, Claim};
+use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
 use lifeboat_shared::state::lease;
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
@@ -55,23 +55,20 @@ pub struct CopyOptions {
     pub retry_delay: Duration,
     /// How long each operation is polled.
     pub operation: Backoff,
-    /// How long a delivery owns an event before a redelivery may take it
-    /// over (longer than the request deadline).
-    pub claim_ttl: Duration,
-    /// How long a finished event is remembered, to answer duplicates.
-    pub done_ttl: Duration,
+    /// How an event is claimed: a minute, renewed while the copies run, so
+    /// a redelivery after a crash takes over within a minute.
+    pub claim: ClaimOptions,
 }
 
 impl Default for CopyOptions {
     /// 3 rounds 10 s then 20 s apart, operations polled up to 20 minutes,
-    /// events claimed for 70 minutes and remembered for a week.
+    /// events claimed as [`ClaimOptions::default`] says.
     fn default() -> Self {
         Self {
             copy_attempts: 3,
             retry_delay: Duration::from_secs(10),
             operation: Backoff::default(),
-            claim_ttl: Duration::from_secs(70 * 60),
-            done_ttl: Duration::from_secs(7 * 24 * 3600),
+            claim: ClaimOptions::default(),
         }
     }
 }
@@ -345,7 +342,7 @@ enum Unjudged {
 }
 
 /// Copies each of `assets` as `pass` says, under an idempotency claim on
-/// the event id.
+/// the event id, held while the copies run (see [`CopyOptions::claim`]).
 async fn once_per_event(
     context: &CopyContext,
     event: &EventContext,
@@ -353,20 +350,35 @@ async fn once_per_event(
     assets: &[(&Workload, &Model)],
 ) -> Outcome {
     let key = format!("{SERVICE_NAME}:{}", event.id);
-    let state = context.state.as_ref();
-    let options = &context.options;
-    let token = match idempotency::begin(state, &key, options.claim_ttl, options.done_ttl).await {
-        Ok(Claim::First(token)) => token,
-        Ok(Claim::Done) => return Outcome::Duplicate,
-        Ok(Claim::InProgress) => return Outcome::InProgress,
-        Err(error) => return Outcome::Failed(format!("event {}: {error}", event.id)),
-    };
+    let work = copy_assets(context, pass, assets);
+    let done = |outcome: &Outcome| matches!(outcome, Outcome::Copied(_));
+    match idempotency::once(
+        context.state.as_ref(),
+        &key,
+        &context.options.claim,
+        work,
+        done,
+    )
+    .await
+    {
+        Once::Ran(outcome) => outcome,
+        Once::Done => Outcome::Duplicate,
+        Once::InProgress => Outcome::InProgress,
+        Once::Failed(error) => Outcome::Failed(format!("event {}: {error}", event.id)),
+    }
+}
+
+/// Copies each of `assets` as `pass` says: the work of one event.
+async fn copy_assets(
+    context: &CopyContext,
+    pass: Pass<'_>,
+    assets: &[(&Workload, &Model)],
+) -> Outcome {
     let version = match pass {
         Pass::Version(version) => Some(version),
         Pass::Newest | Pass::Reconcile => None,
     };
     let mut reports = Vec::new();
-    let mut outcome = None;
     for (workload, asset) in assets {
         match copy_version(context, workload, asset, version).await {
             Ok(report) => reports.push(report),
@@ -374,29 +386,11 @@ async fn once_per_event(
                 tracing::info!(model = %asset.id, %reason, "nothing to reconcile");
             }
             Err(Unjudged::Absent(message) | Unjudged::Failed(message)) => {
-                outcome = Some(Outcome::Failed(message));
-                break;
+                return Outcome::Failed(message);
             }
         }
     }
-    let outcome = outcome.unwrap_or(Outcome::Copied(reports));
-    let done = matches!(outcome, Outcome::Copied(_));
-    let finished = if done {
-        idempotency::complete(state, &token).await
-    } else {
-        idempotency::abandon(state, &token).await
-    };
-    match finished {
-        Ok(()) => outcome,
-        Err(error) if done => Outcome::Failed(format!(
-            "event {}: work done but not recorded: {error}",
-            event.id
-        )),
-        Err(error) => {
-            tracing::warn!(%error, "could not give up the claim; it lapses on its own");
-            outcome
-        }
-    }
+    Outcome::Copied(reports)
 }
 
 /// Copies `version` (the newest when `None`) of `asset` from the primary to
@@ -571,10 +565,11 @@ async fn to_region(
     outcome
 }
 
-/// How long one handling may hold a standby endpoint: longer than its
-/// deploy and undeploy take, short enough that a crashed holder's endpoint
-/// is free again for the next reconcile.
-const ENDPOINT_LEASE: Duration = Duration::from_secs(30 * 60);
+/// How long a standby endpoint's lease lasts unless renewed: the handling
+/// renews it every third of this while it deploys and undeploys, so a
+/// crashed holder's endpoint is free again within this time (well within
+/// [`ENDPOINT_WAIT`], so the next handling takes it over).
+const ENDPOINT_LEASE: Duration = Duration::from_secs(60);
 
 /// How long a handling waits for another one to finish with an endpoint
 /// before leaving it to the next event or reconcile.
@@ -604,17 +599,18 @@ async fn serve_alone(context: &CopyContext, standby: &WarmStandby<'_>) -> Result
             Err(error) => return Err(format!("lease on {}: {error}", standby.endpoint)),
         }
     };
-    let served = standby::keep_serving(
+    let serving = standby::keep_serving(
         context.registry.as_ref(),
         standby,
         &context.options.operation,
-    )
-    .await
-    .map_err(|error| error.to_string());
+    );
+    let (served, held) = lease::hold(state, held, ENDPOINT_LEASE, serving)
+        .await
+        .map_err(|lost| format!("lease on {} lost, stopped: {lost}", standby.endpoint))?;
     if let Err(error) = lease::release(state, &held).await {
         tracing::warn!(%error, "could not release the endpoint's lease; it lapses on its own");
     }
-    served
+    served.map_err(|error| error.to_string())
 }
 
 /// Why `region` could not pull the serving image `image_uri` while the

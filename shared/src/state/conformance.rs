@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
-use super::idempotency::{self, Claim, IdempotencyError};
+use super::idempotency::{self, Claim, ClaimOptions, IdempotencyError, Once};
 use super::lease::{self, Lease, LeaseError};
 use super::{MAX_ID_BYTES, Precondition, StateError, StateStore};
 
@@ -39,7 +39,9 @@ pub async fn run_all(store: &dyn StateStore, prefix: &str) {
     json_values_round_trip(store, prefix).await;
     invalid_ids_and_values_are_rejected(store, prefix).await;
     lease_only_one_of_two_concurrent_holders_gets_it(store, prefix).await;
+    lease_held_while_renewed_lapses_without_its_holder(store, prefix).await;
     idempotency_duplicate_is_a_no_op(store, prefix).await;
+    idempotency_claim_is_held_while_renewed_and_lapses_without_its_holder(store, prefix).await;
 }
 
 fn is_conflict<T: std::fmt::Debug>(result: &Result<T, StateError>) -> bool {
@@ -500,6 +502,53 @@ pub async fn lease_only_one_of_two_concurrent_holders_gets_it(
     assert!(again.is_some(), "a released lease is free at once");
 }
 
+/// A lease held by [`lease::hold`] outlives its TTL while the work runs,
+/// and lapses within one TTL once its holder is gone (the work dropped
+/// mid-way, as a killed process drops it).
+pub async fn lease_held_while_renewed_lapses_without_its_holder(
+    store: &dyn StateStore,
+    prefix: &str,
+) {
+    let ttl = Duration::from_millis(900);
+    let name = format!("{prefix}-held-lease");
+    let taken = |holder: &'static str| {
+        let name = name.clone();
+        async move {
+            lease::acquire(store, &name, holder, ttl)
+                .await
+                .expect("acquire")
+        }
+    };
+    let held = taken("a").await.expect("a free lease");
+    let rival = async {
+        tokio::time::sleep(ttl * 3 / 2).await;
+        taken("b").await
+    };
+    let (kept, rival) = futures::join!(
+        lease::hold(store, held, ttl, tokio::time::sleep(ttl * 5 / 2)),
+        rival
+    );
+    let ((), renewed) = kept.expect("the lease is kept while renewed");
+    assert!(rival.is_none(), "another holder took a renewed lease");
+    lease::release(store, &renewed)
+        .await
+        .expect("release after renewals");
+
+    let held = taken("a").await.expect("a released lease");
+    let gone = tokio::time::timeout(
+        ttl,
+        lease::hold(store, held, ttl, std::future::pending::<()>()),
+    )
+    .await;
+    assert!(gone.is_err(), "the pending work ended: {gone:?}");
+    assert!(taken("b").await.is_none(), "right after its holder is gone");
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    assert!(
+        taken("b").await.is_some(),
+        "one TTL after its holder is gone"
+    );
+}
+
 fn expect_first(claim: Result<Claim, IdempotencyError>, what: &str) -> idempotency::ClaimToken {
     match claim {
         Ok(Claim::First(token)) => token,
@@ -630,4 +679,116 @@ pub async fn idempotency_duplicate_is_a_no_op(store: &dyn StateStore, prefix: &s
         let found = store.get(idempotency::COLLECTION, &id).await.expect("get");
         assert_eq!(found.is_some(), kept, "record of {key:?} kept: {kept}");
     }
+}
+
+/// A claim held by [`idempotency::once`] outlives its TTL while the work
+/// runs and is completed whatever renewals happened; once its holder is gone
+/// (the work dropped mid-way, as a killed process drops it) it lapses within
+/// one TTL; a holder whose claim was taken over stops its work and does not
+/// complete; failed work gives the claim up at once.
+pub async fn idempotency_claim_is_held_while_renewed_and_lapses_without_its_holder(
+    store: &dyn StateStore,
+    prefix: &str,
+) {
+    let options = ClaimOptions {
+        ttl: Duration::from_millis(1000),
+        renew_every: Duration::from_millis(250),
+        retention: Duration::from_secs(600),
+    };
+    let key = |n: u32| format!("{prefix}/held {n}");
+    let begin = |key: String| async move {
+        idempotency::begin(store, &key, options.ttl, options.retention)
+            .await
+            .expect("begin")
+    };
+
+    // Work that runs 2.5 TTLs: a duplicate past the first TTL still finds
+    // the claim held, and the work's end completes it.
+    let held = key(1);
+    let work = async {
+        tokio::time::sleep(options.ttl * 5 / 2).await;
+        7
+    };
+    let duplicate = async {
+        tokio::time::sleep(options.ttl * 3 / 2).await;
+        begin(held.clone()).await
+    };
+    let (ran, during) = futures::join!(
+        idempotency::once(store, &held, &options, work, |_| true),
+        duplicate
+    );
+    assert!(matches!(ran, Once::Ran(7)), "renewed work: {ran:?}");
+    assert_eq!(during, Claim::InProgress, "a duplicate past the first TTL");
+    assert_eq!(begin(held).await, Claim::Done, "completed after renewals");
+
+    // The holder is gone mid-work: the claim is still held right after, and
+    // lapses within one TTL.
+    let orphaned = key(2);
+    let gone = tokio::time::timeout(
+        options.renew_every * 3,
+        idempotency::once(
+            store,
+            &orphaned,
+            &options,
+            std::future::pending::<()>(),
+            |_| true,
+        ),
+    )
+    .await;
+    assert!(gone.is_err(), "the pending work ended: {gone:?}");
+    assert_eq!(
+        begin(orphaned.clone()).await,
+        Claim::InProgress,
+        "right after its holder is gone"
+    );
+    tokio::time::sleep(options.ttl + Duration::from_millis(300)).await;
+    expect_first(
+        idempotency::begin(store, &orphaned, options.ttl, options.retention).await,
+        "one TTL after the holder is gone",
+    );
+
+    // Another delivery takes the event over (as after a lapse): the first
+    // holder's next renewal finds it lost, its work stops, and it does not
+    // complete over the other claim.
+    let stolen = key(3);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let work = async {
+        tokio::time::sleep(options.ttl * 3).await;
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let thief = async {
+        tokio::time::sleep(options.renew_every / 2).await;
+        let id = idempotency::document_id(&stolen);
+        store
+            .delete(idempotency::COLLECTION, &id, Precondition::None)
+            .await
+            .expect("delete the claim");
+        expect_first(Ok(begin(stolen.clone()).await), "taking the event over")
+    };
+    let (lost, thief) = futures::join!(
+        idempotency::once(store, &stolen, &options, work, |_| true),
+        thief
+    );
+    assert!(
+        matches!(lost, Once::Failed(IdempotencyError::ClaimLost { .. })),
+        "the holder whose claim was taken: {lost:?}"
+    );
+    assert!(
+        !finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the work went on after the claim was lost"
+    );
+    assert_eq!(
+        begin(stolen.clone()).await,
+        Claim::InProgress,
+        "the other delivery's claim stands"
+    );
+    idempotency::complete(store, &thief)
+        .await
+        .expect("the other delivery completes");
+
+    // Work that did not finish the event gives the claim up at once.
+    let failed = key(4);
+    let ran = idempotency::once(store, &failed, &options, async { false }, |done| *done).await;
+    assert!(matches!(ran, Once::Ran(false)), "failed work: {ran:?}");
+    expect_first(Ok(begin(failed).await), "a retry after failed work");
 }

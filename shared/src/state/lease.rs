@@ -8,6 +8,7 @@
 //! exactly one wins. Expiry is judged by the caller's clock: holders should
 //! renew well before `expires_at` and stop acting once a renewal fails.
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -169,6 +170,37 @@ pub async fn renew(
         Err(StateError::Conflict { .. }) => Err(not_held(lease)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Runs `work` while holding `lease`, renewing it for `ttl` every third of
+/// `ttl`, and returns the work's output with the lease as last renewed (to
+/// [`release`]). A holder that loses its lease — a renewal finds it taken
+/// over, or the store failed until it lapsed — stops acting: `work` is
+/// dropped where it stands and the error says why.
+pub async fn hold<T>(
+    store: &dyn StateStore,
+    lease: Lease,
+    ttl: Duration,
+    work: impl Future<Output = T>,
+) -> Result<(T, Lease), LeaseError> {
+    let mut current = lease;
+    let renewing = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            match renew(store, &current, ttl).await {
+                Ok(renewed) => current = renewed,
+                Err(error) if error.is_transient() && Utc::now() < current.expires_at => {
+                    tracing::warn!(%error, lease = %current.name, "lease not renewed; trying again");
+                }
+                Err(error) => return error,
+            }
+        }
+    };
+    let output = tokio::select! {
+        output = work => output,
+        lost = renewing => return Err(lost),
+    };
+    Ok((output, current))
 }
 
 /// Gives a held lease back so the next holder need not wait for it to
