@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod dark;
 pub mod gcs;
 pub mod local;
+pub mod naming;
 pub mod replica;
 
 use std::collections::BTreeMap;
