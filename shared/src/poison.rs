@@ -159,8 +159,10 @@ pub fn record_id(function: &str, event_id: &str) -> String {
 }
 
 /// Records one delivery of `poison`: creates its record, or bumps the
-/// delivery count and last-seen time of the record an earlier delivery of
-/// the same event wrote. Returns the record as stored.
+/// delivery count of the record an earlier delivery of the same event
+/// wrote, keeping its first-seen time and taking this delivery's reason
+/// and payload (the same for a true redelivery). Returns the record as
+/// stored.
 pub async fn keep(store: &dyn StateStore, poison: &Poison<'_>) -> Result<PoisonRecord, StateError> {
     let now = Utc::now();
     let id = record_id(poison.function, poison.event_id);
@@ -171,11 +173,11 @@ pub async fn keep(store: &dyn StateStore, poison: &Poison<'_>) -> Result<PoisonR
         WRITE_ATTEMPTS,
         |current: Option<PoisonRecord>| {
             Ok::<_, StateError>(match current {
-                Some(mut record) => {
-                    record.last_seen = now;
-                    record.deliveries += 1;
-                    record
-                }
+                Some(earlier) => PoisonRecord {
+                    first_seen: earlier.first_seen,
+                    deliveries: earlier.deliveries + 1,
+                    ..new_record(poison, now)
+                },
                 None => new_record(poison, now),
             })
         },
