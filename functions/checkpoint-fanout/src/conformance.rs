@@ -493,11 +493,12 @@ pub async fn a_manifest_names_the_shards(rig: &Rig) {
         .write(200, "manifest.json", br#"{"shards": ["shard-0000"]}"#)
         .await;
     match rig.deliver("manifest-200", &broken).await {
-        Outcome::Refused(error) => assert!(
-            error
-                .to_string()
-                .contains(&format!("{PREFIX}step_200/shard-0000")),
-            "{error}"
+        Outcome::Refused(reason) => assert!(
+            reason.field == "manifest.shards"
+                && reason
+                    .problem
+                    .contains(&format!("{PREFIX}step_200/shard-0000")),
+            "{reason:?}"
         ),
         other => panic!("expected a refusal, got {other:?}"),
     }

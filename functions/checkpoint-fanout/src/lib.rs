@@ -21,8 +21,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use lifeboat_shared::events::{EventContext, InboundEvent, StorageObject};
+use lifeboat_shared::events::{Delivery, EventContext, InboundEvent, StorageObject};
 use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSink};
+use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
@@ -72,12 +73,15 @@ pub struct FanoutContext {
 }
 
 /// The routes: `POST /` takes storage events; `GET /rpo` answers the RPO
-/// exposure of every checkpoint location per region, now.
+/// exposure of every checkpoint location per region, now; `GET /poison`
+/// lists the events kept as poison records.
 pub fn router(context: FanoutContext) -> Router {
+    let poison = poison::router(context.state.clone(), SERVICE_NAME);
     Router::new()
         .route("/", post(receive))
         .route("/rpo", get(exposure))
         .with_state(context)
+        .merge(poison)
 }
 
 /// What became of one event.
@@ -92,49 +96,50 @@ pub enum Outcome {
     InProgress,
     /// The fan-out ran; complete or not, region by region.
     FannedOut(FanoutReport),
-    /// The marker can never be fanned out as it is.
-    Refused(CheckpointError),
+    /// The event can never be handled as it is (a marker outside a step
+    /// directory, a manifest that cannot be read or names a missing shard,
+    /// an event that does not parse): kept as a poison record.
+    Refused(Reason),
     /// A backend failed before any region could be judged; retry.
     Failed(String),
 }
 
-impl IntoResponse for Outcome {
-    fn into_response(self) -> Response {
-        match self {
-            Outcome::Ignored(reason) => {
-                (StatusCode::OK, Json(json!({"ignored": reason}))).into_response()
-            }
-            Outcome::Duplicate => {
-                (StatusCode::OK, Json(json!({"duplicate": true}))).into_response()
-            }
-            Outcome::InProgress => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "another delivery of this event is being handled; retry later",
-            )
-                .into_response(),
-            Outcome::FannedOut(report) => {
-                let status = if report.is_complete() {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                (status, Json(report.to_json())).into_response()
-            }
-            Outcome::Refused(error) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, error.to_string()).into_response()
-            }
-            Outcome::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
-        }
-    }
-}
-
-async fn receive(State(context): State<FanoutContext>, event: InboundEvent) -> Outcome {
-    match event {
-        InboundEvent::ObjectFinalized {
+/// Answers one delivery: a 2xx once the fan-out is complete, there is
+/// nothing to do, or it can never be done (then kept as a poison record);
+/// 429 or 503 when a retry may succeed.
+async fn receive(State(context): State<FanoutContext>, delivery: Delivery) -> Response {
+    let Delivery { event, received } = delivery;
+    let outcome = match event {
+        Ok(InboundEvent::ObjectFinalized {
             context: event,
             object,
-        } => handle_finalized(&context, &event, &object).await,
-        other => Outcome::Ignored(format!("{} events are not handled here", other.kind())),
+        }) => handle_finalized(&context, &event, &object).await,
+        Ok(other) => Outcome::Ignored(format!("{} events are not handled here", other.kind())),
+        Err(error) => Outcome::Refused(Reason::from(&error)),
+    };
+    match outcome {
+        Outcome::Ignored(reason) => {
+            (StatusCode::OK, Json(json!({"ignored": reason}))).into_response()
+        }
+        Outcome::Duplicate => (StatusCode::OK, Json(json!({"duplicate": true}))).into_response(),
+        Outcome::InProgress => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "another delivery of this event is being handled; retry later",
+        )
+            .into_response(),
+        Outcome::FannedOut(report) => {
+            let status = if report.is_complete() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(report.to_json())).into_response()
+        }
+        Outcome::Refused(reason) => {
+            let poisoned = Poison::of(SERVICE_NAME, &received, reason);
+            poison::acknowledge(context.state.as_ref(), &poisoned).await
+        }
+        Outcome::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
     }
 }
 
@@ -169,7 +174,7 @@ pub async fn handle_finalized(
         }
         Err(error) => {
             tracing::error!(%error, "marker refused");
-            return Outcome::Refused(error);
+            return Outcome::Refused(refusal(&error));
         }
     };
     let span = tracing::info_span!(
@@ -210,12 +215,25 @@ async fn once_per_event(
     }
 }
 
-/// Whether the event needs no further delivery.
+/// Why a checkpoint can never be fanned out: the part of it at fault and
+/// the error.
+fn refusal(error: &CheckpointError) -> Reason {
+    let field = match error {
+        CheckpointError::NoStep { .. } | CheckpointError::Storage { .. } => "data.name",
+        CheckpointError::BadManifest { .. } => "manifest",
+        CheckpointError::MissingShard { .. } => "manifest.shards",
+    };
+    Reason::new(field, error.to_string())
+}
+
+/// Whether the event needs no further delivery. A refusal does: its claim
+/// is given up so that, should its poison record not be kept, the
+/// redelivery is refused (and kept) again instead of answered as done.
 fn outcome_is_done(outcome: &Outcome) -> bool {
     match outcome {
         Outcome::FannedOut(report) => report.is_complete(),
-        Outcome::Failed(_) | Outcome::InProgress => false,
-        Outcome::Ignored(_) | Outcome::Duplicate | Outcome::Refused(_) => true,
+        Outcome::Failed(_) | Outcome::InProgress | Outcome::Refused(_) => false,
+        Outcome::Ignored(_) | Outcome::Duplicate => true,
     }
 }
 
@@ -239,7 +257,7 @@ async fn run(
     let shards = match checkpoint::shards(store, checkpoint, context.options.parallelism).await {
         Ok(shards) => shards,
         Err(error) if error.is_transient() => return Outcome::Failed(error.to_string()),
-        Err(error) => return Outcome::Refused(error),
+        Err(error) => return Outcome::Refused(refusal(&error)),
     };
     let report = fanout::fan_out(
         store,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::Request;
 use lifeboat_checkpoint_fanout::conformance::{self, Rig};
-use lifeboat_checkpoint_fanout::{FanoutContext, Outcome, router};
+use lifeboat_checkpoint_fanout::{FanoutContext, Outcome, SERVICE_NAME, router};
+use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::poison::{self, PoisonRecord};
+use lifeboat_shared::state::firestore::FirestoreStore;
 use lifeboat_shared::state::idempotency::ClaimOptions;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
@@ -154,17 +157,62 @@ async fn the_router_answers_by_what_the_event_is() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("no protected checkpoint location"), "{body}");
 
+    // A marker outside a step directory can never be fanned out: each
+    // delivery is acknowledged and counted on one poison record.
     let no_step = format!("{}latest/commit_success.txt", conformance::PREFIX);
-    let (status, body) = status_of(context, finalized("e4", &rig.source, &no_step, 1)).await;
-    assert_eq!(status, 422, "{body}");
-    assert!(body.contains(&no_step), "{body}");
+    for delivery in 1..=2 {
+        let (status, body) = status_of(context, finalized("e4", &rig.source, &no_step, 1)).await;
+        assert_eq!(status, 200, "{body}");
+        let records = poison::records(context.state.as_ref(), SERVICE_NAME)
+            .await
+            .expect("records");
+        assert_eq!(records.len(), 1, "{records:?}");
+        let record = &records[0];
+        assert_eq!(
+            (record.event_id.as_str(), record.deliveries),
+            ("e4", delivery)
+        );
+        assert_eq!(record.reason.field, "data.name");
+        assert!(record.reason.problem.contains(&no_step), "{record:?}");
+        assert_eq!(
+            record.event_type,
+            "google.cloud.storage.object.v1.finalized"
+        );
+    }
 
     let malformed = Request::post("/")
         .header("content-type", "application/json")
         .body(Body::from("{\"message\": 7}"))
         .expect("request");
-    let (status, _) = status_of(context, malformed).await;
-    assert_eq!(status, 400);
+    let (status, body) = status_of(context, malformed).await;
+    assert_eq!(status, 200, "{body}");
+    let listed = Request::get("/poison")
+        .body(Body::empty())
+        .expect("request");
+    let (status, body) = status_of(context, listed).await;
+    assert_eq!(status, 200, "{body}");
+    let records: Vec<PoisonRecord> = serde_json::from_str(&body).expect("records");
+    assert_eq!(records.len(), 2, "{body}");
+    assert_eq!(records[1].reason.field, "message", "{body}");
+
+    // Where the record cannot be kept, the sender must deliver again.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = closed.local_addr().expect("address");
+    drop(closed);
+    let unreachable = FirestoreStore::new(
+        ApiEndpoint::emulator(&address.to_string()),
+        "lifeboat-test",
+        "(default)",
+    )
+    .expect("store");
+    let cut_off = FanoutContext {
+        state: Arc::new(unreachable),
+        ..context.clone()
+    };
+    let (status, body) = status_of(&cut_off, finalized("e4", &rig.source, &no_step, 1)).await;
+    assert_eq!(status, 503, "{body}");
 
     let rpo = Request::get("/rpo").body(Body::empty()).expect("request");
     let (status, body) = status_of(context, rpo).await;

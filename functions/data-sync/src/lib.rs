@@ -25,11 +25,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lifeboat_shared::events::{
-    BigQueryTableChange, EventContext, InboundEvent, StorageObject, TableChangeKind,
+    BigQueryTableChange, Delivery, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
-use lifeboat_shared::server::within_deadline;
+use lifeboat_shared::poison::{self, Poison, Reason};
+use lifeboat_shared::server::{PUSH_ACK_DEADLINE, within_deadline};
 use lifeboat_shared::state::StateStore;
-use lifeboat_shared::storage::ObjectStore;
+use lifeboat_shared::storage::{ObjectStore, name};
 use lifeboat_shared::topology::{BucketAsset, Topology};
 use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
@@ -106,12 +107,15 @@ impl DataSync {
 }
 
 /// The routes of data-sync: every event is POSTed to `/`; `GET /rpo`
-/// answers the RPO exposure of every bucket and dataset per region, now.
+/// answers the RPO exposure of every bucket and dataset per region, now;
+/// `GET /poison` lists the events kept as poison records.
 pub fn router(sync: DataSync) -> Router {
+    let poison = poison::router(sync.state.clone(), SERVICE);
     Router::new()
         .route("/", post(handle_by_sender_deadline))
         .route("/rpo", get(exposure))
         .with_state(Arc::new(sync))
+        .merge(poison)
 }
 
 async fn exposure(State(sync): State<Arc<DataSync>>) -> Response {
@@ -121,39 +125,64 @@ async fn exposure(State(sync): State<Arc<DataSync>>) -> Response {
     }
 }
 
-/// Answers one event by its sender's deadline
-/// ([`InboundEvent::sender_deadline`]): a reconcile has a Scheduler run's
-/// half hour, an object or table event a push's ten minutes; past it, 503.
-async fn handle_by_sender_deadline(sync: State<Arc<DataSync>>, event: InboundEvent) -> Response {
-    within_deadline(event.sender_deadline(), handle(sync, event)).await
+/// Answers one delivery by its sender's deadline
+/// ([`InboundEvent::sender_deadline`]; a push's for one that does not
+/// parse): a reconcile has a Scheduler run's half hour, an object or table
+/// event a push's ten minutes; past it, 503.
+async fn handle_by_sender_deadline(sync: State<Arc<DataSync>>, delivery: Delivery) -> Response {
+    let deadline = delivery
+        .event
+        .as_ref()
+        .map_or(PUSH_ACK_DEADLINE, InboundEvent::sender_deadline);
+    within_deadline(deadline, handle(sync, delivery)).await
 }
 
-/// Answers one event: 2xx once its work is durable (or when there is none),
-/// 5xx when a retry may succeed, 4xx (from the extractor) when it is
-/// malformed.
-async fn handle(State(sync): State<Arc<DataSync>>, event: InboundEvent) -> Response {
+/// What an event handler answers: a response, or why the event can never
+/// be handled (acknowledged and kept as a poison record).
+type Answer = Result<Response, Reason>;
+
+/// Answers one event: 2xx once its work is durable, when there is none, or
+/// when it can never be done (then kept as a poison record); 503 when a
+/// retry may succeed.
+async fn handle(State(sync): State<Arc<DataSync>>, delivery: Delivery) -> Response {
+    let Delivery { event, received } = delivery;
+    let answer = match event {
+        Ok(event) => answer(&sync, event).await,
+        Err(error) => Err(Reason::from(&error)),
+    };
+    match answer {
+        Ok(response) => response,
+        Err(reason) => {
+            let poisoned = Poison::of(SERVICE, &received, reason);
+            poison::acknowledge(sync.state.as_ref(), &poisoned).await
+        }
+    }
+}
+
+/// Handles one event of any kind.
+async fn answer(sync: &DataSync, event: InboundEvent) -> Answer {
     match event {
         InboundEvent::ObjectFinalized { context, object } => {
-            object_event(&sync, Change::Finalized, &context, &object).await
+            object_event(sync, Change::Finalized, &context, &object).await
         }
         InboundEvent::ObjectDeleted { context, object } => {
-            object_event(&sync, Change::Deleted, &context, &object).await
+            object_event(sync, Change::Deleted, &context, &object).await
         }
         InboundEvent::AuditLog { context, entry } => match &entry.bigquery {
-            Some(change) => table_change(&sync, &context, change).await,
-            None => (StatusCode::OK, "not a BigQuery table change").into_response(),
+            Some(change) => table_change(sync, &context, change).await,
+            None => Ok((StatusCode::OK, "not a BigQuery table change").into_response()),
         },
         InboundEvent::SchedulerTick { context, tick } => {
             let span =
                 tracing::info_span!("scheduled_reconcile", job = %tick.job, tick = %context.id);
-            scheduled_reconcile(&sync).instrument(span).await
+            Ok(scheduled_reconcile(sync).instrument(span).await)
         }
         other => {
             tracing::info!(
                 kind = other.kind(),
                 "event not handled by data-sync; acknowledged"
             );
-            (StatusCode::OK, "not a data-sync event").into_response()
+            Ok((StatusCode::OK, "not a data-sync event").into_response())
         }
     }
 }
@@ -163,24 +192,27 @@ async fn table_change(
     sync: &DataSync,
     context: &EventContext,
     change: &BigQueryTableChange,
-) -> Response {
+) -> Answer {
     let Some(asset) = tables::dataset_asset(sync, change) else {
-        return (StatusCode::OK, "not a protected dataset").into_response();
+        return Ok((StatusCode::OK, "not a protected dataset").into_response());
     };
     if change.kind == TableChangeKind::Deleted {
         tracing::info!(asset = %asset.id, table = %change.table.table, "source table deleted; replicas kept");
-        return (StatusCode::OK, "table deleted; replicas kept").into_response();
+        return Ok((StatusCode::OK, "table deleted; replicas kept").into_response());
     }
     let span = tracing::info_span!("table_change", asset = %asset.id, table = %change.table.table, event = %context.id);
     match tables::sync_table(sync, asset, &change.table.table, true)
         .instrument(span)
         .await
     {
-        Ok(done) => (
+        Ok(done) if done.is_empty() => {
+            Ok((StatusCode::OK, "source table gone; nothing to copy").into_response())
+        }
+        Ok(done) => Ok((
             StatusCode::OK,
             format!("table synced to {} region(s)", done.len()),
         )
-            .into_response(),
+            .into_response()),
         Err(error) => {
             let regions = asset.replicas.keys().map(|region| region.as_str());
             sync.note_unreplicated(
@@ -190,14 +222,21 @@ async fn table_change(
                 context.time,
             )
             .await;
-            failure(&error.to_string(), error.is_transient())
+            failure(
+                &error.to_string(),
+                error.is_transient(),
+                "protoPayload.resourceName",
+            )
         }
     }
 }
 
 /// Reconciles every bucket asset, then every dataset: 200 when every
-/// difference was repaired, 500 when some object could not be (the next
-/// tick tries again), 503 (or 500) when a listing or a table copy failed.
+/// difference was repaired, 500 when some object could not be, 503 when a
+/// listing or a table copy failed. A tick is not a Pub/Sub delivery: Cloud
+/// Scheduler retries it only as often as the job's retry config says, and
+/// the next tick tries again, so an error answer cannot loop; it marks the
+/// run failed where a person looks.
 async fn scheduled_reconcile(sync: &DataSync) -> Response {
     let progress = |report: &reconcile::RegionReport| {
         tracing::debug!(
@@ -211,11 +250,11 @@ async fn scheduled_reconcile(sync: &DataSync) -> Response {
     let tables = tables::reconcile_tables(sync).await;
     let reports = match buckets {
         Ok(reports) => reports,
-        Err(error) => return failure(&error.to_string(), true),
+        Err(error) => return unfinished(&error.to_string()),
     };
     let copies = match tables {
         Ok(copies) => copies,
-        Err(error) => return failure(&error.to_string(), error.is_transient()),
+        Err(error) => return unfinished(&error.to_string()),
     };
     let failed: u64 = reports.iter().map(|r| r.failed).sum();
     let body = serde_json::json!({ "buckets": reports, "table_copies": copies }).to_string();
@@ -235,11 +274,17 @@ async fn object_event(
     change: Change,
     context: &EventContext,
     object: &StorageObject,
-) -> Response {
+) -> Answer {
     let Some(asset) = sync.bucket_asset(&object.bucket) else {
         tracing::info!(bucket = %object.bucket, "not a protected source bucket; acknowledged");
-        return (StatusCode::OK, "not a protected source bucket").into_response();
+        return Ok((StatusCode::OK, "not a protected source bucket").into_response());
     };
+    if let Some(problem) = name::object_name_problem(&object.name) {
+        return Err(Reason::new(
+            "data.name",
+            format!("{problem}: Cloud Storage holds no such object"),
+        ));
+    }
     let span = tracing::info_span!(
         "object_event",
         event_id = %context.id,
@@ -253,7 +298,7 @@ async fn object_event(
         match bucket_sync::on_object_event(sync, asset, change, object, context.time).await {
             Ok(outcome) => {
                 tracing::info!(?outcome, "object event handled");
-                (StatusCode::OK, describe(&outcome)).into_response()
+                Ok((StatusCode::OK, describe(&outcome)).into_response())
             }
             Err(error) => {
                 let regions = asset.replicas.keys().map(|region| region.as_str());
@@ -263,7 +308,7 @@ async fn object_event(
                     .unwrap_or(context.time);
                 sync.note_unreplicated(rpo::AssetKind::Bucket, asset.id.as_str(), regions, written)
                     .await;
-                failure(&error.to_string(), error.is_transient())
+                failure(&error.to_string(), error.is_transient(), "data.name")
             }
         }
     }
@@ -271,16 +316,22 @@ async fn object_event(
     .await
 }
 
-/// A failure as an answer: 503 when a retry may succeed, 500 otherwise
-/// (still retried by the sender; the reconcile repairs what is left).
-fn failure(message: &str, transient: bool) -> Response {
+/// A failed event: 503 when a retry may succeed; otherwise no redelivery
+/// can succeed, so it is kept as a poison record naming `field` (the RPO
+/// records already show the asset unreplicated, and the reconcile repairs
+/// it once what was wrong is fixed).
+fn failure(message: &str, transient: bool, field: &str) -> Answer {
     if transient {
-        tracing::warn!(error = message, "transient failure; the sender will retry");
-        (StatusCode::SERVICE_UNAVAILABLE, message.to_string()).into_response()
+        Ok(unfinished(message))
     } else {
-        tracing::error!(error = message, "failure");
-        (StatusCode::INTERNAL_SERVER_ERROR, message.to_string()).into_response()
+        Err(Reason::new(field, message))
     }
+}
+
+/// 503: the sender will deliver again.
+fn unfinished(message: &str) -> Response {
+    tracing::warn!(error = message, "transient failure; the sender will retry");
+    (StatusCode::SERVICE_UNAVAILABLE, message.to_string()).into_response()
 }
 
 fn describe(outcome: &Outcome) -> String {

@@ -147,7 +147,9 @@ pub async fn last_copy(
 /// Brings the replica of `table` in every region of `asset` up to date:
 /// copies it when `force` (an audit event said it changed), when the
 /// replica is missing, or when the source is newer than its last verified
-/// copy. Returns what was done per region.
+/// copy. Returns what was done per region: nothing for the regions not
+/// reached yet when the source table is found deleted (then there is
+/// nothing to copy).
 pub async fn sync_table(
     sync: &DataSync,
     asset: &DatasetAsset,
@@ -178,7 +180,19 @@ pub async fn sync_table(
         };
         let (replica_project, replica_dataset) = split_dataset(replica_dataset.as_str(), project);
         let replica = TableRef::new(replica_project, replica_dataset, table);
-        let before = read_source().await?;
+        let before = match read_source().await {
+            Ok(table) => table,
+            // Deleted since the change was logged: its deletion is an event
+            // of its own, and replicas of a deleted table are kept.
+            Err(TableError::Warehouse {
+                source: WarehouseError::NotFound { .. },
+                ..
+            }) => {
+                tracing::info!(asset = %asset.id, %table, "source table gone; nothing to copy");
+                return Ok(done);
+            }
+            Err(error) => return Err(error),
+        };
         let last = last_copy(sync, asset, region, table).await?;
         let replica_exists = match sync.warehouse.table(&replica).await {
             Ok(_) => true,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use lifeboat_shared::poison;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::PutOptions;
 use lifeboat_shared::storage::local::LocalStore;
@@ -39,7 +40,7 @@ async fn local_backends_pass_the_scenarios() {
 }
 
 #[tokio::test]
-async fn the_router_syncs_once_per_event_and_refuses_malformed_input() {
+async fn the_router_syncs_once_per_event_and_keeps_malformed_input_as_poison() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fixture = local_fixture(dir.path()).await;
     let asset = fixture.asset("mirrored");
@@ -86,7 +87,22 @@ async fn the_router_syncs_once_per_event_and_refuses_malformed_input() {
         .body(Body::from(r#"{"bucket":"x","name":"y"}"#))
         .expect("request");
     let response = router.clone().oneshot(malformed).await.expect("answer");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "acknowledged, not redelivered"
+    );
+    let records = poison::records(fixture.sync.state.as_ref(), crate::SERVICE)
+        .await
+        .expect("records");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (
+            records[0].event_id.as_str(),
+            records[0].reason.field.as_str()
+        ),
+        ("ev-2", "data.generation")
+    );
 
     let mut elsewhere = written.clone();
     elsewhere.object.bucket = "not-protected".to_string();
@@ -127,4 +143,88 @@ async fn a_replica_that_cannot_be_listed_is_named_in_the_error() {
         .head(&source)
         .await
         .expect("the source object is still there");
+}
+
+/// Object names Cloud Storage itself refuses can never be replicated: the
+/// event is acknowledged and kept as one poison record naming `data.name`,
+/// each redelivery counted on it; nothing is written to a replica.
+#[tokio::test]
+async fn names_cloud_storage_refuses_are_kept_as_poison() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = local_fixture(dir.path()).await;
+    let asset = fixture.asset("mirrored");
+    let written = fixture
+        .write(&asset, "legal", b"payload", PutOptions::default())
+        .await;
+    let router = crate::router(fixture.sync.clone());
+    let too_long = "n".repeat(1025);
+    let refused = [
+        ("..", "is \"..\""),
+        ("a\nb", "line feed"),
+        (too_long.as_str(), "1025 bytes"),
+        (".well-known/acme-challenge/token", "acme-challenge"),
+    ];
+    for delivery in 1..=2 {
+        for (n, (name, _)) in refused.iter().enumerate() {
+            let mut event = written.clone();
+            event.object.name = (*name).to_string();
+            let response = router
+                .clone()
+                .oneshot(storage_event(&format!("bad-{n}"), "finalized", &event))
+                .await
+                .expect("answer");
+            assert_eq!(response.status(), StatusCode::OK, "{name:?}");
+        }
+        let records = poison::records(fixture.sync.state.as_ref(), crate::SERVICE)
+            .await
+            .expect("records");
+        assert_eq!(
+            records.len(),
+            refused.len(),
+            "one record per event: {records:?}"
+        );
+        for (n, (name, why)) in refused.iter().enumerate() {
+            let record = records
+                .iter()
+                .find(|r| r.event_id == format!("bad-{n}"))
+                .unwrap_or_else(|| panic!("a record of {name:?}"));
+            assert_eq!(record.deliveries, delivery, "{name:?}");
+            assert_eq!(record.reason.field, "data.name");
+            assert!(record.reason.problem.contains(why), "{record:?}");
+        }
+    }
+}
+
+/// A change logged for a table deleted since is acknowledged with nothing
+/// to copy: its deletion is an event of its own, not a failure to retry
+/// nor a poison record.
+#[tokio::test]
+async fn a_change_to_a_table_gone_at_the_source_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = local_fixture(dir.path()).await;
+    let router = crate::router(fixture.sync.clone());
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/events/audit_log_bigquery_structured.json"
+    );
+    let sample = std::fs::read_to_string(path)
+        .expect("fixture")
+        .replace("ml-prod", "lifeboat-test")
+        .replace("datasets/features", "datasets/ds_src")
+        .replace("\"features\"", "\"ds_src\"")
+        .replace("tables/transactions", "tables/gone");
+    let request = Request::post("/")
+        .header("content-type", "application/cloudevents+json")
+        .body(Body::from(sample))
+        .expect("request");
+    let response = router.oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    assert_eq!(&body[..], b"source table gone; nothing to copy");
+    let records = poison::records(fixture.sync.state.as_ref(), crate::SERVICE)
+        .await
+        .expect("records");
+    assert!(records.is_empty(), "{records:?}");
 }

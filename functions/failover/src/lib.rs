@@ -33,9 +33,10 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::{TimeDelta, Utc};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
-use lifeboat_shared::events::{InboundEvent, Incident, IncidentState};
+use lifeboat_shared::events::{Delivery, InboundEvent, Incident, IncidentState};
 use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
+use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
@@ -142,8 +143,10 @@ pub struct FailoverContext {
 /// moves a workload's traffic where a person asks ([`ManualMove`]);
 /// `POST /failback/{workload}` returns it to its primary now (both only for
 /// the callers [`FailoverOptions::callers`] admits); `GET /incidents`
-/// answers every incident record, `GET /routing` every routing table.
+/// answers every incident record, `GET /routing` every routing table,
+/// `GET /poison` the events kept as poison records.
 pub fn router(context: FailoverContext) -> Router {
+    let poison = poison::router(context.state.clone(), SERVICE_NAME);
     let by_hand = Router::new()
         .route("/failback/{workload}", post(failback_now))
         .route("/move/{workload}", post(move_now))
@@ -157,6 +160,7 @@ pub fn router(context: FailoverContext) -> Router {
         .route("/incidents", get(incidents))
         .route("/routing", get(routing_tables))
         .with_state(Arc::new(context))
+        .merge(poison)
 }
 
 async fn incidents(State(context): State<Arc<FailoverContext>>) -> Response {
@@ -173,7 +177,14 @@ async fn routing_tables(State(context): State<Arc<FailoverContext>>) -> Response
     }
 }
 
-async fn receive(State(context): State<Arc<FailoverContext>>, event: InboundEvent) -> Response {
+async fn receive(State(context): State<Arc<FailoverContext>>, delivery: Delivery) -> Response {
+    let event = match delivery.event {
+        Ok(event) => event,
+        Err(error) => {
+            let poisoned = Poison::of(SERVICE_NAME, &delivery.received, Reason::from(&error));
+            return poison::acknowledge(context.state.as_ref(), &poisoned).await;
+        }
+    };
     match event {
         InboundEvent::Incident {
             context: event,

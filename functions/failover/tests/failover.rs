@@ -808,7 +808,7 @@ async fn an_incident_closed_while_its_failover_moves_stays_closed() {
 }
 
 #[tokio::test]
-async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no_op() {
+async fn malformed_events_are_kept_as_poison_bad_moves_get_a_4xx_and_strangers_a_logged_no_op() {
     let rig = rig().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -899,12 +899,41 @@ async fn malformed_requests_get_a_4xx_naming_the_field_and_strangers_a_logged_no
     ];
     for (path, body, names) in refused {
         let (status, text) = post(path, body.clone()).await;
-        assert!(
-            (400..500).contains(&status),
-            "{path} {body}: {status} {text}"
-        );
-        assert!(text.contains(names), "{path} {body}: {status} {text}");
+        if path == "/" {
+            // An event that can never be handled is acknowledged (a 4xx
+            // would be redelivered forever) and kept as a poison record.
+            assert_eq!(status, 200, "{body}: {text}");
+            let answer: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            let reason = &answer["poison"]["reason"];
+            let said = format!(
+                "{}: {}",
+                reason["field"].as_str().unwrap_or_default(),
+                reason["problem"].as_str().unwrap_or_default()
+            );
+            assert!(said.contains(names), "{body}: {text}");
+        } else {
+            assert!(
+                (400..500).contains(&status),
+                "{path} {body}: {status} {text}"
+            );
+            assert!(text.contains(names), "{path} {body}: {status} {text}");
+        }
     }
+    // One record per event: the two notifications of incident x opening
+    // are one event delivered twice.
+    let listed = client
+        .get(format!("{base}/poison"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(listed.status().as_u16(), 200);
+    let records: Vec<serde_json::Value> = listed.json().await.expect("records");
+    let x_open: Vec<_> = records
+        .iter()
+        .filter(|r| r["event_id"] == "x/open")
+        .map(|r| r["deliveries"].as_u64())
+        .collect();
+    assert_eq!((records.len(), x_open), (5, vec![Some(2)]), "{records:?}");
 
     // Well-formed but about nothing Lifeboat protects, or closing what never
     // opened: acknowledged (2xx, never retried) and logged, nothing done.

@@ -27,8 +27,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use lifeboat_shared::events::{EventContext, InboundEvent};
+use lifeboat_shared::events::{Delivery, EventContext, InboundEvent};
 use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
+use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
 use lifeboat_shared::state::lease;
@@ -92,12 +93,15 @@ pub struct CopyContext {
 }
 
 /// The routes: `POST /` takes events; `GET /parity` answers the version
-/// parity of every protected model in every standby region.
+/// parity of every protected model in every standby region; `GET /poison`
+/// lists the events kept as poison records.
 pub fn router(context: CopyContext) -> Router {
+    let poison = poison::router(context.state.clone(), SERVICE_NAME);
     Router::new()
         .route("/", post(receive))
         .route("/parity", get(parity_records))
         .with_state(context)
+        .merge(poison)
 }
 
 /// What became of one region.
@@ -196,40 +200,41 @@ pub enum Outcome {
     /// The copies ran, for each model asset the event concerns. Regions
     /// that failed are recorded as failed and left for the next event.
     Copied(Vec<CopyReport>),
-    /// The event can never be handled as it is.
-    Refused(String),
+    /// The event can never be handled as it is: kept as a poison record.
+    Refused(Reason),
     /// A backend failed before any region could be judged; retry.
     Failed(String),
 }
 
-impl IntoResponse for Outcome {
-    fn into_response(self) -> Response {
-        match self {
-            Outcome::Ignored(reason) => {
-                (StatusCode::OK, Json(json!({"ignored": reason}))).into_response()
-            }
-            Outcome::Duplicate => {
-                (StatusCode::OK, Json(json!({"duplicate": true}))).into_response()
-            }
-            Outcome::InProgress => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "another delivery of this event is being handled; retry later",
-            )
-                .into_response(),
-            Outcome::Copied(reports) => {
-                let body: Vec<_> = reports.iter().map(CopyReport::to_json).collect();
-                (StatusCode::OK, Json(json!({"copies": body}))).into_response()
-            }
-            Outcome::Refused(message) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, message).into_response()
-            }
-            Outcome::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
+/// Answers one delivery: a 2xx once the event's work is durable, there is
+/// none, or it can never be done (then kept as a poison record); 429 or 503
+/// when a retry may succeed.
+async fn receive(State(context): State<CopyContext>, delivery: Delivery) -> Response {
+    let Delivery { event, received } = delivery;
+    let outcome = match event {
+        Ok(event) => handle_event(&context, event).await,
+        Err(error) => Outcome::Refused(Reason::from(&error)),
+    };
+    match outcome {
+        Outcome::Ignored(reason) => {
+            (StatusCode::OK, Json(json!({"ignored": reason}))).into_response()
         }
+        Outcome::Duplicate => (StatusCode::OK, Json(json!({"duplicate": true}))).into_response(),
+        Outcome::InProgress => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "another delivery of this event is being handled; retry later",
+        )
+            .into_response(),
+        Outcome::Copied(reports) => {
+            let body: Vec<_> = reports.iter().map(CopyReport::to_json).collect();
+            (StatusCode::OK, Json(json!({"copies": body}))).into_response()
+        }
+        Outcome::Refused(reason) => {
+            let poisoned = Poison::of(SERVICE_NAME, &received, reason);
+            poison::acknowledge(context.state.as_ref(), &poisoned).await
+        }
+        Outcome::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, message).into_response(),
     }
-}
-
-async fn receive(State(context): State<CopyContext>, event: InboundEvent) -> Outcome {
-    handle_event(&context, event).await
 }
 
 async fn parity_records(State(context): State<CopyContext>) -> Response {
@@ -256,7 +261,7 @@ pub async fn handle_event(context: &CopyContext, event: InboundEvent) -> Outcome
         Ok(new_version) => handle_new_version(context, event_context, &new_version).await,
         Err(NotARequest::Other(reason)) => Outcome::Ignored(reason),
         Err(NotARequest::Malformed(reason)) => {
-            tracing::error!(event_id = %event_context.id, %reason, "event refused");
+            tracing::error!(event_id = %event_context.id, field = %reason.field, problem = %reason.problem, "event refused");
             Outcome::Refused(reason)
         }
     }

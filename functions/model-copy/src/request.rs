@@ -7,6 +7,7 @@
 //! or in its `model` and `version` attributes.
 
 use lifeboat_shared::events::{AuditLogEntry, PubSubMessage};
+use lifeboat_shared::poison::Reason;
 use serde::Deserialize;
 
 /// The method whose audit log entries announce a new model version.
@@ -29,8 +30,8 @@ pub enum NotARequest {
     /// Well-formed, but not a new model version (another method, a failed
     /// upload).
     Other(String),
-    /// Malformed: it can never be handled.
-    Malformed(String),
+    /// Malformed: it can never be handled; the field at fault and why.
+    Malformed(Reason),
 }
 
 /// The new version an audit log entry announces.
@@ -57,7 +58,7 @@ pub fn from_audit_log(entry: &AuditLogEntry) -> Result<NewVersion, NotARequest> 
         return Err(if pending {
             NotARequest::Other(format!("{reason}; the operation's last entry will"))
         } else {
-            NotARequest::Malformed(reason)
+            NotARequest::Malformed(Reason::new("protoPayload", reason))
         });
     };
     Ok(NewVersion {
@@ -83,9 +84,12 @@ pub fn from_message(message: &PubSubMessage) -> Result<NewVersion, NotARequest> 
         });
     }
     let data: MessageData = serde_json::from_slice(&message.data).map_err(|e| {
-        NotARequest::Malformed(format!(
-            "message {}: neither a `model` attribute nor JSON data {{\"model\": ...}}: {e}",
-            message.message_id
+        NotARequest::Malformed(Reason::new(
+            "message.data",
+            format!(
+                "message {}: neither a `model` attribute nor JSON data {{\"model\": ...}}: {e}",
+                message.message_id
+            ),
         ))
     })?;
     Ok(NewVersion {

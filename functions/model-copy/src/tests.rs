@@ -14,6 +14,8 @@ use lifeboat_shared::models::conformance::{self, TEST_BACKOFF};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{EndpointRef, ModelRef, ModelRegistry, ModelVersion};
 use lifeboat_shared::outage::DarkRegions;
+use lifeboat_shared::poison::PoisonRecord;
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, bytes_stream};
@@ -22,7 +24,7 @@ use tower::ServiceExt as _;
 
 use crate::mirror::ImageMirror;
 use crate::standby::WarmStandby;
-use crate::{CopyContext, CopyOptions, parity, router};
+use crate::{CopyContext, CopyOptions, SERVICE_NAME, parity, router};
 
 const TOPOLOGY: &str = r#"
 project: acme-ml-prod
@@ -142,10 +144,10 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         .oneshot(push("m-3", "not json"))
         .await
         .expect("answer");
-    assert!(
-        malformed.status().is_client_error(),
-        "a message naming no model is refused: {}",
-        malformed.status()
+    assert_eq!(
+        malformed.status(),
+        StatusCode::OK,
+        "a message naming no model is acknowledged (kept as poison), not redelivered"
     );
     let versions = registry.model(&copy).await.expect("read").expect("there");
     assert_eq!(versions.versions.len(), 1, "copied once");
@@ -240,6 +242,121 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
             .is_some_and(|e| e.contains("located in us-central1 only")),
         "{rows:?}"
     );
+}
+
+/// The context of `router` with nothing to copy, on `state`.
+async fn poison_context(dir: &std::path::Path, state: Arc<dyn StateStore>) -> CopyContext {
+    let registry_state = Arc::new(
+        LocalStateStore::open(dir.join("registry"))
+            .await
+            .expect("state"),
+    );
+    CopyContext {
+        topology: Arc::new(context_topology()),
+        registry: Arc::new(LocalRegistry::new(registry_state)),
+        state,
+        storage: artifact_store(dir).await,
+        mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
+        options: CopyOptions::default(),
+    }
+}
+
+/// The poison records `GET /poison` lists.
+async fn poison_records(router: &axum::Router) -> Vec<PoisonRecord> {
+    let request = Request::get("/poison")
+        .body(Body::empty())
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    serde_json::from_slice(&body).expect("records")
+}
+
+/// Messages that can never be handled (data that is not `{"model": ...}`,
+/// an envelope whose data is not base64) are acknowledged 200 and kept as
+/// one poison record each, naming the field; a redelivery bumps the count.
+/// When the store cannot keep the record, the answer is 503.
+#[tokio::test]
+async fn messages_that_can_never_be_handled_are_kept_as_poison_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = Arc::new(
+        LocalStateStore::open(dir.path().join("state"))
+            .await
+            .expect("state"),
+    );
+    let router = router(poison_context(dir.path(), state.clone()).await);
+
+    for delivery in 1..=2 {
+        let response = router
+            .clone()
+            .oneshot(push("m-9", r#"{"weights": "churn"}"#))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::OK, "delivery {delivery}");
+        let records = poison_records(&router).await;
+        assert_eq!(records.len(), 1, "one record for one event: {records:?}");
+        let record = &records[0];
+        assert_eq!(
+            (
+                record.function.as_str(),
+                record.event_id.as_str(),
+                record.deliveries
+            ),
+            (SERVICE_NAME, "m-9", delivery)
+        );
+        assert_eq!(record.reason.field, "message.data");
+        assert!(
+            record.reason.problem.contains("missing field `model`"),
+            "{record:?}"
+        );
+        assert!(
+            record.payload.contains("\"messageId\":\"m-9\""),
+            "{record:?}"
+        );
+    }
+
+    let mut unreadable = push("m-10", "{}");
+    *unreadable.body_mut() = Body::from(
+        r#"{"message": {"data": "not base64!", "messageId": "m-10"}, "subscription": "s"}"#,
+    );
+    let response = router.clone().oneshot(unreadable).await.expect("answer");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "an unreadable push is acknowledged"
+    );
+    let records = poison_records(&router).await;
+    let record = records
+        .iter()
+        .find(|r| r.event_id == "m-10")
+        .unwrap_or_else(|| panic!("a record of m-10: {records:?}"));
+    assert_eq!(
+        (record.reason.field.as_str(), record.source.as_str()),
+        ("message.data", "s")
+    );
+
+    // Nothing listens where the store should be: the record cannot be
+    // kept, so the sender must deliver the event again.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = closed.local_addr().expect("address");
+    drop(closed);
+    let unreachable = lifeboat_shared::state::firestore::FirestoreStore::new(
+        lifeboat_shared::gcp::ApiEndpoint::emulator(&address.to_string()),
+        "lifeboat-test",
+        "(default)",
+    )
+    .expect("store");
+    let elsewhere = dir.path().join("unreachable");
+    let router = crate::router(poison_context(&elsewhere, Arc::new(unreachable)).await);
+    let response = router
+        .oneshot(push("m-9", r#"{"weights": "churn"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 /// A local store under `dir` holding the artifacts of versions 1 and 2 in

@@ -9,8 +9,10 @@
 //! them so that handlers `match` on what happened and never look at headers;
 //! the axum extractor in [`extract`] does the same for a request.
 //!
-//! Malformed input is an [`EventError`] that names the offending field and
-//! renders as a 400: redelivering it can never succeed. A well-formed event
+//! Malformed input is an [`EventError`] that names the offending field:
+//! redelivering it can never succeed, so the extractor hands it to the
+//! handler, which keeps it as a [`crate::poison`] record and acknowledges it
+//! (an error answer would be redelivered forever). A well-formed event
 //! of a kind Lifeboat does not handle is not an error; it arrives as
 //! [`InboundEvent::Other`] or [`InboundEvent::Message`] so the handler can
 //! acknowledge it and move on.
@@ -33,7 +35,7 @@ use http::header::CONTENT_TYPE;
 pub use audit_log::{
     AuditLogEntry, BigQueryTable, BigQueryTableChange, LogOperation, TableChangeKind, UploadedModel,
 };
-pub use extract::EventRejection;
+pub use extract::{Delivery, Received};
 pub use monitoring::{Incident, IncidentState};
 pub use pubsub::PubSubMessage;
 pub use scheduler::SchedulerTick;
@@ -228,7 +230,7 @@ impl InboundEvent {
 
 /// Why a request is not an event Lifeboat can read. Every message names the
 /// field, header or part of the body at fault; all of them are the sender's
-/// fault and answered with a 4xx.
+/// fault, and no redelivery can cure them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// A field is missing, of the wrong type or holds a bad value.
@@ -270,14 +272,6 @@ impl EventError {
                 problem,
             },
             other => other,
-        }
-    }
-
-    /// The HTTP status the error is answered with.
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            Self::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Invalid { .. } | Self::Unrecognised(_) => http::StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -11,11 +11,11 @@ use super::{EventContext, EventError, InboundEvent, TraceContext};
 /// The header Cloud Scheduler sets to `true` on every request.
 const SCHEDULER_HEADER: &str = "x-cloudscheduler";
 /// The header naming the job.
-const JOB_NAME_HEADER: &str = "x-cloudscheduler-jobname";
+pub(crate) const JOB_NAME_HEADER: &str = "x-cloudscheduler-jobname";
 /// The header with the time the run was scheduled for. Google sets it for
 /// jobs on a unix-cron schedule; a run started by hand ("force run") may come
 /// without it.
-const SCHEDULE_TIME_HEADER: &str = "x-cloudscheduler-scheduletime";
+pub(crate) const SCHEDULE_TIME_HEADER: &str = "x-cloudscheduler-scheduletime";
 
 /// One run of a Cloud Scheduler job.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt as _;
 
 use super::*;
-use crate::events::InboundEvent;
+use crate::events::Delivery;
 
 /// GETs `path` from the service's router.
 async fn get_status(router: Router, path: &str) -> StatusCode {
@@ -214,8 +214,9 @@ async fn handler_logs_carry_the_event_id_and_the_trace() {
 
     let router = Router::new().route(
         "/",
-        post(|event: InboundEvent| async move {
-            tracing::info!(kind = event.kind(), "handled");
+        post(|delivery: Delivery| async move {
+            let kind = delivery.event.as_ref().map_or("unreadable", |e| e.kind());
+            tracing::info!(kind, "handled");
             StatusCode::NO_CONTENT
         }),
     );
@@ -314,7 +315,7 @@ async fn a_body_over_the_limit_is_answered_413() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
     // Event endpoints read the body themselves: the limit holds there too.
-    let events = Router::new().route("/", post(|_: InboundEvent| async { "event" }));
+    let events = Router::new().route("/", post(|_: Delivery| async { "event" }));
     let events = Service::new("events", events)
         .with_body_limit(10_000)
         .into_router();

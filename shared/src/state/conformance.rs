@@ -14,6 +14,7 @@ use serde_json::json;
 use super::idempotency::{self, Claim, ClaimOptions, IdempotencyError, Once};
 use super::lease::{self, Lease, LeaseError};
 use super::{MAX_ID_BYTES, Precondition, StateError, StateStore};
+use crate::poison::{self, Poison, Reason};
 
 /// Ids a backend must store and return unchanged: spaces, percent signs,
 /// URL delimiters, markup characters and non-ASCII text.
@@ -42,6 +43,7 @@ pub async fn run_all(store: &dyn StateStore, prefix: &str) {
     lease_held_while_renewed_lapses_without_its_holder(store, prefix).await;
     idempotency_duplicate_is_a_no_op(store, prefix).await;
     idempotency_claim_is_held_while_renewed_and_lapses_without_its_holder(store, prefix).await;
+    poison_records_count_deliveries(store, prefix).await;
 }
 
 fn is_conflict<T: std::fmt::Debug>(result: &Result<T, StateError>) -> bool {
@@ -791,4 +793,72 @@ pub async fn idempotency_claim_is_held_while_renewed_and_lapses_without_its_hold
     let ran = idempotency::once(store, &failed, &options, async { false }, |done| *done).await;
     assert!(matches!(ran, Once::Ran(false)), "failed work: {ran:?}");
     expect_first(Ok(begin(failed).await), "a retry after failed work");
+}
+
+/// One delivery of a poison event as the suite sends it.
+fn poisoned<'a>(function: &'a str, event_id: &'a str, payload: &'a [u8]) -> Poison<'a> {
+    Poison {
+        function,
+        event_id,
+        event_type: "google.cloud.storage.object.v1.finalized",
+        source: "//storage.googleapis.com/projects/_/buckets/b",
+        reason: Reason::new("data.name", "is '..', which Cloud Storage refuses"),
+        payload,
+    }
+}
+
+/// A poison record is written once per function and event: later
+/// deliveries, one after the other or at once, bump its count and keep its
+/// first sighting; a payload past the bound is stored cut to it; another
+/// event or another function gets its own record.
+pub async fn poison_records_count_deliveries(store: &dyn StateStore, prefix: &str) {
+    let function = format!("{prefix}-function");
+    let other_function = format!("{prefix}-other");
+    let payload = format!("{{\"data\":\"{}\"}}", "é".repeat(poison::MAX_PAYLOAD_BYTES));
+    let id = "event 1/é🚀 %2F?#__";
+    let first = poison::keep(store, &poisoned(&function, id, payload.as_bytes()))
+        .await
+        .expect("first delivery kept");
+    assert_eq!(first.deliveries, 1);
+    assert!(first.payload.len() <= poison::MAX_PAYLOAD_BYTES && first.payload_truncated);
+    assert_eq!(first.payload_bytes, payload.len() as u64);
+
+    let second = poison::keep(store, &poisoned(&function, id, payload.as_bytes()))
+        .await
+        .expect("second delivery kept");
+    assert_eq!(second.deliveries, 2, "a redelivery bumps the count");
+    assert_eq!(second.first_seen, first.first_seen, "first sighting kept");
+    assert!(second.last_seen >= first.last_seen);
+
+    let again = poisoned(&function, id, payload.as_bytes());
+    let (x, y) = futures::join!(poison::keep(store, &again), poison::keep(store, &again));
+    x.expect("concurrent delivery x");
+    y.expect("concurrent delivery y");
+    poison::keep(store, &poisoned(&function, "event 2", payload.as_bytes()))
+        .await
+        .expect("another event");
+    poison::keep(store, &poisoned(&other_function, id, payload.as_bytes()))
+        .await
+        .expect("another function");
+
+    let records = poison::records(store, &function).await.expect("list");
+    let summary: Vec<(&str, u64)> = records
+        .iter()
+        .map(|r| (r.event_id.as_str(), r.deliveries))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(id, 4), ("event 2", 1)],
+        "one record per event, concurrent deliveries all counted"
+    );
+    assert_eq!(
+        records[0].reason,
+        Reason::new("data.name", "is '..', which Cloud Storage refuses")
+    );
+    assert_eq!(
+        records[0].payload, first.payload,
+        "the stored payload reads back"
+    );
+    let others = poison::records(store, &other_function).await.expect("list");
+    assert_eq!(others.len(), 1, "another function's record is its own");
 }
