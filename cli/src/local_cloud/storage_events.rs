@@ -372,11 +372,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_object_with_a_long_name_holds_back_no_other() {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// A local store with the bucket `ckpt-usc1`, a state store and a bus
+    /// with the events topic, all under `dir`.
+    async fn backends(
+        dir: &std::path::Path,
+    ) -> (Arc<LocalStore>, Arc<dyn StateStore>, Arc<dyn EventBus>) {
         let storage = Arc::new(
-            LocalStore::open(dir.path().join("storage"))
+            LocalStore::open(dir.join("storage"))
                 .await
                 .expect("storage"),
         );
@@ -384,17 +386,20 @@ mod tests {
             .create_bucket("ckpt-usc1", "us-central1")
             .await
             .expect("bucket");
-        let state: Arc<dyn StateStore> = Arc::new(
-            LocalStateStore::open(dir.path().join("state"))
-                .await
-                .expect("state"),
-        );
-        let bus = Arc::new(
-            LocalBus::open(dir.path().join("bus"), LocalBusOptions::default())
-                .await
-                .expect("bus"),
-        );
+        let state = LocalStateStore::open(dir.join("state"))
+            .await
+            .expect("state");
+        let bus = LocalBus::open(dir.join("bus"), LocalBusOptions::default())
+            .await
+            .expect("bus");
         bus.create_topic(EVENTS_TOPIC).await.expect("topic");
+        (storage, Arc::new(state), Arc::new(bus))
+    }
+
+    #[tokio::test]
+    async fn an_object_with_a_long_name_holds_back_no_other() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (storage, state, bus) = backends(dir.path()).await;
         // Listed first: names of 1000 and 1024 bytes, then ordinary ones.
         let long_names = ["0".repeat(1000), format!("0{}", "z".repeat(1023))];
         for name in &long_names {
@@ -431,26 +436,7 @@ mod tests {
     #[tokio::test]
     async fn a_restarted_notifier_announces_only_what_changed_since() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let storage = Arc::new(
-            LocalStore::open(dir.path().join("storage"))
-                .await
-                .expect("storage"),
-        );
-        storage
-            .create_bucket("ckpt-usc1", "us-central1")
-            .await
-            .expect("bucket");
-        let state: Arc<dyn StateStore> = Arc::new(
-            LocalStateStore::open(dir.path().join("state"))
-                .await
-                .expect("state"),
-        );
-        let bus: Arc<dyn EventBus> = Arc::new(
-            LocalBus::open(dir.path().join("bus"), LocalBusOptions::default())
-                .await
-                .expect("bus"),
-        );
-        bus.create_topic(EVENTS_TOPIC).await.expect("topic");
+        let (storage, state, bus) = backends(dir.path()).await;
         let notifier = || {
             StorageNotifier::new(
                 storage.clone(),
