@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::events::{EventError, Received};
 use crate::state::idempotency::document_id;
-use crate::state::{self, MAX_ID_BYTES, StateError, StateStore};
+use crate::state::{self, MAX_ID_BYTES, StateError, StateStore, text_prefix};
 
 /// The collection every poison record lives in.
 pub const COLLECTION: &str = "poison";
@@ -153,7 +153,7 @@ pub fn record_id(function: &str, event_id: &str) -> String {
     let checksum = crc32c::crc32c(key.as_bytes());
     document_id(&format!(
         "{}…{} bytes, crc32c {checksum:08x}",
-        prefix(&key, 512),
+        text_prefix(&key, 512),
         key.len()
     ))
 }
@@ -257,7 +257,7 @@ fn new_record(poison: &Poison<'_>, now: DateTime<Utc>) -> PoisonRecord {
     while payload.len() > MAX_PAYLOAD_BYTES {
         payload.pop();
     }
-    let text = |value: &str| prefix(value, MAX_TEXT_BYTES).to_string();
+    let text = |value: &str| text_prefix(value, MAX_TEXT_BYTES).to_string();
     PoisonRecord {
         function: poison.function.to_string(),
         event_id: text(poison.event_id),
@@ -271,16 +271,6 @@ fn new_record(poison: &Poison<'_>, now: DateTime<Utc>) -> PoisonRecord {
         last_seen: now,
         deliveries: 1,
     }
-}
-
-/// The longest prefix of `text` of at most `limit` bytes that ends on a
-/// character boundary.
-fn prefix(text: &str, limit: usize) -> &str {
-    let mut end = text.len().min(limit);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ pub enum RoutingError {
 
 /// The weights of one workload's regions, with a revision that grows with
 /// every change.
+///
+/// Size bound: one weight per region of the topology (tens of regions at
+/// most), a few KiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutingTable {
     /// The workload.

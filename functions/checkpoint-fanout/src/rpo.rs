@@ -19,6 +19,9 @@ const RECORD_ATTEMPTS: usize = 5;
 
 /// The newest checkpoint complete in one region (the primary's record is
 /// the newest checkpoint written at the source).
+///
+/// Size bound: fixed fields, the topology's ids and a directory (an object
+/// name prefix, at most 1,024 bytes), under 2 KiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewestCheckpoint {
     /// The workload's id.

@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 const RECORD_ATTEMPTS: usize = 8;
 
 /// What data-sync knows of one source object.
+///
+/// Size bound: fixed fields and one generation per replica region of the
+/// topology, under 1 KiB (the object's name is the document id).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectLedger {
     /// The newest source generation seen, live or deleted.

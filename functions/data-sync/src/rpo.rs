@@ -29,6 +29,8 @@ pub enum AssetKind {
 }
 
 /// The replication state of one asset in one region.
+///
+/// Size bound: fixed fields and the topology's ids, under 1 KiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RpoRecord {
     /// Bucket or dataset.

@@ -76,6 +76,9 @@ impl TableError {
 }
 
 /// The last verified copy of one table to one region.
+///
+/// Size bound: fixed fields, the topology's ids and a table id (at most
+/// 1,024 bytes in BigQuery), under 2 KiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCopy {
     /// The dataset asset.

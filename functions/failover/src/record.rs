@@ -10,7 +10,7 @@
 //! ones are dropped and counted; a detail is cut at [`MAX_DETAIL_BYTES`]).
 
 use chrono::{DateTime, Utc};
-use lifeboat_shared::state::{StateError, StateStore, update};
+use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Decision;
@@ -124,10 +124,7 @@ impl IncidentRecord {
     /// the opening ones when the record already holds [`MAX_STEPS`].
     pub fn add(&mut self, mut step: Step) {
         if step.detail.len() > MAX_DETAIL_BYTES {
-            let mut end = MAX_DETAIL_BYTES - '…'.len_utf8();
-            while !step.detail.is_char_boundary(end) {
-                end -= 1;
-            }
+            let end = text_prefix(&step.detail, MAX_DETAIL_BYTES - '…'.len_utf8()).len();
             step.detail.truncate(end);
             step.detail.push('…');
         }

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_shared::models::compare_versions;
-use lifeboat_shared::state::{StateError, StateStore, update};
+use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
 use lifeboat_shared::topology::{Pattern, Topology};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,16 @@ pub const COLLECTION: &str = "model-parity";
 /// How many times [`record`] re-reads after losing a race.
 const RECORD_ATTEMPTS: usize = 5;
 
+/// The most version ids a record keeps: the newest.
+pub const MAX_VERSIONS: usize = 1000;
+/// The most bytes a record keeps of each free text (`error`, `problem`).
+pub const MAX_TEXT_BYTES: usize = 1024;
+
 /// What one region holds of one model. Version ids are the primary's.
+///
+/// Size bound: at most [`MAX_VERSIONS`] version ids (the newest; Vertex AI
+/// numbers versions, so each is a few bytes) and [`MAX_TEXT_BYTES`] of each
+/// free text: well under 64 KiB, far from Firestore's 1 MiB.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParityRecord {
     /// The model's asset id in the topology.
@@ -94,6 +103,8 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
             record
                 .versions_present
                 .sort_by(|a, b| compare_versions(a, b));
+            let over = record.versions_present.len().saturating_sub(MAX_VERSIONS);
+            record.versions_present.drain(..over);
             if record
                 .newest_version
                 .as_deref()
@@ -103,7 +114,9 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
                 record.newest_reach_millis = *reach_millis;
             }
             if record.newest_version.as_ref() == Some(version) {
-                record.problem.clone_from(problem);
+                record.problem = problem
+                    .as_deref()
+                    .map(|problem| text_prefix(problem, MAX_TEXT_BYTES).to_string());
             }
             if let Some(deployed) = deployed
                 && record
@@ -129,7 +142,7 @@ pub fn merge(record: &mut ParityRecord, observation: &Observation, now: DateTime
                 .is_none_or(|n| newer(version, n));
             if behind {
                 record.failed_version = Some(version.clone());
-                record.error = Some(error.clone());
+                record.error = Some(text_prefix(error, MAX_TEXT_BYTES).to_string());
             }
         }
     }
@@ -268,6 +281,26 @@ mod tests {
             deployed: deployed.map(str::to_string),
             problem: None,
         }
+    }
+
+    #[test]
+    fn a_record_stays_within_its_size_bound() {
+        let mut record = ParityRecord::default();
+        let now = Utc::now();
+        for version in 1..=MAX_VERSIONS + 100 {
+            merge(&mut record, &present(&version.to_string(), None), now);
+        }
+        assert_eq!(record.versions_present.len(), MAX_VERSIONS);
+        assert_eq!(record.versions_present[0], "101", "the oldest go first");
+        let failed = Observation::Failed {
+            version: (MAX_VERSIONS + 101).to_string(),
+            error: "é".repeat(MAX_TEXT_BYTES),
+        };
+        merge(&mut record, &failed, now);
+        let error = record.error.as_deref().expect("error");
+        assert!(error.len() <= MAX_TEXT_BYTES && error.len() > MAX_TEXT_BYTES - 2);
+        let encoded = serde_json::to_vec(&record).expect("encode");
+        assert!(encoded.len() < 64 * 1024, "{} bytes", encoded.len());
     }
 
     #[test]

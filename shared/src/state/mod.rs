@@ -106,6 +106,17 @@ impl StateError {
     }
 }
 
+/// The longest prefix of `text` of at most `limit` bytes that ends on a
+/// character boundary: how a record keeps free text (an error, a payload)
+/// within its stated size bound.
+pub fn text_prefix(text: &str, limit: usize) -> &str {
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The longest document or collection id, in bytes (Firestore's limit).
 pub const MAX_ID_BYTES: usize = 1500;
 
