@@ -10,11 +10,12 @@ pub fn run(path: &Path) -> anyhow::Result<bool> {
     match Topology::load(path) {
         Ok(topology) => {
             println!(
-                "{}: OK ({}, {}, {})",
+                "{}: OK ({}, {}, {}, {})",
                 path.display(),
                 count(topology.regions().len(), "region"),
                 count(topology.workloads().len(), "workload"),
-                count(topology.asset_count(), "asset")
+                count(topology.asset_count(), "asset"),
+                count(topology.drills().len(), "drill")
             );
             Ok(true)
         }

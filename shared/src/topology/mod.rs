@@ -1,7 +1,8 @@
 //! The topology of a deployment: one YAML file naming the Google Cloud project,
 //! its regions and their roles, and the workloads with their recovery targets,
 //! deployment pattern and the assets (models, buckets, datasets, checkpoints)
-//! each one protects.
+//! each one protects, and the drills that prove each can survive losing a
+//! region.
 //!
 //! [`Topology::load`] reads and validates the file and reports every problem
 //! it finds, each with `file:line:column` and the field path. The rules are in
@@ -9,6 +10,7 @@
 //! that Lifeboat can run.
 
 mod assets;
+mod drill;
 mod duration;
 mod names;
 mod problem;
@@ -25,6 +27,9 @@ use serde::Deserialize;
 pub use assets::{
     Assets, BucketAsset, CheckpointLocation, CommitMarker, DatasetAsset, DeletePolicy,
     GoldenRequest, Model, Retention, Tolerance,
+};
+pub use drill::{
+    DEFAULT_MAX_DURATION, Drill, DrillKind, Guardrails, LONGEST_MAX_DURATION, Schedule, Window,
 };
 pub use duration::{Duration, DurationError};
 pub use names::{BucketName, DatasetId, Id, ObjectPrefix, ProjectId, RegionId};
@@ -80,6 +85,8 @@ struct TopologyFile {
     regions: Vec<Parsed<Region>>,
     #[serde(default)]
     workloads: Vec<Parsed<workload::WorkloadSpec>>,
+    #[serde(default)]
+    drills: Vec<Parsed<Drill>>,
 }
 
 /// A validated deployment topology.
@@ -89,6 +96,7 @@ pub struct Topology {
     regions: Vec<Region>,
     primary: RegionId,
     workloads: Vec<Workload>,
+    drills: Vec<Drill>,
 }
 
 impl Topology {
@@ -170,11 +178,17 @@ impl Topology {
             .filter_map(|w| w.into_option())
             .map(workload::WorkloadSpec::into_workload)
             .collect();
+        let drills = file
+            .drills
+            .into_iter()
+            .filter_map(|d| d.into_option())
+            .collect();
         Some(Topology {
             project: file.project,
             regions,
             primary,
             workloads,
+            drills,
         })
     }
 
@@ -214,6 +228,16 @@ impl Topology {
     /// The workload with `id`.
     pub fn workload(&self, id: &str) -> Option<&Workload> {
         self.workloads.iter().find(|w| w.id.as_str() == id)
+    }
+
+    /// Every drill, in file order.
+    pub fn drills(&self) -> &[Drill] {
+        &self.drills
+    }
+
+    /// The drill with `id`.
+    pub fn drill(&self, id: &str) -> Option<&Drill> {
+        self.drills.iter().find(|d| d.id.as_str() == id)
     }
 
     /// The workloads that protect `bucket`, as a bucket asset or as the

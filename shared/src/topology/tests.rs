@@ -662,3 +662,171 @@ fn machine_types_are_checked_and_pilot_light_needs_one() {
     );
     assert_eq!(problems(&pilot), Vec::<String>::new());
 }
+
+/// [`BASE`] with `drills` (its first element on line 23).
+fn with_drills(drills: &str) -> String {
+    format!("{BASE}drills:\n{drills}")
+}
+
+/// One drill of [`BASE`]'s workload, with `extra` lines appended.
+fn drill(kind: &str, target: &str, extra: &str) -> String {
+    format!(
+        "  - id: d\n    kind: {kind}\n    workload: ranker\n    target-region: {target}\n    \
+         schedule: 0 10 * * TUE\n{extra}"
+    )
+}
+
+#[test]
+fn drills_are_read_with_their_defaults() {
+    let text = with_drills(&format!(
+        "{}{}",
+        drill("region-outage", "us-central1", "    window: 09:00-17:00\n"),
+        "  - id: nightly-restore\n    kind: restore\n    workload: ranker\n    \
+         target-region: us-east1\n    schedule: 30 3 * * *\n    max-duration: 1h\n    \
+         window: 22:00-02:00\n    guardrails: {max-error-ratio: 0.1}\n",
+    ));
+    let t = Topology::parse(&text, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let outage = t.drill("d").expect("the outage drill");
+    assert_eq!(outage.kind, DrillKind::RegionOutage);
+    assert_eq!(outage.max_duration, DEFAULT_MAX_DURATION);
+    assert_eq!(outage.guardrails, Guardrails::default());
+    // 2026-12-01 is a Tuesday.
+    let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!(
+        outage.schedule.next_after(at("2026-12-01T09:00:00Z")),
+        Some(at("2026-12-01T10:00:00Z"))
+    );
+    assert_eq!(
+        outage.schedule.next_after(at("2026-12-01T10:00:00Z")),
+        Some(at("2026-12-08T10:00:00Z"))
+    );
+    let window = outage.window.expect("a window");
+    assert!(window.contains(at("2026-12-01T16:59:00Z")));
+    assert!(!window.contains(at("2026-12-01T17:00:00Z")));
+    assert!(!window.contains(at("2026-12-01T08:59:00Z")));
+
+    let restore = t.drill("nightly-restore").expect("the restore drill");
+    assert_eq!(restore.max_duration, Duration::from_hours(1));
+    assert_eq!(restore.guardrails.max_error_ratio, 0.1);
+    assert_eq!(restore.guardrails.failed_prediction_budget, 0.01);
+    let night = restore.window.expect("a window");
+    assert_eq!(night.length(), chrono::TimeDelta::hours(4));
+    assert!(night.contains(at("2026-12-02T01:00:00Z")));
+    assert!(!night.contains(at("2026-12-02T12:00:00Z")));
+}
+
+#[test]
+fn drill_problems_name_the_field_and_why() {
+    let cases = [
+        (
+            drill("region-outage", "us-central1", "").replace("0 10 * * TUE", "0 10 * *"),
+            "30:15 drills[0].schedule",
+            "has 4 fields",
+        ),
+        (
+            drill("region-outage", "us-central1", "").replace("0 10 * * TUE", "0 25 * * *"),
+            "30:15 drills[0].schedule",
+            "not a unix-cron schedule",
+        ),
+        (
+            drill("region-outage", "us-central1", "    window: 9am-5pm\n"),
+            "31:13 drills[0].window",
+            "HH:MM-HH:MM",
+        ),
+        (
+            drill("region-outage", "us-central1", "    window: 09:00-09:20\n"),
+            "31:5 drills[0].window",
+            "open 20 min a day, shorter than the drill's max-duration (30m)",
+        ),
+        (
+            drill("region-outage", "us-central1", "    max-duration: 7h\n"),
+            "31:5 drills[0].max-duration",
+            "at most 6h",
+        ),
+        (
+            drill("region-outage", "asia-east9", ""),
+            "29:5 drills[0].target-region",
+            "unknown region `asia-east9`",
+        ),
+        (
+            drill("region-outage", "us-central1", "").replace("workload: ranker", "workload: nope"),
+            "28:5 drills[0].workload",
+            "unknown workload `nope`",
+        ),
+        (
+            drill("restore", "us-central1", ""),
+            "29:5 drills[0].target-region",
+            "us-central1 holds none",
+        ),
+        (
+            drill("pilot-light-deploy", "us-east1", ""),
+            "29:5 drills[0].target-region",
+            "not pilot-light",
+        ),
+        (
+            drill("replication-isolation", "us-east1", ""),
+            "26:5 drills[0]",
+            "needs `isolate-for`",
+        ),
+        (
+            drill(
+                "replication-isolation",
+                "us-east1",
+                "    isolate-for: 45m\n",
+            ),
+            "31:5 drills[0].isolate-for",
+            "less than the drill's max-duration (30m)",
+        ),
+        (
+            drill("restore", "us-east1", "    isolate-for: 5m\n"),
+            "31:5 drills[0].isolate-for",
+            "not restore",
+        ),
+        (
+            drill(
+                "restore",
+                "us-east1",
+                "    guardrails: {max-error-ratio: 1.5}\n",
+            ),
+            "31:18 drills[0].guardrails.max-error-ratio",
+            "between 0 and 1, got 1.5",
+        ),
+        (
+            drill("restore", "us-east1", "    kind: restore\n"),
+            "31:5 ",
+            "duplicated key",
+        ),
+        (
+            format!(
+                "{}{}",
+                drill("restore", "us-east1", ""),
+                drill("restore", "us-east1", "")
+            ),
+            "31:5 drills[1].id",
+            "duplicate drill id `d` (first used by drills[0])",
+        ),
+    ];
+    for (drills, at, words) in &cases {
+        assert_has(&problems(&with_drills(drills)), at, words);
+    }
+}
+
+#[test]
+fn a_region_outage_never_fails_the_only_serving_region() {
+    let single = BASE.replace("            us-east1: 222\n", "");
+    let text = format!(
+        "{single}drills:\n{}",
+        drill("region-outage", "us-central1", "")
+    );
+    assert_has(
+        &problems(&text),
+        "28:5 drills[0].target-region",
+        "the only region serving workload ranker",
+    );
+    let text = with_drills(&drill("region-outage", "us-east1", ""));
+    assert_eq!(
+        problems(&text),
+        Vec::<String>::new(),
+        "a standby may be failed too"
+    );
+}

@@ -36,13 +36,23 @@
 //!   primary, the only place it was deployed, may be gone.
 //! - Every workload protects something and has a region to fail over to;
 //!   its hold-down and automatic-failback period are longer than zero.
+//! - Drills: ids are unique; each names a declared workload and region. A
+//!   `region-outage` fails a region that serves the workload (has an
+//!   endpoint) while another still does, so it never fails the only serving
+//!   region; `restore` and `replication-isolation` target a region other than
+//!   the primary that holds the workload's replicas; `pilot-light-deploy`
+//!   targets a pilot-light workload's standby endpoint region.
+//!   `isolate-for` is given exactly for `replication-isolation`, and shorter
+//!   than `max-duration`. `max-duration` is longer than zero, at most
+//!   [`LONGEST_MAX_DURATION`], and fits in the `window`. Guardrail ratios
+//!   are between 0 and 1.
 
 use std::collections::{BTreeSet, HashMap};
 
 use super::workload::WorkloadSpec;
 use super::{
-    BucketName, Duration, Failback, GoldenRequest, Model, ObjectPrefix, Pattern, RegionId,
-    RegionRole, TopologyFile,
+    BucketName, Drill, DrillKind, Duration, Failback, GoldenRequest, LONGEST_MAX_DURATION, Model,
+    ObjectPrefix, Pattern, RegionId, RegionRole, TopologyFile,
 };
 
 /// The shortest RTO a pilot-light workload can meet: a model deployment on
@@ -109,6 +119,29 @@ pub(super) fn check(file: &TopologyFile) -> Vec<Found> {
         checker.workload(&base, workload);
     }
     checker.bucket_uses();
+    let mut drill_ids: HashMap<&str, usize> = HashMap::new();
+    for (i, drill) in file.drills.iter().enumerate() {
+        let Some(drill) = drill.get() else {
+            continue;
+        };
+        let base = format!("drills[{i}]");
+        if let Some(first) = drill_ids.insert(drill.id.as_str(), i) {
+            checker.report(
+                format!("{base}.id"),
+                format!(
+                    "duplicate drill id `{}` (first used by drills[{first}])",
+                    drill.id
+                ),
+            );
+            drill_ids.insert(drill.id.as_str(), first);
+        }
+        let workload = file
+            .workloads
+            .iter()
+            .filter_map(|w| w.get())
+            .find(|w| w.id == drill.workload);
+        checker.drill(&base, drill, workload);
+    }
     checker.found
 }
 
@@ -428,6 +461,132 @@ impl<'f> Checker<'f> {
     }
 
     /// Checks `allowed-regions` and keeps it for the workload's other checks.
+    fn drill(&mut self, base: &str, drill: &Drill, workload: Option<&WorkloadSpec>) {
+        let kind = drill.kind.name();
+        let target = &drill.target_region;
+        if drill.max_duration.is_zero() || drill.max_duration > LONGEST_MAX_DURATION {
+            self.report(
+                format!("{base}.max-duration"),
+                format!(
+                    "a drill runs for longer than 0 and at most {LONGEST_MAX_DURATION}, so that \
+                     no fault outlives it by long; got {}",
+                    drill.max_duration
+                ),
+            );
+        }
+        if let Some(window) = drill.window {
+            let open = window.length().num_seconds();
+            if i64::try_from(drill.max_duration.as_secs()).is_ok_and(|secs| secs > open) {
+                self.report(
+                    format!("{base}.window"),
+                    format!(
+                        "open {} min a day, shorter than the drill's max-duration ({}): a run \
+                         must fit in it",
+                        open / 60,
+                        drill.max_duration
+                    ),
+                );
+            }
+        }
+        match (drill.kind, drill.isolate_for) {
+            (DrillKind::ReplicationIsolation, None) => self.report(
+                base.to_string(),
+                "a replication-isolation drill needs `isolate-for`: how long replication is paused"
+                    .into(),
+            ),
+            (DrillKind::ReplicationIsolation, Some(pause))
+                if pause.is_zero() || pause >= drill.max_duration =>
+            {
+                self.report(
+                    format!("{base}.isolate-for"),
+                    format!(
+                        "replication is paused for longer than 0 and less than the \
+                         drill's max-duration ({}), to leave time to check it resumes",
+                        drill.max_duration
+                    ),
+                );
+            }
+            (DrillKind::ReplicationIsolation, Some(_)) | (_, None) => {}
+            (_, Some(_)) => self.report(
+                format!("{base}.isolate-for"),
+                format!("only a replication-isolation drill pauses replication, not {kind}"),
+            ),
+        }
+        let ratios = [
+            ("max-error-ratio", drill.guardrails.max_error_ratio),
+            (
+                "failed-prediction-budget",
+                drill.guardrails.failed_prediction_budget,
+            ),
+        ];
+        for (field, ratio) in ratios {
+            if !(0.0..=1.0).contains(&ratio) {
+                self.report(
+                    format!("{base}.guardrails.{field}"),
+                    format!("a ratio between 0 and 1, got {ratio}"),
+                );
+            }
+        }
+        if self.regions_complete && !self.roles.contains_key(target) {
+            self.report(
+                format!("{base}.target-region"),
+                format!("unknown region `{target}` (not declared under `regions`)"),
+            );
+            return;
+        }
+        let Some(workload) = workload else {
+            self.report(
+                format!("{base}.workload"),
+                format!("unknown workload `{}`", drill.workload),
+            );
+            return;
+        };
+        let serving: BTreeSet<&RegionId> = workload
+            .assets
+            .models
+            .iter()
+            .filter_map(|m| m.get())
+            .flat_map(|m| m.endpoints.keys())
+            .collect();
+        let holds_replicas = workload_replica_regions(workload).contains(target);
+        let primary = self.primary == Some(target);
+        let problem = match drill.kind {
+            DrillKind::RegionOutage if !serving.contains(target) => Some(format!(
+                "{target} serves no model of workload {}: a region-outage drill fails a \
+                 serving region",
+                workload.id
+            )),
+            DrillKind::RegionOutage if serving.len() < 2 => Some(format!(
+                "{target} is the only region serving workload {}: failing it would \
+                 leave nothing to fail over to",
+                workload.id
+            )),
+            DrillKind::Restore | DrillKind::ReplicationIsolation if primary || !holds_replicas => {
+                Some(format!(
+                    "a {kind} drill targets a region holding replicas of workload {}; \
+                     {target} holds none",
+                    workload.id
+                ))
+            }
+            DrillKind::PilotLightDeploy if workload.pattern != Pattern::PilotLight => {
+                Some(format!(
+                    "workload {} is {}, not pilot-light: it keeps nothing to deploy at failover",
+                    workload.id,
+                    workload.pattern.name()
+                ))
+            }
+            DrillKind::PilotLightDeploy if primary || !serving.contains(target) => Some(format!(
+                "a pilot-light-deploy drill targets a standby endpoint region of workload {}; \
+                 {target} is not one",
+                workload.id
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            self.report(format!("{base}.target-region"), problem);
+        }
+    }
+
     fn allowed_regions(&mut self, base: &str, w: &'f WorkloadSpec) {
         self.allowed = None;
         let Some(listed) = &w.allowed_regions else {
@@ -660,4 +819,26 @@ fn is_repository(repository: &str) -> bool {
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ".-:".contains(ch))
         && path.split('/').all(component)
+}
+
+/// Every region holding a replica of one of `workload`'s data assets
+/// (buckets, datasets, checkpoints).
+fn workload_replica_regions(workload: &WorkloadSpec) -> BTreeSet<&RegionId> {
+    let assets = &workload.assets;
+    let buckets = assets
+        .buckets
+        .iter()
+        .filter_map(|b| b.get())
+        .flat_map(|b| b.replicas.keys());
+    let datasets = assets
+        .datasets
+        .iter()
+        .filter_map(|d| d.get())
+        .flat_map(|d| d.replicas.keys());
+    let checkpoints = assets
+        .checkpoints
+        .iter()
+        .filter_map(|c| c.get())
+        .flat_map(|c| c.replicas.keys());
+    buckets.chain(datasets).chain(checkpoints).collect()
 }
