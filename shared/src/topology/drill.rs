@@ -6,12 +6,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveTime, Utc};
-use serde::{Deserialize, de};
+use serde::{Deserialize, Serialize, de};
 
 use super::{Duration, Id, RegionId};
 
 /// What a drill does to its target region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DrillKind {
     /// Fails the region in Lifeboat's own front door, so that detection,
