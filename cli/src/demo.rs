@@ -1,12 +1,15 @@
 //! `lifeboat local demo`: the whole recovery path on the local cloud,
-//! measured. It starts a fresh local cloud from a topology, writes a
-//! training checkpoint and waits for it to fan out, drives predictions
-//! through the gateway, fails the primary region, lets the prober, failover
-//! and gateway move traffic by themselves (the new region verified with the
-//! topology's golden requests), heals the primary, fails back, and reports
-//! the RTO with its parts (detection, decision, execution, verification),
-//! the requests that failed, and the RPO at the moment of failure, against
-//! the workload's targets.
+//! measured, as the game days a team would run. It starts a fresh local
+//! cloud from a topology, writes a training checkpoint and waits for it to
+//! fan out, drives predictions through the gateway, and runs the
+//! topology's `region-outage` drill of the workload: the region fails in
+//! the front door, the prober, failover and gateway move traffic by
+//! themselves (the new region verified with the topology's golden
+//! requests), the fault is removed and traffic fails back. It prints the
+//! RTO with its parts (detection, decision, execution, verification), the
+//! predictions that failed, and the RPO at the moment of failure, against
+//! the workload's targets; then runs the workload's `restore` drill, if the
+//! topology declares one, and prints where each drill's HTML report is.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,10 +19,11 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use lifeboat_gateway::{ATTEMPTS_HEADER, REGION_HEADER};
 use lifeboat_shared::server::Shutdown;
-use lifeboat_shared::topology::{Topology, Workload};
+use lifeboat_drill::run::{DrillRun, RunState};
+use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 
-use crate::local_cloud::faults::{self, Fault};
-use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, FAILOVER_PATH, LocalCloud};
+use crate::drill::{self, DrillService};
+use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, LocalCloud};
 use crate::write_checkpoint::{self, Shape};
 
 /// Time between two predictions of the demo's traffic.
@@ -109,21 +113,6 @@ fn first_answer(
         .map(|s| s.at)
 }
 
-fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).as_seconds_f64().max(0.0)
-}
-
-/// The time of the step `what` of `record`.
-fn step_at(record: &serde_json::Value, what: &str) -> Option<DateTime<Utc>> {
-    record["steps"]
-        .as_array()?
-        .iter()
-        .find(|step| step["what"] == what)
-        .and_then(|step| step["at"].as_str())
-        .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-        .map(|at| at.to_utc())
-}
-
 /// The workload the demo fails over: the first with a model served in the
 /// primary.
 fn workload(topology: &Topology) -> anyhow::Result<(&Workload, String)> {
@@ -146,6 +135,20 @@ fn workload(topology: &Topology) -> anyhow::Result<(&Workload, String)> {
 pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
     let (workload, model) = workload(&topology)?;
     let (workload, primary) = (workload.clone(), topology.primary().to_string());
+    let declared = |kind: DrillKind| -> Option<Drill> {
+        topology
+            .drills()
+            .iter()
+            .find(|d| d.kind == kind && d.workload == workload.id)
+            .cloned()
+    };
+    let outage_drill = declared(DrillKind::RegionOutage).with_context(|| {
+        format!(
+            "the demo runs a region-outage drill of workload {}: declare one under `drills:` (see docs/drills.md)",
+            workload.id
+        )
+    })?;
+    let restore_drill = declared(DrillKind::Restore);
     let dir = data_dir.join(topology.project().as_str());
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
@@ -163,9 +166,7 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
     );
 
     // A checkpoint, so that the RPO at failure is a real measurement.
-    let rpo_at_failure = if workload.assets.checkpoints.is_empty() {
-        None
-    } else {
+    if !workload.assets.checkpoints.is_empty() {
         let location = workload.assets.checkpoints[0].id.to_string();
         let shape = Shape {
             step: 100,
@@ -191,9 +192,9 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Some((rpo_url, location))
-    };
+    }
 
+    let drills = DrillService::local(&topology, data_dir)?;
     let log = Arc::new(Mutex::new(Vec::new()));
     let stop_traffic = Shutdown::new();
     let url = format!("{}/predict/{}/{model}", book.gateway, workload.id);
@@ -205,127 +206,88 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // The outage.
-    let rpo = match &rpo_at_failure {
-        None => None,
-        Some((rpo_url, location)) => {
-            let rows: Vec<serde_json::Value> = http.get(rpo_url).send().await?.json().await?;
-            rows.iter()
-                .filter(|r| r["location"] == location.as_str())
-                .filter_map(|r| r["exposure_seconds"].as_i64())
-                .max()
-        }
-    };
-    let failed_at = Utc::now();
-    faults::set(&dir, &primary, Some(Fault::Stop))?;
+    // The outage, as a drill: the fault in the front door, and the real
+    // detection, failover, verification and failback.
     println!(
-        "  {primary} failed at {} (every connection dropped)",
-        failed_at.format("%H:%M:%S%.3f")
+        "  drill {} ({} of {})",
+        outage_drill.id,
+        outage_drill.kind.name(),
+        outage_drill.target_region
     );
-    let recovered_at = wait_for(&log, "a prediction routed to another region", |sent| {
-        first_answer(sent, failed_at, |region| region != primary)
-    })
-    .await?;
-    // An active-active region answers before the failover is recorded
-    // (it serves already), so the record is waited for.
-    let incidents_url = format!("http://{}{FAILOVER_PATH}/incidents", book.functions);
-    let deadline = tokio::time::Instant::now() + STAGE_LIMIT;
-    let record = loop {
-        let incidents: Vec<serde_json::Value> =
-            http.get(&incidents_url).send().await?.json().await?;
-        if let Some(record) = incidents.into_iter().find(|r| {
-            r["workload"] == workload.id.as_str()
-                && r["region"] == primary.as_str()
-                && r["outcome"] == "moved"
-        }) {
-            break record;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no incident record of the failover within {STAGE_LIMIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let record = &record;
-    let (received, decided, routed) = (
-        step_at(record, "received").unwrap_or(failed_at),
-        step_at(record, "decided").unwrap_or(failed_at),
-        step_at(record, "routed").unwrap_or(recovered_at),
-    );
-    let verified = record["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|step| step["what"] == "verified"))
-        .and_then(|step| step["detail"].as_str())
-        .unwrap_or("not recorded")
-        .to_string();
-    let rto = seconds(failed_at, recovered_at);
-    let (total, failed, retried) = {
-        let sent = log.lock().unwrap_or_else(|e| e.into_inner());
-        let during: Vec<&Sent> = sent
-            .iter()
-            .filter(|s| s.at >= failed_at && s.at <= recovered_at)
-            .collect();
-        (
-            during.len(),
-            during.iter().filter(|s| s.answered_by.is_none()).count(),
-            during
-                .iter()
-                .filter(|s| s.retried && s.answered_by.is_some())
-                .count(),
-        )
-    };
+    let outage = drills.start(outage_drill.id.as_str(), true).await?;
+    let outage = drills.follow(&outage.id, true).await?;
+    let held = print_outage(&outage, &workload);
+    let sent = log.lock().unwrap_or_else(|e| e.into_inner()).len();
+    println!("  predictions the demo's own clients sent through the gateway: {sent}");
+    if outage.report.is_some() {
+        println!("  report: {}", drills.report_file(&outage.id).await?.display());
+    }
 
-    // Healing and failback.
-    faults::set(&dir, &primary, None)?;
-    let answer = http
-        .post(format!(
-            "http://{}{FAILOVER_PATH}/failback/{}",
-            book.functions, workload.id
-        ))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        answer.status().is_success(),
-        "failback answered {}",
-        answer.status()
-    );
-    let healed_at = Utc::now();
-    let back_at = wait_for(&log, "a prediction from the primary again", |sent| {
-        first_answer(sent, healed_at, |region| region == primary)
-    })
-    .await?;
+    // The standby proven able to resume training and serve data.
+    let mut restored = true;
+    if let Some(restore) = restore_drill {
+        println!(
+            "  drill {} ({} of {})",
+            restore.id,
+            restore.kind.name(),
+            restore.target_region
+        );
+        let run = drills.start(restore.id.as_str(), true).await?;
+        let run = drills.follow(&run.id, true).await?;
+        print!("{}", drill::summary(&run));
+        if run.report.is_some() {
+            println!("  report: {}", drills.report_file(&run.id).await?.display());
+        }
+        restored = run.state == RunState::Passed;
+    }
     stop_traffic.trigger();
     sender.await.context("the traffic task failed")?;
     shutdown.trigger();
     server.await.context("the local cloud failed")??;
-
-    let target_rto = workload.target_rto().get().as_secs_f64();
-    let target_rpo = workload.target_rpo().get().as_secs();
-    println!(
-        "  RTO {rto:.2} s (target {target_rto:.0} s): detection {:.2} s, decision {:.2} s, execution {:.2} s, verification {:.2} s",
-        seconds(failed_at, received),
-        seconds(received, decided),
-        seconds(decided, routed),
-        seconds(routed, recovered_at)
-    );
-    println!(
-        "  predictions that failed during the outage: {failed} of {total} \
-         ({retried} answered by a standby through the gateway's retry)"
-    );
-    println!("  verified after the move: {verified}");
-    match rpo {
-        Some(seconds) => println!("  RPO at the failure: {seconds} s (target {target_rpo} s)"),
-        None => println!("  RPO at the failure: no checkpoint location in this workload"),
-    }
-    println!(
-        "  failback: {primary} answered again {:.2} s after healing",
-        seconds(healed_at, back_at)
-    );
-    // Sampled every TRAFFIC_INTERVAL, the first answer after the failure
-    // is always a little later than it: an outage in which no prediction
-    // failed meets any RTO, 0 included (active-active).
-    let held = (rto <= target_rto || failed == 0)
-        && rpo.is_none_or(|seconds| u64::try_from(seconds).unwrap_or(0) <= target_rpo);
+    let held = held && restored;
     println!("  targets held: {}", if held { "yes" } else { "NO" });
     Ok(held)
+}
+
+/// Prints what a region-outage drill measured, as the demo always has;
+/// whether it passed.
+fn print_outage(run: &DrillRun, workload: &Workload) -> bool {
+    let target = &run.target_region;
+    if let Some(at) = run.cleanup.fault_injected_at {
+        println!(
+            "  {target} failed at {} (every connection dropped in the front door)",
+            at.format("%H:%M:%S%.3f")
+        );
+    }
+    let m = &run.measurements;
+    let target_rto = workload.target_rto().get().as_secs_f64();
+    let target_rpo = workload.target_rpo().get().as_secs();
+    if let Some(rto) = m.rto_seconds {
+        println!(
+            "  RTO {rto:.2} s (target {target_rto:.0} s): detection {:.2} s, decision {:.2} s, execution {:.2} s, verification {:.2} s",
+            m.detection_seconds.unwrap_or(0.0),
+            m.decision_seconds.unwrap_or(0.0),
+            m.execution_seconds.unwrap_or(0.0),
+            m.verification_seconds.unwrap_or(0.0)
+        );
+        println!(
+            "  predictions that failed during the outage: {} of {} (the gateway's own counts)",
+            m.predictions_failed, m.predictions
+        );
+    }
+    let verified = run
+        .steps
+        .iter()
+        .find(|step| step.what == "incident-verified")
+        .map_or("not recorded", |step| step.detail.as_str());
+    println!("  verified after the move: {verified}");
+    match m.rpo_at_failure_seconds {
+        Some(seconds) => println!("  RPO at the failure: {seconds} s (target {target_rpo} s)"),
+        None => println!("  RPO at the failure: no replicated data recorded for this workload"),
+    }
+    if let Some(seconds) = m.failback_seconds {
+        println!("  failback: {target} answered again {seconds:.2} s after healing");
+    }
+    print!("{}", drill::summary(run));
+    run.state == RunState::Passed
 }

@@ -2,6 +2,7 @@
 //! cloud, write checkpoints into it, and report RPO per region.
 
 mod demo;
+mod drill;
 mod local_cloud;
 mod release;
 mod status;
@@ -83,6 +84,10 @@ enum Command {
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
     },
+    /// Game days: the drills declared in the topology, run by a running
+    /// local cloud's drill service.
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// Returns a workload's traffic to the primary step by step (10, 50,
     /// 100 %), rolled back if the primary fails a step. Exits 1 unless all
     /// of it is back.
@@ -95,6 +100,66 @@ enum Command {
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
+    },
+}
+
+/// Where the drill commands find the drill service.
+#[derive(Debug, clap::Args)]
+struct DrillAt {
+    /// The topology YAML file.
+    #[arg(long)]
+    topology: PathBuf,
+    /// The local cloud's data directory.
+    #[arg(long, default_value = ".lifeboat")]
+    data_dir: PathBuf,
+    /// Print JSON instead of tables and progress.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum DrillCommand {
+    /// Every declared drill: kind, workload, target, last run (when,
+    /// result, RTO measured) and next due time; an overdue drill says so.
+    List {
+        #[command(flatten)]
+        at: DrillAt,
+    },
+    /// Runs a drill now, through its guardrails, and follows it to its end:
+    /// each step as it happens, then each target with what was measured,
+    /// and the report's path. Exits 1 unless it passed.
+    Run {
+        /// The drill's id.
+        id: String,
+        /// Run even outside the drill's window (recorded as such).
+        #[arg(long)]
+        ignore_window: bool,
+        /// Start it and return at once.
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        at: DrillAt,
+    },
+    /// Stops a running drill: its fault is removed, its routing restored,
+    /// and the record says why.
+    Abort {
+        /// The run's id.
+        run: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "asked by hand")]
+        reason: String,
+        #[command(flatten)]
+        at: DrillAt,
+    },
+    /// Prints the path of a run's HTML report.
+    Report {
+        /// The run's id.
+        run: String,
+        /// Open it in the browser.
+        #[arg(long)]
+        open: bool,
+        #[command(flatten)]
+        at: DrillAt,
     },
 }
 
@@ -305,6 +370,33 @@ fn main() -> ExitCode {
         } => with_topology(&topology, |topology| async move {
             traffic::run(&topology, &data_dir, &workload, traffic::Ask::Failback).await
         }),
+        Command::Drill(command) => {
+            let at = match &command {
+                DrillCommand::List { at }
+                | DrillCommand::Run { at, .. }
+                | DrillCommand::Abort { at, .. }
+                | DrillCommand::Report { at, .. } => at,
+            };
+            let (data_dir, json) = (at.data_dir.clone(), at.json);
+            with_topology(&at.topology.clone(), |topology| async move {
+                let service = drill::DrillService::local(&topology, &data_dir)?;
+                match command {
+                    DrillCommand::List { .. } => drill::list(&service, json).await,
+                    DrillCommand::Run {
+                        id,
+                        ignore_window,
+                        detach,
+                        ..
+                    } => drill::run(&service, &id, ignore_window, detach, json).await,
+                    DrillCommand::Abort { run, reason, .. } => {
+                        drill::abort(&service, &run, &reason).await
+                    }
+                    DrillCommand::Report { run, open, .. } => {
+                        drill::report(&service, &run, open).await
+                    }
+                }
+            })
+        }
         Command::Sync(SyncCommand::Reconcile {
             topology,
             local,

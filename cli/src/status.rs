@@ -15,6 +15,8 @@ use anyhow::Context;
 use chrono::Utc;
 use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
 use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
+use lifeboat_drill::run::RunState;
+use lifeboat_drill::runner::{self as drill_runner, DrillOverview};
 use lifeboat_failover::record::{self as incident_record, IncidentRecord, Outcome};
 use lifeboat_model_copy::parity::{self, ParityRow};
 use lifeboat_shared::routing::{self, RoutingTable};
@@ -25,7 +27,8 @@ use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
 use crate::local_cloud::{
-    AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, FAILOVER_PATH, MODEL_COPY_PATH,
+    AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, DRILL_PATH, FAILOVER_PATH,
+    MODEL_COPY_PATH,
 };
 
 /// Where the RPO records are read from.
@@ -48,6 +51,10 @@ pub struct Status {
     pub routing: Vec<RoutingTable>,
     /// Every incident not closed yet, with what failover did about it.
     pub open_incidents: Vec<IncidentRecord>,
+    /// Every declared drill: its last run (when, result, RTO measured),
+    /// when it is next due, and whether a due time passed without a run.
+    #[serde(default)]
+    pub drills: Vec<DrillOverview>,
 }
 
 impl Status {
@@ -98,6 +105,10 @@ pub async fn run(
         if !status.open_incidents.is_empty() {
             println!();
             print!("{}", incident_table(&status.open_incidents));
+        }
+        if !status.drills.is_empty() {
+            println!();
+            print!("{}", drill_table(&status.drills));
         }
     }
     Ok(status.meets_targets())
@@ -155,6 +166,7 @@ async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Resu
         data: data_rpo::report(topology, store, now).await?,
         routing: routing::read_all(store).await?,
         open_incidents: open(incident_record::read_all(store).await?),
+        drills: drill_runner::overview(topology, store, now).await?,
     })
 }
 
@@ -166,6 +178,7 @@ async fn from_running_cloud(dir: &Path) -> Option<Status> {
         data: rows(&book, DATA_SYNC_PATH, "rpo").await?,
         routing: rows(&book, FAILOVER_PATH, "routing").await?,
         open_incidents: open(rows(&book, FAILOVER_PATH, "incidents").await?),
+        drills: rows(&book, DRILL_PATH, "drills").await?,
     })
 }
 
@@ -353,6 +366,54 @@ pub fn incident_table(records: &[IncidentRecord]) -> String {
             }
             .to_string(),
             last,
+        ]
+    });
+    aligned(&header, lines)
+}
+
+/// The declared drills, each with its last run and next due time, as an
+/// aligned text table; an overdue drill says so.
+pub fn drill_table(drills: &[DrillOverview]) -> String {
+    let header = [
+        "DRILL",
+        "KIND",
+        "WORKLOAD",
+        "TARGET",
+        "LAST RUN",
+        "RESULT",
+        "RTO",
+        "NEXT DUE",
+    ];
+    let lines = drills.iter().map(|drill| {
+        let last = drill.last_run.as_ref();
+        let mut next = drill.next_due.map_or_else(
+            || "never".to_string(),
+            |at| at.format("%Y-%m-%d %H:%M").to_string(),
+        );
+        if drill.overdue {
+            next = format!("{next}  OVERDUE: a due run was missed");
+        }
+        vec![
+            drill.id.clone(),
+            drill.kind.name().to_string(),
+            drill.workload.clone(),
+            drill.target_region.clone(),
+            last.map_or_else(
+                || "never".to_string(),
+                |r| r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
+            last.map_or_else(
+                || "-".to_string(),
+                |r| match r.state {
+                    RunState::Running => "running".to_string(),
+                    RunState::Passed => "passed".to_string(),
+                    RunState::Failed => "FAILED".to_string(),
+                    RunState::Aborted => "ABORTED".to_string(),
+                    RunState::Refused => "REFUSED".to_string(),
+                },
+            ),
+            or_dash(last.and_then(|r| r.rto_seconds).map(|s| format!("{s:.2}s"))),
+            next,
         ]
     });
     aligned(&header, lines)

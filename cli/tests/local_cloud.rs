@@ -679,7 +679,7 @@ async fn a_released_model_version_reaches_both_standbys_whose_endpoints_answer_w
 }
 
 #[test]
-fn the_demo_fails_over_fails_back_and_reports_the_rto_against_the_targets() {
+fn the_demo_runs_the_outage_and_restore_drills_and_reports_the_rto_against_the_targets() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(["local", "demo", "--topology"])
@@ -703,6 +703,9 @@ fn the_demo_fails_over_fails_back_and_reports_the_rto_against_the_targets() {
         "answered 2 golden requests right (3 predictions)",
         "RPO at the failure:",
         "failback: us-central1 answered again",
+        "✓ RTO",
+        "report: ",
+        "drill nightly-restore-us-east1 (restore of us-east1)",
         "targets held: yes",
     ] {
         assert!(printed.contains(line), "{line:?} missing from:\n{printed}");
@@ -766,6 +769,159 @@ async fn a_region_answering_wrong_passes_its_health_check_but_a_move_to_it_is_re
         ),
         "{record:#}"
     );
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
+
+impl LocalCloud {
+    /// The drill service's base URL.
+    fn drill_url(&self) -> String {
+        let functions = self.book["functions"].as_str().expect("functions address");
+        format!("http://{functions}/drill")
+    }
+
+    /// Kills the process at once (SIGKILL): nothing is cleaned up.
+    fn kill(mut self) {
+        self.child.kill().expect("lifeboat is killed");
+        self.child.wait().expect("lifeboat exits");
+    }
+}
+
+/// Waits until run `id` satisfies `done`, answering it; panics after `limit`.
+async fn wait_run(
+    drill_url: &str,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let run: serde_json::Value = reqwest::get(format!("{drill_url}/runs/{id}"))
+            .await
+            .expect("the drill service answers")
+            .json()
+            .await
+            .expect("a run is JSON");
+        if done(&run) {
+            return run;
+        }
+        assert!(started.elapsed() < limit, "run {id} never got there: {run:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn has_step(run: &serde_json::Value, what: &str) -> bool {
+    run["steps"]
+        .as_array()
+        .is_some_and(|steps| steps.iter().any(|s| s["what"] == what))
+}
+
+/// Fires the Scheduler job of `drill` as Cloud Scheduler does.
+async fn tick(drill_url: &str, drill: &str, scheduled: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{drill_url}/"))
+        .header("x-cloudscheduler", "true")
+        .header("x-cloudscheduler-jobname", format!("lifeboat-drill-{drill}"))
+        .header("x-cloudscheduler-scheduletime", scheduled)
+        .json(&serde_json::json!({ "drill": drill }))
+        .send()
+        .await
+        .expect("the drill service answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+/// The production example with no drill window, so that a Scheduler tick
+/// sent by a test at any hour may run.
+fn windowless_example(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(example()).expect("example");
+    let windowless: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("window:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let path = dir.join("windowless.yaml");
+    std::fs::write(&path, windowless).expect("write topology");
+    path
+}
+
+#[tokio::test]
+async fn a_drill_whose_service_is_killed_mid_run_is_cleaned_up_after_a_restart() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let topology = windowless_example(data_dir.path());
+    let cloud = LocalCloud::start_with(data_dir.path(), &topology);
+    let drills = cloud.drill_url();
+    // Two deliveries of the same tick at once: one run.
+    let scheduled = "2026-12-08T10:00:00Z";
+    let (first, second) = tokio::join!(
+        tick(&drills, "weekly-region-outage", scheduled),
+        tick(&drills, "weekly-region-outage", scheduled)
+    );
+    let statuses = [first.0, second.0];
+    assert!(statuses.contains(&202), "one delivery starts the run: {first:?} {second:?}");
+    let duplicate = if first.0 == 202 { &second.1 } else { &first.1 };
+    assert_eq!(duplicate["duplicate"], true, "{duplicate}");
+    let id = "weekly-region-outage--20261208T100000Z";
+    let runs: Vec<serde_json::Value> = reqwest::get(format!("{drills}/runs"))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+
+    // The run fails us-central1 in the front door; the process dies there.
+    let run = wait_run(&drills, id, Duration::from_secs(60), |run| has_step(run, "fault-injected")).await;
+    assert_eq!(run["state"], "running");
+    cloud.kill();
+
+    // Restarted, the local cloud finds the run unfinished once its lease
+    // lapses, removes the fault, restores the routing, and says why.
+    let cloud = LocalCloud::start_with(data_dir.path(), &topology);
+    let run = wait_run(&cloud.drill_url(), id, Duration::from_secs(60), |run| run["state"] != "running").await;
+    assert_eq!(run["state"], "aborted", "{run:#}");
+    assert!(
+        run["reasons"][0].as_str().unwrap_or_default().contains("the drill service stopped mid-run"),
+        "{run:#}"
+    );
+    assert!(run["cleanup"]["fault_removed_at"].is_string(), "{run:#}");
+    let health = reqwest::get(format!("{}/healthz?workload=recommendations", cloud.region_url("us-central1")))
+        .await
+        .expect("us-central1 answers");
+    assert_eq!(health.status(), 200, "the region serves again");
+    let report = run["report"].as_str().expect("a report");
+    assert!(Path::new(report).exists(), "{report}");
+    let (status, _) = cloud.stop();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_real_outage_during_a_drill_aborts_it_and_leaves_the_routing_to_the_real_failover() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let cloud = LocalCloud::start(data_dir.path());
+    let drills = cloud.drill_url();
+    let (started, printed) = lifeboat(
+        &["drill", "run", "weekly-region-outage", "--ignore-window", "--detach"],
+        data_dir.path(),
+    );
+    assert!(started, "{printed}");
+    let id = printed
+        .split_whitespace()
+        .find(|word| word.starts_with("weekly-region-outage--"))
+        .expect("the run's id is printed")
+        .to_string();
+    // While the drill has us-central1 failed in the front door, the
+    // standby us-east1 really fails, as a whole.
+    wait_run(&drills, &id, Duration::from_secs(60), |run| has_step(run, "fault-injected")).await;
+    let real = "us-east1";
+    let (failed, printed) = lifeboat(&["local", "fail-region", real], data_dir.path());
+    assert!(failed, "{printed}");
+    let run = wait_run(&drills, &id, Duration::from_secs(90), |run| run["state"] != "running").await;
+    assert_eq!(run["state"], "aborted", "{run:#}");
+    let why = run["reasons"][0].as_str().unwrap_or_default();
+    assert!(why.contains(&format!("a real incident opened on recommendations in {real}")), "{why}");
+    assert!(has_step(&run, "routing-left"), "{run:#}");
+    assert!(run["cleanup"]["fault_removed_at"].is_string(), "the drill's own fault is removed: {run:#}");
     let (status, _) = cloud.stop();
     assert!(status.success());
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Number, Value, json};
 
-use crate::topology::{Tolerance, Workload};
+use crate::routing::{ATTEMPTS_HEADER, REGION_HEADER};
+use crate::topology::{GoldenRequest, Tolerance, Workload};
 
 /// The variable holding the gateway's base URL that golden requests go
 /// through (`https://gateway-xyz.a.run.app`, or the local cloud's
@@ -233,6 +234,13 @@ impl GoldenClient {
         format!("{}/regions/{region}/predict/{workload}/{model}", self.base)
     }
 
+    /// The gateway's URL that sends a prediction of `model` of `workload`
+    /// where the routing table says, retrying in another region as the
+    /// gateway does for every client: the front door as clients see it.
+    pub fn front_door_url(&self, workload: &str, model: &str) -> String {
+        format!("{}/predict/{workload}/{model}", self.base)
+    }
+
     /// Sends every golden request of every model of `workload` to `region`
     /// through the gateway, in order, and judges the answers; the first
     /// failure ends the check.
@@ -249,71 +257,161 @@ impl GoldenClient {
         for model in &workload.assets.models {
             let url = self.pinned_url(region, workload.id.as_str(), model.id.as_str());
             for (index, golden) in model.golden_requests.iter().enumerate() {
-                let unanswered = |reason: String| GoldenFailure::Unanswered {
-                    region: region.to_string(),
-                    model: model.id.to_string(),
-                    request: index,
-                    reason,
+                let asked = Asked {
+                    url: &url,
+                    region,
+                    model: model.id.as_str(),
+                    index,
+                    golden,
                 };
-                let malformed = |reason: String| GoldenFailure::Malformed {
-                    region: region.to_string(),
-                    model: model.id.to_string(),
-                    request: index,
-                    reason,
-                };
-                let response = self
-                    .client
-                    .post(&url)
-                    .json(&json!({ "instances": golden.instances }))
-                    .send()
-                    .await
-                    .map_err(|e| unanswered(e.to_string()))?;
-                let status = response.status();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| unanswered(format!("the answer broke off: {e}")))?;
-                if !status.is_success() {
-                    let text = String::from_utf8_lossy(&body);
-                    let text: String = text.chars().take(200).collect();
-                    return Err(unanswered(format!("HTTP {status}: {text}")));
-                }
-                let answer: Value = serde_json::from_slice(&body)
-                    .map_err(|e| malformed(format!("not JSON: {e}")))?;
-                let Some(predictions) = answer.get("predictions").and_then(Value::as_array) else {
-                    return Err(malformed("no `predictions` list".to_string()));
-                };
-                if predictions.len() != golden.instances.len() {
-                    return Err(malformed(format!(
-                        "{} predictions for {} instances",
-                        predictions.len(),
-                        golden.instances.len()
-                    )));
-                }
-                let expected = golden.predictions.iter().zip(predictions);
-                for (instance, (expected, got)) in expected.enumerate() {
-                    if let Err(difference) = compare(expected, got, golden.tolerance) {
-                        let failure = GoldenFailure::Wrong {
-                            region: region.to_string(),
-                            model: model.id.to_string(),
-                            request: index,
-                            instance,
-                            sent: golden.instances[instance].clone(),
-                            expected: expected.clone(),
-                            got: got.clone(),
-                            at: difference.at,
-                            tolerance: golden.tolerance,
-                        };
-                        tracing::warn!(%failure, "golden request answered wrong");
-                        return Err(failure);
-                    }
-                }
+                let answered = self.ask(&asked).await;
                 pass.requests += 1;
-                pass.predictions += predictions.len();
+                pass.predictions += answered.judged?;
             }
         }
         Ok(pass)
     }
+
+    /// Sends golden request `index` of `model` of `workload` through the
+    /// front door ([`GoldenClient::front_door_url`]) and judges the answer,
+    /// telling which region answered and in how many attempts: a drill's
+    /// view of what clients get.
+    pub async fn probe_front_door(
+        &self,
+        workload: &str,
+        model: &str,
+        index: usize,
+        golden: &GoldenRequest,
+    ) -> Answered {
+        let url = self.front_door_url(workload, model);
+        self.ask(&Asked {
+            url: &url,
+            region: "the front door",
+            model,
+            index,
+            golden,
+        })
+        .await
+    }
+
+    /// Sends one golden request and judges its answer.
+    async fn ask(&self, asked: &Asked<'_>) -> Answered {
+        let Asked {
+            url,
+            region,
+            model,
+            index,
+            golden,
+        } = *asked;
+        let mut answered = Answered {
+            region: None,
+            attempts: 0,
+            judged: Ok(0),
+        };
+        let unanswered = |reason: String| GoldenFailure::Unanswered {
+            region: region.to_string(),
+            model: model.to_string(),
+            request: index,
+            reason,
+        };
+        let malformed = |reason: String| GoldenFailure::Malformed {
+            region: region.to_string(),
+            model: model.to_string(),
+            request: index,
+            reason,
+        };
+        let response = match self
+            .client
+            .post(url)
+            .json(&json!({ "instances": golden.instances }))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                answered.judged = Err(unanswered(error.to_string()));
+                return answered;
+            }
+        };
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        answered.region = header(REGION_HEADER);
+        answered.attempts = header(ATTEMPTS_HEADER)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let status = response.status();
+        answered.judged = async {
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| unanswered(format!("the answer broke off: {e}")))?;
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.chars().take(200).collect();
+                return Err(unanswered(format!("HTTP {status}: {text}")));
+            }
+            let answer: Value =
+                serde_json::from_slice(&body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+            let Some(predictions) = answer.get("predictions").and_then(Value::as_array) else {
+                return Err(malformed("no `predictions` list".to_string()));
+            };
+            if predictions.len() != golden.instances.len() {
+                return Err(malformed(format!(
+                    "{} predictions for {} instances",
+                    predictions.len(),
+                    golden.instances.len()
+                )));
+            }
+            let expected = golden.predictions.iter().zip(predictions);
+            for (instance, (expected, got)) in expected.enumerate() {
+                if let Err(difference) = compare(expected, got, golden.tolerance) {
+                    let failure = GoldenFailure::Wrong {
+                        region: answered.region.clone().unwrap_or_else(|| region.to_string()),
+                        model: model.to_string(),
+                        request: index,
+                        instance,
+                        sent: golden.instances[instance].clone(),
+                        expected: expected.clone(),
+                        got: got.clone(),
+                        at: difference.at,
+                        tolerance: golden.tolerance,
+                    };
+                    tracing::warn!(%failure, "golden request answered wrong");
+                    return Err(failure);
+                }
+            }
+            Ok(predictions.len())
+        }
+        .await;
+        answered
+    }
+}
+
+/// One golden request to send, and what to name in a failure.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    url: &'a str,
+    region: &'a str,
+    model: &'a str,
+    index: usize,
+    golden: &'a GoldenRequest,
+}
+
+/// What became of one golden request.
+#[derive(Debug)]
+pub struct Answered {
+    /// The region that answered, as the gateway says.
+    pub region: Option<String>,
+    /// How many regions the gateway tried (0 when it did not say).
+    pub attempts: u32,
+    /// The number of predictions judged right, or why the answer is not
+    /// right.
+    pub judged: Result<usize, GoldenFailure>,
 }
 
 #[cfg(test)]

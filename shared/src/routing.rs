@@ -17,6 +17,12 @@ use crate::topology::{Pattern, Topology, Workload};
 /// The state collection of routing tables, one document per workload.
 pub const COLLECTION: &str = "routing";
 
+/// The gateway's response header naming the region that answered.
+pub const REGION_HEADER: &str = "x-lifeboat-region";
+
+/// The gateway's response header counting the regions tried (1 or 2).
+pub const ATTEMPTS_HEADER: &str = "x-lifeboat-attempts";
+
 /// What is wrong with a routing table.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingError {

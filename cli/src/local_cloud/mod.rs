@@ -29,6 +29,9 @@ use anyhow::Context;
 use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
 use lifeboat_data_sync::DataSync;
+use lifeboat_drill::report::ReportSink;
+use lifeboat_drill::runner::LiveRuns;
+use lifeboat_drill::{DrillContext, DrillOptions};
 use lifeboat_data_sync::tables::split_dataset;
 use lifeboat_failover::failback::FailbackOptions;
 use lifeboat_failover::probes::Prober;
@@ -37,7 +40,7 @@ use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
 use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
-use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus, FAILOVER_REFUSED_TOPIC};
+use lifeboat_shared::bus::{DRILL_EVENTS_TOPIC, EVENTS_TOPIC, EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::metrics::state::StateMetrics;
@@ -76,9 +79,24 @@ pub const MODEL_COPY_PATH: &str = "/model-copy";
 /// are POSTed there, as Monitoring's webhook channel does).
 pub const FAILOVER_PATH: &str = "/failover";
 
+/// Where the drill service's router is mounted on the functions listener
+/// (`/drill/drills/{id}/run`, `/drill/runs/{run}`...).
+pub const DRILL_PATH: &str = "/drill";
+
 /// Where the gateway's router is mounted on the functions listener
 /// (predictions are POSTed to `/gateway/predict/{workload}/{model}`).
 pub const GATEWAY_PATH: &str = "/gateway";
+
+/// Where drill reports are written, inside the data directory.
+pub const REPORTS_DIR: &str = "reports";
+
+/// How often the local cloud looks for drill runs a crash left unfinished.
+const LOCAL_DRILL_RECOVERY: Duration = Duration::from_secs(5);
+
+/// How long a local drill's lease lasts unless renewed (a minute on Google
+/// Cloud): a drill killed mid-run is cleaned up within seconds of a
+/// restart.
+const LOCAL_DRILL_LEASE: Duration = Duration::from_secs(10);
 
 /// How long the gateway waits for one region before trying the next:
 /// shorter than a slow region's delay, so a slow region is retried
@@ -123,7 +141,7 @@ impl LocalCloud {
         let bus = LocalBus::open(data_dir.join("bus"), bus_options)
             .await
             .context("opening the local event bus")?;
-        for topic in [EVENTS_TOPIC, FAILOVER_REFUSED_TOPIC] {
+        for topic in [EVENTS_TOPIC, FAILOVER_REFUSED_TOPIC, DRILL_EVENTS_TOPIC] {
             bus.create_topic(topic)
                 .await
                 .with_context(|| format!("creating topic {topic}"))?;
@@ -365,7 +383,7 @@ impl BoundCloud {
             format!("http://{}{FAILOVER_PATH}", self.book.functions),
             shutdown.clone(),
         ));
-        let failover = lifeboat_failover::router(FailoverContext {
+        let failover_context = FailoverContext {
             topology: self.cloud.topology.clone(),
             state: self.cloud.state.clone(),
             registry: self.cloud.registry.clone(),
@@ -380,7 +398,36 @@ impl BoundCloud {
                 },
                 ..FailoverOptions::default()
             },
-        });
+        };
+        let drill_context = DrillContext {
+            failover: failover_context.clone(),
+            storage: self.cloud.storage.clone(),
+            warehouse: self.cloud.warehouse.clone(),
+            gateway_url: self.book.gateway.clone(),
+            reports: ReportSink::Directory(self.cloud.data_dir.join(REPORTS_DIR)),
+            options: DrillOptions {
+                recovery_interval: LOCAL_DRILL_RECOVERY,
+                lease_ttl: LOCAL_DRILL_LEASE,
+                ..DrillOptions::default()
+            },
+            live: LiveRuns::default(),
+        };
+        let drill_recovery = tokio::spawn(lifeboat_drill::runner::keep_recovering(
+            drill_context.clone(),
+            shutdown.clone(),
+        ));
+        let drills = tokio::spawn(scheduler::run_drills(
+            self.cloud.topology.drills().to_vec(),
+            format!("http://{}{DRILL_PATH}", self.book.functions),
+            shutdown.clone(),
+        ));
+        let drill = Service::new(
+            lifeboat_drill::SERVICE_NAME,
+            lifeboat_drill::router(drill_context),
+        )
+        .with_request_timeout(ACK_DEADLINE)
+        .into_router();
+        let failover = lifeboat_failover::router(failover_context);
         let failover = Service::new(lifeboat_failover::SERVICE_NAME, failover)
             .with_request_timeout(ACK_DEADLINE)
             .into_router();
@@ -391,6 +438,7 @@ impl BoundCloud {
                 .nest(DATA_SYNC_PATH, data_sync)
                 .nest(MODEL_COPY_PATH, model_copy)
                 .nest(FAILOVER_PATH, failover)
+                .nest(DRILL_PATH, drill)
                 .nest(GATEWAY_PATH, gateway)
                 .merge(releases),
         )
@@ -438,6 +486,8 @@ impl BoundCloud {
             (model_reconciles, "model-copy's scheduler"),
             (refreshing, "gateway's routing refresh"),
             (probing, "prober"),
+            (drill_recovery, "drill recovery"),
+            (drills, "drill scheduler"),
         ] {
             if let Err(error) = task.await {
                 tracing::warn!(%error, "the {name} ended abnormally");

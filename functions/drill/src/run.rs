@@ -70,6 +70,9 @@ pub enum RunState {
     /// Stopped before its end by a guardrail, an abort or a crash, and
     /// cleaned up ([`DrillRun::reasons`] says why).
     Aborted,
+    /// Not started: a guardrail checked before the run refused it, and
+    /// nothing was changed ([`DrillRun::reasons`] says which).
+    Refused,
 }
 
 impl RunState {

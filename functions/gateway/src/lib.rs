@@ -37,11 +37,7 @@ pub use upstreams::Upstreams;
 /// The service's name, in logs.
 pub const SERVICE_NAME: &str = "gateway";
 
-/// The response header naming the region that answered.
-pub const REGION_HEADER: &str = "x-lifeboat-region";
-
-/// The response header counting the regions tried (1 or 2).
-pub const ATTEMPTS_HEADER: &str = "x-lifeboat-attempts";
+pub use lifeboat_shared::routing::{ATTEMPTS_HEADER, REGION_HEADER};
 
 /// The largest prediction taken: Vertex AI's online prediction payload
 /// limit (1.5 MB; read as MiB, so that nothing Vertex AI takes is refused

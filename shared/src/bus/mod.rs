@@ -25,6 +25,10 @@ pub const EVENTS_TOPIC: &str = "lifeboat-events";
 /// `infra/failover.tf` creates it.
 pub const FAILOVER_REFUSED_TOPIC: &str = "lifeboat-failover-refused";
 
+/// The topic the drill service publishes the start, finish and abort of
+/// every drill run to (`dev.lifeboat.drill.*`), for paging and audit.
+pub const DRILL_EVENTS_TOPIC: &str = "lifeboat-drill-events";
+
 /// The fewest delivery attempts a subscription may allow before dead-lettering,
 /// as Pub/Sub requires (`max_delivery_attempts` 5-100); the local bus holds to
 /// the same range so a configuration that works locally works on Google Cloud.

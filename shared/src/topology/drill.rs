@@ -142,6 +142,13 @@ impl Window {
     }
 }
 
+impl fmt::Display for Window {
+    /// As written in the file: `HH:MM-HH:MM`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+    }
+}
+
 impl FromStr for Window {
     type Err = String;
 
