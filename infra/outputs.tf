@@ -52,3 +52,18 @@ output "incidents_notification_channel" {
   description = "The Monitoring notification channel publishing to incidents_topic."
   value       = google_monitoring_notification_channel.incidents.name
 }
+
+output "drill_url" {
+  description = "The drill service (operators POST /drills/DRILL/run, /runs/RUN/abort and GET /runs, /runs/RUN, /runs/RUN/report with an identity token)."
+  value       = google_cloud_run_v2_service.drill.uri
+}
+
+output "drill_reports_bucket" {
+  description = "Where every drill run's HTML report is written."
+  value       = google_storage_bucket.drill_reports.name
+}
+
+output "drill_events_topic" {
+  description = "Topic of the drills' start, finish and abort CloudEvents (dev.lifeboat.drill.*): subscribe paging and audit to it."
+  value       = google_pubsub_topic.drill_events.id
+}

@@ -16,7 +16,10 @@
 #                `role` block below) or a custom role resource of
 #                infra/*.tf (its permissions read from there);
 #     grant      the Terraform resource type granting the role (project,
-#                bucket, topic...: the scope it is granted on).
+#                bucket, topic...: the scope it is granted on);
+#     allowed_by a Cloud Run service whose own allow-list
+#                (LIFEBOAT_ALLOWED_CALLERS) must also name the account,
+#                for a call to its by-hand routes (optional).
 #
 # role "roles/NAME": the permissions of a predefined role that the calls
 # rely on (a subset), from Google's IAM roles and permissions reference
@@ -50,6 +53,11 @@ role "roles/bigquery.dataViewer" {
 role "roles/bigquery.dataEditor" {
   source      = "https://cloud.google.com/iam/docs/roles-permissions/bigquery"
   permissions = ["bigquery.tables.create", "bigquery.tables.get", "bigquery.tables.getData", "bigquery.tables.update", "bigquery.tables.updateData"]
+}
+
+role "roles/bigquery.metadataViewer" {
+  source      = "https://cloud.google.com/iam/docs/roles-permissions/bigquery"
+  permissions = ["bigquery.tables.get", "bigquery.tables.list"]
 }
 
 role "roles/bigquery.jobUser" {
@@ -610,6 +618,158 @@ service "gateway" {
   }
 }
 
+service "drill" {
+  account = "google_service_account.drill"
+
+  # pilot-light-deploy: deploy the copied model on the pilot-light
+  # endpoint, follow the operation, undeploy what it deployed.
+  call {
+    method     = "aiplatform.endpoints.get"
+    code       = "shared/src/models/vertex.rs (endpoint)"
+    permission = "aiplatform.endpoints.get"
+    role       = "google_project_iam_custom_role.drill"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "aiplatform.models.listVersions"
+    code       = "shared/src/models/vertex.rs (model)"
+    permission = "aiplatform.models.list"
+    role       = "google_project_iam_custom_role.drill"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "aiplatform.endpoints.deployModel (pilot light; reads the model)"
+    code       = "shared/src/models/vertex.rs (start_deploy)"
+    permission = "aiplatform.models.get"
+    role       = "google_project_iam_custom_role.drill"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "aiplatform.endpoints.deployModel (pilot light)"
+    code       = "shared/src/models/vertex.rs (start_deploy)"
+    permission = "aiplatform.endpoints.deploy"
+    role       = "google_project_iam_custom_role.drill"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "aiplatform.endpoints.undeployModel (what the drill deployed)"
+    code       = "shared/src/models/vertex.rs (start_undeploy)"
+    permission = "aiplatform.endpoints.undeploy"
+    role       = "google_project_iam_custom_role.drill"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "aiplatform.operations.get"
+    code       = "shared/src/models/vertex.rs (operation)"
+    permission = "aiplatform.operations.get"
+    role       = "google_project_iam_custom_role.drill"
+    grant      = "google_project_iam_member"
+  }
+  # Runs, faults, leases, replication pauses; routing, incident, parity,
+  # RPO and gateway traffic records read; the pre-drill routing written back.
+  call {
+    method     = "firestore.documents.get"
+    code       = "shared/src/state/firestore.rs (drill runs, faults, leases, routing, incidents)"
+    permission = "datastore.entities.get"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.list"
+    code       = "shared/src/state/firestore.rs (drill runs, routing::read_all, parity, rpo and gateway traffic reports)"
+    permission = "datastore.entities.list"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.commit (creates a run, fault, pause or lease)"
+    code       = "shared/src/state/firestore.rs (put)"
+    permission = "datastore.entities.create"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.commit (compare-and-set of a run, the pre-drill routing table restored)"
+    code       = "shared/src/state/firestore.rs (put)"
+    permission = "datastore.entities.update"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.commit (removes a fault or pause, releases a lease)"
+    code       = "shared/src/state/firestore.rs (delete)"
+    permission = "datastore.entities.delete"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  # The reports bucket.
+  call {
+    method     = "storage.objects.insert (a run's report)"
+    code       = "shared/src/storage/gcs.rs (put)"
+    permission = "storage.objects.create"
+    role       = "roles/storage.objectAdmin"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.insert (replaces the run's own report)"
+    code       = "shared/src/storage/gcs.rs (put)"
+    permission = "storage.objects.delete"
+    role       = "roles/storage.objectAdmin"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.get (GET /runs/RUN/report)"
+    code       = "shared/src/storage/gcs.rs (get)"
+    permission = "storage.objects.get"
+    role       = "roles/storage.objectAdmin"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  # restore: checkpoint and replica buckets and their sources, read only.
+  call {
+    method     = "storage.objects.list (checkpoints, replica samples, their sources)"
+    code       = "shared/src/storage/gcs.rs (list)"
+    permission = "storage.objects.list"
+    role       = "roles/storage.objectViewer"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.get (checkpoint shards and manifests, sampled replicas, their sources' CRC32C)"
+    code       = "shared/src/storage/gcs.rs (get, head)"
+    permission = "storage.objects.get"
+    role       = "roles/storage.objectViewer"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "bigquery.tables.get (row counts of source and replica tables, from their metadata; no query job)"
+    code       = "shared/src/warehouse/bigquery.rs (table)"
+    permission = "bigquery.tables.get"
+    role       = "roles/bigquery.metadataViewer"
+    grant      = "google_bigquery_dataset_iam_member"
+  }
+  call {
+    method     = "pubsub.projects.topics.publish (dev.lifeboat.drill.started, .finished, .aborted)"
+    code       = "shared/src/bus/pubsub.rs (publish)"
+    permission = "pubsub.topics.publish"
+    role       = "roles/pubsub.publisher"
+    grant      = "google_pubsub_topic_iam_member"
+  }
+  call {
+    method     = "Cloud Run request to failover: POST /failback/WORKLOAD (end of a region-outage drill; also in failover's LIFEBOAT_ALLOWED_CALLERS)"
+    code       = "functions/drill (LIFEBOAT_FAILOVER_URL)"
+    permission = "run.routes.invoke"
+    role       = "roles/run.invoker"
+    grant      = "google_cloud_run_v2_service_iam_member"
+    allowed_by = "google_cloud_run_v2_service.failover"
+  }
+  call {
+    method     = "secretmanager.versions.access (Cloud Run mounts the topology)"
+    code       = "infra/drill.tf (volumes)"
+    permission = "secretmanager.versions.access"
+    role       = "roles/secretmanager.secretAccessor"
+    grant      = "google_secret_manager_secret_iam_member"
+  }
+}
+
 # The identities events and ticks arrive with.
 service "model-copy-trigger" {
   account = "google_service_account.model_copy_trigger"
@@ -674,6 +834,18 @@ service "failover-invoker" {
   call {
     method     = "Cloud Run request (Pub/Sub push of incidents, Scheduler failback ticks)"
     code       = "infra/failover.tf"
+    permission = "run.routes.invoke"
+    role       = "roles/run.invoker"
+    grant      = "google_cloud_run_v2_service_iam_member"
+  }
+}
+
+service "drill-invoker" {
+  account = "google_service_account.drill_invoker"
+
+  call {
+    method     = "Cloud Run request (Scheduler ticks of the drills)"
+    code       = "infra/drill.tf (google_cloud_scheduler_job.drill)"
     permission = "run.routes.invoke"
     role       = "roles/run.invoker"
     grant      = "google_cloud_run_v2_service_iam_member"
