@@ -80,10 +80,6 @@ locals {
   topology_drills = {
     for drill in try(yamldecode(var.topology_yaml).drills, []) : drill.id => join(" ", regexall("\\S+", tostring(drill.schedule)))
   }
-  # The failover service the drill asks for failbacks: the one in the
-  # drill's own region when failover runs there. A drill's fault is a
-  # record, not a real outage, so that region's service is up.
-  drill_failover_region = contains(local.failover_regions, var.primary_region) ? var.primary_region : sort(local.failover_regions)[0]
 }
 
 resource "google_service_account" "drill" {
@@ -245,16 +241,6 @@ resource "google_pubsub_topic_iam_member" "drill_publishes_events" {
   member = "serviceAccount:${google_service_account.drill.email}"
 }
 
-# A region-outage drill ends by asking failover to fail back
-# (POST /failback/WORKLOAD): invoker on that one failover service, whose
-# LIFEBOAT_ALLOWED_CALLERS names this account (infra/failover.tf).
-resource "google_cloud_run_v2_service_iam_member" "drill_invokes_failover" {
-  name     = google_cloud_run_v2_service.failover[local.drill_failover_region].name
-  location = google_cloud_run_v2_service.failover[local.drill_failover_region].location
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.drill.email}"
-}
-
 resource "google_cloud_run_v2_service" "drill" {
   name     = "drill"
   location = var.primary_region
@@ -306,19 +292,15 @@ resource "google_cloud_run_v2_service" "drill" {
         name  = "LIFEBOAT_GATEWAY_URL"
         value = "https://${var.gateway_domain}"
       }
-      # Where failbacks are asked for (POST /failback/WORKLOAD).
+      # Where a failback probes the returning region, as failover does: a
+      # region-outage drill fails back with failover's own code.
       env {
-        name  = "LIFEBOAT_FAILOVER_URL"
-        value = google_cloud_run_v2_service.failover[local.drill_failover_region].uri
+        name  = "LIFEBOAT_PROBE_TARGETS"
+        value = jsonencode(local.probe_targets)
       }
       env {
         name  = "LIFEBOAT_REPORTS_BUCKET"
         value = google_storage_bucket.drill_reports.name
-      }
-      # The topic's name in the project.
-      env {
-        name  = "LIFEBOAT_DRILL_EVENTS_TOPIC"
-        value = google_pubsub_topic.drill_events.name
       }
       # The project the service's traces are recorded in.
       env {

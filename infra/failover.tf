@@ -28,7 +28,7 @@ variable "failover_regions" {
 }
 
 variable "operators" {
-  description = "Who may move traffic by hand (POST /move/WORKLOAD, /failback/WORKLOAD on the failover services) and run, abort and read drills (the drill service), as IAM principals: user:EMAIL or serviceAccount:EMAIL. Each gets roles/run.invoker on every failover service and on the drill service, and its email goes into their LIFEBOAT_ALLOWED_CALLERS allow-lists, which the services check against the caller's verified identity. With none, the drill service accepts internal traffic only (Scheduler's ticks), and the failover services accept only invokers' identity tokens (Pub/Sub's pushes, Scheduler's ticks, the drill service's failbacks)."
+  description = "Who may move traffic by hand (POST /move/WORKLOAD, /failback/WORKLOAD on the failover services), as IAM principals: user:EMAIL or serviceAccount:EMAIL. Each gets roles/run.invoker on every failover service, and its email goes into the services' LIFEBOAT_ALLOWED_CALLERS allow-list, which the services check against the caller's verified identity. With none, the services accept internal traffic only (Pub/Sub's pushes and Scheduler's ticks)."
   type        = list(string)
   default     = []
   # The allow-list compares the email in the caller's identity token; a
@@ -178,13 +178,12 @@ resource "google_cloud_run_v2_service" "failover" {
   name     = "failover"
   location = each.key
   # Pub/Sub pushes and Scheduler ticks from this project are internal
-  # traffic; the operators and the drill service (a Cloud Run service
-  # without a VPC, whose requests Cloud Run counts as external) call from
-  # outside. So the service takes all traffic, and Cloud Run IAM (no
-  # allUsers here) refuses every request without an identity token of an
-  # invoker; the service then checks the token's email against
-  # LIFEBOAT_ALLOWED_CALLERS for the endpoints that change things.
-  ingress = "INGRESS_TRAFFIC_ALL"
+  # traffic. Operators call from outside: with any operator the service
+  # takes all traffic, and Cloud Run IAM (no allUsers here) refuses every
+  # request without an identity token of an invoker; the service then
+  # checks the token's email against LIFEBOAT_ALLOWED_CALLERS for the
+  # endpoints that change things.
+  ingress = length(var.operators) > 0 ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
 
   template {
     service_account = google_service_account.failover.email
@@ -214,11 +213,10 @@ resource "google_cloud_run_v2_service" "failover" {
         value = jsonencode(local.probe_targets)
       }
       # Who may POST /move/WORKLOAD and /failback/WORKLOAD (comma-separated
-      # emails): the operators, and the drill service, which fails back
-      # at the end of a region-outage drill (infra/drill.tf).
+      # emails); empty refuses every caller there.
       env {
         name  = "LIFEBOAT_ALLOWED_CALLERS"
-        value = join(",", concat(local.allowed_callers, [google_service_account.drill.email]))
+        value = join(",", local.allowed_callers)
       }
       # Where golden requests are sent (/regions/REGION/predict/...): the
       # gateway's load balancer, which hands each to REGION's own gateway.

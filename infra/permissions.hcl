@@ -16,10 +16,7 @@
 #                `role` block below) or a custom role resource of
 #                infra/*.tf (its permissions read from there);
 #     grant      the Terraform resource type granting the role (project,
-#                bucket, topic...: the scope it is granted on);
-#     allowed_by a Cloud Run service whose own allow-list
-#                (LIFEBOAT_ALLOWED_CALLERS) must also name the account,
-#                for a call to its by-hand routes (optional).
+#                bucket, topic...: the scope it is granted on).
 #
 # role "roles/NAME": the permissions of a predefined role that the calls
 # rely on (a subset), from Google's IAM roles and permissions reference
@@ -752,14 +749,6 @@ service "drill" {
     permission = "pubsub.topics.publish"
     role       = "roles/pubsub.publisher"
     grant      = "google_pubsub_topic_iam_member"
-  }
-  call {
-    method     = "Cloud Run request to failover: POST /failback/WORKLOAD (end of a region-outage drill; also in failover's LIFEBOAT_ALLOWED_CALLERS)"
-    code       = "functions/drill (LIFEBOAT_FAILOVER_URL)"
-    permission = "run.routes.invoke"
-    role       = "roles/run.invoker"
-    grant      = "google_cloud_run_v2_service_iam_member"
-    allowed_by = "google_cloud_run_v2_service.failover"
   }
   call {
     method     = "secretmanager.versions.access (Cloud Run mounts the topology)"

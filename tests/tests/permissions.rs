@@ -2,8 +2,6 @@
 //! Terraform (`infra/*.tf`), both read with `hcl-rs`: every call's role is
 //! granted to its identity on the scope the table names, holds the call's
 //! permission, and every grant to a listed identity is needed by some call.
-//! A call to another service's by-hand routes (`allowed_by`) is also in
-//! that service's `LIFEBOAT_ALLOWED_CALLERS`, with its invoker grant on it.
 //! And every dead-letter policy has the Pub/Sub service agent's two grants,
 //! and every sender (push subscription, Scheduler job) waits as long as the
 //! code's deadlines say (`server::PUSH_ACK_DEADLINE`,
@@ -137,9 +135,6 @@ struct Call {
     permission: String,
     role: String,
     grant: String,
-    /// The Cloud Run service whose `LIFEBOAT_ALLOWED_CALLERS` must name
-    /// the identity too (a call to its by-hand routes).
-    allowed_by: Option<String>,
 }
 
 /// One identity of the table and its calls.
@@ -195,7 +190,6 @@ fn table() -> Table {
                     permission: required(service, call.body(), "permission"),
                     role: required(service, call.body(), "role"),
                     grant: required(service, call.body(), "grant"),
-                    allowed_by: attribute(call.body(), "allowed_by"),
                 })
                 .collect(),
         })
@@ -314,76 +308,6 @@ fn every_cloud_run_service_runs_as_a_listed_identity() {
         }
     }
     assert_none("services whose calls nobody listed", problems);
-}
-
-/// The text of every `env` value named `name` in a Cloud Run service's
-/// containers.
-fn env_values(service: &Resource, name: &str) -> Vec<String> {
-    service
-        .body
-        .blocks()
-        .filter(|b| b.identifier() == "template")
-        .flat_map(|template| template.body().blocks())
-        .filter(|b| b.identifier() == "containers")
-        .flat_map(|container| container.body().blocks())
-        .filter(|b| b.identifier() == "env")
-        .filter(|env| attribute(env.body(), "name").as_deref() == Some(name))
-        .filter_map(|env| attribute(env.body(), "value"))
-        .collect()
-}
-
-#[test]
-fn every_call_to_a_guarded_route_is_allowed_by_its_service() {
-    let (resources, table) = (terraform(), table());
-    let grants = grants(&resources);
-    let mut problems = Vec::new();
-    let mut guarded = 0;
-    for identity in &table.identities {
-        for call in &identity.calls {
-            let Some(service) = &call.allowed_by else {
-                continue;
-            };
-            guarded += 1;
-            let about = format!("{} calls {}", identity.name, call.method);
-            let Some(resource) = resources.iter().find(|r| {
-                r.kind == "google_cloud_run_v2_service"
-                    && format!("{}.{}", r.kind, r.name) == *service
-            }) else {
-                problems.push(format!(
-                    "{about}: allowed_by {service} is no Cloud Run service of infra/*.tf"
-                ));
-                continue;
-            };
-            let allow_lists = env_values(resource, "LIFEBOAT_ALLOWED_CALLERS");
-            if !allow_lists
-                .iter()
-                .any(|value| references(value, &identity.account))
-            {
-                problems.push(format!(
-                    "{about}: {} does not name {} in its LIFEBOAT_ALLOWED_CALLERS ({allow_lists:?}), so it would refuse the call",
-                    resource.at(),
-                    identity.account
-                ));
-            }
-            let invoker = grants.iter().any(|g| {
-                g.resource.kind == "google_cloud_run_v2_service_iam_member"
-                    && g.role == call.role
-                    && references(&g.member, &identity.account)
-                    && references(&g.resource.attribute("name").unwrap_or_default(), service)
-            });
-            if !invoker {
-                problems.push(format!(
-                    "{about}: no google_cloud_run_v2_service_iam_member grants {} on {service} to {}",
-                    call.role, identity.account
-                ));
-            }
-        }
-    }
-    assert!(
-        guarded >= 1,
-        "no call of infra/permissions.hcl names allowed_by: is the parsing broken?"
-    );
-    assert_none("calls their service's allow-list refuses", problems);
 }
 
 /// Where a dead-letter policy is set: the subscription (as a grant's
