@@ -24,6 +24,8 @@ emulators_start
 # --skip-download keeps it from fetching Prisma Cloud's guidelines.
 echo "== checkov infra/"
 "$EMULATORS_VENV/bin/checkov" --directory infra --framework terraform --compact --quiet --skip-download
+# Headless Chromium renders the drill reports in their browser test.
+[ -x /usr/bin/chromium ] || needs_debian_package chromium
 echo "== cargo test"
 if [ $# -eq 0 ]; then
   cargo test --workspace --locked

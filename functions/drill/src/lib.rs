@@ -16,6 +16,7 @@ pub mod events;
 pub mod guardrails;
 pub mod observe;
 pub mod outage;
+pub mod report;
 pub mod run;
 pub mod runner;
 
@@ -45,8 +46,6 @@ use tracing::Instrument;
 use crate::report::ReportSink;
 use crate::run::{DrillRun, Trigger};
 use crate::runner::{Started, StartError};
-
-pub mod report;
 
 /// The service's name, in logs and poison records.
 pub const SERVICE_NAME: &str = "drill";

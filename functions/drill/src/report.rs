@@ -1,0 +1,553 @@
+//! The HTML report of a drill run: one self-contained page (inline CSS and
+//! inline SVG, no script, no external asset of any kind) that opens
+//! offline and prints well. It leads with the verdict and its reasons, so
+//! that an on-call engineer knows in seconds whether the drill passed,
+//! then shows the targets checked, the key measurements, four charts on
+//! one time axis ([`chart`]), the findings, the steps and the cleanup.
+//! Every text taken from the record is escaped by the templates.
+//!
+//! [`ReportSink`] writes a report where reports go: the reports bucket on
+//! Google Cloud, a folder of the data directory in the local cloud.
+
+mod chart;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use thiserror::Error;
+
+use crate::run::{Cleanup, DrillRun, Measurements, RunState, Trigger};
+
+/// The folder of the reports bucket that holds the reports.
+pub const BUCKET_FOLDER: &str = "reports";
+
+/// The page's style: the system's own fonts, calm colours, one alarm red,
+/// and print rules that keep charts and tables whole.
+const STYLE: &str = r#"
+:root { --ink: #0f172a; --muted: #475569; --line: #e2e8f0; --card: #ffffff;
+  --page: #f1f5f9; --pass: #15803d; --fail: #b91c1c; --abort: #b45309; --run: #1d4ed8; }
+* { box-sizing: border-box; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+body { margin: 0; background: var(--page); color: var(--ink);
+  font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans", sans-serif; }
+main { max-width: 1080px; margin: 0 auto; padding: 24px 20px 40px; }
+code, .mono, td.time { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: 13px; }
+header.run { display: grid; grid-template-columns: 1fr auto; gap: 8px 24px; align-items: start;
+  background: var(--card); border: 1px solid var(--line); border-top: 6px solid var(--verdict);
+  border-radius: 10px; padding: 20px 24px; }
+header.run h1 { margin: 0; font-size: 22px; font-weight: 650; word-break: break-all; }
+header.run .eyebrow { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .08em; }
+.verdict { grid-row: span 2; justify-self: end; text-align: center; color: #fff; background: var(--verdict);
+  border-radius: 10px; padding: 10px 22px; font-size: 34px; font-weight: 800; letter-spacing: .06em; }
+.passed { --verdict: var(--pass); } .failed { --verdict: var(--fail); }
+.aborted { --verdict: var(--abort); } .running { --verdict: var(--run); }
+.reasons { grid-column: 1 / -1; margin: 4px 0 0; padding: 10px 14px 10px 30px; border-radius: 8px;
+  background: color-mix(in srgb, var(--verdict) 9%, white); color: var(--ink); font-size: 15px; }
+.reasons li + li { margin-top: 2px; }
+dl.facts { grid-column: 1 / -1; display: grid; grid-template-columns: repeat(4, minmax(0, 1fr));
+  gap: 10px 20px; margin: 8px 0 0; }
+dl.facts dt { color: var(--muted); font-size: 12px; }
+dl.facts dd { margin: 0; font-weight: 600; word-break: break-word; }
+section { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  padding: 16px 20px; margin-top: 16px; break-inside: avoid; }
+section h2 { margin: 0 0 10px; font-size: 16px; font-weight: 650; }
+table { width: 100%; border-collapse: collapse; }
+th { text-align: left; color: var(--muted); font-weight: 600; font-size: 12px; border-bottom: 1px solid var(--line); padding: 6px 8px; }
+td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; word-break: break-word; }
+tr:last-child td { border-bottom: none; }
+td.held, td.ok { color: var(--pass); font-weight: 700; white-space: nowrap; }
+td.missed, td.bad { color: var(--fail); font-weight: 700; white-space: nowrap; }
+tr.missed td { background: #fef2f2; }
+.metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 10px; }
+.metric { border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; }
+.metric .label { color: var(--muted); font-size: 12px; }
+.metric .value { font-size: 20px; font-weight: 700; }
+.metric .parts { color: var(--muted); font-size: 12px; }
+.metric .part { white-space: nowrap; } .metric .part + .part::before { content: " · "; }
+.note, .no-data { color: var(--muted); font-style: italic; margin: 6px 0 0; }
+.pending { color: var(--abort); font-weight: 600; }
+svg.chart { display: block; width: 100%; height: auto; }
+svg.chart rect.answered, svg.chart rect.failed { shape-rendering: crispEdges; }
+svg.chart text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; font-size: 12px; fill: #334155; }
+svg.chart text.tick, svg.chart text.unit { fill: #64748b; font-size: 11px; }
+svg.chart text.inside { fill: #fff; font-size: 11px; font-weight: 600; }
+svg.chart text.target { fill: #b91c1c; font-size: 11px; }
+svg.chart line.grid { stroke: #e2e8f0; stroke-width: 1; }
+svg.chart line.baseline { stroke: #94a3b8; stroke-width: 1; }
+svg.chart circle.step { fill: #334155; stroke: #fff; stroke-width: 1.5; }
+footer { color: var(--muted); font-size: 12px; margin-top: 18px; text-align: center; }
+@media (max-width: 760px) { dl.facts { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
+@page { margin: 12mm; }
+@media print { body { background: #fff; font-size: 12px; } main { max-width: none; padding: 0; }
+  section, header.run { border-color: #cbd5e1; } table, tr, svg { break-inside: avoid; } }
+"#;
+
+/// Renders the report of `run` as one self-contained HTML page.
+pub fn render(run: &DrillRun) -> String {
+    let axis = chart::TimeAxis::of(run);
+    let colours = chart::region_colours(run);
+    let (verdict, class) = verdict(run.state);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (verdict) " · drill run " (run.id) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                main {
+                    header.run.(class) {
+                        div {
+                            div.eyebrow { "Lifeboat drill run" }
+                            h1 { (run.id) }
+                        }
+                        div.verdict #verdict { (verdict) }
+                        (reasons(run))
+                        (facts(run))
+                    }
+                    section {
+                        h2 { "Targets" }
+                        (targets(run))
+                    }
+                    section {
+                        h2 { "Key measurements" }
+                        (measurements(&run.measurements))
+                    }
+                    section {
+                        h2 { "Timeline" }
+                        (chart::timeline(&axis, &run.phases, &run.steps))
+                    }
+                    section {
+                        h2 { "Predictions per second" }
+                        (chart::traffic(&axis, &run.series.traffic, &colours))
+                    }
+                    section {
+                        h2 { "Routing weights" }
+                        (chart::routing(&axis, &run.series.routing, &colours))
+                    }
+                    section {
+                        h2 { "RPO exposure" }
+                        (chart::exposure(&axis, &run.series.exposure))
+                    }
+                    @if !run.findings.is_empty() || run.findings_dropped > 0 {
+                        section {
+                            h2 { "Findings" }
+                            (findings(run))
+                        }
+                    }
+                    section {
+                        h2 { "Steps" }
+                        (steps(run))
+                    }
+                    section {
+                        h2 { "Cleanup" }
+                        (cleanup(&run.cleanup))
+                    }
+                    footer {
+                        "Report of drill run " code { (run.id) } ", drawn from its record in "
+                        code { (crate::run::COLLECTION) } ". Times are UTC."
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The verdict in capitals and the class that colours it.
+fn verdict(state: RunState) -> (&'static str, &'static str) {
+    match state {
+        RunState::Passed => ("PASSED", "passed"),
+        RunState::Failed => ("FAILED", "failed"),
+        RunState::Aborted => ("ABORTED", "aborted"),
+        RunState::Running => ("RUNNING", "running"),
+    }
+}
+
+/// Why the run failed or was aborted, and the abort asked for.
+fn reasons(run: &DrillRun) -> Markup {
+    let abort = run.abort.as_ref();
+    html! {
+        @if !run.reasons.is_empty() || abort.is_some() {
+            ul.reasons {
+                @for reason in &run.reasons { li { (reason) } }
+                @if let Some(abort) = abort {
+                    li { "Abort asked for by " strong { (abort.by) } " at " (clock(abort.at)) ": " (abort.reason) }
+                }
+            }
+        }
+    }
+}
+
+/// The run's facts: what ran where, when, fired by what.
+fn facts(run: &DrillRun) -> Markup {
+    let trigger = match run.trigger {
+        Trigger::Scheduler => "scheduler",
+        Trigger::Manual => "manual",
+    };
+    let duration = match run.finished_at {
+        Some(end) => duration_text((end - run.started_at).num_milliseconds() as f64 / 1000.0),
+        None => format!("running (deadline {} UTC)", clock(run.deadline)),
+    };
+    html! {
+        dl.facts {
+            div { dt { "Drill" } dd.mono { (run.drill) } }
+            div { dt { "Kind" } dd { (run.kind.name()) } }
+            div { dt { "Workload" } dd { (run.workload) } }
+            div { dt { "Target region" } dd { (run.target_region) } }
+            div { dt { "Trigger" } dd { (trigger) } }
+            div { dt { "Started" } dd { (instant(run.started_at)) } }
+            div { dt { "Finished" } dd { @match run.finished_at { Some(at) => (instant(at)), None => "not yet" } } }
+            div { dt { "Duration" } dd { (duration) } }
+        }
+    }
+}
+
+/// The targets table.
+fn targets(run: &DrillRun) -> Markup {
+    html! {
+        @if run.checks.is_empty() {
+            p.note { "No target has been checked yet." }
+        } @else {
+            table #targets {
+                thead { tr { th { "Target" } th { "Required" } th { "Measured" } th { "Held" } } }
+                tbody {
+                    @for check in &run.checks {
+                        tr.(if check.held { "held" } else { "missed" }) {
+                            td { (check.name) }
+                            td { (check.target) }
+                            td { (check.measured) }
+                            @if check.held { td.held { "✓ held" } } @else { td.missed { "✗ missed" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The key measurements: only those the run's kind measured.
+fn measurements(m: &Measurements) -> Markup {
+    let parts: Vec<String> = [
+        ("detection", m.detection_seconds),
+        ("decision", m.decision_seconds),
+        ("execution", m.execution_seconds),
+        ("verification", m.verification_seconds),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| format!("{name} {}", duration_text(v))))
+    .collect();
+    let seconds = |value: Option<f64>| value.map(duration_text);
+    let cards: Vec<(&str, String, Vec<String>)> = [
+        ("RTO", seconds(m.rto_seconds), parts),
+        (
+            "RPO at failure",
+            m.rpo_at_failure_seconds.map(|s| duration_text(s as f64)),
+            Vec::new(),
+        ),
+        (
+            "Predictions failed",
+            (m.predictions > 0).then(|| {
+                format!(
+                    "{} of {}",
+                    thousands(m.predictions_failed),
+                    thousands(m.predictions)
+                )
+            }),
+            vec![format!("{:.2} %", m.failed_ratio() * 100.0)],
+        ),
+        ("Failback", seconds(m.failback_seconds), Vec::new()),
+        (
+            "Checkpoint read",
+            seconds(m.checkpoint_read_seconds),
+            Vec::new(),
+        ),
+        (
+            "Time to serve",
+            seconds(m.time_to_serve_seconds),
+            Vec::new(),
+        ),
+        (
+            "Exposure crossed target after",
+            seconds(m.exposure_crossed_after_seconds),
+            Vec::new(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(label, value, parts)| value.map(|v| (label, v, parts)))
+    .collect();
+    html! {
+        @if cards.is_empty() {
+            p.note { "Nothing has been measured yet." }
+        } @else {
+            div.metrics #measurements {
+                @for (label, value, parts) in &cards {
+                    div.metric {
+                        div.label { (label) }
+                        div.value { (value) }
+                        @if !parts.is_empty() {
+                            div.parts { @for part in parts { span.part { (part) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The findings table, with the count of findings that did not fit.
+fn findings(run: &DrillRun) -> Markup {
+    html! {
+        table #findings {
+            thead { tr { th { "Asset" } th { "As it must be" } th { "Found" } } }
+            tbody {
+                @for finding in &run.findings {
+                    tr {
+                        td.mono { (finding.asset) }
+                        @if finding.ok { td.ok { "✓" } } @else { td.bad { "✗" } }
+                        td { (finding.detail) }
+                    }
+                }
+            }
+        }
+        @if run.findings_dropped > 0 {
+            p.note { (run.findings_dropped) " more findings did not fit in the record and are not shown." }
+        }
+    }
+}
+
+/// The steps table, with the count of steps that did not fit.
+fn steps(run: &DrillRun) -> Markup {
+    html! {
+        @if run.steps.is_empty() {
+            p.note { "No step has been recorded yet." }
+        } @else {
+            table #steps {
+                thead { tr { th { "Time" } th { "Step" } th { "Detail" } } }
+                tbody {
+                    @for step in &run.steps {
+                        tr { td.time { (clock(step.at)) } td { strong { (step.what) } } td { (step.detail) } }
+                    }
+                }
+            }
+        }
+        @if run.steps_dropped > 0 {
+            p.note { (run.steps_dropped) " steps did not fit in the record; the last one shown is the newest." }
+        }
+    }
+}
+
+/// What the run changed and when each change was undone.
+fn cleanup(cleanup: &Cleanup) -> Markup {
+    let undone = |at: Option<DateTime<Utc>>| match at {
+        Some(at) => html! { (instant(at)) },
+        None => html! { span.pending { "not undone yet" } },
+    };
+    let rows: Vec<(String, Markup)> = [
+        cleanup.fault_injected_at.map(|at| {
+            (
+                format!("Fault injected at {}", clock(at)),
+                undone(cleanup.fault_removed_at),
+            )
+        }),
+        cleanup.routing_before.as_ref().map(|weights| {
+            let weights: Vec<String> = weights.iter().map(|(r, w)| format!("{r} {w}")).collect();
+            (
+                format!("Routing before the drill: {}", weights.join(", ")),
+                undone(cleanup.routing_restored_at),
+            )
+        }),
+        cleanup
+            .deployed
+            .as_ref()
+            .map(|model| (format!("Deployed {model}"), undone(cleanup.undeployed_at))),
+        cleanup.paused_at.map(|at| {
+            (
+                format!("Replication paused at {}", clock(at)),
+                undone(cleanup.resumed_at),
+            )
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    html! {
+        @if rows.is_empty() {
+            p.note { "The run changed nothing that needed undoing." }
+        } @else {
+            table #cleanup {
+                thead { tr { th { "Change" } th { "Undone" } } }
+                tbody {
+                    @for (change, undone) in rows { tr { td { (change) } td { (undone) } } }
+                }
+            }
+        }
+    }
+}
+
+/// A count with thousands separated (`10,800`).
+fn thousands(count: u64) -> String {
+    let digits = count.to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
+    for (n, digit) in digits.chars().enumerate() {
+        if n > 0 && (digits.len() - n).is_multiple_of(3) {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
+}
+
+/// A time of day, UTC (`10:04:37`).
+fn clock(at: DateTime<Utc>) -> String {
+    at.format("%H:%M:%S").to_string()
+}
+
+/// A moment, UTC (`2026-12-08 10:04:37 UTC`).
+fn instant(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A duration as a person reads it: `850 ms`, `3.4 s`, `4 min 12 s`,
+/// `1 h 02 min`.
+fn duration_text(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    if seconds < 1.0 && seconds > 0.0 {
+        format!("{:.0} ms", seconds * 1000.0)
+    } else if seconds < 10.0 {
+        let text = format!("{seconds:.1}");
+        format!("{} s", text.strip_suffix(".0").unwrap_or(&text))
+    } else if seconds < 60.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 3600.0 {
+        let whole = seconds.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    } else {
+        let minutes = (seconds / 60.0).round() as u64;
+        format!("{} h {:02} min", minutes / 60, minutes % 60)
+    }
+}
+
+/// What can go wrong saving a report.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    /// The run's id cannot name a file or object.
+    #[error(
+        "run id {run:?} cannot name a report: it must be one path segment, not empty, without `/`, `\\` or NUL, not starting with `.`"
+    )]
+    InvalidRunId {
+        /// The run's id.
+        run: String,
+    },
+    /// The object store refused or failed the write.
+    #[error("writing the report of run {run} to {location}: {source}")]
+    Storage {
+        /// The run's id.
+        run: String,
+        /// Where it was going.
+        location: String,
+        /// Why it failed.
+        #[source]
+        source: StorageError,
+    },
+    /// The file could not be written.
+    #[error("writing the report of run {run} to {}: {source}", path.display())]
+    Io {
+        /// The run's id.
+        run: String,
+        /// The file (or its temporary sibling).
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where reports are written.
+#[derive(Clone, Debug)]
+pub enum ReportSink {
+    /// `reports/{run}.html` in a bucket: the reports bucket on Google Cloud.
+    Bucket {
+        /// The store holding the bucket.
+        storage: Arc<dyn ObjectStore>,
+        /// The bucket.
+        bucket: String,
+    },
+    /// `{dir}/{run}.html` on disk: the local cloud's data directory.
+    Directory(PathBuf),
+}
+
+impl ReportSink {
+    /// Writes `html`, the report of `run`, and returns where it went
+    /// (`gs://bucket/reports/RUN.html`, or the file's path). A report
+    /// written again for the same run replaces the earlier one whole.
+    pub async fn save(&self, run: &DrillRun, html: &str) -> Result<String, ReportError> {
+        let id = &run.id;
+        if id.is_empty() || id.starts_with('.') || id.contains(['/', '\\', '\0']) {
+            return Err(ReportError::InvalidRunId { run: id.clone() });
+        }
+        let location = match self {
+            ReportSink::Bucket { storage, bucket } => {
+                let object = ObjectRef::new(bucket, format!("{BUCKET_FOLDER}/{id}.html"));
+                let options = PutOptions {
+                    content_type: Some("text/html; charset=utf-8".to_string()),
+                    ..PutOptions::default()
+                };
+                storage
+                    .put(&object, bytes_stream(html.as_bytes().to_vec()), options)
+                    .await
+                    .map_err(|source| ReportError::Storage {
+                        run: id.clone(),
+                        location: object.to_string(),
+                        source,
+                    })?;
+                object.to_string()
+            }
+            ReportSink::Directory(dir) => {
+                let path = dir.join(format!("{id}.html"));
+                write_atomically(id, &path, html).await?;
+                path.display().to_string()
+            }
+        };
+        tracing::info!(run = %id, %location, bytes = html.len(), "drill report saved");
+        Ok(location)
+    }
+}
+
+/// Writes `html` to `path` through a temporary sibling renamed into place,
+/// so a reader sees the old report or the new one, never half of one.
+async fn write_atomically(
+    run: &str,
+    path: &std::path::Path,
+    html: &str,
+) -> Result<(), ReportError> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| ReportError::Io {
+            run: run.to_string(),
+            path,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+    }
+    let temporary =
+        path.with_file_name(format!(".{run}.html.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = match tokio::fs::write(&temporary, html).await {
+        Ok(()) => tokio::fs::rename(&temporary, path).await.map_err(io(path)),
+        Err(source) => Err(io(&temporary)(source)),
+    };
+    if written.is_err() {
+        // Best effort: a temporary left behind is hidden and harmless.
+        let _ = tokio::fs::remove_file(&temporary).await;
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests;
