@@ -402,7 +402,8 @@ impl Series {
             ok,
             failed,
         });
-        self.traffic.sort_by(|a, b| (a.at, &a.region).cmp(&(b.at, &b.region)));
+        self.traffic
+            .sort_by(|a, b| (a.at, &a.region).cmp(&(b.at, &b.region)));
         if self.traffic.len() > MAX_TRAFFIC_POINTS {
             self.coarsen();
         }
@@ -554,7 +555,11 @@ mod tests {
             .add_routing(run.started_at, BTreeMap::from([("us-east1".into(), 100)]));
         run.series
             .add_routing(run.started_at, BTreeMap::from([("us-east1".into(), 100)]));
-        assert_eq!(run.series.routing.len(), 1, "an unchanged table is kept once");
+        assert_eq!(
+            run.series.routing.len(),
+            1,
+            "an unchanged table is kept once"
+        );
         let json = serde_json::to_value(&run).expect("JSON");
         assert_eq!(json["kind"], "region-outage");
         assert_eq!(json["state"], "running");
