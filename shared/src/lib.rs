@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod events;
+pub mod fault;
 pub mod gcp;
 pub mod golden;
 pub mod metrics;
@@ -16,4 +17,5 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod topology;
+pub mod traffic;
 pub mod warehouse;

@@ -10,21 +10,16 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
-use axum::body::Body;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use lifeboat_shared::fault::{self, FaultKind};
 use lifeboat_shared::outage::DarkRegions;
 use serde::{Deserialize, Serialize};
 
 /// The file of injected faults inside the data directory.
 const FILE_NAME: &str = "faults.json";
-
-/// How long a region failed with [`Fault::Slow`] waits before answering:
-/// longer than any probe or gateway attempt waits.
-pub const SLOW_DELAY: Duration = Duration::from_secs(5);
 
 /// How a failed region misbehaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -34,7 +29,7 @@ pub enum Fault {
     Stop,
     /// Answers every request with 503.
     Error,
-    /// Answers every request, but only after [`SLOW_DELAY`].
+    /// Answers every request, but only after [`fault::SLOW_DELAY`].
     Slow,
     /// Answers every request as usual, except that every prediction is off
     /// by [`WRONG_ANSWER_OFFSET`]: a region whose health checks pass and
@@ -135,32 +130,26 @@ pub fn dark_regions(data_dir: &Path) -> DarkRegions {
     })
 }
 
-/// Applies `region`'s fault to one request: a response to give instead of
-/// the real one (a dropped connection or a 503), or, slow, a delay before
-/// the real one is made. Wrong answers are the inference server's to give.
-pub async fn intercept(data_dir: &Path, region: &str) -> Option<Response> {
-    match current(data_dir, region)? {
-        Fault::Stop => {
-            // A body that fails before its first byte makes the server drop
-            // the connection without an answer.
-            let broken = futures::stream::once(async {
-                Err::<axum::body::Bytes, _>(std::io::Error::other("region stopped"))
-            });
-            Some(Body::from_stream(broken).into_response())
+impl Fault {
+    /// How the region's front door misbehaves, as a drill fault of that
+    /// kind would make it: `None` for wrong answers, which are the
+    /// inference server's to give.
+    fn front_door(self) -> Option<FaultKind> {
+        match self {
+            Fault::Stop => Some(FaultKind::Stop),
+            Fault::Error => Some(FaultKind::Error),
+            Fault::Slow => Some(FaultKind::Slow),
+            Fault::WrongAnswers => None,
         }
-        Fault::Error => Some(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{region} is failed (injected)"),
-            )
-                .into_response(),
-        ),
-        Fault::Slow => {
-            tokio::time::sleep(SLOW_DELAY).await;
-            None
-        }
-        Fault::WrongAnswers => None,
     }
+}
+
+/// Applies `region`'s fault to one request ([`fault::intercept`]): a
+/// response to give instead of the real one (a dropped connection or a
+/// 503), or, slow, a delay before the real one is made.
+pub async fn intercept(data_dir: &Path, region: &str) -> Option<Response> {
+    let kind = current(data_dir, region)?.front_door()?;
+    fault::intercept(kind, &format!("{region} is failed (injected)")).await
 }
 
 #[cfg(test)]

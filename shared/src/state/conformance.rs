@@ -14,7 +14,9 @@ use serde_json::json;
 use super::idempotency::{self, Claim, ClaimOptions, IdempotencyError, Once};
 use super::lease::{self, Lease, LeaseError};
 use super::{MAX_ID_BYTES, Precondition, StateError, StateStore};
+use crate::fault::{self, Fault, FaultError, FaultKind, FaultWatch};
 use crate::poison::{self, Poison, Reason};
+use crate::traffic::{self, Outcome, SecondCount, TrafficCounter};
 
 /// Ids a backend must store and return unchanged: spaces, percent signs,
 /// URL delimiters, markup characters and non-ASCII text.
@@ -44,6 +46,8 @@ pub async fn run_all(store: &dyn StateStore, prefix: &str) {
     idempotency_duplicate_is_a_no_op(store, prefix).await;
     idempotency_claim_is_held_while_renewed_and_lapses_without_its_holder(store, prefix).await;
     poison_records_count_deliveries(store, prefix).await;
+    drill_faults_obey_ownership_and_expiry(store, prefix).await;
+    gateway_traffic_is_summed_over_instances(store, prefix).await;
 }
 
 fn is_conflict<T: std::fmt::Debug>(result: &Result<T, StateError>) -> bool {
@@ -861,4 +865,192 @@ pub async fn poison_records_count_deliveries(store: &dyn StateStore, prefix: &st
     );
     let others = poison::records(store, &other_function).await.expect("list");
     assert_eq!(others.len(), 1, "another function's record is its own");
+}
+
+/// A fault of `workload` in us-east1 owned by `run`, expiring `ttl` from now.
+fn drill_fault(workload: &str, run: &str, kind: FaultKind, ttl: Duration) -> Fault {
+    let now = chrono::Utc::now();
+    Fault {
+        workload: workload.to_string(),
+        region: "us-east1".to_string(),
+        kind,
+        run: run.to_string(),
+        injected_at: now,
+        expires_at: now + chrono::TimeDelta::from_std(ttl).expect("ttl"),
+    }
+}
+
+/// The faults of `workload` active now.
+async fn active_faults(store: &dyn StateStore, workload: &str) -> Vec<Fault> {
+    fault::active(store, chrono::Utc::now())
+        .await
+        .expect("active faults")
+        .into_iter()
+        .filter(|f| f.workload == workload)
+        .collect()
+}
+
+/// A drill fault belongs to its run: another run can neither replace it
+/// while it is active, nor renew nor remove it; its own run can. An expired
+/// fault is ignored by readers, cannot be renewed back, and is replaced by
+/// another run's; an expiry past [`fault::LONGEST_FAULT_TTL`] is refused.
+pub async fn drill_faults_obey_ownership_and_expiry(store: &dyn StateStore, prefix: &str) {
+    let workload = format!("{prefix}-fault ranking");
+    let first = drill_fault(&workload, "run-1", FaultKind::Stop, fault::FAULT_TTL);
+    fault::inject(store, &first).await.expect("inject");
+    assert_eq!(active_faults(store, &workload).await, vec![first.clone()]);
+    let watch = FaultWatch::new();
+    watch.refresh(store).await.expect("refresh");
+    let now = chrono::Utc::now();
+    assert_eq!(
+        watch.current(&workload, "us-east1", now),
+        Some(FaultKind::Stop)
+    );
+    assert_eq!(watch.current(&workload, "us-central1", now), None);
+    assert_eq!(watch.current("another workload", "us-east1", now), None);
+    let after_expiry = first.expires_at + chrono::TimeDelta::seconds(1);
+    assert_eq!(
+        watch.current(&workload, "us-east1", after_expiry),
+        None,
+        "the expiry is honoured without a refresh"
+    );
+
+    let rival = drill_fault(&workload, "run-2", FaultKind::Error, fault::FAULT_TTL);
+    match fault::inject(store, &rival).await {
+        Err(FaultError::Held { run, .. }) => assert_eq!(run, "run-1"),
+        other => panic!("another run's active fault must hold: {other:?}"),
+    }
+    let later = first.expires_at + chrono::TimeDelta::seconds(30);
+    assert!(
+        !fault::renew(store, &workload, "us-east1", "run-2", later)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !fault::remove(store, &workload, "us-east1", "run-2")
+            .await
+            .expect("remove")
+    );
+    assert!(
+        fault::renew(store, &workload, "us-east1", "run-1", later)
+            .await
+            .expect("renew")
+    );
+    assert_eq!(active_faults(store, &workload).await[0].expires_at, later);
+    let too_late = chrono::Utc::now()
+        + chrono::TimeDelta::from_std(fault::LONGEST_FAULT_TTL).expect("ttl")
+        + chrono::TimeDelta::minutes(1);
+    assert!(
+        matches!(
+            fault::renew(store, &workload, "us-east1", "run-1", too_late).await,
+            Err(FaultError::Expiry { .. })
+        ),
+        "an expiry past the longest is refused"
+    );
+    assert!(
+        fault::remove(store, &workload, "us-east1", "run-1")
+            .await
+            .expect("remove")
+    );
+    assert!(active_faults(store, &workload).await.is_empty());
+    assert!(
+        !fault::remove(store, &workload, "us-east1", "run-1")
+            .await
+            .expect("again")
+    );
+    assert!(
+        !fault::renew(store, &workload, "us-east1", "run-1", later)
+            .await
+            .expect("renew gone"),
+        "a removed fault is not renewed"
+    );
+
+    // A fault left to expire: ignored, not renewable, replaced by another
+    // run's, and its own run's remove no longer touches the new one.
+    let short = drill_fault(
+        &workload,
+        "run-3",
+        FaultKind::Slow,
+        Duration::from_millis(600),
+    );
+    fault::inject(store, &short).await.expect("inject short");
+    assert_eq!(active_faults(store, &workload).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        active_faults(store, &workload).await.is_empty(),
+        "expired is ignored"
+    );
+    assert!(
+        store
+            .get(fault::COLLECTION, &fault::record_id(&workload, "us-east1"))
+            .await
+            .expect("get")
+            .is_some(),
+        "active never deletes an expired record"
+    );
+    let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(60);
+    assert!(
+        !fault::renew(store, &workload, "us-east1", "run-3", soon)
+            .await
+            .expect("renew expired")
+    );
+    fault::inject(store, &rival)
+        .await
+        .expect("an expired fault is replaced");
+    assert!(
+        !fault::remove(store, &workload, "us-east1", "run-3")
+            .await
+            .expect("remove")
+    );
+    assert_eq!(active_faults(store, &workload).await, vec![rival.clone()]);
+    assert!(
+        fault::remove(store, &workload, "us-east1", "run-2")
+            .await
+            .expect("remove")
+    );
+}
+
+/// Counts flushed by two gateway instances, one of them twice, read back
+/// summed per second and region, in time order.
+pub async fn gateway_traffic_is_summed_over_instances(store: &dyn StateStore, prefix: &str) {
+    let workload = format!("{prefix}-traffic");
+    let from = chrono::Utc::now() - chrono::TimeDelta::minutes(2);
+    let (a, b) = (TrafficCounter::new(), TrafficCounter::new());
+    a.count(&workload, "us-central1", Outcome::Ok);
+    a.count(&workload, "us-central1", Outcome::Retried);
+    a.count("another workload", "us-central1", Outcome::Ok);
+    b.count(&workload, "us-central1", Outcome::Failed);
+    b.count(&workload, "us-east1", Outcome::Ok);
+    a.flush(store, "instance-a").await.expect("flush a");
+    b.flush(store, "instance-b").await.expect("flush b");
+    a.count(&workload, "us-central1", Outcome::Ok);
+    a.flush(store, "instance-a").await.expect("flush a again");
+    a.flush(store, "instance-a").await.expect("an empty flush");
+    let to = chrono::Utc::now() + chrono::TimeDelta::minutes(2);
+    let seconds = traffic::read(store, &workload, from, to)
+        .await
+        .expect("read");
+    let sum = |region: &str| {
+        seconds
+            .iter()
+            .filter(|s| s.region == region)
+            .fold((0, 0, 0), |(o, r, f), s| {
+                (o + s.ok, r + s.retried, f + s.failed)
+            })
+    };
+    assert_eq!(sum("us-central1"), (2, 1, 1), "{seconds:?}");
+    assert_eq!(sum("us-east1"), (1, 0, 0), "{seconds:?}");
+    assert_eq!(seconds.len() as u64, {
+        let mut keys: Vec<_> = seconds.iter().map(|s| (s.at, s.region.clone())).collect();
+        keys.dedup();
+        keys.len() as u64
+    });
+    let mut sorted: Vec<SecondCount> = seconds.clone();
+    sorted.sort_by(|x, y| (x.at, &x.region).cmp(&(y.at, &y.region)));
+    assert_eq!(seconds, sorted, "sorted by time, then region");
+    assert!(seconds.iter().all(|s| s.at.timestamp_subsec_nanos() == 0));
+    let before = traffic::read(store, &workload, from - chrono::TimeDelta::hours(1), from)
+        .await
+        .expect("read before");
+    assert!(before.is_empty(), "nothing before the counts: {before:?}");
 }
