@@ -19,7 +19,6 @@ use lifeboat_failover::decision::Check;
 use lifeboat_failover::facts::Records;
 use lifeboat_failover::record::{IncidentRecord, Outcome};
 use lifeboat_shared::routing::RoutingTable;
-use lifeboat_shared::state::StateStore;
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 use lifeboat_shared::traffic::SecondCount;
 
@@ -130,8 +129,8 @@ pub fn before(facts: &Before<'_>) -> Verdict {
             continue;
         }
         for (what, check) in [
-            ("model parity", facts.records.model(&workload.id, region, primary)),
-            ("data within RPO", facts.records.data(&workload.id, region)),
+            ("model parity", facts.records.model(workload.id.as_str(), region, primary)),
+            ("data within RPO", facts.records.data(workload.id.as_str(), region)),
         ] {
             match check {
                 Check::Pass(detail) => verdict

@@ -25,6 +25,7 @@ use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::routing;
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::{Drill, GoldenRequest, Workload};
+use lifeboat_shared::traffic::SecondCount;
 
 use crate::DrillContext;
 use crate::observe::{self, Observer};
@@ -152,9 +153,6 @@ pub async fn run(
     if let Some(prober) = prober {
         prober.stop().await;
     }
-    if outcome.is_ok() && run.measurements.rto_seconds.is_some() {
-        judge(run, &workload, drill);
-    }
     outcome
 }
 
@@ -263,7 +261,7 @@ async fn outage(
                 return Err("stopped while waiting for the failover".to_string());
             }
         };
-        measure(run, failed_at, recovered_at, &record, &observer.seen().traffic, target);
+        measure(run, failed_at, recovered_at, &record, target);
 
         // Healing and failback.
         renewing.trigger();
@@ -385,14 +383,12 @@ fn summary(record: &IncidentRecord) -> String {
         .join("; ")
 }
 
-/// Records the RTO with its parts, the predictions that failed and the
-/// checks of the outage.
+/// Records the RTO with its parts and the phases of the outage.
 fn measure(
     run: &mut DrillRun,
     failed_at: DateTime<Utc>,
     recovered_at: DateTime<Utc>,
     record: &IncidentRecord,
-    traffic: &[lifeboat_shared::traffic::SecondCount],
     target: &str,
 ) {
     let received = step_at(record, "received").unwrap_or(failed_at);
@@ -414,16 +410,22 @@ fn measure(
     m.decision_seconds = Some(seconds(received, decided));
     m.execution_seconds = Some(seconds(decided, routed));
     m.verification_seconds = Some(seconds(routed, recovered_at));
-    // Whole seconds: the gateway counts per second.
-    let from = failed_at - TimeDelta::milliseconds(i64::from(failed_at.timestamp_subsec_millis()));
-    let during = traffic.iter().filter(|c| c.at >= from && c.at <= recovered_at);
-    let (total, failed) = during.fold((0, 0), |(t, f), c| (t + c.ok + c.retried + c.failed, f + c.failed));
-    m.predictions = total;
-    m.predictions_failed = failed;
 }
 
-/// The checks of a drill's measurements against its workload's targets.
-pub fn judge(run: &mut DrillRun, workload: &Workload, drill: &Drill) {
+/// Ends a region-outage drill that measured its outage: counts the
+/// predictions of the outage in the gateway's counts (read at the end of
+/// the run, so every gateway has flushed the outage's seconds), and checks
+/// the measurements against the workload's targets.
+pub fn conclude(run: &mut DrillRun, workload: &Workload, drill: &Drill, traffic: &[SecondCount]) {
+    let Some(outage) = run.phases.iter().find(|p| p.name == "outage").cloned() else {
+        return;
+    };
+    // Whole seconds: the gateway counts per second.
+    let from = outage.from - TimeDelta::milliseconds(i64::from(outage.from.timestamp_subsec_millis()));
+    let during = traffic.iter().filter(|c| c.at >= from && c.at <= outage.to);
+    let (total, failed) = during.fold((0, 0), |(t, f), c| (t + c.ok + c.retried + c.failed, f + c.failed));
+    run.measurements.predictions = total;
+    run.measurements.predictions_failed = failed;
     let m = run.measurements.clone();
     let target_rto = workload.target_rto().get().as_secs_f64();
     if let Some(rto) = m.rto_seconds {

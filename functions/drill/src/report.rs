@@ -164,6 +164,7 @@ fn verdict(state: RunState) -> (&'static str, &'static str) {
         RunState::Passed => ("PASSED", "passed"),
         RunState::Failed => ("FAILED", "failed"),
         RunState::Aborted => ("ABORTED", "aborted"),
+        RunState::Refused => ("REFUSED", "aborted"),
         RunState::Running => ("RUNNING", "running"),
     }
 }

@@ -327,6 +327,12 @@ async fn execute(context: &DrillContext, drill: &Drill, mut run: DrillRun, held:
         };
         let seen = observer.stop().await;
         run.series = seen.series();
+        if drill.kind == DrillKind::RegionOutage
+            && outcome.is_ok()
+            && let Some(workload) = context.topology().workload(drill.workload.as_str())
+        {
+            outage::conclude(&mut run, workload, drill, &seen.traffic);
+        }
         let stopped = seen.stopped_because.clone().or_else(|| {
             abort.is_triggered().then(|| "aborted".to_string())
         });

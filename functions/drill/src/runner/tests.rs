@@ -17,9 +17,18 @@ use crate::report::ReportSink;
 
 const EXAMPLE: &str = include_str!("../../../../examples/production-three-region.yaml");
 
-/// A drill context on the local backends, in `dir`.
+/// A drill context on the local backends, in `dir`, for the example with
+/// the weekly outage drill's window moved to two hours from now (so that
+/// it is closed now).
 async fn context(dir: &std::path::Path) -> DrillContext {
-    let topology = Topology::parse(EXAMPLE, "production-three-region.yaml").expect("valid");
+    let opens = Utc::now() + TimeDelta::hours(2);
+    let window = format!(
+        "window: \"{}-{}\"",
+        opens.format("%H:00"),
+        (opens + TimeDelta::hours(1)).format("%H:00")
+    );
+    let text = EXAMPLE.replacen("window: \"09:00-16:00\"", &window, 1);
+    let topology = Topology::parse(&text, "production-three-region.yaml").expect("valid");
     let state: Arc<dyn StateStore> =
         Arc::new(LocalStateStore::open(dir.join("state")).await.expect("state"));
     let bus = LocalBus::open(dir.join("bus"), LocalBusOptions::default())
@@ -64,8 +73,8 @@ fn a_run_is_named_by_its_drill_and_due_time() {
 async fn two_deliveries_of_one_tick_make_one_run_and_a_refusal_is_recorded() {
     let dir = tempfile::tempdir().expect("temp dir");
     let context = context(dir.path()).await;
-    // Due at 17:30 UTC on a Tuesday: outside the 09:00-16:00 window.
-    let due = DateTime::parse_from_rfc3339("2026-12-08T17:30:00Z").expect("time").to_utc();
+    // Its window opens in two hours: a tick now is refused.
+    let due = Utc::now();
     let first = start(&context, "weekly-region-outage", due, Trigger::Scheduler, false)
         .await
         .expect("answered");
