@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Number, Value, json};
 
-use crate::topology::{Tolerance, Workload};
+use crate::topology::{Model, Tolerance, Workload};
 
 /// The variable holding the gateway's base URL that golden requests go
 /// through (`https://gateway-xyz.a.run.app`, or the local cloud's
@@ -247,70 +247,91 @@ impl GoldenClient {
             predictions: 0,
         };
         for model in &workload.assets.models {
-            let url = self.pinned_url(region, workload.id.as_str(), model.id.as_str());
-            for (index, golden) in model.golden_requests.iter().enumerate() {
-                let unanswered = |reason: String| GoldenFailure::Unanswered {
-                    region: region.to_string(),
-                    model: model.id.to_string(),
-                    request: index,
-                    reason,
-                };
-                let malformed = |reason: String| GoldenFailure::Malformed {
-                    region: region.to_string(),
-                    model: model.id.to_string(),
-                    request: index,
-                    reason,
-                };
-                let response = self
-                    .client
-                    .post(&url)
-                    .json(&json!({ "instances": golden.instances }))
-                    .send()
-                    .await
-                    .map_err(|e| unanswered(e.to_string()))?;
-                let status = response.status();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| unanswered(format!("the answer broke off: {e}")))?;
-                if !status.is_success() {
-                    let text = String::from_utf8_lossy(&body);
-                    let text: String = text.chars().take(200).collect();
-                    return Err(unanswered(format!("HTTP {status}: {text}")));
-                }
-                let answer: Value = serde_json::from_slice(&body)
-                    .map_err(|e| malformed(format!("not JSON: {e}")))?;
-                let Some(predictions) = answer.get("predictions").and_then(Value::as_array) else {
-                    return Err(malformed("no `predictions` list".to_string()));
-                };
-                if predictions.len() != golden.instances.len() {
-                    return Err(malformed(format!(
-                        "{} predictions for {} instances",
-                        predictions.len(),
-                        golden.instances.len()
-                    )));
-                }
-                let expected = golden.predictions.iter().zip(predictions);
-                for (instance, (expected, got)) in expected.enumerate() {
-                    if let Err(difference) = compare(expected, got, golden.tolerance) {
-                        let failure = GoldenFailure::Wrong {
-                            region: region.to_string(),
-                            model: model.id.to_string(),
-                            request: index,
-                            instance,
-                            sent: golden.instances[instance].clone(),
-                            expected: expected.clone(),
-                            got: got.clone(),
-                            at: difference.at,
-                            tolerance: golden.tolerance,
-                        };
-                        tracing::warn!(%failure, "golden request answered wrong");
-                        return Err(failure);
-                    }
-                }
-                pass.requests += 1;
-                pass.predictions += predictions.len();
+            let one = self.check_model(workload, model, region).await?;
+            pass.requests += one.requests;
+            pass.predictions += one.predictions;
+        }
+        Ok(pass)
+    }
+
+    /// Sends the golden requests of one `model` of `workload` to `region`
+    /// through the gateway, in order, and judges the answers; the first
+    /// failure ends the check. A model declaring none passes with nothing
+    /// sent.
+    pub async fn check_model(
+        &self,
+        workload: &Workload,
+        model: &Model,
+        region: &str,
+    ) -> Result<GoldenPass, GoldenFailure> {
+        let mut pass = GoldenPass {
+            region: region.to_string(),
+            requests: 0,
+            predictions: 0,
+        };
+        let url = self.pinned_url(region, workload.id.as_str(), model.id.as_str());
+        for (index, golden) in model.golden_requests.iter().enumerate() {
+            let unanswered = |reason: String| GoldenFailure::Unanswered {
+                region: region.to_string(),
+                model: model.id.to_string(),
+                request: index,
+                reason,
+            };
+            let malformed = |reason: String| GoldenFailure::Malformed {
+                region: region.to_string(),
+                model: model.id.to_string(),
+                request: index,
+                reason,
+            };
+            let response = self
+                .client
+                .post(&url)
+                .json(&json!({ "instances": golden.instances }))
+                .send()
+                .await
+                .map_err(|e| unanswered(e.to_string()))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| unanswered(format!("the answer broke off: {e}")))?;
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.chars().take(200).collect();
+                return Err(unanswered(format!("HTTP {status}: {text}")));
             }
+            let answer: Value =
+                serde_json::from_slice(&body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+            let Some(predictions) = answer.get("predictions").and_then(Value::as_array) else {
+                return Err(malformed("no `predictions` list".to_string()));
+            };
+            if predictions.len() != golden.instances.len() {
+                return Err(malformed(format!(
+                    "{} predictions for {} instances",
+                    predictions.len(),
+                    golden.instances.len()
+                )));
+            }
+            let expected = golden.predictions.iter().zip(predictions);
+            for (instance, (expected, got)) in expected.enumerate() {
+                if let Err(difference) = compare(expected, got, golden.tolerance) {
+                    let failure = GoldenFailure::Wrong {
+                        region: region.to_string(),
+                        model: model.id.to_string(),
+                        request: index,
+                        instance,
+                        sent: golden.instances[instance].clone(),
+                        expected: expected.clone(),
+                        got: got.clone(),
+                        at: difference.at,
+                        tolerance: golden.tolerance,
+                    };
+                    tracing::warn!(%failure, "golden request answered wrong");
+                    return Err(failure);
+                }
+            }
+            pass.requests += 1;
+            pass.predictions += predictions.len();
         }
         Ok(pass)
     }
