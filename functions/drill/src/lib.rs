@@ -4,4 +4,6 @@
 //! at most its maximum duration, and leaves a record ([`run`]) and a
 //! self-contained HTML report ([`report`]).
 
+pub mod pilot_light;
+pub mod restore;
 pub mod run;
