@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Number, Value, json};
 
 use crate::routing::{ATTEMPTS_HEADER, REGION_HEADER};
-use crate::topology::{GoldenRequest, Tolerance, Workload};
+use crate::topology::{GoldenRequest, Model, Tolerance, Workload};
 
 /// The variable holding the gateway's base URL that golden requests go
 /// through (`https://gateway-xyz.a.run.app`, or the local cloud's
@@ -255,19 +255,40 @@ impl GoldenClient {
             predictions: 0,
         };
         for model in &workload.assets.models {
-            let url = self.pinned_url(region, workload.id.as_str(), model.id.as_str());
-            for (index, golden) in model.golden_requests.iter().enumerate() {
-                let asked = Asked {
-                    url: &url,
-                    region,
-                    model: model.id.as_str(),
-                    index,
-                    golden,
-                };
-                let answered = self.ask(&asked).await;
-                pass.requests += 1;
-                pass.predictions += answered.judged?;
-            }
+            let one = self.check_model(workload, model, region).await?;
+            pass.requests += one.requests;
+            pass.predictions += one.predictions;
+        }
+        Ok(pass)
+    }
+
+    /// Sends the golden requests of one `model` of `workload` to `region`
+    /// through the gateway, in order, and judges the answers; the first
+    /// failure ends the check. A model declaring none passes with nothing
+    /// sent.
+    pub async fn check_model(
+        &self,
+        workload: &Workload,
+        model: &Model,
+        region: &str,
+    ) -> Result<GoldenPass, GoldenFailure> {
+        let mut pass = GoldenPass {
+            region: region.to_string(),
+            requests: 0,
+            predictions: 0,
+        };
+        let url = self.pinned_url(region, workload.id.as_str(), model.id.as_str());
+        for (index, golden) in model.golden_requests.iter().enumerate() {
+            let asked = Asked {
+                url: &url,
+                region,
+                model: model.id.as_str(),
+                index,
+                golden,
+            };
+            let answered = self.ask(&asked).await;
+            pass.predictions += answered.judged?;
+            pass.requests += 1;
         }
         Ok(pass)
     }

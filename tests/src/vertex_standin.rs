@@ -7,11 +7,12 @@
 //!
 //! It keeps Vertex AI's rules that matter to Lifeboat: a copy gets the
 //! region's next version id and remembers its source, caller-chosen model
-//! ids start with a letter, a model taking traffic cannot be undeployed, a
-//! traffic split sums to 100 over deployed models, and changes happen when
-//! their operation is done. Version listings page two at a time. It can be
-//! told to fail calls, to finish operations only after some polls or some
-//! time, to fail operations, or to lose them, and can make regions dark
+//! ids start with a letter, a model taking traffic cannot be undeployed
+//! unless it is the last one on its endpoint, a traffic split sums to 100
+//! over deployed models, and changes happen when their operation is done.
+//! Version listings page two at a time. It can be told to fail calls, to
+//! finish operations only after some polls or some time, to fail
+//! operations, or to lose them, and can make regions dark
 //! ([`VertexStandIn::dark_regions`]).
 //!
 //! A dark region's calls answer 503 UNAVAILABLE, with Google's error body:
@@ -719,10 +720,14 @@ fn endpoint_call(
             let request: model::UndeployModelRequest = parse(body)?;
             let id = request.deployed_model_id;
             deployed(&id).ok_or_else(|| not_found(&format!("{name} deployed model {id}")))?;
-            if current
-                .traffic_split
-                .get(&id)
-                .is_some_and(|share| *share > 0)
+            // The last deployed model may go whatever its share (Vertex
+            // AI leaves the traffic split empty).
+            let last = current.deployed_models.len() == 1;
+            if !last
+                && current
+                    .traffic_split
+                    .get(&id)
+                    .is_some_and(|share| *share > 0)
             {
                 return Err(error(
                     StatusCode::BAD_REQUEST,

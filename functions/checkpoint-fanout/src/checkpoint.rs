@@ -1,8 +1,9 @@
 //! What a finalized object is to this function: the commit marker of a
 //! checkpoint under a protected location, or anything else (a shard, a
-//! replica, an object no topology protects), and which shards a committed
-//! checkpoint is made of: listed from its directory, or read from its
-//! manifest.
+//! replica, an object no topology protects), which shards a committed
+//! checkpoint is made of (listed from its directory, or read from its
+//! manifest, in the source or a replica), and which checkpoints a bucket
+//! holds complete.
 
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
@@ -165,7 +166,24 @@ pub async fn shards(
     checkpoint: &Checkpoint<'_>,
     parallelism: usize,
 ) -> Result<Vec<ObjectMeta>, CheckpointError> {
-    let bucket = checkpoint.location.bucket.as_str();
+    shards_in(
+        store,
+        checkpoint,
+        checkpoint.location.bucket.as_str(),
+        parallelism,
+    )
+    .await
+}
+
+/// The shards of `checkpoint` as `bucket` (its source or one of its
+/// replicas) holds them: every object of its directory there but the
+/// marker, or the objects the manifest there lists.
+pub async fn shards_in(
+    store: &dyn ObjectStore,
+    checkpoint: &Checkpoint<'_>,
+    bucket: &str,
+    parallelism: usize,
+) -> Result<Vec<ObjectMeta>, CheckpointError> {
     let asset = || checkpoint.location.id.to_string();
     let storage = |source| CheckpointError::Storage {
         asset: asset(),
@@ -198,6 +216,45 @@ pub async fn shards(
         .buffered(parallelism.max(1))
         .try_collect()
         .await
+}
+
+/// One complete checkpoint found in a bucket: its marker is there.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The training step.
+    pub step: u64,
+    /// The checkpoint's directory, ending in `/` (or empty).
+    pub directory: String,
+    /// Its commit marker.
+    pub marker: ObjectMeta,
+}
+
+/// The complete checkpoints of `location` in `bucket` (its source or a
+/// replica), newest step first: those whose commit marker is there. The
+/// marker is written last, so a checkpoint still being copied is not among
+/// them.
+pub async fn committed(
+    store: &dyn ObjectStore,
+    location: &CheckpointLocation,
+    bucket: &str,
+) -> Result<Vec<Committed>, StorageError> {
+    let marker = location.marker.object_name();
+    let mut complete: Vec<Committed> = list_all(store, bucket, location.prefix.as_str())
+        .await?
+        .into_iter()
+        .filter_map(|meta| {
+            let directory = meta.object.name.strip_suffix(marker)?.to_string();
+            let in_directory = directory.is_empty() || directory.ends_with('/');
+            let step = step_of(&directory).filter(|_| in_directory)?;
+            Some(Committed {
+                step,
+                directory,
+                marker: meta,
+            })
+        })
+        .collect();
+    complete.sort_by_key(|c| std::cmp::Reverse(c.step));
+    Ok(complete)
 }
 
 /// Every object under `prefix` in `bucket`, all pages.

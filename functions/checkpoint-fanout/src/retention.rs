@@ -7,7 +7,7 @@
 use lifeboat_shared::storage::{ObjectStore, StorageError};
 use lifeboat_shared::topology::CheckpointLocation;
 
-use crate::checkpoint::{list_all, step_of};
+use crate::checkpoint::{Committed, committed, list_all};
 
 /// Why retention could not finish in a bucket.
 #[derive(Debug, thiserror::Error)]
@@ -34,23 +34,15 @@ pub async fn apply(
         bucket: bucket.to_string(),
         source,
     };
-    let marker = location.marker.object_name();
-    let mut complete: Vec<(u64, lifeboat_shared::storage::ObjectMeta, String)> =
-        list_all(store, bucket, location.prefix.as_str())
-            .await
-            .map_err(fail)?
-            .into_iter()
-            .filter_map(|meta| {
-                let directory = meta.object.name.strip_suffix(marker)?.to_string();
-                let in_directory = directory.is_empty() || directory.ends_with('/');
-                let step = step_of(&directory).filter(|_| in_directory)?;
-                Some((step, meta, directory))
-            })
-            .collect();
-    complete.sort_by_key(|(step, _, _)| std::cmp::Reverse(*step));
+    let complete = committed(store, location, bucket).await.map_err(fail)?;
     let keep = usize::try_from(location.keep_newest.count()).unwrap_or(usize::MAX);
     let mut deleted = Vec::new();
-    for (step, marker, directory) in complete.into_iter().skip(keep) {
+    for Committed {
+        step,
+        directory,
+        marker,
+    } in complete.into_iter().skip(keep)
+    {
         match store.delete(&marker.object, Some(marker.generation)).await {
             Ok(()) | Err(StorageError::NotFound { .. }) => {}
             Err(source) => return Err(fail(source)),

@@ -16,7 +16,9 @@ pub mod events;
 pub mod guardrails;
 pub mod observe;
 pub mod outage;
+pub mod pilot_light;
 pub mod report;
+pub mod restore;
 pub mod run;
 pub mod runner;
 

@@ -16,7 +16,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_shared::state::text_prefix;
+use lifeboat_shared::models::EndpointRef;
+use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
 use lifeboat_shared::topology::DrillKind;
 use serde::{Deserialize, Serialize};
 
@@ -257,14 +258,39 @@ pub struct Cleanup {
     /// When the pre-drill routing was restored.
     pub routing_restored_at: Option<DateTime<Utc>>,
     /// What a pilot-light deploy deployed (a deployed model id), to
-    /// undeploy.
+    /// undeploy: the first of [`Cleanup::deployments`] whose id is known.
     pub deployed: Option<String>,
+    /// Every deployment a pilot-light deploy started, recorded before it
+    /// is waited for, so that a cleanup after a crash undeploys exactly
+    /// what this run deployed.
+    #[serde(default)]
+    pub deployments: Vec<RunDeployment>,
     /// When it was undeployed.
     pub undeployed_at: Option<DateTime<Utc>>,
     /// When replication into the region was paused (replication-isolation).
     pub paused_at: Option<DateTime<Utc>>,
     /// When it was resumed.
     pub resumed_at: Option<DateTime<Utc>>,
+}
+
+/// One deployment a pilot-light deploy started on a standby endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDeployment {
+    /// The model's asset id in the topology.
+    pub model: String,
+    /// The endpoint it was deployed on.
+    pub endpoint: EndpointRef,
+    /// The model (the region's copy) that was deployed.
+    pub model_id: String,
+    /// The version id deployed, in the region's registry.
+    pub version_id: String,
+    /// The deploy operation, followed to learn the deployed model's id
+    /// when the run stopped before it finished.
+    pub operation: String,
+    /// The deployed model's id, once the operation told it.
+    pub deployed_model_id: Option<String>,
+    /// When it was undeployed (or found never deployed).
+    pub undeployed_at: Option<DateTime<Utc>>,
 }
 
 /// One run of one drill, from its start to its report.
@@ -318,6 +344,23 @@ pub struct DrillRun {
     pub cleanup: Cleanup,
     /// Where the HTML report was written, once it has been.
     pub report: Option<String>,
+}
+
+/// How many times [`save_cleanup`] re-reads after losing a race.
+const SAVE_ATTEMPTS: usize = 8;
+
+/// Merges `run`'s cleanup (what it changed and what it undid) into its
+/// stored record with compare-and-set, writing the whole run when none is
+/// stored yet: what a change must be recorded by before it is waited for,
+/// so that a crash mid-change still leaves it to undo.
+pub async fn save_cleanup(state: &dyn StateStore, run: &DrillRun) -> Result<(), StateError> {
+    update(state, COLLECTION, &run.id, SAVE_ATTEMPTS, |stored| {
+        let mut record: DrillRun = stored.unwrap_or_else(|| run.clone());
+        record.cleanup = run.cleanup.clone();
+        Ok::<_, StateError>(record)
+    })
+    .await
+    .map(drop)
 }
 
 /// `detail` cut to [`MAX_DETAIL_BYTES`].

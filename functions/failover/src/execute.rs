@@ -7,9 +7,10 @@
 
 use lifeboat_model_copy::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::models::{
-    Backoff, EndpointRef, ModelError, ModelRef, ModelRegistry, compare_versions, wait,
+    Backoff, EndpointRef, ModelError, ModelRef, ModelRegistry, RegisteredModel, compare_versions,
+    wait,
 };
-use lifeboat_shared::topology::{Pattern, RegionId, Topology, Workload};
+use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
 
 /// Readies `region` to serve every model of `workload` at serving size;
 /// returns what was done, one line per model.
@@ -40,8 +41,7 @@ pub async fn ready_region(
         let serving = model.serving_replicas.get();
         let endpoint = EndpointRef::new(project, region.clone(), endpoint_id.clone());
         let current = registry.endpoint(&endpoint).await?;
-        let copy = ModelRef::new(project, topology.primary().clone(), model.model_id.clone())
-            .in_region(region);
+        let copy = copy_in(topology, model, region);
         let ours: Vec<_> = current
             .deployed
             .iter()
@@ -49,25 +49,7 @@ pub async fn ready_region(
             .collect();
         if ours.is_empty() {
             // Pilot light (or a standby that lost its deployment): deploy.
-            let registered = registry
-                .model(&copy)
-                .await?
-                .ok_or_else(|| ModelError::NotFound {
-                    what: format!("model {copy}"),
-                })?;
-            let newest = registered
-                .versions
-                .iter()
-                .map(|v| {
-                    v.source_version
-                        .clone()
-                        .unwrap_or_else(|| v.version_id.clone())
-                })
-                .max_by(|a, b| compare_versions(a, b))
-                .ok_or_else(|| ModelError::NotFound {
-                    what: format!("a version of model {} in {region}", model.model_id),
-                })?;
-            let wanted = model.version.clone().unwrap_or(newest);
+            let (registered, wanted) = version_to_deploy(registry, topology, model, region).await?;
             // Nothing is asked of the primary, which may be gone: the
             // machine type comes from the topology.
             let standby = WarmStandby {
@@ -106,4 +88,47 @@ pub async fn ready_region(
         }
     }
     Ok(done)
+}
+
+/// The copy of `model` in `region`'s registry.
+fn copy_in(topology: &Topology, model: &Model, region: &RegionId) -> ModelRef {
+    ModelRef::new(
+        topology.project().as_str(),
+        topology.primary().clone(),
+        model.model_id.clone(),
+    )
+    .in_region(region)
+}
+
+/// The copy of `model` in `region` and the source version a deployment
+/// there serves: the topology's pinned version, else the newest version
+/// copied there. Only `region`'s registry is asked, never the primary's,
+/// which may be gone.
+pub async fn version_to_deploy(
+    registry: &dyn ModelRegistry,
+    topology: &Topology,
+    model: &Model,
+    region: &RegionId,
+) -> Result<(RegisteredModel, String), ModelError> {
+    let copy = copy_in(topology, model, region);
+    let registered = registry
+        .model(&copy)
+        .await?
+        .ok_or_else(|| ModelError::NotFound {
+            what: format!("model {copy}"),
+        })?;
+    let newest = registered
+        .versions
+        .iter()
+        .map(|v| {
+            v.source_version
+                .clone()
+                .unwrap_or_else(|| v.version_id.clone())
+        })
+        .max_by(|a, b| compare_versions(a, b))
+        .ok_or_else(|| ModelError::NotFound {
+            what: format!("a version of model {} in {region}", model.model_id),
+        })?;
+    let wanted = model.version.clone().unwrap_or(newest);
+    Ok((registered, wanted))
 }

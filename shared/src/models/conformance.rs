@@ -232,7 +232,8 @@ async fn finish(
 /// A warm standby's version change: the first deployment takes all the
 /// traffic; a second takes none until the split moves it; a model with
 /// traffic cannot be undeployed, one without can; replicas change; a split
-/// that does not sum to 100 is refused.
+/// that does not sum to 100 is refused; the last model goes whatever its
+/// share.
 pub async fn deploy_shift_traffic_and_undeploy(registry: &dyn ModelRegistry, fixture: &Fixture) {
     let endpoint = fixture.endpoint();
     let get = || async {
@@ -310,7 +311,21 @@ pub async fn deploy_shift_traffic_and_undeploy(registry: &dyn ModelRegistry, fix
     let ids: Vec<&str> = current.deployed.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, [new.as_str()], "only version 2 left on {endpoint}");
     assert_eq!(current.deployed[0].replicas, 3, "replicas after scaling");
-    assert_eq!(current.traffic, BTreeMap::from([(new, 100)]));
+    assert_eq!(current.traffic, BTreeMap::from([(new.clone(), 100)]));
+
+    // The last deployed model goes whatever its share, as in Vertex AI:
+    // a pilot-light endpoint is left serving nothing.
+    finish(
+        registry,
+        &format!("undeploy the last model {new} from {endpoint}"),
+        registry.start_undeploy(&endpoint, &new).await,
+    )
+    .await;
+    let current = get().await;
+    assert!(
+        current.deployed.is_empty() && current.traffic.values().all(|s| *s == 0),
+        "nothing left on {endpoint}: {current:?}"
+    );
 }
 
 /// Unknown endpoints, operations and deployed models are not found.

@@ -351,10 +351,14 @@ impl ModelRegistry for LocalRegistry {
                     what: format!("{endpoint} deployed model {deployed_model_id}"),
                 });
             }
-            if current
-                .traffic
-                .get(deployed_model_id)
-                .is_some_and(|s| *s > 0)
+            // As in Vertex AI, the last deployed model may go whatever its
+            // share: the endpoint is left serving nothing.
+            let last = current.deployed.len() == 1;
+            if !last
+                && current
+                    .traffic
+                    .get(deployed_model_id)
+                    .is_some_and(|s| *s > 0)
             {
                 return Err(ModelError::Rejected {
                     context: format!("undeploy {deployed_model_id} from {endpoint}"),
