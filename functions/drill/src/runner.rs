@@ -30,7 +30,7 @@ use crate::events::{self, Happening};
 use crate::guardrails::{self, Before};
 use crate::observe::Observer;
 use crate::run::{AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RunState, Series, Trigger};
-use crate::{DrillContext, outage};
+use crate::{DrillContext, outage, pilot_light, restore};
 
 /// How many times a record update re-reads after losing a race.
 const UPDATE_ATTEMPTS: usize = 16;
@@ -323,7 +323,18 @@ async fn execute(context: &DrillContext, drill: &Drill, mut run: DrillRun, held:
     let work = async {
         let outcome = match drill.kind {
             DrillKind::RegionOutage => outage::run(context, drill, &mut run, &observer, &abort).await,
-            other => Err(format!("{} drills are not run by this service yet", other.name())),
+            DrillKind::Restore => restore::restore(&restore_context(context), drill, &mut run, &abort)
+                .await
+                .map_err(|error| error.to_string()),
+            DrillKind::PilotLightDeploy => {
+                pilot_light::deploy(&deploy_context(context), drill, &mut run, &abort)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+            DrillKind::ReplicationIsolation => Err(format!(
+                "{} drills are not run by this service yet",
+                drill.kind.name()
+            )),
         };
         let seen = observer.stop().await;
         run.series = seen.series();
@@ -407,6 +418,34 @@ async fn report(context: &DrillContext, run: &mut DrillRun) {
 pub async fn cleanup(context: &DrillContext, run: &mut DrillRun, real_incident: bool) {
     remove_fault(context, run).await;
     restore_routing_step(context, run, real_incident).await;
+    if run.cleanup.deployments.iter().any(|d| d.undeployed_at.is_none()) {
+        match pilot_light::undeploy(&deploy_context(context), run).await {
+            Ok(()) => run.step("undeployed", "what the drill deployed is undeployed"),
+            Err(error) => run.step("undeployed", format!("not undeployed: {error}")),
+        }
+        save_or_log(context.state(), run).await;
+    }
+}
+
+/// What a `restore` drill reads.
+fn restore_context(context: &DrillContext) -> restore::RestoreContext {
+    restore::RestoreContext {
+        topology: context.failover.topology.clone(),
+        storage: context.storage.clone(),
+        warehouse: context.warehouse.clone(),
+        state: context.failover.state.clone(),
+    }
+}
+
+/// What a `pilot-light-deploy` drill deploys with.
+fn deploy_context(context: &DrillContext) -> pilot_light::DeployContext {
+    pilot_light::DeployContext {
+        topology: context.failover.topology.clone(),
+        registry: context.failover.registry.clone(),
+        state: context.failover.state.clone(),
+        golden: context.failover.golden.clone(),
+        backoff: context.failover.options.backoff.clone(),
+    }
 }
 
 /// Removes `run`'s fault, if it injected one not yet removed, and records
