@@ -89,16 +89,14 @@ impl Fault {
 }
 
 /// What can go wrong with a fault record. Every variant names the workload
-/// and region.
+/// and region (or the record, whose id holds both).
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
     /// The state store failed, or lost too many compare-and-set races.
-    #[error("drill fault of {workload} in {region}: {source}")]
+    #[error("drill fault {id}: {source}")]
     State {
-        /// The workload.
-        workload: String,
-        /// The region.
-        region: String,
+        /// The document id ([`record_id`]: workload and region).
+        id: String,
         /// The failure.
         #[source]
         source: StateError,
@@ -185,8 +183,7 @@ async fn read(
 
 fn state_error(workload: &str, region: &str, source: StateError) -> FaultError {
     FaultError::State {
-        workload: workload.to_string(),
-        region: region.to_string(),
+        id: record_id(workload, region),
         source,
     }
 }
@@ -333,7 +330,10 @@ pub async fn active(store: &dyn StateStore, now: DateTime<Utc>) -> Result<Vec<Fa
     let documents = store
         .list(COLLECTION)
         .await
-        .map_err(|source| state_error("*", "*", source))?;
+        .map_err(|source| FaultError::State {
+            id: "*".to_string(),
+            source,
+        })?;
     let mut faults: Vec<Fault> = documents
         .into_iter()
         .filter_map(

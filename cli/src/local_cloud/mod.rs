@@ -36,11 +36,12 @@ use lifeboat_data_sync::tables::split_dataset;
 use lifeboat_failover::failback::FailbackOptions;
 use lifeboat_failover::probes::Prober;
 use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
-use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
+use lifeboat_gateway::{Gateway, GatewayOptions, LOCAL_INSTANCE, Upstreams};
 use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions};
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{DRILL_EVENTS_TOPIC, EVENTS_TOPIC, EventBus, FAILOVER_REFUSED_TOPIC};
+use lifeboat_shared::fault::FaultWatch;
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::metrics::state::StateMetrics;
@@ -102,6 +103,10 @@ const LOCAL_DRILL_LEASE: Duration = Duration::from_secs(10);
 /// shorter than a slow region's delay, so a slow region is retried
 /// elsewhere.
 const GATEWAY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the regions' health endpoints read the drill faults: a fault
+/// takes effect well within one probe interval.
+const DRILL_FAULT_REFRESH: Duration = Duration::from_millis(250);
 
 /// How long a function may take to answer a pushed event (Pub/Sub's
 /// longest ack deadline): a large checkpoint's fan-out takes a while.
@@ -324,12 +329,18 @@ impl BoundCloud {
             scheduler::RECONCILE_INTERVAL,
             shutdown.clone(),
         ));
+        let drill_faults = FaultWatch::new();
+        let drill_faults_refreshing = tokio::spawn(drill_faults.clone().keep_refreshed(
+            self.cloud.state.clone(),
+            DRILL_FAULT_REFRESH,
+            shutdown.clone(),
+        ));
         let mut probes = ProbeTargets::default();
         let mut upstreams = Upstreams::new();
         let mut checks = Vec::new();
         for workload in self.cloud.topology.workloads() {
             for (region, address) in &self.book.regions {
-                let url = format!("http://{address}/healthz");
+                let url = format!("http://{address}/healthz?workload={}", workload.id);
                 probes.insert(workload.id.as_str(), region, url.clone());
                 checks.push(prober::Check {
                     workload: workload.id.to_string(),
@@ -366,6 +377,8 @@ impl BoundCloud {
             Credentials::Anonymous,
             GatewayOptions {
                 attempt_timeout: GATEWAY_ATTEMPT_TIMEOUT,
+                instance: LOCAL_INSTANCE.to_string(),
+                region: None,
                 ..GatewayOptions::from_env().map_err(anyhow::Error::msg)?
             },
         )
@@ -455,6 +468,7 @@ impl BoundCloud {
             storage: self.cloud.storage.clone(),
             registry: self.cloud.registry.clone(),
             data_dir: self.cloud.data_dir.clone(),
+            drill_faults,
         };
         for (id, listener) in self.regions {
             let region = self
@@ -485,6 +499,7 @@ impl BoundCloud {
             (reconciles, "data-sync's scheduler"),
             (model_reconciles, "model-copy's scheduler"),
             (refreshing, "gateway's routing refresh"),
+            (drill_faults_refreshing, "regions' drill fault refresh"),
             (probing, "prober"),
             (drill_recovery, "drill recovery"),
             (drills, "drill scheduler"),

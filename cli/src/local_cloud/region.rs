@@ -2,7 +2,10 @@
 //! a small real inference server for the models its endpoints serve in the
 //! local registry, and a read-only view of the buckets that live in it, so
 //! a person (or a test) can see what reached the region. A fault injected
-//! with `lifeboat local fail-region` applies to every route.
+//! with `lifeboat local fail-region` applies to every route; a drill fault
+//! ([`lifeboat_shared::fault`]) applies to the region's front door only:
+//! its `/healthz?workload=W` for the faulted workload, not its predictions
+//! (the stand-in for Vertex AI behind the front door).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +18,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use chrono::Utc;
 use futures::TryStreamExt;
+use lifeboat_shared::fault::{self, FaultWatch};
 use lifeboat_shared::models::ModelRegistry;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{Region, RegionId, Topology};
@@ -36,6 +41,8 @@ struct RegionState {
     registry: Arc<dyn ModelRegistry>,
     /// The data directory, where injected faults are kept.
     data_dir: Arc<PathBuf>,
+    /// The drill faults, as last read.
+    drill_faults: FaultWatch,
 }
 
 /// What a region serves from.
@@ -49,9 +56,11 @@ pub struct Backends {
     pub registry: Arc<dyn ModelRegistry>,
     /// The local cloud's data directory (injected faults).
     pub data_dir: PathBuf,
+    /// The drill faults, kept refreshed by the caller.
+    pub drill_faults: FaultWatch,
 }
 
-/// The routes of one region: `/healthz`, `POST /predict/{workload}/{model}`,
+/// The routes of one region: `/healthz?workload=W`, `POST /predict/{workload}/{model}`,
 /// `/storage/{bucket}` (listing) and `/storage/{bucket}/{name}` (an
 /// object's bytes).
 pub fn router(region: Region, backends: &Backends) -> Router {
@@ -69,6 +78,7 @@ pub fn router(region: Region, backends: &Backends) -> Router {
         storage: backends.storage.clone(),
         registry: backends.registry.clone(),
         data_dir: Arc::new(backends.data_dir.clone()),
+        drill_faults: backends.drill_faults.clone(),
     };
     Router::new()
         .route("/healthz", get(health))
@@ -194,11 +204,34 @@ async fn predict_in(state: &RegionState, workload: &str, model: &str, body: &[u8
     .into_response()
 }
 
-async fn health(State(state): State<RegionState>) -> Json<serde_json::Value> {
+/// The query of `/healthz`.
+#[derive(Debug, Deserialize)]
+struct HealthQuery {
+    /// The workload whose front door is checked; without it, the region's.
+    workload: Option<String>,
+}
+
+/// `GET /healthz?workload=W`: the region's front door for workload W, which
+/// a drill fault of W in the region fails as the gateway's would.
+async fn health(State(state): State<RegionState>, Query(query): Query<HealthQuery>) -> Response {
+    let region = state.region.id.as_str();
+    if let Some(workload) = &query.workload
+        && let Some(drill) = state.drill_faults.fault(workload, region, Utc::now())
+    {
+        let cause = format!(
+            "workload {workload} in {region} is failed by drill run {}",
+            drill.run
+        );
+        if let Some(refusal) = fault::intercept(drill.kind, &cause).await {
+            return refusal;
+        }
+    }
     Json(json!({
-        "region": state.region.id.as_str(),
+        "region": region,
         "role": state.region.role.to_string(),
+        "workload": query.workload,
     }))
+    .into_response()
 }
 
 /// Query of a listing.
@@ -297,4 +330,134 @@ fn storage_error(error: StorageError) -> Response {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, error.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lifeboat_shared::fault::{Fault, FaultKind};
+    use lifeboat_shared::models::local::LocalRegistry;
+    use lifeboat_shared::state::StateStore;
+    use lifeboat_shared::state::local::LocalStateStore;
+    use lifeboat_shared::storage::local::LocalStore;
+
+    use super::*;
+
+    /// us-east1 of the production example served on a port of its own,
+    /// with its models deployed; its URL and the state store its drill
+    /// faults are read from.
+    async fn serve_us_east1(dir: &std::path::Path) -> (String, Arc<dyn StateStore>, FaultWatch) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/production-three-region.yaml");
+        let topology = Arc::new(Topology::load(&file).expect("example"));
+        let state = Arc::new(
+            LocalStateStore::open(dir.join("state"))
+                .await
+                .expect("state"),
+        );
+        let registry = LocalRegistry::new(state.clone());
+        models::seed(&topology, &registry).await.expect("seed");
+        let storage = LocalStore::open(dir.join("storage"))
+            .await
+            .expect("storage");
+        let drill_faults = FaultWatch::new();
+        let backends = Backends {
+            topology: topology.clone(),
+            storage: Arc::new(storage),
+            registry: Arc::new(registry),
+            data_dir: dir.to_path_buf(),
+            drill_faults: drill_faults.clone(),
+        };
+        let region = topology.region("us-east1").cloned().expect("us-east1");
+        let app = router(region, &backends);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        (url, state, drill_faults)
+    }
+
+    #[tokio::test]
+    async fn a_drill_fault_fails_the_health_of_its_workload_only_and_no_prediction() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (url, state, watch) = serve_us_east1(dir.path()).await;
+        let client = reqwest::Client::new();
+        let health = |workload: &str| {
+            client
+                .get(format!("{url}/healthz?workload={workload}"))
+                .send()
+        };
+        assert_eq!(
+            health("recommendations").await.expect("healthz").status(),
+            200
+        );
+
+        let now = chrono::Utc::now();
+        let mut drill = Fault {
+            workload: "recommendations".to_string(),
+            region: "us-east1".to_string(),
+            kind: FaultKind::Error,
+            run: "drill-9".to_string(),
+            injected_at: now,
+            expires_at: now + chrono::TimeDelta::minutes(2),
+        };
+        fault::inject(state.as_ref(), &drill).await.expect("inject");
+        assert_eq!(
+            health("recommendations").await.expect("healthz").status(),
+            200,
+            "not read yet"
+        );
+        assert_eq!(watch.refresh(state.as_ref()).await.expect("refresh"), 1);
+        let failed = health("recommendations").await.expect("healthz");
+        assert_eq!(failed.status(), 503);
+        assert!(failed.text().await.expect("body").contains("drill-9"));
+        assert_eq!(
+            health("another-workload").await.expect("healthz").status(),
+            200,
+            "another workload's front door is healthy"
+        );
+        assert_eq!(
+            client
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .expect("healthz")
+                .status(),
+            200
+        );
+        // Behind the front door the region still serves.
+        let prediction = client
+            .post(format!("{url}/predict/recommendations/recsys-ranker"))
+            .body(r#"{"instances":[[1,2]]}"#)
+            .send()
+            .await
+            .expect("predict");
+        assert_eq!(prediction.status(), 200, "{:?}", prediction.text().await);
+
+        drill.kind = FaultKind::Stop;
+        fault::inject(state.as_ref(), &drill)
+            .await
+            .expect("inject stop");
+        watch.refresh(state.as_ref()).await.expect("refresh");
+        let dropped = tokio::time::timeout(Duration::from_secs(5), health("recommendations"))
+            .await
+            .expect("answers at once");
+        assert!(
+            dropped.is_err(),
+            "a stopped front door drops the connection"
+        );
+
+        assert!(
+            fault::remove(state.as_ref(), "recommendations", "us-east1", "drill-9")
+                .await
+                .expect("remove")
+        );
+        watch.refresh(state.as_ref()).await.expect("refresh");
+        assert_eq!(
+            health("recommendations").await.expect("healthz").status(),
+            200
+        );
+    }
 }

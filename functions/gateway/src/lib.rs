@@ -9,6 +9,15 @@
 //! The routing tables are read on a short refresh ([`GatewayOptions::refresh`]),
 //! never per request: a request only reads memory.
 //!
+//! Drills fail a region in this front door: the gateway obeys the drill
+//! faults ([`lifeboat_shared::fault`], read on the same refresh) when it
+//! forwards a prediction to the faulted workload's region, and in its own
+//! region's health route (`/region/healthz?workload=W`, what the uptime
+//! checks probe), so the real alert, incident and failover follow. It
+//! counts every prediction's outcome by workload and region chosen first
+//! ([`lifeboat_shared::traffic`]) and flushes the counts every
+//! [`traffic::FLUSH_INTERVAL`], for drills to measure what an outage cost.
+//!
 //! A prediction may also be pinned to one region of the workload's table
 //! (`/regions/{region}/predict/...`): it goes there whatever its weight and
 //! is never retried elsewhere, so a health check through the front door
@@ -23,14 +32,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use chrono::Utc;
+use lifeboat_shared::fault::{self, Fault, FaultKind, FaultWatch};
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::StateStore;
+use lifeboat_shared::traffic::{self, Outcome, TrafficCounter};
+use serde::{Deserialize, Serialize};
 
 pub use upstreams::Upstreams;
 
@@ -48,6 +61,14 @@ pub const PREDICTION_BODY_LIMIT: usize = 3 << 19;
 /// or on (`1`, `true`); see [`GatewayOptions::retry`].
 pub const RETRY_VARIABLE: &str = "LIFEBOAT_GATEWAY_RETRY";
 
+/// The variable naming the region a gateway runs in; see
+/// [`GatewayOptions::region`].
+pub const REGION_VARIABLE: &str = "LIFEBOAT_REGION";
+
+/// The instance id a gateway counts its traffic under when nothing else
+/// names it (the local cloud's single gateway).
+pub const LOCAL_INSTANCE: &str = "local";
+
 /// How the gateway behaves.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
@@ -62,6 +83,12 @@ pub struct GatewayOptions {
     /// set to `0` turns it off, for upstreams that must not be called twice
     /// or to measure what the retry saves.
     pub retry: bool,
+    /// The id this gateway instance flushes its traffic counts under:
+    /// unique among the instances counting at the same time.
+    pub instance: String,
+    /// The region this gateway runs in, whose front door its
+    /// `/region/healthz` reports on; `None` answers that route 404.
+    pub region: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -70,18 +97,29 @@ impl Default for GatewayOptions {
             refresh: Duration::from_millis(500),
             attempt_timeout: Duration::from_secs(10),
             retry: true,
+            instance: LOCAL_INSTANCE.to_string(),
+            region: None,
         }
     }
 }
 
 impl GatewayOptions {
     /// The defaults, with [`GatewayOptions::retry`] from
-    /// `$LIFEBOAT_GATEWAY_RETRY` when it is set; a value that is not a switch
-    /// is refused, naming the variable.
+    /// `$LIFEBOAT_GATEWAY_RETRY` when it is set (a value that is not a
+    /// switch is refused, naming the variable), [`GatewayOptions::region`]
+    /// from `$LIFEBOAT_REGION`, and [`GatewayOptions::instance`] from Cloud
+    /// Run's `$K_REVISION` (or `gateway`) with a random suffix, since
+    /// several instances of one revision run at once.
     pub fn from_env() -> Result<Self, String> {
         let value = std::env::var(RETRY_VARIABLE).ok();
+        let revision = std::env::var("K_REVISION").unwrap_or_else(|_| SERVICE_NAME.to_string());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
         Ok(Self {
             retry: retry_switch(value.as_deref())?,
+            instance: format!("{revision}-{}", &suffix[..8]),
+            region: std::env::var(REGION_VARIABLE)
+                .ok()
+                .filter(|region| !region.trim().is_empty()),
             ..Self::default()
         })
     }
@@ -162,8 +200,9 @@ impl Route {
     }
 }
 
-/// The gateway: upstreams, the routing tables as last read, and the HTTP
-/// client forwarding predictions. Cheap to clone.
+/// The gateway: upstreams, the routing tables and drill faults as last
+/// read, its traffic counts, and the HTTP client forwarding predictions.
+/// Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Gateway {
     upstreams: Arc<Upstreams>,
@@ -172,6 +211,8 @@ pub struct Gateway {
     routes: Arc<RwLock<HashMap<String, Arc<Route>>>>,
     tickets: Arc<AtomicU64>,
     client: reqwest::Client,
+    faults: FaultWatch,
+    traffic: TrafficCounter,
     options: GatewayOptions,
 }
 
@@ -195,6 +236,8 @@ impl Gateway {
                 .tcp_nodelay(true)
                 .build()
                 .unwrap_or_default(),
+            faults: FaultWatch::new(),
+            traffic: TrafficCounter::new(),
             options,
         }
     }
@@ -231,17 +274,42 @@ impl Gateway {
         Ok(changed)
     }
 
-    /// Refreshes the routing tables every [`GatewayOptions::refresh`] until
-    /// `shutdown`; a failed read keeps the tables as they were.
+    /// Refreshes the routing tables and the drill faults every
+    /// [`GatewayOptions::refresh`], and flushes the traffic counts every
+    /// [`traffic::FLUSH_INTERVAL`] and once more at `shutdown`; a failed
+    /// read keeps what was read before, a failed flush keeps the counts
+    /// for the next.
     pub async fn keep_refreshed(self, shutdown: Shutdown) {
+        let mut flushed = tokio::time::Instant::now();
         loop {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(%error, "routing tables not refreshed; keeping the last ones");
             }
+            if let Err(error) = self.faults.refresh(self.state.as_ref()).await {
+                tracing::warn!(%error, "drill faults not refreshed; keeping the last ones");
+            }
+            if flushed.elapsed() >= traffic::FLUSH_INTERVAL {
+                self.flush().await;
+                flushed = tokio::time::Instant::now();
+            }
             tokio::select! {
-                () = shutdown.triggered() => return,
+                () = shutdown.triggered() => {
+                    self.flush().await;
+                    return;
+                }
                 () = tokio::time::sleep(self.options.refresh) => {}
             }
+        }
+    }
+
+    /// Flushes the traffic counts under [`GatewayOptions::instance`].
+    async fn flush(&self) {
+        if let Err(error) = self
+            .traffic
+            .flush(self.state.as_ref(), &self.options.instance)
+            .await
+        {
+            tracing::warn!(%error, instance = %self.options.instance, "traffic counts not flushed; kept for the next flush");
         }
     }
 
@@ -292,29 +360,48 @@ impl Gateway {
             Err(refusal) => return refusal.into_response(),
         };
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let candidates = route.regions(ticket);
+        let Some(first) = candidates.first().copied() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("workload {workload}: the routing table has no serving region"),
+            )
+                .into_response();
+        };
         let mut last_failure = String::new();
         let mut attempts = 0;
         let tries: u32 = if self.options.retry { 2 } else { 1 };
-        for region in route.regions(ticket).into_iter().take(tries as usize) {
+        for region in candidates.into_iter().take(tries as usize) {
             let Some(url) = regions.get(region) else {
                 last_failure = format!("{region}: no upstream configured");
                 continue;
             };
             attempts += 1;
-            match self.forward(url, headers, body.clone()).await {
-                Ok(response) if !response.status().is_server_error() => {
-                    return answer(response, region, attempts).await;
+            match self
+                .attempt(workload, region, url, headers, body.clone())
+                .await
+            {
+                Ok(reply) if !reply.status.is_server_error() => {
+                    let outcome = if region == first {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Retried
+                    };
+                    self.traffic.count(workload, first, outcome);
+                    return reply.answer(region, attempts);
                 }
-                Ok(response) => {
-                    last_failure = format!("{region} answered {}", response.status());
+                Ok(reply) => {
+                    last_failure = format!("{region} answered {}", reply.status);
                     if attempts == tries {
-                        return answer(response, region, attempts).await;
+                        self.traffic.count(workload, first, Outcome::Failed);
+                        return reply.answer(region, attempts);
                     }
                 }
                 Err(error) => last_failure = format!("{region}: {error}"),
             }
             tracing::warn!(workload, model, region, failure = %last_failure, "region failed the prediction");
         }
+        self.traffic.count(workload, first, Outcome::Failed);
         (
             StatusCode::BAD_GATEWAY,
             [(ATTEMPTS_HEADER, attempts.to_string())],
@@ -354,8 +441,8 @@ impl Gateway {
             )
                 .into_response();
         };
-        match self.forward(url, headers, body).await {
-            Ok(response) => answer(response, region, 1).await,
+        match self.attempt(workload, region, url, headers, body).await {
+            Ok(reply) => reply.answer(region, 1),
             Err(error) => {
                 tracing::warn!(workload, model, region, %error, "pinned region failed the prediction");
                 (
@@ -371,23 +458,62 @@ impl Gateway {
         }
     }
 
+    /// One attempt of a prediction of `workload` in `region`, within
+    /// [`GatewayOptions::attempt_timeout`], obeying the drill fault of the
+    /// workload in that region: stopped, it fails as unreachable; failed
+    /// with errors, it is the region's 503; slow, it waits
+    /// [`fault::SLOW_DELAY`] first (and so times out when the attempt's
+    /// timeout is shorter).
+    async fn attempt(
+        &self,
+        workload: &str,
+        region: &str,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Reply, String> {
+        let drill = self.faults.fault(workload, region, Utc::now());
+        let work = async {
+            match &drill {
+                Some(Fault {
+                    kind: FaultKind::Stop,
+                    run,
+                    ..
+                }) => return Err(format!("unreachable: stopped by drill run {run}")),
+                Some(Fault {
+                    kind: FaultKind::Error,
+                    run,
+                    ..
+                }) => return Ok(Reply::failed_by_drill(workload, region, run)),
+                Some(Fault {
+                    kind: FaultKind::Slow,
+                    ..
+                }) => tokio::time::sleep(fault::SLOW_DELAY).await,
+                None => {}
+            }
+            self.forward(url, headers, body).await
+        };
+        match tokio::time::timeout(self.options.attempt_timeout, work).await {
+            Ok(reply) => reply,
+            Err(_) => Err(match &drill {
+                Some(fault) => format!(
+                    "no answer within {:?} (slowed by drill run {})",
+                    self.options.attempt_timeout, fault.run
+                ),
+                None => format!("no answer within {:?}", self.options.attempt_timeout),
+            }),
+        }
+    }
+
     /// Sends the prediction to `url` with the body and its `Content-Type`
-    /// only: no other header of the client's goes on, so hop-by-hop headers
+    /// only, and reads the whole answer (a body that breaks off fails the
+    /// attempt): no other header of the client's goes on, so hop-by-hop headers
     /// (`Connection` and those it names, `Keep-Alive`, `Proxy-*`, `TE`,
     /// `Trailer`, `Transfer-Encoding`, `Upgrade`), forwarding headers a
     /// client could spoof (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`) and the
     /// client's own `Authorization` never reach a region.
-    async fn forward(
-        &self,
-        url: &str,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> Result<reqwest::Response, String> {
-        let mut request = self
-            .client
-            .post(url)
-            .timeout(self.options.attempt_timeout)
-            .body(body);
+    async fn forward(&self, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Reply, String> {
+        let mut request = self.client.post(url).body(body);
         if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
@@ -396,42 +522,104 @@ impl Gateway {
             .authorize(request)
             .await
             .map_err(|error| error.to_string())?;
-        request.send().await.map_err(|error| {
-            if error.is_timeout() {
-                format!("no answer within {:?}", self.options.attempt_timeout)
-            } else {
-                error.to_string()
-            }
+        let response = request.send().await.map_err(|error| error.to_string())?;
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| format!("the answer broke off: {error}"))?;
+        Ok(Reply {
+            status,
+            content_type,
+            body,
         })
+    }
+
+    /// `GET /region/healthz?workload=W`: this gateway's region's front door
+    /// for workload W, as the uptime checks see it; the drill fault of W in
+    /// that region applies.
+    async fn region_health(&self, workload: Option<String>) -> Response {
+        let Some(region) = &self.options.region else {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("this gateway has no region configured (${REGION_VARIABLE})"),
+            )
+                .into_response();
+        };
+        let Some(workload) = workload.filter(|w| !w.is_empty()) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "expected ?workload=W: the health of a front door is per workload",
+            )
+                .into_response();
+        };
+        if let Some(drill) = self.faults.fault(&workload, region, Utc::now()) {
+            let cause = format!(
+                "workload {workload} in {region} is failed by drill run {}",
+                drill.run
+            );
+            if let Some(refusal) = fault::intercept(drill.kind, &cause).await {
+                return refusal;
+            }
+        }
+        Json(RegionHealth {
+            region: region.clone(),
+            workload,
+        })
+        .into_response()
     }
 }
 
-/// The upstream's answer passed on, with where it came from: its status,
-/// body and `Content-Type`, and the gateway's own `x-lifeboat-*` headers.
-/// No other header of the region's goes back (hop-by-hop ones, forwarding
-/// ones, or an `x-lifeboat-*` of its own that would lie about the answer).
-async fn answer(response: reqwest::Response, region: &str, attempts: u32) -> Response {
-    let status = response.status();
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(error) => {
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("{region}: the answer broke off: {error}"),
-            )
-                .into_response();
+/// What `/region/healthz` answers when the front door is healthy.
+#[derive(Debug, Serialize)]
+struct RegionHealth {
+    region: String,
+    workload: String,
+}
+
+/// The query of `/region/healthz`.
+#[derive(Debug, Deserialize)]
+struct HealthQuery {
+    workload: Option<String>,
+}
+
+/// A region's whole answer to one attempt (or the 503 a drill fault gives
+/// in its place).
+struct Reply {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl Reply {
+    /// The 503 of a region failed by drill run `run` for `workload`.
+    fn failed_by_drill(workload: &str, region: &str, run: &str) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            content_type: Some(HeaderValue::from_static("text/plain; charset=utf-8")),
+            body: Bytes::from(format!(
+                "workload {workload} in {region} is failed by drill run {run}"
+            )),
         }
-    };
-    let mut headers = HeaderMap::new();
-    if let Some(content_type) = content_type {
-        headers.insert(header::CONTENT_TYPE, content_type);
     }
-    if let Ok(region) = HeaderValue::from_str(region) {
-        headers.insert(REGION_HEADER, region);
+
+    /// The answer passed on, with where it came from: its status, body and
+    /// `Content-Type`, and the gateway's own `x-lifeboat-*` headers. No
+    /// other header of the region's goes back (hop-by-hop ones, forwarding
+    /// ones, or an `x-lifeboat-*` of its own that would lie about the
+    /// answer).
+    fn answer(self, region: &str, attempts: u32) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(content_type) = self.content_type {
+            headers.insert(header::CONTENT_TYPE, content_type);
+        }
+        if let Ok(region) = HeaderValue::from_str(region) {
+            headers.insert(REGION_HEADER, region);
+        }
+        headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+        (self.status, headers, self.body).into_response()
     }
-    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
-    (status, headers, body).into_response()
 }
 
 /// Where a prediction for a workload's model can go: the model's upstream
@@ -444,7 +632,10 @@ struct Destinations<'a> {
 /// The routes: `POST /predict/{workload}/{model}` forwards a prediction;
 /// `POST /regions/{region}/predict/{workload}/{model}` forwards it to that
 /// region only (both take at most [`PREDICTION_BODY_LIMIT`] bytes);
-/// `GET /routes` shows the routing tables the gateway is using.
+/// `GET /routes` shows the routing tables the gateway is using;
+/// `GET /region/healthz?workload=W` is the health of this gateway's
+/// region's front door for workload W (404 without
+/// [`GatewayOptions::region`]).
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route(
@@ -456,6 +647,7 @@ pub fn router(gateway: Gateway) -> Router {
             post(predict_in_region).layer(DefaultBodyLimit::max(PREDICTION_BODY_LIMIT)),
         )
         .route("/routes", get(routes))
+        .route("/region/healthz", get(region_health))
         .with_state(gateway)
 }
 
@@ -477,6 +669,13 @@ async fn predict_in_region(
     gateway
         .predict_in(&region, &workload, &model, &headers, body)
         .await
+}
+
+async fn region_health(
+    State(gateway): State<Gateway>,
+    Query(query): Query<HealthQuery>,
+) -> Response {
+    gateway.region_health(query.workload).await
 }
 
 async fn routes(State(gateway): State<Gateway>) -> Json<Vec<RoutingTable>> {

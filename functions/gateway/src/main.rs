@@ -1,6 +1,7 @@
 //! gateway on Cloud Run, in every region: the Vertex AI endpoints of the
-//! topology at `$LIFEBOAT_TOPOLOGY` as upstreams, the routing tables in
-//! Firestore, the retry switch from `$LIFEBOAT_GATEWAY_RETRY`, served on
+//! topology at `$LIFEBOAT_TOPOLOGY` as upstreams, the routing tables, drill
+//! faults and traffic counts in Firestore, the retry switch from
+//! `$LIFEBOAT_GATEWAY_RETRY`, its region from `$LIFEBOAT_REGION`, served on
 //! `$PORT`.
 
 use std::sync::Arc;

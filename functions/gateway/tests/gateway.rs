@@ -13,11 +13,13 @@ use axum::routing::post;
 use lifeboat_gateway::{
     ATTEMPTS_HEADER, Gateway, GatewayOptions, REGION_HEADER, Upstreams, router,
 };
+use lifeboat_shared::fault::{self, Fault, FaultKind};
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::traffic;
 
 /// One region's inference server: answers with its name, or fails on demand.
 struct Region {
@@ -85,6 +87,30 @@ async fn rig(initial: &[(&str, u32)]) -> Rig {
 /// port nobody listens on) instead of its inference server, and whose
 /// gateway retries in the next region when `retry`.
 async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>, retry: bool) -> Rig {
+    let options = GatewayOptions {
+        retry,
+        ..rig_options()
+    };
+    rig_configured(initial, central_url, options).await
+}
+
+/// What a rig's gateway runs with by default: quick refreshes, a 2 s
+/// attempt timeout, in us-east1.
+fn rig_options() -> GatewayOptions {
+    GatewayOptions {
+        refresh: Duration::from_millis(100),
+        attempt_timeout: Duration::from_secs(2),
+        region: Some("us-east1".to_string()),
+        ..GatewayOptions::default()
+    }
+}
+
+/// A rig whose gateway runs with `options`.
+async fn rig_configured(
+    initial: &[(&str, u32)],
+    central_url: Option<String>,
+    options: GatewayOptions,
+) -> Rig {
     let dir = tempfile::tempdir().expect("temp dir");
     let state: Arc<dyn StateStore> =
         Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
@@ -97,11 +123,6 @@ async fn rig_with(initial: &[(&str, u32)], central_url: Option<String>, retry: b
     let central_upstream = central_url.unwrap_or_else(|| central.url.clone());
     upstreams.insert("ranking", "ranker", "us-central1", central_upstream);
     upstreams.insert("ranking", "ranker", "us-east1", east.url.clone());
-    let options = GatewayOptions {
-        refresh: Duration::from_millis(100),
-        attempt_timeout: Duration::from_secs(2),
-        retry,
-    };
     let gateway = Gateway::new(upstreams, state.clone(), Credentials::Anonymous, options);
     let shutdown = Shutdown::new();
     tokio::spawn(gateway.clone().keep_refreshed(shutdown.clone()));
@@ -584,4 +605,275 @@ async fn every_pattern_routes_around_a_dark_primary() {
     for pattern in ["active-active", "active-passive", "pilot-light"] {
         the_primary_dark_is_routed_around(pattern).await;
     }
+}
+
+/// Puts a drill fault of `kind` on workload ranking in `region`, owned by
+/// run `drill-7`, expiring after `ttl`, and waits for the gateway to read
+/// it (two refreshes).
+async fn inject(rig: &Rig, region: &str, kind: FaultKind, ttl: Duration) -> Fault {
+    let now = chrono::Utc::now();
+    let drill = Fault {
+        workload: "ranking".to_string(),
+        region: region.to_string(),
+        kind,
+        run: "drill-7".to_string(),
+        injected_at: now,
+        expires_at: now + chrono::TimeDelta::from_std(ttl).expect("ttl"),
+    };
+    fault::inject(rig.state.as_ref(), &drill)
+        .await
+        .expect("inject");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drill
+}
+
+/// The traffic the rig's gateway counted, flushed at its shutdown, summed
+/// per region chosen first: (ok, retried, failed).
+async fn counted(rig: &Rig) -> BTreeMap<String, (u64, u64, u64)> {
+    rig.shutdown.trigger();
+    let now = chrono::Utc::now();
+    let from = now - chrono::TimeDelta::minutes(5);
+    let to = now + chrono::TimeDelta::minutes(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seconds = traffic::read(rig.state.as_ref(), "ranking", from, to)
+            .await
+            .expect("read traffic");
+        if !seconds.is_empty() || Instant::now() > deadline {
+            let mut sums: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+            for second in seconds {
+                let sum = sums.entry(second.region).or_default();
+                sum.0 += second.ok;
+                sum.1 += second.retried;
+                sum.2 += second.failed;
+            }
+            return sums;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_region_is_answered_by_the_next_and_fails_its_pinned_predictions() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    inject(&rig, "us-central1", FaultKind::Stop, fault::FAULT_TTL).await;
+    for _ in 0..5 {
+        let (status, region, attempts, body) = predict(&client, &rig).await;
+        assert_eq!(
+            (status, region.as_str(), attempts.as_str()),
+            (StatusCode::OK, "us-east1", "2"),
+            "{body}"
+        );
+    }
+    let (status, region, attempts, body) =
+        predict_at(&client, &rig, "/regions/us-central1/predict/ranking/ranker").await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::BAD_GATEWAY, "us-central1", "1"),
+        "{body}"
+    );
+    assert!(body.contains("drill run drill-7"), "{body}");
+    assert_eq!(
+        rig.central.served.load(Ordering::SeqCst),
+        0,
+        "the fault lives in the front door: nothing reached the region"
+    );
+    // Another workload's region, or the other region, is untouched.
+    let (status, region, _, body) =
+        predict_at(&client, &rig, "/regions/us-east1/predict/ranking/ranker").await;
+    assert_eq!(
+        (status, region.as_str()),
+        (StatusCode::OK, "us-east1"),
+        "{body}"
+    );
+
+    // Counted by the region chosen first; pinned predictions are checks,
+    // not traffic, and are not counted.
+    let counts = counted(&rig).await;
+    assert_eq!(
+        counts,
+        BTreeMap::from([("us-central1".to_string(), (0, 5, 0))])
+    );
+}
+
+#[tokio::test]
+async fn an_erroring_region_answers_503_and_the_next_region_answers_for_it() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    let (status, _, attempts, _) = predict(&client, &rig).await;
+    assert_eq!((status, attempts.as_str()), (StatusCode::OK, "1"));
+    inject(&rig, "us-central1", FaultKind::Error, fault::FAULT_TTL).await;
+    let (status, region, attempts, body) = predict(&client, &rig).await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::OK, "us-east1", "2"),
+        "{body}"
+    );
+    let (status, region, _, body) =
+        predict_at(&client, &rig, "/regions/us-central1/predict/ranking/ranker").await;
+    assert_eq!(
+        (status, region.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "us-central1"),
+        "{body}"
+    );
+    assert!(body.contains("drill run drill-7"), "{body}");
+    // Both regions failing: the client gets the last region's error.
+    rig.east.failing.store(true, Ordering::SeqCst);
+    let (status, _, attempts, _) = predict(&client, &rig).await;
+    assert_eq!(
+        (status, attempts.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "2")
+    );
+    let counts = counted(&rig).await;
+    assert_eq!(
+        counts,
+        BTreeMap::from([("us-central1".to_string(), (1, 1, 1))])
+    );
+}
+
+#[tokio::test]
+async fn a_slow_region_times_out_within_the_attempt_and_answers_late_within_a_longer_one() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    inject(&rig, "us-central1", FaultKind::Slow, fault::FAULT_TTL).await;
+    let started = Instant::now();
+    let (status, region, attempts, body) = predict(&client, &rig).await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::OK, "us-east1", "2"),
+        "{body}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < fault::SLOW_DELAY,
+        "the slow attempt ends at the 2 s attempt timeout: {waited:?}"
+    );
+    let (status, _, _, body) =
+        predict_at(&client, &rig, "/regions/us-central1/predict/ranking/ranker").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body.contains("no answer within") && body.contains("drill-7"),
+        "{body}"
+    );
+
+    // An attempt timeout longer than the delay: the slow region answers.
+    let patient = rig_configured(
+        &[("us-central1", 100), ("us-east1", 0)],
+        None,
+        GatewayOptions {
+            attempt_timeout: fault::SLOW_DELAY + Duration::from_secs(3),
+            ..rig_options()
+        },
+    )
+    .await;
+    inject(&patient, "us-central1", FaultKind::Slow, fault::FAULT_TTL).await;
+    let started = Instant::now();
+    let (status, region, attempts, body) = predict(&client, &patient).await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::OK, "us-central1", "1"),
+        "{body}"
+    );
+    assert!(started.elapsed() >= fault::SLOW_DELAY);
+}
+
+#[tokio::test]
+async fn an_expired_fault_is_ignored() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    let drill = inject(
+        &rig,
+        "us-central1",
+        FaultKind::Error,
+        Duration::from_secs(1),
+    )
+    .await;
+    let pinned = "/regions/us-central1/predict/ranking/ranker";
+    let (status, _, _, body) = predict_at(&client, &rig, pinned).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let left = (drill.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+    let (status, region, attempts, body) = predict_at(&client, &rig, pinned).await;
+    assert_eq!(
+        (status, region.as_str(), attempts.as_str()),
+        (StatusCode::OK, "us-central1", "1"),
+        "{body}"
+    );
+    assert!(
+        rig.state
+            .get(
+                fault::COLLECTION,
+                &fault::record_id("ranking", "us-central1")
+            )
+            .await
+            .expect("get")
+            .is_some(),
+        "the expired record is still stored, and ignored"
+    );
+}
+
+#[tokio::test]
+async fn the_region_health_route_answers_per_workload_and_fault() {
+    let rig = rig(&[("us-central1", 100), ("us-east1", 0)]).await;
+    let client = reqwest::Client::new();
+    let health = |workload: &str| {
+        let url = format!("{}/region/healthz?workload={workload}", rig.url);
+        let client = client.clone();
+        async move { client.get(url).send().await }
+    };
+    let response = health("ranking").await.expect("healthz");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({"region": "us-east1", "workload": "ranking"})
+    );
+    // A fault in another region leaves this one's front door healthy.
+    inject(&rig, "us-central1", FaultKind::Stop, fault::FAULT_TTL).await;
+    assert_eq!(
+        health("ranking").await.expect("healthz").status(),
+        StatusCode::OK
+    );
+
+    inject(&rig, "us-east1", FaultKind::Error, fault::FAULT_TTL).await;
+    let response = health("ranking").await.expect("healthz");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.text().await.expect("body").contains("drill-7"));
+    assert_eq!(
+        health("search").await.expect("healthz").status(),
+        StatusCode::OK,
+        "another workload's front door in the region is healthy"
+    );
+    inject(&rig, "us-east1", FaultKind::Stop, fault::FAULT_TTL).await;
+    let dropped = health("ranking").await;
+    assert!(
+        dropped.is_err(),
+        "a stopped front door drops the connection: {dropped:?}"
+    );
+    let response = client
+        .get(format!("{}/region/healthz", rig.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // A gateway that does not know its region cannot say.
+    let unplaced = rig_configured(
+        &[("us-central1", 100)],
+        None,
+        GatewayOptions {
+            region: None,
+            ..rig_options()
+        },
+    )
+    .await;
+    let response = client
+        .get(format!("{}/region/healthz?workload=ranking", unplaced.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
