@@ -267,6 +267,23 @@ async fn outage(
         renewing.trigger();
         let healed_at = Utc::now();
         runner::remove_fault(context, run).await;
+        // As after a real outage, traffic returns once the region is seen
+        // healthy again: the incident closes.
+        let waiting = wait("the incident to close after the fault's removal", healed_at);
+        let closed_at = loop {
+            let seen = observer.seen();
+            let closed = incident(&seen.incidents, &run.workload, target, failed_at)
+                .filter(|r| r.outcome == Some(Outcome::Closed) || r.closed_at.is_some())
+                .map(|r| r.closed_at.or_else(|| r.latest_step().map(|s| s.at)).unwrap_or_else(Utc::now));
+            if let Some(at) = closed {
+                break at;
+            }
+            waiting(Utc::now())?;
+            if observe::pause(poll, abort).await {
+                return Err("stopped while waiting for the incident to close".to_string());
+            }
+        };
+        run.step_at(closed_at, "incident-closed", format!("{target} is healthy again: its incident closed"));
         if target == context.topology().primary().as_str() {
             let options = context.failover.options.failback.clone();
             match failback::fail_back(&context.failover, workload, target, &options).await {

@@ -385,7 +385,7 @@ async fn finish(
                 .checks
                 .iter()
                 .filter(|c| !c.held)
-                .map(|c| format!("{}: measured {}, target {}", c.name, c.measured, c.target))
+                .map(|c| format!("{}: {} (target {})", c.name, c.measured, c.target))
                 .collect();
             run.state = if missed.is_empty() { RunState::Passed } else { RunState::Failed };
             run.reasons.extend(missed);
