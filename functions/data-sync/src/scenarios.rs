@@ -16,6 +16,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{
     ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream,
@@ -898,4 +899,91 @@ pub async fn table_changes_are_copied_and_verified(fixture: &Fixture) {
         );
         assert_eq!(record.target_seconds, 24 * 3600, "research training's RPO");
     }
+}
+
+/// Replication into us-east1 paused by a drill: a finalize reaches the
+/// other region only, the change is noted as unreplicated in us-east1 (its
+/// exposure grows), a reconcile during the pause leaves us-east1 alone,
+/// and the first reconcile after the pause copies the object and clears
+/// the exposure.
+pub async fn a_paused_region_catches_up_at_the_first_reconcile_after_the_pause(fixture: &Fixture) {
+    let sync = &fixture.sync;
+    let asset = fixture.asset("mirrored");
+    let now = Utc::now();
+    let run = "isolation--data-sync";
+    pause::pause(
+        sync.state.as_ref(),
+        &Pause {
+            workload: "training-data".into(),
+            region: "us-east1".into(),
+            run: run.into(),
+            paused_at: now,
+            until: now + chrono::TimeDelta::minutes(5),
+        },
+    )
+    .await
+    .expect("pause");
+    let name = "paused/during.bin";
+    let written = fixture
+        .write(&asset, name, b"while paused", PutOptions::default())
+        .await;
+    match fixture.deliver(&asset, Change::Finalized, &written).await {
+        Outcome::Synced(regions) => {
+            let regions: Vec<&str> = regions.iter().map(|(r, _)| r.as_str()).collect();
+            assert_eq!(regions, ["europe-west1"], "only the unpaused region");
+        }
+        other => panic!("expected a sync, got {other:?}"),
+    }
+    assert!(fixture.replica(&asset, "us-east1", name).await.is_none());
+    assert!(
+        fixture
+            .replica(&asset, "europe-west1", name)
+            .await
+            .is_some()
+    );
+    let exposure = |rows: &[rpo::Exposure]| {
+        rows.iter()
+            .find(|r| r.asset == "mirrored" && r.region == "us-east1")
+            .and_then(|r| r.exposure_seconds)
+    };
+    let later = Utc::now() + chrono::TimeDelta::hours(30);
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    let grown = exposure(&rows).expect("us-east1 exposure recorded");
+    assert!(grown >= 30 * 3600, "{grown} s");
+    assert!(
+        !rows
+            .iter()
+            .find(|r| r.asset == "mirrored" && r.region == "us-east1")
+            .is_some_and(|r| r.meets_target),
+        "30 h exposure against a 24 h target"
+    );
+
+    let during = reconcile(fixture).await;
+    assert!(!during.contains_key("mirrored/us-east1"), "{during:?}");
+    assert!(fixture.replica(&asset, "us-east1", name).await.is_none());
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    assert_eq!(
+        exposure(&rows),
+        Some(grown),
+        "the note survives the reconcile"
+    );
+
+    assert!(
+        pause::resume(sync.state.as_ref(), "training-data", "us-east1", run)
+            .await
+            .expect("resume")
+    );
+    let after = reconcile(fixture).await;
+    assert!(after.contains_key("mirrored/us-east1"), "{after:?}");
+    fixture
+        .assert_replicated(&asset, name, b"while paused")
+        .await;
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    assert_eq!(exposure(&rows), Some(0), "caught up");
 }
