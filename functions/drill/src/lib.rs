@@ -4,4 +4,5 @@
 //! at most its maximum duration, and leaves a record ([`run`]) and a
 //! self-contained HTML report ([`report`]).
 
+pub mod isolation;
 pub mod run;
