@@ -220,8 +220,15 @@ async fn read(
     Ok(readings)
 }
 
-/// Waits `wait`, or until `abort` fires; returns whether it fired.
-async fn aborted_during(abort: &Shutdown, wait: Duration) -> bool {
+/// Waits one `poll` from `now`, but not past `until`, or until `abort`
+/// fires; returns whether it fired.
+async fn aborted_before(
+    abort: &Shutdown,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    poll: Duration,
+) -> bool {
+    let wait = (until - now).to_std().unwrap_or_default().min(poll);
     tokio::select! {
         () = abort.triggered() => true,
         () = tokio::time::sleep(wait) => false,
@@ -329,35 +336,35 @@ pub async fn isolate(
         })
         .collect();
     let mut metric_error = None;
-
-    // The isolation: read every poll until the pause ends.
-    loop {
+    let mut look = async |run: &mut DrillRun, tracks: &mut Vec<Track>, paused: bool| {
         let now = Utc::now();
-        let readings = match read(&topology, context.state.as_ref(), workload, &region, now).await {
-            Ok(readings) => readings,
-            Err(source) => {
-                resume(context, run).await?;
-                return Err(exposure_error(run, source));
-            }
-        };
-        observe(run, &region, &mut tracks, readings, now, true);
+        let readings = read(&topology, context.state.as_ref(), workload, &region, now).await?;
+        observe(run, &region, tracks, readings, now, paused);
         watch_lag(
             context,
             &region,
             workload.id.as_str(),
             start,
-            &mut tracks,
+            tracks,
             &mut metric_error,
         )
         .await;
+        Ok::<_, StateError>(now)
+    };
+
+    // The isolation: read every poll until the pause ends.
+    loop {
+        let now = match look(run, &mut tracks, true).await {
+            Ok(now) => now,
+            Err(source) => {
+                resume(context, run).await?;
+                return Err(exposure_error(run, source));
+            }
+        };
         if now >= resume_at {
             break;
         }
-        let wait = (resume_at - now)
-            .to_std()
-            .unwrap_or_default()
-            .min(context.poll);
-        if aborted_during(abort, wait).await {
+        if aborted_before(abort, now, resume_at, context.poll).await {
             return abandon(context, run, &region).await;
         }
     }
@@ -372,31 +379,17 @@ pub async fn isolate(
     let target = TimeDelta::from_std(workload.target_rpo().get()).unwrap_or(TimeDelta::MAX);
     let catch_up_by = (resumed_at + target.max(resume_at - start)).min(run.deadline);
     loop {
-        let now = Utc::now();
-        let readings = read(&topology, context.state.as_ref(), workload, &region, now)
-            .await
-            .map_err(|e| exposure_error(run, e))?;
-        observe(run, &region, &mut tracks, readings, now, false);
-        watch_lag(
-            context,
-            &region,
-            workload.id.as_str(),
-            start,
-            &mut tracks,
-            &mut metric_error,
-        )
-        .await;
+        let now = match look(run, &mut tracks, false).await {
+            Ok(now) => now,
+            Err(source) => return Err(exposure_error(run, source)),
+        };
         let waiting = tracks
             .iter()
             .any(|t| t.crossed_at.is_some() && t.back_at.is_none());
         if !waiting || now >= catch_up_by {
             break;
         }
-        let wait = (catch_up_by - now)
-            .to_std()
-            .unwrap_or_default()
-            .min(context.poll);
-        if aborted_during(abort, wait).await {
+        if aborted_before(abort, now, catch_up_by, context.poll).await {
             return abandon(context, run, &region).await;
         }
     }
