@@ -10,6 +10,7 @@ pub mod golden;
 pub mod metrics;
 pub mod models;
 pub mod outage;
+pub mod pause;
 pub mod poison;
 pub mod routing;
 pub mod server;

@@ -10,6 +10,7 @@ use chrono::Utc;
 use lifeboat_shared::events::{EventContext, StorageObject};
 use lifeboat_shared::metrics::CHECKPOINT_REPLICATION_LAG;
 use lifeboat_shared::metrics::state::StateMetrics;
+use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::conformance::generated_body;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError};
@@ -409,7 +410,7 @@ pub async fn a_changed_shard_is_not_committed_and_named(rig: &Rig) {
         other => panic!("not a marker: {other:?}"),
     };
     // The listing as it was before the rewrite.
-    let report = crate::fanout::fan_out(rig.store(), &checkpoint, &marker, &shards, 4).await;
+    let report = crate::fanout::fan_out(rig.store(), &checkpoint, &marker, &shards, 4, &[]).await;
     assert!(!report.is_complete());
     for outcome in &report.regions {
         let error = outcome.as_ref().expect_err("not committed");
@@ -462,6 +463,82 @@ pub async fn a_failing_region_does_not_hold_back_the_others(rig: &Rig, missing_b
     );
     assert!(retried.is_complete(), "{}", retried.to_json());
     rig.assert_committed(100).await;
+}
+
+/// Replication into us-east1 paused for the workload: a checkpoint reaches
+/// the other region only, us-east1's newest step (so its exposure) stays
+/// where it was, the event is not done; once the pause is resumed, the
+/// redelivery of the same event copies it there.
+pub async fn a_paused_region_gets_nothing_until_the_pause_ends(rig: &Rig) {
+    rig.write_shards(100, 2, 1).await;
+    let _ = fanned_out(rig.commit(100).await);
+    let now = Utc::now();
+    let paused = Pause {
+        workload: "ranker".into(),
+        region: "us-east1".into(),
+        run: "isolation--1".into(),
+        paused_at: now,
+        until: now + chrono::TimeDelta::minutes(5),
+    };
+    pause::pause(rig.context.state.as_ref(), &paused)
+        .await
+        .expect("pause");
+    rig.write_shards(200, 2, 1).await;
+    let marker = rig.write(200, "commit_success.txt", b"ok").await;
+    let id = format!("marker-200-{}", marker.generation);
+    let report = fanned_out(rig.deliver(&id, &marker).await);
+    assert!(!report.is_complete(), "{}", report.to_json());
+    let failed: Vec<String> = report
+        .regions
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| {
+            assert!(
+                e.to_string().contains("paused by drill run isolation--1"),
+                "{e}"
+            );
+            e.region.to_string()
+        })
+        .collect();
+    assert_eq!(failed, vec!["us-east1".to_string()]);
+    assert_eq!(rig.newest("europe-west1").await.map(|n| n.step), Some(200));
+    assert_eq!(rig.newest("us-east1").await.map(|n| n.step), Some(100));
+    let east = &rig.replicas["us-east1"];
+    assert!(
+        !rig.objects(east)
+            .await
+            .keys()
+            .any(|n| n.contains("step_200")),
+        "a paused region got a copy"
+    );
+    let exposure = crate::rpo::report(
+        &rig.context.topology,
+        rig.context.state.as_ref(),
+        Utc::now() + chrono::TimeDelta::hours(2),
+    )
+    .await
+    .expect("report");
+    let east_row = exposure
+        .iter()
+        .find(|r| r.region == "us-east1")
+        .expect("us-east1 row");
+    assert_eq!(east_row.newest_step, Some(100));
+    assert!(!east_row.meets_target, "{east_row:?}");
+
+    assert!(
+        pause::resume(
+            rig.context.state.as_ref(),
+            "ranker",
+            "us-east1",
+            "isolation--1"
+        )
+        .await
+        .expect("resume")
+    );
+    let retried = fanned_out(rig.deliver(&id, &marker).await);
+    assert!(retried.is_complete(), "{}", retried.to_json());
+    rig.assert_committed(200).await;
+    assert_eq!(rig.newest("us-east1").await.map(|n| n.step), Some(200));
 }
 
 /// With a manifest marker, exactly the listed shards are copied (a stray

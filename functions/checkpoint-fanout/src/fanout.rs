@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::storage::replica::{holds_generation, replicate};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketName, RegionId};
@@ -78,6 +79,17 @@ pub enum RegionProblem {
         directory: String,
         /// The storage failure.
         source: StorageError,
+    },
+    /// Replication into the region is paused for the workload (a
+    /// `replication-isolation` drill): nothing was copied, and the region
+    /// counts as not holding the checkpoint until a later delivery copies
+    /// it.
+    #[error("replication paused by drill run {run} until {until}")]
+    Paused {
+        /// The drill run that paused it.
+        run: String,
+        /// When the pause ends by itself.
+        until: DateTime<Utc>,
     },
     /// Every shard is verified but the marker could not be written.
     #[error("marker {marker} could not be written: {source}")]
@@ -164,13 +176,15 @@ impl FanoutReport {
 
 /// Copies `shards` and then `marker` of `checkpoint` to every replica
 /// bucket of its location, at most `parallelism` copies in flight per
-/// region.
+/// region; a region that one of `pauses` covers for the checkpoint's
+/// workload gets nothing and fails with [`RegionProblem::Paused`].
 pub async fn fan_out(
     store: &dyn ObjectStore,
     checkpoint: &Checkpoint<'_>,
     marker: &ObjectMeta,
     shards: &[ObjectMeta],
     parallelism: usize,
+    pauses: &[Pause],
 ) -> FanoutReport {
     let job = Job {
         store,
@@ -179,6 +193,7 @@ pub async fn fan_out(
         shards,
         parallelism: parallelism.max(1),
         started: Instant::now(),
+        pauses,
     };
     let regions = checkpoint.location.replicas.iter().map(|(region, bucket)| {
         let span = tracing::info_span!(
@@ -205,11 +220,13 @@ struct Job<'a> {
     shards: &'a [ObjectMeta],
     parallelism: usize,
     started: Instant,
+    pauses: &'a [Pause],
 }
 
 impl Job<'_> {
     /// Brings one region to hold the checkpoint: the shards missing or
     /// different there are copied and verified, then the marker is written.
+    /// A paused region is left as it is.
     async fn commit_region(
         &self,
         region: &RegionId,
@@ -222,6 +239,7 @@ impl Job<'_> {
             shards,
             parallelism,
             started,
+            pauses,
         } = *self;
         let fail = |problem| RegionError {
             asset: checkpoint.location.id.to_string(),
@@ -229,6 +247,15 @@ impl Job<'_> {
             region: region.clone(),
             problem,
         };
+        if let Some(paused) =
+            pause::covering(pauses, checkpoint.workload.id.as_str(), region.as_str())
+        {
+            tracing::info!(run = %paused.run, until = %paused.until, "replication into the region paused by a drill; nothing copied");
+            return Err(fail(RegionProblem::Paused {
+                run: paused.run.clone(),
+                until: paused.until,
+            }));
+        }
         let bucket = bucket.as_str();
         let destination = |object: &ObjectRef| ObjectRef::new(bucket, object.name.clone());
         let prepare = |source| {

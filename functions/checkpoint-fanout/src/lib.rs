@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use lifeboat_shared::events::{Delivery, EventContext, InboundEvent, StorageObject};
 use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSink};
+use lifeboat_shared::pause;
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
@@ -259,12 +260,25 @@ async fn run(
         Err(error) if error.is_transient() => return Outcome::Failed(error.to_string()),
         Err(error) => return Outcome::Refused(refusal(&error)),
     };
+    // A region paused by a drill gets nothing: its newest step stays where
+    // it is, so its exposure grows as in a real outage, and the event is
+    // not done, so its redelivery copies the checkpoint once the pause ends.
+    let pauses = match pause::active(context.state.as_ref(), Utc::now()).await {
+        Ok(pauses) => pauses,
+        Err(error) => {
+            return Outcome::Failed(format!(
+                "{}: replication pauses unreadable: {error}",
+                checkpoint.location.id
+            ));
+        }
+    };
     let report = fanout::fan_out(
         store,
         checkpoint,
         &marker,
         &shards,
         context.options.parallelism,
+        &pauses,
     )
     .await;
     let source = NewestCheckpoint {
@@ -293,6 +307,9 @@ async fn run(
                         .unwrap_or(u64::MAX),
                     ..source.clone()
                 });
+            }
+            Err(error) if matches!(error.problem, fanout::RegionProblem::Paused { .. }) => {
+                tracing::info!(%error, region = %error.region, "region not committed: paused");
             }
             Err(error) => tracing::error!(%error, region = %error.region, "region not committed"),
         }

@@ -83,6 +83,12 @@ async fn a_failing_region_does_not_hold_back_the_others() {
 }
 
 #[tokio::test]
+async fn a_paused_region_gets_nothing_until_the_pause_ends() {
+    let (_dir, rig) = rig().await;
+    conformance::a_paused_region_gets_nothing_until_the_pause_ends(&rig).await;
+}
+
+#[tokio::test]
 async fn a_manifest_names_the_shards() {
     let (_dir, rig) = rig_with("{manifest: manifest.json}", None).await;
     conformance::a_manifest_names_the_shards(&rig).await;

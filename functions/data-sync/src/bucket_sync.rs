@@ -21,6 +21,7 @@
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::pause::PauseError;
 use lifeboat_shared::state::StateError;
 use lifeboat_shared::storage::replica::{existing_replica, holds_generation, replicate};
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
@@ -28,6 +29,7 @@ use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
 use crate::DataSync;
 use crate::ledger::{self, Observation};
+use crate::rpo;
 
 /// How many times [`converge`] starts over when the source changes under it.
 const CONVERGE_ATTEMPTS: usize = 5;
@@ -71,6 +73,16 @@ pub enum SyncError {
         /// Why the source could not be read.
         detail: String,
     },
+    /// The replication pauses could not be read, or a change could not be
+    /// noted as unreplicated in a paused region; a redelivery tries again.
+    #[error("asset {asset}: replication pause: {source}")]
+    Pause {
+        /// The bucket asset.
+        asset: String,
+        /// The failure.
+        #[source]
+        source: PauseError,
+    },
     /// The source changed on every attempt; a later delivery will try again.
     #[error(
         "asset {asset}, region {region}, {object}: the source kept changing over {attempts} attempts"
@@ -100,7 +112,9 @@ impl SyncError {
             SyncError::Ledger { source, .. } => {
                 source.is_transient() || matches!(source, StateError::Conflict { .. })
             }
-            SyncError::NotSettled { .. } | SyncError::Unsettled { .. } => true,
+            SyncError::NotSettled { .. }
+            | SyncError::Unsettled { .. }
+            | SyncError::Pause { .. } => true,
         }
     }
 }
@@ -230,6 +244,12 @@ pub enum Outcome {
 /// period); a finalize needs no record, since its copies are pinned to the
 /// generation and settled by reading the source. Fails if any region
 /// failed (a redelivery redoes only what is missing).
+///
+/// A region into which a drill has paused replication of the asset's
+/// workload gets nothing: the change is noted there as not replicated
+/// ([`rpo::note_unreplicated`]), so its exposure grows as in a real
+/// outage, and the first reconcile after the pause copies it and clears
+/// the note.
 pub async fn on_object_event(
     sync: &DataSync,
     asset: &BucketAsset,
@@ -237,6 +257,12 @@ pub async fn on_object_event(
     object: &StorageObject,
     event_time: DateTime<Utc>,
 ) -> Result<Outcome, SyncError> {
+    let written = match change {
+        Change::Finalized => object.updated.or(object.time_created).unwrap_or(event_time),
+        Change::Deleted => event_time,
+    };
+    let unpaused = unpaused(sync, asset, written).await?;
+    let asset = unpaused.as_ref().unwrap_or(asset);
     let source = ObjectRef::new(object.bucket.as_str(), object.name.as_str());
     let store = sync.storage.as_ref();
     let results = match change {
@@ -293,6 +319,45 @@ pub async fn on_object_event(
         Some(error) => Err(error),
         None => Ok(Outcome::Synced(converged)),
     }
+}
+
+/// `asset` without the regions a drill has paused (`None`: none is), each
+/// of them noted as not holding a change written at `written`.
+async fn unpaused(
+    sync: &DataSync,
+    asset: &BucketAsset,
+    written: DateTime<Utc>,
+) -> Result<Option<BucketAsset>, SyncError> {
+    let failed = |source: PauseError| SyncError::Pause {
+        asset: asset.id.to_string(),
+        source,
+    };
+    let paused = sync
+        .paused_regions(asset.id.as_str())
+        .await
+        .map_err(failed)?;
+    if paused.is_empty() {
+        return Ok(None);
+    }
+    let target = sync.target_rpo_seconds(asset.id.as_str());
+    for pause in &paused {
+        tracing::info!(asset = %asset.id, region = %pause.region, run = %pause.run, "replication paused by a drill; change noted as unreplicated");
+        rpo::note_unreplicated(
+            sync.state.as_ref(),
+            rpo::AssetKind::Bucket,
+            asset.id.as_str(),
+            &pause.region,
+            target,
+            written,
+        )
+        .await
+        .map_err(|error| failed(error.into()))?;
+    }
+    let mut unpaused = asset.clone();
+    unpaused
+        .replicas
+        .retain(|region, _| !paused.iter().any(|p| p.region == region.as_str()));
+    Ok(Some(unpaused))
 }
 
 /// Below this size a copy costs about what reading the replica's metadata

@@ -27,11 +27,12 @@ use axum::routing::{get, post};
 use lifeboat_shared::events::{
     BigQueryTableChange, Delivery, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
+use lifeboat_shared::pause::{self, Pause, PauseError};
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::server::{PUSH_ACK_DEADLINE, within_deadline};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{ObjectStore, name};
-use lifeboat_shared::topology::{BucketAsset, Topology};
+use lifeboat_shared::topology::{BucketAsset, Topology, Workload};
 use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
 
@@ -56,17 +57,31 @@ pub struct DataSync {
 }
 
 impl DataSync {
+    /// The workload protecting the bucket or dataset asset `asset`.
+    fn workload_of(&self, asset: &str) -> Option<&Workload> {
+        self.topology.workloads().iter().find(|w| {
+            w.assets.buckets.iter().any(|b| b.id.as_str() == asset)
+                || w.assets.datasets.iter().any(|d| d.id.as_str() == asset)
+        })
+    }
+
     /// The RPO target, in seconds, of the workload protecting the asset
     /// `asset` (0 if no workload does).
     pub fn target_rpo_seconds(&self, asset: &str) -> u64 {
-        self.topology
-            .workloads()
-            .iter()
-            .find(|w| {
-                w.assets.buckets.iter().any(|b| b.id.as_str() == asset)
-                    || w.assets.datasets.iter().any(|d| d.id.as_str() == asset)
-            })
+        self.workload_of(asset)
             .map_or(0, |w| w.target_rpo().as_secs())
+    }
+
+    /// The regions into which replication of `asset` is paused now by a
+    /// `replication-isolation` drill ([`lifeboat_shared::pause`]): one
+    /// read of the pauses, made once per event or per asset reconciled.
+    pub async fn paused_regions(&self, asset: &str) -> Result<Vec<Pause>, PauseError> {
+        let Some(workload) = self.workload_of(asset) else {
+            return Ok(Vec::new());
+        };
+        let mut pauses = pause::active(self.state.as_ref(), chrono::Utc::now()).await?;
+        pauses.retain(|p| p.workload == workload.id.as_str());
+        Ok(pauses)
     }
 
     /// Notes in the RPO records that a change of `asset` written at

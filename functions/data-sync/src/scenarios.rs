@@ -16,6 +16,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{
     ObjectMeta, ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream,
@@ -898,4 +899,166 @@ pub async fn table_changes_are_copied_and_verified(fixture: &Fixture) {
         );
         assert_eq!(record.target_seconds, 24 * 3600, "research training's RPO");
     }
+}
+
+/// Replication into us-east1 paused by a drill: a finalize and a table
+/// change reach the other region only, each change is noted as
+/// unreplicated in us-east1 (its exposure grows), reconciles during the
+/// pause leave us-east1 alone, and the first reconciles after the pause
+/// copy the object and the table and clear the exposure.
+pub async fn a_paused_region_catches_up_at_the_first_reconcile_after_the_pause(fixture: &Fixture) {
+    let sync = &fixture.sync;
+    let asset = fixture.asset("mirrored");
+    let now = Utc::now();
+    let run = "isolation--data-sync";
+    pause::pause(
+        sync.state.as_ref(),
+        &Pause {
+            workload: "training-data".into(),
+            region: "us-east1".into(),
+            run: run.into(),
+            paused_at: now,
+            until: now + chrono::TimeDelta::minutes(5),
+        },
+    )
+    .await
+    .expect("pause");
+    let name = "paused/during.bin";
+    let written = fixture
+        .write(&asset, name, b"while paused", PutOptions::default())
+        .await;
+    match fixture.deliver(&asset, Change::Finalized, &written).await {
+        Outcome::Synced(regions) => {
+            let regions: Vec<&str> = regions.iter().map(|(r, _)| r.as_str()).collect();
+            assert_eq!(regions, ["europe-west1"], "only the unpaused region");
+        }
+        other => panic!("expected a sync, got {other:?}"),
+    }
+    assert!(fixture.replica(&asset, "us-east1", name).await.is_none());
+    assert!(
+        fixture
+            .replica(&asset, "europe-west1", name)
+            .await
+            .is_some()
+    );
+    let exposure = |rows: &[rpo::Exposure]| {
+        rows.iter()
+            .find(|r| r.asset == "mirrored" && r.region == "us-east1")
+            .and_then(|r| r.exposure_seconds)
+    };
+    let later = Utc::now() + chrono::TimeDelta::hours(30);
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    let grown = exposure(&rows).expect("us-east1 exposure recorded");
+    assert!(grown > 29 * 3600, "{grown} s");
+    assert!(
+        !rows
+            .iter()
+            .find(|r| r.asset == "mirrored" && r.region == "us-east1")
+            .is_some_and(|r| r.meets_target),
+        "30 h exposure against a 24 h target"
+    );
+
+    // A table change while paused: copied to europe-west1 only, noted in
+    // us-east1.
+    let dataset = sync
+        .topology
+        .workloads()
+        .iter()
+        .flat_map(|w| w.assets.datasets.iter())
+        .find(|asset| asset.id.as_str() == "events")
+        .cloned()
+        .expect("dataset asset");
+    let project = sync.topology.project().as_str();
+    let table = TableRef::new(project, dataset.source.as_str(), "paused_views");
+    let columns = [Column {
+        name: "id".to_string(),
+        kind: "INTEGER".to_string(),
+    }];
+    sync.warehouse
+        .create_table(&table, &columns)
+        .await
+        .expect("create table");
+    sync.warehouse
+        .insert_rows(&table, &[serde_json::json!({"id": 1})])
+        .await
+        .expect("insert");
+    let done = tables::sync_table(sync, &dataset, "paused_views", true)
+        .await
+        .unwrap_or_else(|error| panic!("sync paused_views: {error}"));
+    let paused_table = done
+        .iter()
+        .find(|(region, _)| region == "us-east1")
+        .map(|(_, done)| done);
+    assert_eq!(paused_table, Some(&TableSync::Paused), "{done:?}");
+    assert!(
+        done.iter()
+            .any(|(region, done)| region == "europe-west1" && matches!(done, TableSync::Copied(_))),
+        "{done:?}"
+    );
+    let table_exposure = |rows: &[rpo::Exposure]| {
+        rows.iter()
+            .find(|r| r.asset == "events" && r.region == "us-east1")
+            .and_then(|r| r.exposure_seconds)
+    };
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    assert!(
+        table_exposure(&rows).is_some_and(|e| e > 29 * 3600),
+        "{rows:?}"
+    );
+    tables::reconcile_tables(sync)
+        .await
+        .unwrap_or_else(|error| panic!("reconcile tables: {error}"));
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    assert!(
+        table_exposure(&rows).is_some_and(|e| e > 29 * 3600),
+        "a table reconcile during the pause keeps the note"
+    );
+
+    let during = reconcile(fixture).await;
+    assert!(!during.contains_key("mirrored/us-east1"), "{during:?}");
+    assert!(fixture.replica(&asset, "us-east1", name).await.is_none());
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    assert_eq!(
+        exposure(&rows),
+        Some(grown),
+        "the note survives the reconcile"
+    );
+
+    assert!(
+        pause::resume(sync.state.as_ref(), "training-data", "us-east1", run)
+            .await
+            .expect("resume")
+    );
+    let after = reconcile(fixture).await;
+    assert!(after.contains_key("mirrored/us-east1"), "{after:?}");
+    fixture
+        .assert_replicated(&asset, name, b"while paused")
+        .await;
+    tables::reconcile_tables(sync)
+        .await
+        .unwrap_or_else(|error| panic!("reconcile tables: {error}"));
+    let replica = dataset
+        .replicas
+        .iter()
+        .find(|(r, _)| r.as_str() == "us-east1");
+    let (_, replica) = replica.expect("us-east1 replica dataset");
+    let copied = sync
+        .warehouse
+        .row_count(&TableRef::new(project, replica.as_str(), "paused_views"))
+        .await
+        .expect("replica table after the pause");
+    assert_eq!(copied, 1);
+    let rows = rpo::report(&sync.topology, sync.state.as_ref(), later)
+        .await
+        .expect("report");
+    assert_eq!(exposure(&rows), Some(0), "caught up");
+    assert_eq!(table_exposure(&rows), Some(0), "table caught up");
 }

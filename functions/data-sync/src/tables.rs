@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_shared::events::BigQueryTableChange;
+use lifeboat_shared::pause::PauseError;
 use lifeboat_shared::state::{Precondition, StateError};
 use lifeboat_shared::topology::DatasetAsset;
 use lifeboat_shared::warehouse::{TableRef, WarehouseError};
@@ -62,6 +63,16 @@ pub enum TableError {
         #[source]
         source: StateError,
     },
+    /// The replication pauses could not be read, or a change could not be
+    /// noted as unreplicated in a paused region.
+    #[error("asset {asset}: replication pause: {source}")]
+    Pause {
+        /// The dataset asset.
+        asset: String,
+        /// The failure.
+        #[source]
+        source: PauseError,
+    },
 }
 
 impl TableError {
@@ -71,6 +82,7 @@ impl TableError {
             TableError::Warehouse { source, .. } => source.is_transient(),
             TableError::Unverified { .. } => true,
             TableError::Record { source, .. } => source.is_transient(),
+            TableError::Pause { .. } => true,
         }
     }
 }
@@ -102,6 +114,10 @@ pub enum TableSync {
     Current,
     /// A copy was made and verified.
     Copied(TableCopy),
+    /// The replica is older than the source, but a drill has paused
+    /// replication into the region: the change is noted as unreplicated
+    /// there, and the first reconcile after the pause copies it.
+    Paused,
 }
 
 /// `project.dataset` of a topology dataset id, in `default_project` when it
@@ -173,6 +189,14 @@ pub async fn sync_table(
                 source,
             })
     };
+    let pause_failed = |source: PauseError| TableError::Pause {
+        asset: asset.id.to_string(),
+        source,
+    };
+    let paused = sync
+        .paused_regions(asset.id.as_str())
+        .await
+        .map_err(pause_failed)?;
     let mut done = Vec::new();
     for (region, replica_dataset) in &asset.replicas {
         let region = region.as_str();
@@ -207,6 +231,21 @@ pub async fn sync_table(
             .is_none_or(|copy| copy.source_time < before.last_modified);
         if !force && replica_exists && !stale {
             done.push((region.to_string(), TableSync::Current));
+            continue;
+        }
+        if let Some(pause) = paused.iter().find(|p| p.region == region) {
+            tracing::info!(asset = %asset.id, region, table, run = %pause.run, "replication paused by a drill; change noted as unreplicated");
+            rpo::note_unreplicated(
+                sync.state.as_ref(),
+                AssetKind::Dataset,
+                asset.id.as_str(),
+                region,
+                sync.target_rpo_seconds(asset.id.as_str()),
+                before.last_modified,
+            )
+            .await
+            .map_err(|error| pause_failed(error.into()))?;
+            done.push((region.to_string(), TableSync::Paused));
             continue;
         }
         sync.warehouse
@@ -335,8 +374,20 @@ pub async fn reconcile_tables(sync: &DataSync) -> Result<Vec<TableCopy>, TableEr
                 }
             }
         }
-        // Every table of the asset is verified as of the check.
-        for region in asset.replicas.keys() {
+        // Every table of the asset is verified as of the check, except in
+        // a region a drill has paused, whose record keeps its notes.
+        let paused = sync
+            .paused_regions(asset.id.as_str())
+            .await
+            .map_err(|source| TableError::Pause {
+                asset: asset.id.to_string(),
+                source,
+            })?;
+        for region in asset
+            .replicas
+            .keys()
+            .filter(|region| !paused.iter().any(|p| p.region == region.as_str()))
+        {
             let record = RpoRecord {
                 kind: AssetKind::Dataset,
                 asset: asset.id.to_string(),

@@ -40,6 +40,13 @@ async fn local_backends_pass_the_scenarios() {
 }
 
 #[tokio::test]
+async fn a_paused_region_catches_up_at_the_first_reconcile_after_the_pause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = local_fixture(dir.path()).await;
+    scenarios::a_paused_region_catches_up_at_the_first_reconcile_after_the_pause(&fixture).await;
+}
+
+#[tokio::test]
 async fn the_router_syncs_once_per_event_and_keeps_malformed_input_as_poison() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fixture = local_fixture(dir.path()).await;

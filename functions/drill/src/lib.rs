@@ -14,6 +14,7 @@
 
 pub mod events;
 pub mod guardrails;
+pub mod isolation;
 pub mod observe;
 pub mod outage;
 pub mod pilot_light;
