@@ -416,6 +416,7 @@ impl BoundCloud {
             failover: failover_context.clone(),
             storage: self.cloud.storage.clone(),
             warehouse: self.cloud.warehouse.clone(),
+            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
             gateway_url: self.book.gateway.clone(),
             reports: ReportSink::Directory(self.cloud.data_dir.join(REPORTS_DIR)),
             options: DrillOptions {

@@ -19,6 +19,7 @@ use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets};
 use lifeboat_shared::bus::pubsub::{PUBSUB_URL, PubSubBus, PubSubOptions};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::golden::{GATEWAY_URL_VARIABLE, GoldenClient};
+use lifeboat_shared::metrics;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::callers::CallerPolicy;
 use lifeboat_shared::server::{SCHEDULER_ATTEMPT_DEADLINE, Service, Shutdown};
@@ -65,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
             },
         },
         storage: storage.clone(),
-        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project)),
+        warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        metrics: metrics::from_env(&project, state.clone()).await?,
         gateway_url,
         reports: ReportSink::Bucket { storage, bucket },
         options: DrillOptions {

@@ -30,7 +30,7 @@ use crate::events::{self, Happening};
 use crate::guardrails::{self, Before};
 use crate::observe::Observer;
 use crate::run::{AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RunState, Series, Trigger};
-use crate::{DrillContext, outage, pilot_light, restore};
+use crate::{DrillContext, isolation, outage, pilot_light, restore};
 
 /// How many times a record update re-reads after losing a race.
 const UPDATE_ATTEMPTS: usize = 16;
@@ -331,10 +331,11 @@ async fn execute(context: &DrillContext, drill: &Drill, mut run: DrillRun, held:
                     .await
                     .map_err(|error| error.to_string())
             }
-            DrillKind::ReplicationIsolation => Err(format!(
-                "{} drills are not run by this service yet",
-                drill.kind.name()
-            )),
+            DrillKind::ReplicationIsolation => {
+                isolation::isolate(&isolation_context(context), drill, &mut run, &abort)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
         };
         let seen = observer.stop().await;
         run.series = seen.series();
@@ -418,12 +419,29 @@ async fn report(context: &DrillContext, run: &mut DrillRun) {
 pub async fn cleanup(context: &DrillContext, run: &mut DrillRun, real_incident: bool) {
     remove_fault(context, run).await;
     restore_routing_step(context, run, real_incident).await;
+    if run.cleanup.paused_at.is_some() && run.cleanup.resumed_at.is_none() {
+        match isolation::resume(&isolation_context(context), run).await {
+            Ok(()) => run.step("resumed", "replication into the region is resumed"),
+            Err(error) => run.step("resumed", format!("not resumed ({error}); the pause ends by itself")),
+        }
+        save_or_log(context.state(), run).await;
+    }
     if run.cleanup.deployments.iter().any(|d| d.undeployed_at.is_none()) {
         match pilot_light::undeploy(&deploy_context(context), run).await {
             Ok(()) => run.step("undeployed", "what the drill deployed is undeployed"),
             Err(error) => run.step("undeployed", format!("not undeployed: {error}")),
         }
         save_or_log(context.state(), run).await;
+    }
+}
+
+/// What a `replication-isolation` drill pauses and watches.
+fn isolation_context(context: &DrillContext) -> isolation::IsolationContext {
+    isolation::IsolationContext {
+        topology: context.failover.topology.clone(),
+        state: context.failover.state.clone(),
+        metrics: context.metrics.clone(),
+        poll: context.options.poll,
     }
 }
 

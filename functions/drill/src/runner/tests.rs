@@ -6,6 +6,7 @@ use lifeboat_shared::bus::DRILL_EVENTS_TOPIC;
 use lifeboat_shared::bus::EventBus;
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::fault::{Fault, FaultKind};
+use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
@@ -48,6 +49,7 @@ async fn context(dir: &std::path::Path) -> DrillContext {
         },
         storage: Arc::new(LocalStore::open(dir.join("storage")).await.expect("storage")),
         warehouse: Arc::new(LocalWarehouse::open(dir.join("warehouse")).await.expect("warehouse")),
+        metrics: Arc::new(StateMetrics::new(state.clone())),
         gateway_url: "http://127.0.0.1:1/gateway".to_string(),
         reports: ReportSink::Directory(dir.join("reports")),
         options: DrillOptions {
