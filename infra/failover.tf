@@ -60,7 +60,7 @@ variable "failback_schedule" {
 }
 
 variable "failover_workloads" {
-  description = "What failover watches, as in the topology: workload id -> region -> the Vertex AI endpoint ids of the workload's models in that region (their `endpoints`), and optionally probe_url, the URL failover's probes and the uptime check GET for that region instead of the gateway's /regions/REGION/healthz."
+  description = "What failover watches, as in the topology: workload id -> region -> the Vertex AI endpoint ids of the workload's models in that region (their `endpoints`), and optionally probe_url, the URL failover's probes and the uptime check GET for that region instead of the gateway's /regions/REGION/healthz?workload=WORKLOAD."
   type = map(map(object({
     endpoints = list(string)
     probe_url = optional(string)
@@ -106,11 +106,12 @@ locals {
         region    = region
         endpoints = target.endpoints
         custom    = target.probe_url != null
-        url       = coalesce(target.probe_url, "https://${var.gateway_domain}/regions/${region}/healthz")
+        url       = coalesce(target.probe_url, "https://${var.gateway_domain}/regions/${region}/healthz?workload=${workload}")
       }
     }
   ]...)
-  # The same URLs cut into what an uptime check wants.
+  # The same URLs cut into what an uptime check wants; path keeps the query
+  # string (?workload=W), since `.` matches `?`.
   uptime_checks = {
     for key, target in local.failover_targets : key => merge(target, regex(
       "^(?P<scheme>https?)://(?P<host>[^/:]+)(?::(?P<port>[0-9]+))?(?P<path>/.*)?$", target.url

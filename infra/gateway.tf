@@ -4,8 +4,9 @@
 # the nearest healthy gateway, and the gateway forwards it to the Vertex AI
 # region the workload's routing table (Firestore, rewritten by failover)
 # chooses. Each gateway also has its own path on the load balancer
-# (/regions/REGION/healthz) so uptime checks and failover's probes can look at
-# one region through the same front door the clients use.
+# (/regions/REGION/healthz?workload=W, answered by that region's gateway as
+# /region/healthz) so uptime checks and failover's probes can look at one
+# region's front door for one workload, the one a drill's fault fails.
 
 variable "gateway_image" {
   description = "The gateway image (cloudbuild.yaml pushes it to the image_repository output, as gateway; later deploys only change the revisions' image)."
@@ -34,13 +35,14 @@ variable "gateway_min_instances" {
 
 resource "google_service_account" "gateway" {
   account_id   = "lifeboat-gateway"
-  display_name = "Lifeboat gateway: reads the routing tables, calls predict on the workload endpoints"
+  display_name = "Lifeboat gateway: reads the routing tables and drill faults, writes its traffic counts, calls predict on the workload endpoints"
 }
 
-# Read the routing tables; the gateway never writes state.
-resource "google_project_iam_member" "gateway_routing_reader" {
+# Read the routing tables and drill faults; write (and sweep) the gateway's
+# own traffic counts (gateway-traffic).
+resource "google_project_iam_member" "gateway_state" {
   project = var.project
-  role    = "roles/datastore.viewer"
+  role    = "roles/datastore.user"
   member  = "serviceAccount:${google_service_account.gateway.email}"
 }
 
@@ -107,6 +109,11 @@ resource "google_cloud_run_v2_service" "gateway" {
       env {
         name  = "LIFEBOAT_TOPOLOGY"
         value = "/etc/lifeboat/topology.yaml"
+      }
+      # Whose front door /region/healthz reports on (drill faults).
+      env {
+        name  = "LIFEBOAT_REGION"
+        value = each.key
       }
       # The project the service's traces are recorded in.
       env {
@@ -236,8 +243,9 @@ resource "google_compute_url_map" "gateway" {
         paths   = ["/regions/${path_rule.key}/healthz"]
         service = path_rule.value.id
         route_action {
+          # The query string (?workload=W) is kept by the rewrite.
           url_rewrite {
-            path_prefix_rewrite = "/healthz"
+            path_prefix_rewrite = "/region/healthz"
           }
         }
       }

@@ -600,10 +600,38 @@ service "gateway" {
     grant      = "google_project_iam_member"
   }
   call {
-    method     = "firestore.documents.list (routing tables)"
-    code       = "shared/src/state/firestore.rs (routing::read_all)"
+    method     = "firestore.documents.list (routing tables, drill faults, traffic sweep)"
+    code       = "shared/src/state/firestore.rs (routing::read_all, fault::active, traffic::flush)"
     permission = "datastore.entities.list"
-    role       = "roles/datastore.viewer"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.get (traffic counts)"
+    code       = "shared/src/state/firestore.rs (traffic::flush)"
+    permission = "datastore.entities.get"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.commit (creates a minute of traffic counts)"
+    code       = "shared/src/state/firestore.rs (put, traffic::flush)"
+    permission = "datastore.entities.create"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.commit (adds to a minute of traffic counts)"
+    code       = "shared/src/state/firestore.rs (put, traffic::flush)"
+    permission = "datastore.entities.update"
+    role       = "roles/datastore.user"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.commit (deletes traffic counts past retention)"
+    code       = "shared/src/state/firestore.rs (delete, traffic::flush)"
+    permission = "datastore.entities.delete"
+    role       = "roles/datastore.user"
     grant      = "google_project_iam_member"
   }
   call {

@@ -348,3 +348,58 @@ pub async fn read(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::state::local::LocalStateStore;
+
+    #[tokio::test]
+    async fn a_flush_sweeps_every_instance_s_documents_past_retention() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("state");
+        let old = Utc::now() - TimeDelta::hours(3);
+        let minute =
+            DateTime::from_timestamp(old.timestamp().div_euclid(60) * 60, 0).expect("minute");
+        let stale = MinuteDocument {
+            workload: "ranking".to_string(),
+            instance: "gone-instance".to_string(),
+            minute,
+            rows: vec![Row {
+                second: 0,
+                region: "us-east1".to_string(),
+                ok: 4,
+                retried: 0,
+                failed: 1,
+            }],
+        };
+        let id = document_id("ranking", "gone-instance", minute);
+        store
+            .put(COLLECTION, &id, &json!(stale), Precondition::MustNotExist)
+            .await
+            .expect("put");
+        let read_old = read(
+            &store,
+            "ranking",
+            old - TimeDelta::minutes(5),
+            old + TimeDelta::minutes(5),
+        )
+        .await
+        .expect("read");
+        assert_eq!(read_old.iter().map(|s| s.ok + s.failed).sum::<u64>(), 5);
+        let counter = TrafficCounter::new();
+        counter.count("ranking", "us-east1", Outcome::Ok);
+        counter.flush(&store, "live-instance").await.expect("flush");
+        assert!(
+            store.get(COLLECTION, &id).await.expect("get").is_none(),
+            "swept"
+        );
+        assert_eq!(
+            store.list(COLLECTION).await.expect("list").len(),
+            1,
+            "the new minute stays"
+        );
+    }
+}
