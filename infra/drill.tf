@@ -111,6 +111,14 @@ resource "google_project_iam_member" "drill_registry" {
   member  = "serviceAccount:${google_service_account.drill.email}"
 }
 
+# replication-isolation drills read checkpoint-fanout's replication lag back
+# (timeSeries.list) to see it pass the RPO target.
+resource "google_project_iam_member" "drill_reads_metrics" {
+  project = var.project
+  role    = "roles/monitoring.viewer"
+  member  = "serviceAccount:${google_service_account.drill.email}"
+}
+
 # Its runs, fault records, leases and replication pauses; the routing
 # tables (read, and the pre-drill table written back), and the incident,
 # parity, RPO and gateway traffic records its guardrails and measurements

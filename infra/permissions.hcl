@@ -62,6 +62,11 @@ role "roles/bigquery.jobUser" {
   permissions = ["bigquery.jobs.create"]
 }
 
+role "roles/monitoring.viewer" {
+  source      = "https://cloud.google.com/iam/docs/roles-permissions/monitoring"
+  permissions = ["monitoring.timeSeries.list"]
+}
+
 role "roles/monitoring.metricWriter" {
   source      = "https://cloud.google.com/iam/docs/roles-permissions/monitoring"
   permissions = ["monitoring.timeSeries.create"]
@@ -645,6 +650,16 @@ service "gateway" {
 
 service "drill" {
   account = "google_service_account.drill"
+
+  # replication-isolation: the replication lag checkpoint-fanout writes,
+  # read back to see it pass the RPO target.
+  call {
+    method     = "monitoring.projects.timeSeries.list (replication lag)"
+    code       = "shared/src/metrics/monitoring.rs (latest)"
+    permission = "monitoring.timeSeries.list"
+    role       = "roles/monitoring.viewer"
+    grant      = "google_project_iam_member"
+  }
 
   # pilot-light-deploy: deploy the copied model on the pilot-light
   # endpoint, follow the operation, undeploy what it deployed.
