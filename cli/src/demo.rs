@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use lifeboat_drill::run::{DrillRun, RunState};
 use lifeboat_gateway::{ATTEMPTS_HEADER, REGION_HEADER};
 use lifeboat_shared::server::Shutdown;
-use lifeboat_drill::run::{DrillRun, RunState};
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 
 use crate::drill::{self, DrillService};
@@ -220,7 +220,10 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
     let sent = log.lock().unwrap_or_else(|e| e.into_inner()).len();
     println!("  predictions the demo's own clients sent through the gateway: {sent}");
     if outage.report.is_some() {
-        println!("  report: {}", drills.report_file(&outage.id).await?.display());
+        println!(
+            "  report: {}",
+            drills.report_file(&outage.id).await?.display()
+        );
     }
 
     // The standby proven able to resume training and serve data.

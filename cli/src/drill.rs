@@ -41,17 +41,24 @@ impl DrillService {
 
     /// Sends `request` and reads the JSON answer; an answer that is not a
     /// success is an error saying what the service said.
-    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
         let response = request.send().await.with_context(|| {
             format!("the local cloud's drill service at {} does not answer (is `lifeboat local up` running?)", self.base)
         })?;
         let status = response.status();
-        let text = response.text().await.context("reading the drill service's answer")?;
+        let text = response
+            .text()
+            .await
+            .context("reading the drill service's answer")?;
         let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         if !status.is_success() {
             anyhow::bail!(
                 "the drill service answered {status}: {}",
-                body.as_str().map_or_else(|| body.to_string(), str::to_string)
+                body.as_str()
+                    .map_or_else(|| body.to_string(), str::to_string)
             );
         }
         Ok((status, body))
@@ -59,7 +66,9 @@ impl DrillService {
 
     /// Every declared drill with its last run and next due time.
     pub async fn drills(&self) -> anyhow::Result<Vec<DrillOverview>> {
-        let (_, body) = self.call(self.client.get(format!("{}/drills", self.base))).await?;
+        let (_, body) = self
+            .call(self.client.get(format!("{}/drills", self.base)))
+            .await?;
         serde_json::from_value(body).context("the drill service's list of drills")
     }
 
@@ -71,13 +80,19 @@ impl DrillService {
             .post(format!("{}/drills/{id}/run", self.base))
             .json(&RunRequest { ignore_window });
         let (_, body) = self.call(request).await?;
-        let run = if body["duplicate"] == true { &body["run"] } else { &body };
+        let run = if body["duplicate"] == true {
+            &body["run"]
+        } else {
+            &body
+        };
         serde_json::from_value(run.clone()).context("the drill service's run record")
     }
 
     /// Run `id` as recorded now.
     pub async fn run(&self, id: &str) -> anyhow::Result<DrillRun> {
-        let (_, body) = self.call(self.client.get(format!("{}/runs/{id}", self.base))).await?;
+        let (_, body) = self
+            .call(self.client.get(format!("{}/runs/{id}", self.base)))
+            .await?;
         serde_json::from_value(body).context("the drill service's run record")
     }
 
@@ -100,7 +115,12 @@ impl DrillService {
             if !quiet {
                 for step in &run.steps {
                     if printed.insert((step.at, step.what.clone(), step.detail.clone())) {
-                        println!("  {}  {:<22} {}", step.at.format("%H:%M:%S%.3f"), step.what, step.detail);
+                        println!(
+                            "  {}  {:<22} {}",
+                            step.at.format("%H:%M:%S%.3f"),
+                            step.what,
+                            step.detail
+                        );
                     }
                 }
             }
@@ -124,7 +144,10 @@ impl DrillService {
                 .with_context(|| format!("the drill service at {} does not answer", self.base))?;
             let status = response.status();
             let html = response.text().await.context("reading the report")?;
-            anyhow::ensure!(status.is_success(), "the drill service answered {status}: {html}");
+            anyhow::ensure!(
+                status.is_success(),
+                "the drill service answered {status}: {html}"
+            );
             std::fs::create_dir_all(self.dir.join(REPORTS_DIR))
                 .and_then(|()| std::fs::write(&path, html))
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -172,7 +195,10 @@ pub async fn run(
     } else {
         print!("{}", summary(&run));
         if run.report.is_some() {
-            println!("  report: {}", service.report_file(&run.id).await?.display());
+            println!(
+                "  report: {}",
+                service.report_file(&run.id).await?.display()
+            );
         }
     }
     Ok(run.state == RunState::Passed)
@@ -210,7 +236,10 @@ pub fn summary(run: &DrillRun) -> String {
 /// `lifeboat drill abort RUN`.
 pub async fn abort(service: &DrillService, id: &str, reason: &str) -> anyhow::Result<bool> {
     let run = service.abort(id, reason).await?;
-    println!("abort asked of run {}; it stops and cleans up at its next look", run.id);
+    println!(
+        "abort asked of run {}; it stops and cleans up at its next look",
+        run.id
+    );
     Ok(true)
 }
 
@@ -220,7 +249,11 @@ pub async fn report(service: &DrillService, id: &str, open: bool) -> anyhow::Res
     let path = service.report_file(id).await?;
     println!("{}", path.display());
     if open {
-        let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
         std::process::Command::new(opener)
             .arg(&path)
             .spawn()

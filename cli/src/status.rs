@@ -27,8 +27,7 @@ use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
 use crate::local_cloud::{
-    AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, DRILL_PATH, FAILOVER_PATH,
-    MODEL_COPY_PATH,
+    AddressBook, CHECKPOINT_FANOUT_PATH, DATA_SYNC_PATH, DRILL_PATH, FAILOVER_PATH, MODEL_COPY_PATH,
 };
 
 /// Where the RPO records are read from.
@@ -375,14 +374,7 @@ pub fn incident_table(records: &[IncidentRecord]) -> String {
 /// aligned text table; an overdue drill says so.
 pub fn drill_table(drills: &[DrillOverview]) -> String {
     let header = [
-        "DRILL",
-        "KIND",
-        "WORKLOAD",
-        "TARGET",
-        "LAST RUN",
-        "RESULT",
-        "RTO",
-        "NEXT DUE",
+        "DRILL", "KIND", "WORKLOAD", "TARGET", "LAST RUN", "RESULT", "RTO", "NEXT DUE",
     ];
     let lines = drills.iter().map(|drill| {
         let last = drill.last_run.as_ref();

@@ -805,7 +805,10 @@ async fn wait_run(
         if done(&run) {
             return run;
         }
-        assert!(started.elapsed() < limit, "run {id} never got there: {run:#}");
+        assert!(
+            started.elapsed() < limit,
+            "run {id} never got there: {run:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -821,7 +824,10 @@ async fn tick(drill_url: &str, drill: &str, scheduled: &str) -> (u16, serde_json
     let response = reqwest::Client::new()
         .post(format!("{drill_url}/"))
         .header("x-cloudscheduler", "true")
-        .header("x-cloudscheduler-jobname", format!("lifeboat-drill-{drill}"))
+        .header(
+            "x-cloudscheduler-jobname",
+            format!("lifeboat-drill-{drill}"),
+        )
         .header("x-cloudscheduler-scheduletime", scheduled)
         .json(&serde_json::json!({ "drill": drill }))
         .send()
@@ -858,7 +864,10 @@ async fn a_drill_whose_service_is_killed_mid_run_is_cleaned_up_after_a_restart()
         tick(&drills, "weekly-region-outage", scheduled)
     );
     let statuses = [first.0, second.0];
-    assert!(statuses.contains(&202), "one delivery starts the run: {first:?} {second:?}");
+    assert!(
+        statuses.contains(&202),
+        "one delivery starts the run: {first:?} {second:?}"
+    );
     let duplicate = if first.0 == 202 { &second.1 } else { &first.1 };
     assert_eq!(duplicate["duplicate"], true, "{duplicate}");
     let id = "weekly-region-outage--20261208T100000Z";
@@ -871,23 +880,35 @@ async fn a_drill_whose_service_is_killed_mid_run_is_cleaned_up_after_a_restart()
     assert_eq!(runs.len(), 1, "{runs:#?}");
 
     // The run fails us-central1 in the front door; the process dies there.
-    let run = wait_run(&drills, id, Duration::from_secs(60), |run| has_step(run, "fault-injected")).await;
+    let run = wait_run(&drills, id, Duration::from_secs(60), |run| {
+        has_step(run, "fault-injected")
+    })
+    .await;
     assert_eq!(run["state"], "running");
     cloud.kill();
 
     // Restarted, the local cloud finds the run unfinished once its lease
     // lapses, removes the fault, restores the routing, and says why.
     let cloud = LocalCloud::start_with(data_dir.path(), &topology);
-    let run = wait_run(&cloud.drill_url(), id, Duration::from_secs(60), |run| run["state"] != "running").await;
+    let run = wait_run(&cloud.drill_url(), id, Duration::from_secs(60), |run| {
+        run["state"] != "running"
+    })
+    .await;
     assert_eq!(run["state"], "aborted", "{run:#}");
     assert!(
-        run["reasons"][0].as_str().unwrap_or_default().contains("the drill service stopped mid-run"),
+        run["reasons"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the drill service stopped mid-run"),
         "{run:#}"
     );
     assert!(run["cleanup"]["fault_removed_at"].is_string(), "{run:#}");
-    let health = reqwest::get(format!("{}/healthz?workload=recommendations", cloud.region_url("us-central1")))
-        .await
-        .expect("us-central1 answers");
+    let health = reqwest::get(format!(
+        "{}/healthz?workload=recommendations",
+        cloud.region_url("us-central1")
+    ))
+    .await
+    .expect("us-central1 answers");
     assert_eq!(health.status(), 200, "the region serves again");
     let report = run["report"].as_str().expect("a report");
     assert!(Path::new(report).exists(), "{report}");
@@ -901,7 +922,13 @@ async fn a_real_outage_during_a_drill_aborts_it_and_leaves_the_routing_to_the_re
     let cloud = LocalCloud::start(data_dir.path());
     let drills = cloud.drill_url();
     let (started, printed) = lifeboat(
-        &["drill", "run", "weekly-region-outage", "--ignore-window", "--detach"],
+        &[
+            "drill",
+            "run",
+            "weekly-region-outage",
+            "--ignore-window",
+            "--detach",
+        ],
         data_dir.path(),
     );
     assert!(started, "{printed}");
@@ -912,16 +939,30 @@ async fn a_real_outage_during_a_drill_aborts_it_and_leaves_the_routing_to_the_re
         .to_string();
     // While the drill has us-central1 failed in the front door, the
     // standby us-east1 really fails, as a whole.
-    wait_run(&drills, &id, Duration::from_secs(60), |run| has_step(run, "fault-injected")).await;
+    wait_run(&drills, &id, Duration::from_secs(60), |run| {
+        has_step(run, "fault-injected")
+    })
+    .await;
     let real = "us-east1";
     let (failed, printed) = lifeboat(&["local", "fail-region", real], data_dir.path());
     assert!(failed, "{printed}");
-    let run = wait_run(&drills, &id, Duration::from_secs(90), |run| run["state"] != "running").await;
+    let run = wait_run(&drills, &id, Duration::from_secs(90), |run| {
+        run["state"] != "running"
+    })
+    .await;
     assert_eq!(run["state"], "aborted", "{run:#}");
     let why = run["reasons"][0].as_str().unwrap_or_default();
-    assert!(why.contains(&format!("a real incident opened on recommendations in {real}")), "{why}");
+    assert!(
+        why.contains(&format!(
+            "a real incident opened on recommendations in {real}"
+        )),
+        "{why}"
+    );
     assert!(has_step(&run, "routing-left"), "{run:#}");
-    assert!(run["cleanup"]["fault_removed_at"].is_string(), "the drill's own fault is removed: {run:#}");
+    assert!(
+        run["cleanup"]["fault_removed_at"].is_string(),
+        "the drill's own fault is removed: {run:#}"
+    );
     let (status, _) = cloud.stop();
     assert!(status.success());
 }

@@ -392,7 +392,10 @@ impl GoldenClient {
             for (instance, (expected, got)) in expected.enumerate() {
                 if let Err(difference) = compare(expected, got, golden.tolerance) {
                     let failure = GoldenFailure::Wrong {
-                        region: answered.region.clone().unwrap_or_else(|| region.to_string()),
+                        region: answered
+                            .region
+                            .clone()
+                            .unwrap_or_else(|| region.to_string()),
                         model: model.to_string(),
                         request: index,
                         instance,

@@ -65,7 +65,10 @@ pub async fn run(job: &'static str, url: String, interval: Duration, shutdown: S
     let client = reqwest::Client::new();
     loop {
         let body = r#"{"job": "reconcile"}"#.to_string();
-        if fire(&client, &url, job, Utc::now(), body, &shutdown).await.is_none() {
+        if fire(&client, &url, job, Utc::now(), body, &shutdown)
+            .await
+            .is_none()
+        {
             return;
         }
         tokio::select! {
@@ -100,7 +103,10 @@ pub async fn run_drills(drills: Vec<Drill>, url: String, shutdown: Shutdown) {
         {
             let body = serde_json::json!({ "drill": drill.id.as_str() }).to_string();
             let job = drill_job(drill.id.as_str());
-            if fire(&client, &url, &job, due, body, &shutdown).await.is_none() {
+            if fire(&client, &url, &job, due, body, &shutdown)
+                .await
+                .is_none()
+            {
                 return;
             }
         }

@@ -129,16 +129,20 @@ pub fn before(facts: &Before<'_>) -> Verdict {
             continue;
         }
         for (what, check) in [
-            ("model parity", facts.records.model(workload.id.as_str(), region, primary)),
-            ("data within RPO", facts.records.data(workload.id.as_str(), region)),
+            (
+                "model parity",
+                facts.records.model(workload.id.as_str(), region, primary),
+            ),
+            (
+                "data within RPO",
+                facts.records.data(workload.id.as_str(), region),
+            ),
         ] {
             match check {
-                Check::Pass(detail) => verdict
-                    .passed
-                    .push(format!("{what} in {region}: {detail}")),
-                Check::Unknown(detail) => verdict
-                    .passed
-                    .push(format!("{what} in {region} not known yet (noted): {detail}")),
+                Check::Pass(detail) => verdict.passed.push(format!("{what} in {region}: {detail}")),
+                Check::Unknown(detail) => verdict.passed.push(format!(
+                    "{what} in {region} not known yet (noted): {detail}"
+                )),
                 Check::Fail(detail) => verdict
                     .refused
                     .push(format!("{what} in {region}: {detail}")),
@@ -152,9 +156,10 @@ pub fn before(facts: &Before<'_>) -> Verdict {
                 "routing: {target} serves none of {}'s traffic now, so failing it moves nothing",
                 workload.id
             )),
-            weight => verdict
-                .passed
-                .push(format!("{target} serves {}'s traffic now (weight {weight})", workload.id)),
+            weight => verdict.passed.push(format!(
+                "{target} serves {}'s traffic now (weight {weight})",
+                workload.id
+            )),
         }
         let hold_down = TimeDelta::from_std(workload.hold_down.get()).unwrap_or(TimeDelta::MAX);
         match facts.table {

@@ -35,8 +35,8 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use lifeboat_failover::FailoverContext;
 use lifeboat_shared::events::InboundEvent;
-use lifeboat_shared::metrics::MetricSink;
 use lifeboat_shared::events::extract::Delivery;
+use lifeboat_shared::metrics::MetricSink;
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
@@ -49,7 +49,7 @@ use tracing::Instrument;
 
 use crate::report::ReportSink;
 use crate::run::{DrillRun, Trigger};
-use crate::runner::{Started, StartError};
+use crate::runner::{StartError, Started};
 
 /// The service's name, in logs and poison records.
 pub const SERVICE_NAME: &str = "drill";
@@ -169,7 +169,10 @@ async fn receive(State(context): State<DrillContext>, delivery: Delivery) -> Res
     let drill = match serde_json::from_value::<TickBody>(tick.body.clone()) {
         Ok(body) => body.drill,
         Err(error) => {
-            let reason = Reason::new("body.drill", format!("a drill job's body is {{\"drill\": \"ID\"}}: {error}"));
+            let reason = Reason::new(
+                "body.drill",
+                format!("a drill job's body is {{\"drill\": \"ID\"}}: {error}"),
+            );
             let poisoned = Poison::of(SERVICE_NAME, &delivery.received, reason);
             return poison::acknowledge(context.state(), &poisoned).await;
         }
@@ -209,9 +212,15 @@ async fn run_now(
         }
     };
     let span = tracing::info_span!("drill_by_hand", drill = %id);
-    start(&context, &id, Utc::now(), Trigger::Manual, request.ignore_window)
-        .instrument(span)
-        .await
+    start(
+        &context,
+        &id,
+        Utc::now(),
+        Trigger::Manual,
+        request.ignore_window,
+    )
+    .instrument(span)
+    .await
 }
 
 /// Starts drill `id` due at `due`, answering what became of it.
@@ -225,11 +234,9 @@ async fn start(
     match runner::start(context, id, due, trigger, ignore_window).await {
         Ok(Started::Running(run)) => (StatusCode::ACCEPTED, Json(json!(run))).into_response(),
         Ok(Started::Refused(run)) => (StatusCode::OK, Json(json!(run))).into_response(),
-        Ok(Started::Duplicate(run)) => (
-            StatusCode::OK,
-            Json(json!({"duplicate": true, "run": run})),
-        )
-            .into_response(),
+        Ok(Started::Duplicate(run)) => {
+            (StatusCode::OK, Json(json!({"duplicate": true, "run": run}))).into_response()
+        }
         Err(StartError::UnknownDrill(id)) => {
             // A Scheduler job left behind by a drill removed from the
             // topology: acknowledged, said in the log, never retried.

@@ -34,8 +34,9 @@ async fn main() -> anyhow::Result<()> {
     lifeboat_shared::telemetry::init(SERVICE_NAME);
     let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
     let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
-    let gateway_url = std::env::var(GATEWAY_URL_VARIABLE)
-        .with_context(|| format!("{GATEWAY_URL_VARIABLE} is not set: drills probe the front door"))?;
+    let gateway_url = std::env::var(GATEWAY_URL_VARIABLE).with_context(|| {
+        format!("{GATEWAY_URL_VARIABLE} is not set: drills probe the front door")
+    })?;
     let bucket = std::env::var("LIFEBOAT_REPORTS_BUCKET")
         .context("LIFEBOAT_REPORTS_BUCKET is not set: every run leaves a report there")?;
     let targets = std::env::var("LIFEBOAT_PROBE_TARGETS").unwrap_or_else(|_| "{}".to_string());
@@ -56,7 +57,9 @@ async fn main() -> anyhow::Result<()> {
             topology: Arc::new(topology),
             state: state.clone(),
             registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
-            bus: Arc::new(PubSubBus::new(project.clone(), &pubsub, PubSubOptions::default()).await?),
+            bus: Arc::new(
+                PubSubBus::new(project.clone(), &pubsub, PubSubOptions::default()).await?,
+            ),
             probes,
             prober: Prober::default(),
             golden: Some(GoldenClient::new(&gateway_url)?),
@@ -77,7 +80,10 @@ async fn main() -> anyhow::Result<()> {
         },
         live: LiveRuns::default(),
     };
-    let recovering = tokio::spawn(runner::keep_recovering(context.clone(), Shutdown::on_signals()));
+    let recovering = tokio::spawn(runner::keep_recovering(
+        context.clone(),
+        Shutdown::on_signals(),
+    ));
     Service::new(SERVICE_NAME, router(context))
         .with_state_readiness(state)
         .with_request_timeout(SCHEDULER_ATTEMPT_DEADLINE)

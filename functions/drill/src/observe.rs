@@ -79,7 +79,12 @@ pub struct Observer {
 
 impl Observer {
     /// Starts watching `run`, triggering `abort` when a guardrail trips.
-    pub fn start(context: &DrillContext, run: &DrillRun, max_error_ratio: f64, abort: Shutdown) -> Self {
+    pub fn start(
+        context: &DrillContext,
+        run: &DrillRun,
+        max_error_ratio: f64,
+        abort: Shutdown,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Observed::default()));
         let stop = Shutdown::new();
         let task = tokio::spawn(watch(
@@ -95,7 +100,10 @@ impl Observer {
 
     /// What it has seen so far.
     pub fn seen(&self) -> Observed {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Looks once more, stops, and answers everything it saw.
@@ -104,7 +112,10 @@ impl Observer {
         if let Err(error) = self.task.await {
             tracing::warn!(%error, "the drill's observer ended abnormally");
         }
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -120,7 +131,15 @@ async fn watch(
     let mut looks = 0u32;
     loop {
         let last = stop.is_triggered();
-        look(&context, &run, max_error_ratio, &seen, &abort, looks % EXPOSURE_EVERY == 0).await;
+        look(
+            &context,
+            &run,
+            max_error_ratio,
+            &seen,
+            &abort,
+            looks % EXPOSURE_EVERY == 0,
+        )
+        .await;
         looks = looks.wrapping_add(1);
         if last {
             return;
@@ -181,8 +200,13 @@ async fn look(
         seen.series.add_exposure(point);
     }
     if seen.stopped_because.is_none()
-        && let Some(reason) =
-            guardrails::during(&current, &seen.incidents, &seen.traffic, max_error_ratio, now)
+        && let Some(reason) = guardrails::during(
+            &current,
+            &seen.incidents,
+            &seen.traffic,
+            max_error_ratio,
+            now,
+        )
     {
         tracing::warn!(run = %run.id, %reason, "guardrail tripped; the drill stops");
         seen.stopped_because = Some(reason);
@@ -192,35 +216,43 @@ async fn look(
 
 /// The RPO exposure of every copy of `workload`'s data at `now`; what could
 /// not be read is logged and left out of this reading.
-pub async fn exposure(context: &DrillContext, workload: &str, now: DateTime<Utc>) -> Vec<ExposurePoint> {
+pub async fn exposure(
+    context: &DrillContext,
+    workload: &str,
+    now: DateTime<Utc>,
+) -> Vec<ExposurePoint> {
     let (topology, state) = (context.topology(), context.state());
     let mut points = Vec::new();
     match checkpoint_rpo::report(topology, state, now).await {
-        Ok(rows) => points.extend(rows.into_iter().filter(|r| r.workload == workload).filter_map(
-            |r| {
-                Some(ExposurePoint {
-                    at: now,
-                    asset: r.location,
-                    region: r.region,
-                    seconds: r.exposure_seconds?,
-                    target_seconds: r.target_rpo_seconds,
-                })
-            },
-        )),
+        Ok(rows) => points.extend(
+            rows.into_iter()
+                .filter(|r| r.workload == workload)
+                .filter_map(|r| {
+                    Some(ExposurePoint {
+                        at: now,
+                        asset: r.location,
+                        region: r.region,
+                        seconds: r.exposure_seconds?,
+                        target_seconds: r.target_rpo_seconds,
+                    })
+                }),
+        ),
         Err(error) => tracing::warn!(%error, "checkpoint exposure not read"),
     }
     match data_rpo::report(topology, state, now).await {
-        Ok(rows) => points.extend(rows.into_iter().filter(|r| r.workload == workload).filter_map(
-            |r| {
-                Some(ExposurePoint {
-                    at: now,
-                    asset: r.asset,
-                    region: r.region,
-                    seconds: i64::try_from(r.exposure_seconds?).unwrap_or(i64::MAX),
-                    target_seconds: r.target_rpo_seconds,
-                })
-            },
-        )),
+        Ok(rows) => points.extend(
+            rows.into_iter()
+                .filter(|r| r.workload == workload)
+                .filter_map(|r| {
+                    Some(ExposurePoint {
+                        at: now,
+                        asset: r.asset,
+                        region: r.region,
+                        seconds: i64::try_from(r.exposure_seconds?).unwrap_or(i64::MAX),
+                        target_seconds: r.target_rpo_seconds,
+                    })
+                }),
+        ),
         Err(error) => tracing::warn!(%error, "data exposure not read"),
     }
     points

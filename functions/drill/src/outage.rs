@@ -75,7 +75,11 @@ impl Prober {
             answers.clone(),
             stop.clone(),
         ));
-        Some(Self { answers, stop, task })
+        Some(Self {
+            answers,
+            stop,
+            task,
+        })
     }
 
     /// The first answer since `since` that `wanted` accepts the region of,
@@ -112,10 +116,17 @@ async fn probe(
         };
         let answer = ProbeAnswer {
             at,
-            right_from: answered.judged.is_ok().then(|| answered.region.clone()).flatten(),
+            right_from: answered
+                .judged
+                .is_ok()
+                .then(|| answered.region.clone())
+                .flatten(),
             first_try: answered.attempts == 1,
         };
-        answers.lock().unwrap_or_else(PoisonError::into_inner).push(answer);
+        answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(answer);
         if observe::pause(PROBE_INTERVAL, &stop).await {
             return;
         }
@@ -146,17 +157,32 @@ pub async fn run(
     let before = tables
         .iter()
         .find(|t| t.workload == run.workload)
-        .map_or_else(|| routing::implied_weights(topology, &workload), |t| t.weights.clone());
+        .map_or_else(
+            || routing::implied_weights(topology, &workload),
+            |t| t.weights.clone(),
+        );
     run.cleanup.routing_before = Some(before.clone());
     let prober = Prober::start(context, &workload);
-    let outcome = outage(context, &workload, &target, run, observer, abort, prober.as_ref()).await;
+    let outcome = outage(
+        context,
+        &workload,
+        &target,
+        run,
+        observer,
+        abort,
+        prober.as_ref(),
+    )
+    .await;
     if let Some(prober) = prober {
         prober.stop().await;
     }
     outcome
 }
 
-#[expect(clippy::too_many_lines, reason = "the drill's stages, in order, read best in one place")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the drill's stages, in order, read best in one place"
+)]
 async fn outage(
     context: &DrillContext,
     workload: &Workload,
@@ -177,7 +203,10 @@ async fn outage(
                 return Err(format!("stopped while waiting for {what}"));
             }
             if now > until {
-                return Err(format!("{what} did not happen by {}", until.format("%H:%M:%S")));
+                return Err(format!(
+                    "{what} did not happen by {}",
+                    until.format("%H:%M:%S")
+                ));
             }
             Ok(())
         }
@@ -186,14 +215,20 @@ async fn outage(
     // The baseline: the target answers before it is failed.
     let started = Utc::now();
     if let Some(prober) = prober {
-        let waiting = wait("a right answer from the target region before the fault", started);
+        let waiting = wait(
+            "a right answer from the target region before the fault",
+            started,
+        );
         while prober.first(started, |region| region == target).is_none() {
             waiting(Utc::now())?;
             if observe::pause(poll, abort).await {
                 return Err("stopped before the fault".to_string());
             }
         }
-        run.step("baseline", format!("{target} answers the golden request right through the front door"));
+        run.step(
+            "baseline",
+            format!("{target} answers the golden request right through the front door"),
+        );
     }
 
     // The RPO a failure now would cost: the copies the other regions hold.
@@ -215,7 +250,9 @@ async fn outage(
         injected_at: failed_at,
         expires_at: failed_at + TimeDelta::from_std(fault::FAULT_TTL).unwrap_or_default(),
     };
-    fault::inject(state, &fault).await.map_err(|e| format!("the fault could not be injected: {e}"))?;
+    fault::inject(state, &fault)
+        .await
+        .map_err(|e| format!("the fault could not be injected: {e}"))?;
     run.cleanup.fault_injected_at = Some(failed_at);
     run.step_at(
         failed_at,
@@ -242,7 +279,10 @@ async fn outage(
                     .decision
                     .as_ref()
                     .map_or_else(|| "no reason recorded".to_string(), |d| format!("{d:?}"));
-                return Err(format!("failover refused to move {}'s traffic off {target}: {why}", run.workload));
+                return Err(format!(
+                    "failover refused to move {}'s traffic off {target}: {why}",
+                    run.workload
+                ));
             }
             let recovered = match prober {
                 Some(prober) => prober.first(failed_at, |region| region != target),
@@ -252,9 +292,10 @@ async fn outage(
                     .find(|c| c.at >= failed_at && c.region != target && c.ok > 0)
                     .map(|c| c.at),
             };
-            if let (Some(at), Some(record)) =
-                (recovered, record.filter(|r| r.outcome == Some(Outcome::Moved)))
-            {
+            if let (Some(at), Some(record)) = (
+                recovered,
+                record.filter(|r| r.outcome == Some(Outcome::Moved)),
+            ) {
                 break (at, record.clone());
             }
             if observe::pause(poll, abort).await {
@@ -274,7 +315,11 @@ async fn outage(
             let seen = observer.seen();
             let closed = incident(&seen.incidents, &run.workload, target, failed_at)
                 .filter(|r| r.outcome == Some(Outcome::Closed) || r.closed_at.is_some())
-                .map(|r| r.closed_at.or_else(|| r.latest_step().map(|s| s.at)).unwrap_or_else(Utc::now));
+                .map(|r| {
+                    r.closed_at
+                        .or_else(|| r.latest_step().map(|s| s.at))
+                        .unwrap_or_else(Utc::now)
+                });
             if let Some(at) = closed {
                 break at;
             }
@@ -283,12 +328,19 @@ async fn outage(
                 return Err("stopped while waiting for the incident to close".to_string());
             }
         };
-        run.step_at(closed_at, "incident-closed", format!("{target} is healthy again: its incident closed"));
+        run.step_at(
+            closed_at,
+            "incident-closed",
+            format!("{target} is healthy again: its incident closed"),
+        );
         if target == context.topology().primary().as_str() {
             let options = context.failover.options.failback.clone();
             match failback::fail_back(&context.failover, workload, target, &options).await {
                 Ok(record) if record.outcome == Some(Outcome::Moved) => {
-                    run.step("failed-back", format!("{target} takes the traffic again: {}", summary(&record)));
+                    run.step(
+                        "failed-back",
+                        format!("{target} takes the traffic again: {}", summary(&record)),
+                    );
                 }
                 Ok(record) => {
                     run.checks.push(TargetCheck {
@@ -305,7 +357,10 @@ async fn outage(
         // A standby target (active-active) gets its pre-drill weight back
         // directly; after a failback this finds the routing as it was.
         runner::restore_routing_step(context, run, false).await;
-        let waiting = wait("a right answer from the target region after the failback", healed_at);
+        let waiting = wait(
+            "a right answer from the target region after the failback",
+            healed_at,
+        );
         let back_at = loop {
             let back = match prober {
                 Some(prober) => prober.first(healed_at, |region| region == target),
@@ -326,7 +381,11 @@ async fn outage(
         };
         run.measurements.failback_seconds = Some(seconds(healed_at, back_at));
         run.phase("failback", healed_at, back_at);
-        run.step_at(back_at, "back", format!("{target} answers right again through the front door"));
+        run.step_at(
+            back_at,
+            "back",
+            format!("{target} answers right again through the front door"),
+        );
         run.checks.push(TargetCheck {
             name: "failback".to_string(),
             target: format!("traffic back in {target}, rollback checks passed"),
@@ -352,13 +411,23 @@ async fn renew(context: DrillContext, fault: Fault, stop: Shutdown) {
             return;
         }
         let until = Utc::now() + TimeDelta::from_std(fault::FAULT_TTL).unwrap_or_default();
-        match fault::renew(context.state(), &fault.workload, &fault.region, &fault.run, until).await {
+        match fault::renew(
+            context.state(),
+            &fault.workload,
+            &fault.region,
+            &fault.run,
+            until,
+        )
+        .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(run = %fault.run, "the fault is gone; not renewed");
                 return;
             }
-            Err(error) => tracing::warn!(run = %fault.run, %error, "fault not renewed; trying again"),
+            Err(error) => {
+                tracing::warn!(run = %fault.run, %error, "fault not renewed; trying again")
+            }
         }
     }
 }
@@ -412,14 +481,22 @@ fn measure(
     let decided = step_at(record, "decided").unwrap_or(received);
     let routed = step_at(record, "routed").unwrap_or(decided);
     for step in &record.steps {
-        run.step_at(step.at, &format!("incident-{}", step.what), step.detail.clone());
+        run.step_at(
+            step.at,
+            &format!("incident-{}", step.what),
+            step.detail.clone(),
+        );
     }
     run.phase("detection", failed_at, received);
     run.phase("decision", received, decided);
     run.phase("execution", decided, routed);
     run.phase("verification", routed, recovered_at);
     run.phase("outage", failed_at, recovered_at);
-    run.step_at(recovered_at, "recovered", format!("another region than {target} answers right through the front door"));
+    run.step_at(
+        recovered_at,
+        "recovered",
+        format!("another region than {target} answers right through the front door"),
+    );
     let rto = seconds(failed_at, recovered_at);
     let m = &mut run.measurements;
     m.rto_seconds = Some(rto);
@@ -438,9 +515,12 @@ pub fn conclude(run: &mut DrillRun, workload: &Workload, drill: &Drill, traffic:
         return;
     };
     // Whole seconds: the gateway counts per second.
-    let from = outage.from - TimeDelta::milliseconds(i64::from(outage.from.timestamp_subsec_millis()));
+    let from =
+        outage.from - TimeDelta::milliseconds(i64::from(outage.from.timestamp_subsec_millis()));
     let during = traffic.iter().filter(|c| c.at >= from && c.at <= outage.to);
-    let (total, failed) = during.fold((0, 0), |(t, f), c| (t + c.ok + c.retried + c.failed, f + c.failed));
+    let (total, failed) = during.fold((0, 0), |(t, f), c| {
+        (t + c.ok + c.retried + c.failed, f + c.failed)
+    });
     run.measurements.predictions = total;
     run.measurements.predictions_failed = failed;
     let m = run.measurements.clone();
@@ -467,9 +547,10 @@ pub fn conclude(run: &mut DrillRun, workload: &Workload, drill: &Drill, traffic:
     run.checks.push(TargetCheck {
         name: "RPO at the failure".to_string(),
         target: format!("≤ {target_rpo} s"),
-        measured: m
-            .rpo_at_failure_seconds
-            .map_or_else(|| "no replicated data recorded".to_string(), |s| format!("{s} s")),
+        measured: m.rpo_at_failure_seconds.map_or_else(
+            || "no replicated data recorded".to_string(),
+            |s| format!("{s} s"),
+        ),
         held: m
             .rpo_at_failure_seconds
             .is_none_or(|s| u64::try_from(s).unwrap_or(0) <= target_rpo),

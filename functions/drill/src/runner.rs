@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::events::{self, Happening};
 use crate::guardrails::{self, Before};
 use crate::observe::Observer;
-use crate::run::{AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RunState, Series, Trigger};
+use crate::run::{
+    AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RunState, Series, Trigger,
+};
 use crate::{DrillContext, isolation, outage, pilot_light, restore};
 
 /// How many times a record update re-reads after losing a race.
@@ -53,11 +55,19 @@ impl LiveRuns {
     }
 
     fn remove(&self, run: &str) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(run);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(run);
     }
 
     fn abort(&self, run: &str) {
-        if let Some(abort) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(run) {
+        if let Some(abort) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run)
+        {
             abort.trigger();
         }
     }
@@ -151,13 +161,19 @@ fn unreadable(id: &str, error: &serde_json::Error) -> StateError {
 
 /// Saves `run`, keeping an abort asked for since it was last read.
 pub async fn save(state: &dyn StateStore, run: &mut DrillRun) -> Result<(), StateError> {
-    let saved: DrillRun = update(state, COLLECTION, &run.id, UPDATE_ATTEMPTS, |stored: Option<DrillRun>| {
-        let mut next = run.clone();
-        if next.abort.is_none() {
-            next.abort = stored.and_then(|s| s.abort);
-        }
-        Ok::<_, StateError>(next)
-    })
+    let saved: DrillRun = update(
+        state,
+        COLLECTION,
+        &run.id,
+        UPDATE_ATTEMPTS,
+        |stored: Option<DrillRun>| {
+            let mut next = run.clone();
+            if next.abort.is_none() {
+                next.abort = stored.and_then(|s| s.abort);
+            }
+            Ok::<_, StateError>(next)
+        },
+    )
     .await?;
     run.abort = saved.abort;
     Ok(())
@@ -174,7 +190,8 @@ async fn save_or_log(state: &dyn StateStore, run: &mut DrillRun) {
 /// A fresh record of a run of `drill`.
 fn new_run(drill: &Drill, id: String, trigger: Trigger, now: DateTime<Utc>) -> DrillRun {
     let deadline = now
-        + TimeDelta::from_std(drill.max_duration.get()).unwrap_or(TimeDelta::MAX - TimeDelta::days(1));
+        + TimeDelta::from_std(drill.max_duration.get())
+            .unwrap_or(TimeDelta::MAX - TimeDelta::days(1));
     DrillRun {
         id,
         drill: drill.id.to_string(),
@@ -250,7 +267,13 @@ pub async fn start(
     let mut refused = verdict.refused;
     let holder = run_id.clone();
     let held = if refused.is_empty() {
-        let taken = lease::acquire(state, &lease_name(workload.id.as_str()), &holder, context.options.lease_ttl).await?;
+        let taken = lease::acquire(
+            state,
+            &lease_name(workload.id.as_str()),
+            &holder,
+            context.options.lease_ttl,
+        )
+        .await?;
         if taken.is_none() {
             let by = lease::current(state, &lease_name(workload.id.as_str()))
                 .await?
@@ -280,7 +303,16 @@ pub async fn start(
     let Some(held) = held else {
         unreachable!("a run without its lease was refused above");
     };
-    run.step_at(now, "started", format!("{} of {} in {} ({trigger:?})", drill.kind.name(), run.workload, run.target_region));
+    run.step_at(
+        now,
+        "started",
+        format!(
+            "{} of {} in {} ({trigger:?})",
+            drill.kind.name(),
+            run.workload,
+            run.target_region
+        ),
+    );
     if let Some(existing) = create(state, &run).await? {
         release(state, &held).await;
         return Ok(Started::Duplicate(existing));
@@ -302,7 +334,10 @@ pub async fn start(
 /// Writes a new run record; the stored run when one exists already.
 async fn create(state: &dyn StateStore, run: &DrillRun) -> Result<Option<DrillRun>, StateError> {
     let value = serde_json::to_value(run).map_err(|error| unreadable(&run.id, &error))?;
-    match state.put(COLLECTION, &run.id, &value, Precondition::MustNotExist).await {
+    match state
+        .put(COLLECTION, &run.id, &value, Precondition::MustNotExist)
+        .await
+    {
         Ok(_) => Ok(None),
         Err(StateError::Conflict { .. }) => read(state, &run.id).await,
         Err(error) => Err(error),
@@ -317,15 +352,30 @@ async fn release(state: &dyn StateStore, held: &lease::Lease) {
 
 /// Runs `drill`'s work under its lease, then cleans up, judges, reports and
 /// announces the end.
-async fn execute(context: &DrillContext, drill: &Drill, mut run: DrillRun, held: lease::Lease, abort: Shutdown) {
+async fn execute(
+    context: &DrillContext,
+    drill: &Drill,
+    mut run: DrillRun,
+    held: lease::Lease,
+    abort: Shutdown,
+) {
     let state = context.state();
-    let observer = Observer::start(context, &run, drill.guardrails.max_error_ratio, abort.clone());
+    let observer = Observer::start(
+        context,
+        &run,
+        drill.guardrails.max_error_ratio,
+        abort.clone(),
+    );
     let work = async {
         let outcome = match drill.kind {
-            DrillKind::RegionOutage => outage::run(context, drill, &mut run, &observer, &abort).await,
-            DrillKind::Restore => restore::restore(&restore_context(context), drill, &mut run, &abort)
-                .await
-                .map_err(|error| error.to_string()),
+            DrillKind::RegionOutage => {
+                outage::run(context, drill, &mut run, &observer, &abort).await
+            }
+            DrillKind::Restore => {
+                restore::restore(&restore_context(context), drill, &mut run, &abort)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
             DrillKind::PilotLightDeploy => {
                 pilot_light::deploy(&deploy_context(context), drill, &mut run, &abort)
                     .await
@@ -345,10 +395,13 @@ async fn execute(context: &DrillContext, drill: &Drill, mut run: DrillRun, held:
         {
             outage::conclude(&mut run, workload, drill, &seen.traffic);
         }
-        let stopped = seen.stopped_because.clone().or_else(|| {
-            abort.is_triggered().then(|| "aborted".to_string())
-        });
-        let real_incident = stopped.as_deref().is_some_and(|r| r.contains("real incident"));
+        let stopped = seen
+            .stopped_because
+            .clone()
+            .or_else(|| abort.is_triggered().then(|| "aborted".to_string()));
+        let real_incident = stopped
+            .as_deref()
+            .is_some_and(|r| r.contains("real incident"));
         cleanup(context, &mut run, real_incident).await;
         finish(context, &mut run, outcome, stopped).await;
     };
@@ -388,14 +441,23 @@ async fn finish(
                 .filter(|c| !c.held)
                 .map(|c| format!("{}: {} (target {})", c.name, c.measured, c.target))
                 .collect();
-            run.state = if missed.is_empty() { RunState::Passed } else { RunState::Failed };
+            run.state = if missed.is_empty() {
+                RunState::Passed
+            } else {
+                RunState::Failed
+            };
             run.reasons.extend(missed);
         }
     }
     report(context, run).await;
     save_or_log(context.state(), run).await;
     tracing::info!(run = %run.id, state = ?run.state, reasons = ?run.reasons, "drill ended");
-    events::publish(context.failover.bus.as_ref(), run, Happening::of_end(run.state)).await;
+    events::publish(
+        context.failover.bus.as_ref(),
+        run,
+        Happening::of_end(run.state),
+    )
+    .await;
 }
 
 /// Renders and saves `run`'s report, noting where it went.
@@ -422,11 +484,19 @@ pub async fn cleanup(context: &DrillContext, run: &mut DrillRun, real_incident: 
     if run.cleanup.paused_at.is_some() && run.cleanup.resumed_at.is_none() {
         match isolation::resume(&isolation_context(context), run).await {
             Ok(()) => run.step("resumed", "replication into the region is resumed"),
-            Err(error) => run.step("resumed", format!("not resumed ({error}); the pause ends by itself")),
+            Err(error) => run.step(
+                "resumed",
+                format!("not resumed ({error}); the pause ends by itself"),
+            ),
         }
         save_or_log(context.state(), run).await;
     }
-    if run.cleanup.deployments.iter().any(|d| d.undeployed_at.is_none()) {
+    if run
+        .cleanup
+        .deployments
+        .iter()
+        .any(|d| d.undeployed_at.is_none())
+    {
         match pilot_light::undeploy(&deploy_context(context), run).await {
             Ok(()) => run.step("undeployed", "what the drill deployed is undeployed"),
             Err(error) => run.step("undeployed", format!("not undeployed: {error}")),
@@ -486,7 +556,10 @@ pub async fn remove_fault(context: &DrillContext, run: &mut DrillRun) {
         }
         Err(error) => run.step(
             "fault-removed",
-            format!("not removed ({error}); it expires by itself by {}", fault_expiry(run)),
+            format!(
+                "not removed ({error}); it expires by itself by {}",
+                fault_expiry(run)
+            ),
         ),
     }
     save_or_log(state, run).await;
@@ -543,7 +616,12 @@ pub async fn restore_routing(
             Ok(None) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Ok(None) => return Err(format!("a failover of {} holds its lease: the routing is left to it", run.workload)),
+            Ok(None) => {
+                return Err(format!(
+                    "a failover of {} holds its lease: the routing is left to it",
+                    run.workload
+                ));
+            }
             Err(error) => return Err(error.to_string()),
         }
     };
@@ -562,7 +640,10 @@ pub async fn restore_routing(
         let written = routing::write(state, &table, current.map_or(0, |t| t.revision))
             .await
             .map_err(|e| e.to_string())?;
-        Ok(format!("weights {:?} written back (revision {})", written.weights, written.revision))
+        Ok(format!(
+            "weights {:?} written back (revision {})",
+            written.weights, written.revision
+        ))
     }
     .await;
     release(state, &held).await;
@@ -576,7 +657,14 @@ pub async fn recover(context: &DrillContext) -> Result<usize, StartError> {
     let state = context.state();
     let mut recovered = 0;
     for mut run in read_all(state).await? {
-        if run.state.is_finished() || context.live.0.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&run.id) {
+        if run.state.is_finished()
+            || context
+                .live
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&run.id)
+        {
             continue;
         }
         let name = lease_name(&run.workload);
@@ -588,7 +676,8 @@ pub async fn recover(context: &DrillContext) -> Result<usize, StartError> {
             continue;
         }
         let holder = format!("recovery of {}", run.id);
-        let Some(held) = lease::acquire(state, &name, &holder, context.options.lease_ttl).await? else {
+        let Some(held) = lease::acquire(state, &name, &holder, context.options.lease_ttl).await?
+        else {
             continue;
         };
         let cause = format!(
@@ -619,7 +708,9 @@ pub async fn keep_recovering(context: DrillContext, shutdown: Shutdown) {
         match recover(&context).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "unfinished drill runs cleaned up"),
-            Err(error) => tracing::warn!(%error, "unfinished drill runs not looked for; looking again"),
+            Err(error) => {
+                tracing::warn!(%error, "unfinished drill runs not looked for; looking again")
+            }
         }
         tokio::select! {
             () = shutdown.triggered() => return,
@@ -649,18 +740,26 @@ pub async fn abort(
         by: by.to_string(),
         reason: reason.to_string(),
     };
-    let run: DrillRun = update(state, COLLECTION, id, UPDATE_ATTEMPTS, |current: Option<DrillRun>| {
-        let mut run = current.ok_or_else(|| AbortError::State(StateError::Conflict {
-            collection: COLLECTION.to_string(),
-            id: id.to_string(),
-            detail: "the run vanished".to_string(),
-        }))?;
-        if run.state.is_finished() {
-            return Err(AbortError::Finished(run.state));
-        }
-        run.abort.get_or_insert_with(|| request.clone());
-        Ok(run)
-    })
+    let run: DrillRun = update(
+        state,
+        COLLECTION,
+        id,
+        UPDATE_ATTEMPTS,
+        |current: Option<DrillRun>| {
+            let mut run = current.ok_or_else(|| {
+                AbortError::State(StateError::Conflict {
+                    collection: COLLECTION.to_string(),
+                    id: id.to_string(),
+                    detail: "the run vanished".to_string(),
+                })
+            })?;
+            if run.state.is_finished() {
+                return Err(AbortError::Finished(run.state));
+            }
+            run.abort.get_or_insert_with(|| request.clone());
+            Ok(run)
+        },
+    )
     .await?;
     context.live.abort(id);
     tracing::warn!(run = %id, by, reason, "drill abort asked for");
@@ -720,9 +819,13 @@ pub async fn overview(
         .iter()
         .map(|drill| {
             let last = runs.iter().find(|r| r.drill == drill.id.as_str());
-            let grace = TimeDelta::from_std(drill.max_duration.get()).unwrap_or_default() + TimeDelta::hours(1);
+            let grace = TimeDelta::from_std(drill.max_duration.get()).unwrap_or_default()
+                + TimeDelta::hours(1);
             let since = last.map_or(now - NEVER_RAN_HORIZON, |r| r.started_at);
-            let missed = drill.schedule.next_after(since).is_some_and(|due| due + grace < now);
+            let missed = drill
+                .schedule
+                .next_after(since)
+                .is_some_and(|due| due + grace < now);
             DrillOverview {
                 id: drill.id.to_string(),
                 kind: drill.kind,

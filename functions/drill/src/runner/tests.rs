@@ -30,8 +30,11 @@ async fn context(dir: &std::path::Path) -> DrillContext {
     );
     let text = EXAMPLE.replacen("window: \"09:00-16:00\"", &window, 1);
     let topology = Topology::parse(&text, "production-three-region.yaml").expect("valid");
-    let state: Arc<dyn StateStore> =
-        Arc::new(LocalStateStore::open(dir.join("state")).await.expect("state"));
+    let state: Arc<dyn StateStore> = Arc::new(
+        LocalStateStore::open(dir.join("state"))
+            .await
+            .expect("state"),
+    );
     let bus = LocalBus::open(dir.join("bus"), LocalBusOptions::default())
         .await
         .expect("bus");
@@ -47,8 +50,16 @@ async fn context(dir: &std::path::Path) -> DrillContext {
             golden: None,
             options: FailoverOptions::default(),
         },
-        storage: Arc::new(LocalStore::open(dir.join("storage")).await.expect("storage")),
-        warehouse: Arc::new(LocalWarehouse::open(dir.join("warehouse")).await.expect("warehouse")),
+        storage: Arc::new(
+            LocalStore::open(dir.join("storage"))
+                .await
+                .expect("storage"),
+        ),
+        warehouse: Arc::new(
+            LocalWarehouse::open(dir.join("warehouse"))
+                .await
+                .expect("warehouse"),
+        ),
         metrics: Arc::new(StateMetrics::new(state.clone())),
         gateway_url: "http://127.0.0.1:1/gateway".to_string(),
         reports: ReportSink::Directory(dir.join("reports")),
@@ -66,9 +77,17 @@ fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
 
 #[test]
 fn a_run_is_named_by_its_drill_and_due_time() {
-    let due = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z").expect("time").to_utc();
-    assert_eq!(run_id("weekly-region-outage", due), "weekly-region-outage--20261208T100000Z");
-    assert_eq!(run_id("x", due + TimeDelta::milliseconds(400)), run_id("x", due));
+    let due = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z")
+        .expect("time")
+        .to_utc();
+    assert_eq!(
+        run_id("weekly-region-outage", due),
+        "weekly-region-outage--20261208T100000Z"
+    );
+    assert_eq!(
+        run_id("x", due + TimeDelta::milliseconds(400)),
+        run_id("x", due)
+    );
 }
 
 #[tokio::test]
@@ -77,21 +96,46 @@ async fn two_deliveries_of_one_tick_make_one_run_and_a_refusal_is_recorded() {
     let context = context(dir.path()).await;
     // Its window opens in two hours: a tick now is refused.
     let due = Utc::now();
-    let first = start(&context, "weekly-region-outage", due, Trigger::Scheduler, false)
-        .await
-        .expect("answered");
+    let first = start(
+        &context,
+        "weekly-region-outage",
+        due,
+        Trigger::Scheduler,
+        false,
+    )
+    .await
+    .expect("answered");
     let Started::Refused(refused) = first else {
         panic!("outside its window the drill is refused: {first:?}");
     };
     assert_eq!(refused.state, RunState::Refused);
-    assert!(refused.reasons.iter().any(|r| r.contains("outside the drill's window")), "{:?}", refused.reasons);
-    let again = start(&context, "weekly-region-outage", due, Trigger::Scheduler, false)
-        .await
-        .expect("answered");
-    assert!(matches!(again, Started::Duplicate(ref run) if run.id == refused.id), "{again:?}");
+    assert!(
+        refused
+            .reasons
+            .iter()
+            .any(|r| r.contains("outside the drill's window")),
+        "{:?}",
+        refused.reasons
+    );
+    let again = start(
+        &context,
+        "weekly-region-outage",
+        due,
+        Trigger::Scheduler,
+        false,
+    )
+    .await
+    .expect("answered");
+    assert!(
+        matches!(again, Started::Duplicate(ref run) if run.id == refused.id),
+        "{again:?}"
+    );
     assert_eq!(read_all(context.state()).await.expect("runs").len(), 1);
     let unknown = start(&context, "no-such-drill", due, Trigger::Scheduler, false).await;
-    assert!(matches!(unknown, Err(StartError::UnknownDrill(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(StartError::UnknownDrill(_))),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test]
@@ -100,18 +144,31 @@ async fn a_second_drill_on_a_busy_workload_is_refused_naming_the_running_one() {
     let context = context(dir.path()).await;
     let state = context.state();
     let name = lease_name("recommendations");
-    lease::acquire(state, &name, "weekly-region-outage--20261208T100000Z", Duration::from_secs(60))
-        .await
-        .expect("lease")
-        .expect("taken");
-    let started = start(&context, "nightly-restore-us-east1", Utc::now(), Trigger::Manual, true)
-        .await
-        .expect("answered");
+    lease::acquire(
+        state,
+        &name,
+        "weekly-region-outage--20261208T100000Z",
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("lease")
+    .expect("taken");
+    let started = start(
+        &context,
+        "nightly-restore-us-east1",
+        Utc::now(),
+        Trigger::Manual,
+        true,
+    )
+    .await
+    .expect("answered");
     let Started::Refused(run) = started else {
         panic!("one drill per workload: {started:?}");
     };
     assert!(
-        run.reasons.iter().any(|r| r.contains("another drill is running on recommendations: weekly-region-outage--20261208T100000Z")),
+        run.reasons.iter().any(|r| r.contains(
+            "another drill is running on recommendations: weekly-region-outage--20261208T100000Z"
+        )),
         "{:?}",
         run.reasons
     );
@@ -123,13 +180,25 @@ async fn a_run_left_unfinished_by_a_dead_service_is_cleaned_up_and_recorded_as_a
     let context = context(dir.path()).await;
     let state = context.state();
     let topology = context.topology().clone();
-    let drill = topology.drill("weekly-region-outage").expect("declared").clone();
+    let drill = topology
+        .drill("weekly-region-outage")
+        .expect("declared")
+        .clone();
     let now = Utc::now();
     // What a service that died after failing the region and moving the
     // traffic leaves behind: the record, the fault, the moved routing and
     // a lease nobody renews.
-    let mut run = new_run(&drill, run_id(drill.id.as_str(), now), Trigger::Scheduler, now);
-    run.cleanup.routing_before = Some(weights(&[("europe-west1", 0), ("us-central1", 100), ("us-east1", 0)]));
+    let mut run = new_run(
+        &drill,
+        run_id(drill.id.as_str(), now),
+        Trigger::Scheduler,
+        now,
+    );
+    run.cleanup.routing_before = Some(weights(&[
+        ("europe-west1", 0),
+        ("us-central1", 100),
+        ("us-east1", 0),
+    ]));
     run.cleanup.fault_injected_at = Some(now);
     assert_eq!(create(state, &run).await.expect("created"), None);
     let fault = Fault {
@@ -148,10 +217,15 @@ async fn a_run_left_unfinished_by_a_dead_service_is_cleaned_up_and_recorded_as_a
     )
     .expect("table");
     routing::write(state, &moved, 0).await.expect("routing");
-    lease::acquire(state, &lease_name("recommendations"), &run.id, Duration::from_millis(100))
-        .await
-        .expect("lease")
-        .expect("taken");
+    lease::acquire(
+        state,
+        &lease_name("recommendations"),
+        &run.id,
+        Duration::from_millis(100),
+    )
+    .await
+    .expect("lease")
+    .expect("taken");
 
     // While its lease lives, the run is left alone.
     assert_eq!(recover(&context).await.expect("recovery"), 0);
@@ -160,39 +234,87 @@ async fn a_run_left_unfinished_by_a_dead_service_is_cleaned_up_and_recorded_as_a
 
     let after = read(state, &run.id).await.expect("read").expect("kept");
     assert_eq!(after.state, RunState::Aborted);
-    assert!(after.reasons[0].contains("the drill service stopped mid-run"), "{:?}", after.reasons);
-    assert!(after.cleanup.fault_removed_at.is_some() && after.cleanup.routing_restored_at.is_some());
-    assert!(fault::active(state, Utc::now()).await.expect("faults").is_empty(), "the fault is removed");
+    assert!(
+        after.reasons[0].contains("the drill service stopped mid-run"),
+        "{:?}",
+        after.reasons
+    );
+    assert!(
+        after.cleanup.fault_removed_at.is_some() && after.cleanup.routing_restored_at.is_some()
+    );
+    assert!(
+        fault::active(state, Utc::now())
+            .await
+            .expect("faults")
+            .is_empty(),
+        "the fault is removed"
+    );
     let tables = routing::read_all(state).await.expect("routing");
-    assert_eq!(tables[0].weights, run.cleanup.routing_before.clone().expect("before"));
+    assert_eq!(
+        tables[0].weights,
+        run.cleanup.routing_before.clone().expect("before")
+    );
     let report = after.report.expect("a report is written");
     assert!(std::path::Path::new(&report).exists(), "{report}");
     // Found once: a second look finds nothing to do.
     assert_eq!(recover(&context).await.expect("recovery"), 0);
     let aborted = abort(&context, &run.id, "ana", "too late").await;
-    assert!(matches!(aborted, Err(AbortError::Finished(RunState::Aborted))), "{aborted:?}");
+    assert!(
+        matches!(aborted, Err(AbortError::Finished(RunState::Aborted))),
+        "{aborted:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_overview_flags_a_drill_whose_due_run_was_missed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let context = context(dir.path()).await;
-    let now = DateTime::parse_from_rfc3339("2026-12-09T12:00:00Z").expect("time").to_utc();
-    let rows = overview(context.topology(), context.state(), now).await.expect("overview");
-    let nightly = rows.iter().find(|r| r.id == "nightly-restore-us-east1").expect("listed");
+    let now = DateTime::parse_from_rfc3339("2026-12-09T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let rows = overview(context.topology(), context.state(), now)
+        .await
+        .expect("overview");
+    let nightly = rows
+        .iter()
+        .find(|r| r.id == "nightly-restore-us-east1")
+        .expect("listed");
     assert!(nightly.overdue, "never run, due every night");
     assert_eq!(
         nightly.next_due,
-        Some(DateTime::parse_from_rfc3339("2026-12-10T03:30:00Z").expect("time").to_utc())
+        Some(
+            DateTime::parse_from_rfc3339("2026-12-10T03:30:00Z")
+                .expect("time")
+                .to_utc()
+        )
     );
     // A run last night: not overdue any more, and listed as the last run.
-    let drill = context.topology().drill("nightly-restore-us-east1").expect("declared").clone();
-    let last_night = DateTime::parse_from_rfc3339("2026-12-09T03:30:00Z").expect("time").to_utc();
-    let mut run = new_run(&drill, run_id(drill.id.as_str(), last_night), Trigger::Scheduler, last_night);
+    let drill = context
+        .topology()
+        .drill("nightly-restore-us-east1")
+        .expect("declared")
+        .clone();
+    let last_night = DateTime::parse_from_rfc3339("2026-12-09T03:30:00Z")
+        .expect("time")
+        .to_utc();
+    let mut run = new_run(
+        &drill,
+        run_id(drill.id.as_str(), last_night),
+        Trigger::Scheduler,
+        last_night,
+    );
     run.state = RunState::Passed;
     create(context.state(), &run).await.expect("created");
-    let rows = overview(context.topology(), context.state(), now).await.expect("overview");
-    let nightly = rows.iter().find(|r| r.id == "nightly-restore-us-east1").expect("listed");
+    let rows = overview(context.topology(), context.state(), now)
+        .await
+        .expect("overview");
+    let nightly = rows
+        .iter()
+        .find(|r| r.id == "nightly-restore-us-east1")
+        .expect("listed");
     assert!(!nightly.overdue);
-    assert_eq!(nightly.last_run.as_ref().map(|r| r.state), Some(RunState::Passed));
+    assert_eq!(
+        nightly.last_run.as_ref().map(|r| r.state),
+        Some(RunState::Passed)
+    );
 }
