@@ -178,6 +178,13 @@ async fn receive(State(context): State<DrillContext>, delivery: Delivery) -> Res
         }
     };
     let due = tick.schedule_time.unwrap_or(event.time);
+    if context.topology().drill(&drill).is_none() {
+        // A Scheduler job left behind by a drill removed from the topology:
+        // acknowledged and kept in view, never retried.
+        let reason = Reason::new("body.drill", format!("no drill {drill} in the topology"));
+        let poisoned = Poison::of(SERVICE_NAME, &delivery.received, reason);
+        return poison::acknowledge(context.state(), &poisoned).await;
+    }
     let span = tracing::info_span!("drill_tick", event_id = %event.id, drill = %drill);
     start(&context, &drill, due, Trigger::Scheduler, false)
         .instrument(span)
@@ -237,16 +244,11 @@ async fn start(
         Ok(Started::Duplicate(run)) => {
             (StatusCode::OK, Json(json!({"duplicate": true, "run": run}))).into_response()
         }
-        Err(StartError::UnknownDrill(id)) => {
-            // A Scheduler job left behind by a drill removed from the
-            // topology: acknowledged, said in the log, never retried.
-            tracing::warn!(drill = %id, "no such drill in the topology; acknowledged");
-            (
-                StatusCode::NOT_FOUND,
-                format!("no drill {id} in the topology"),
-            )
-                .into_response()
-        }
+        Err(StartError::UnknownDrill(id)) => (
+            StatusCode::NOT_FOUND,
+            format!("no drill {id} in the topology"),
+        )
+            .into_response(),
         Err(error @ StartError::Busy(_)) => {
             (StatusCode::CONFLICT, error.to_string()).into_response()
         }

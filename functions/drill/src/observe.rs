@@ -137,7 +137,7 @@ async fn watch(
             max_error_ratio,
             &seen,
             &abort,
-            looks % EXPOSURE_EVERY == 0,
+            looks.is_multiple_of(EXPOSURE_EVERY),
         )
         .await;
         looks = looks.wrapping_add(1);

@@ -147,7 +147,7 @@ pub async fn read_all(state: &dyn StateStore) -> Result<Vec<DrillRun>, StateErro
                 .map_err(|error| unreadable(&document.id, &error))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    runs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    runs.sort_by_key(|run| std::cmp::Reverse(run.started_at));
     Ok(runs)
 }
 
@@ -284,24 +284,9 @@ pub async fn start(
     } else {
         None
     };
-    if !refused.is_empty() || held.is_none() {
-        run.state = RunState::Refused;
-        run.finished_at = Some(now);
-        run.reasons = refused;
-        for reason in run.reasons.clone() {
-            run.step_at(now, "refused", reason);
-        }
-        return match create(state, &run).await? {
-            Some(existing) => Ok(Started::Duplicate(existing)),
-            None => {
-                tracing::warn!(run = %run.id, reasons = ?run.reasons, "drill refused by its guardrails");
-                events::publish(context.failover.bus.as_ref(), &run, Happening::Finished).await;
-                Ok(Started::Refused(run))
-            }
-        };
-    }
-    let Some(held) = held else {
-        unreachable!("a run without its lease was refused above");
+    let held = match held {
+        Some(held) if refused.is_empty() => held,
+        _ => return refuse(context, run, refused, now).await,
     };
     run.step_at(
         now,
@@ -329,6 +314,30 @@ pub async fn start(
         background.live.remove(&id);
     });
     Ok(Started::Running(started))
+}
+
+/// Records `run` as refused for `reasons`, announces it, and answers it
+/// (or the run recorded first under its id).
+async fn refuse(
+    context: &DrillContext,
+    mut run: DrillRun,
+    reasons: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<Started, StartError> {
+    run.state = RunState::Refused;
+    run.finished_at = Some(now);
+    for reason in &reasons {
+        run.step_at(now, "refused", reason.clone());
+    }
+    run.reasons = reasons;
+    match create(context.state(), &run).await? {
+        Some(existing) => Ok(Started::Duplicate(existing)),
+        None => {
+            tracing::warn!(run = %run.id, reasons = ?run.reasons, "drill refused by its guardrails");
+            events::publish(context.failover.bus.as_ref(), &run, Happening::Finished).await;
+            Ok(Started::Refused(run))
+        }
+    }
 }
 
 /// Writes a new run record; the stored run when one exists already.
@@ -532,7 +541,7 @@ fn deploy_context(context: &DrillContext) -> pilot_light::DeployContext {
         registry: context.failover.registry.clone(),
         state: context.failover.state.clone(),
         golden: context.failover.golden.clone(),
-        backoff: context.failover.options.backoff.clone(),
+        backoff: context.failover.options.backoff,
     }
 }
 
