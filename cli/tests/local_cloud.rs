@@ -822,7 +822,7 @@ fn has_step(run: &serde_json::Value, what: &str) -> bool {
 /// Fires the Scheduler job of `drill` as Cloud Scheduler does.
 async fn tick(drill_url: &str, drill: &str, scheduled: &str) -> (u16, serde_json::Value) {
     let response = reqwest::Client::new()
-        .post(format!("{drill_url}/"))
+        .post(drill_url)
         .header("x-cloudscheduler", "true")
         .header(
             "x-cloudscheduler-jobname",

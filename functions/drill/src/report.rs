@@ -57,6 +57,7 @@ table { width: 100%; border-collapse: collapse; }
 th { text-align: left; color: var(--muted); font-weight: 600; font-size: 12px; border-bottom: 1px solid var(--line); padding: 6px 8px; }
 td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; word-break: break-word; }
 tr:last-child td { border-bottom: none; }
+td.time, td.what { white-space: nowrap; word-break: normal; }
 td.held, td.ok { color: var(--pass); font-weight: 700; white-space: nowrap; }
 td.missed, td.bad { color: var(--fail); font-weight: 700; white-space: nowrap; }
 tr.missed td { background: #fef2f2; }
@@ -64,7 +65,7 @@ tr.missed td { background: #fef2f2; }
 .metric { border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; }
 .metric .label { color: var(--muted); font-size: 12px; }
 .metric .value { font-size: 20px; font-weight: 700; }
-.metric .parts { color: var(--muted); font-size: 12px; }
+.metric .parts { color: var(--muted); font-size: 12px; display: flex; flex-wrap: wrap; column-gap: 4px; }
 .metric .part { white-space: nowrap; } .metric .part + .part::before { content: " · "; }
 .note, .no-data { color: var(--muted); font-style: italic; margin: 6px 0 0; }
 .pending { color: var(--abort); font-weight: 600; }
@@ -331,7 +332,7 @@ fn steps(run: &DrillRun) -> Markup {
                 thead { tr { th { "Time" } th { "Step" } th { "Detail" } } }
                 tbody {
                     @for step in &run.steps {
-                        tr { td.time { (clock(step.at)) } td { strong { (step.what) } } td { (step.detail) } }
+                        tr { td.time { (clock(step.at)) } td.what { strong { (step.what) } } td { (step.detail) } }
                     }
                 }
             }

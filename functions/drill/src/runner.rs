@@ -30,7 +30,8 @@ use crate::events::{self, Happening};
 use crate::guardrails::{self, Before};
 use crate::observe::Observer;
 use crate::run::{
-    AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RunState, Series, Trigger,
+    AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RoutingPoint, RunState, Series,
+    Trigger,
 };
 use crate::{DrillContext, isolation, outage, pilot_light, restore};
 
@@ -264,30 +265,9 @@ pub async fn start(
     for passed in &verdict.passed {
         run.step_at(now, "guardrail", passed.clone());
     }
-    let mut refused = verdict.refused;
-    let holder = run_id.clone();
-    let held = if refused.is_empty() {
-        let taken = lease::acquire(
-            state,
-            &lease_name(workload.id.as_str()),
-            &holder,
-            context.options.lease_ttl,
-        )
-        .await?;
-        if taken.is_none() {
-            let by = lease::current(state, &lease_name(workload.id.as_str()))
-                .await?
-                .map_or_else(|| "another drill".to_string(), |l| l.holder);
-            refused.push(format!("another drill is running on {}: {by}", workload.id));
-        }
-        taken
-    } else {
-        None
-    };
-    let held = match held {
-        Some(held) if refused.is_empty() => held,
-        _ => return refuse(context, run, refused, now).await,
-    };
+    if !verdict.refused.is_empty() {
+        return refuse(context, run, verdict.refused, now).await;
+    }
     run.step_at(
         now,
         "started",
@@ -298,10 +278,27 @@ pub async fn start(
             run.target_region
         ),
     );
+    // The record decides between two deliveries of one tick: only the one
+    // that creates it goes on to take the lease.
     if let Some(existing) = create(state, &run).await? {
-        release(state, &held).await;
         return Ok(Started::Duplicate(existing));
     }
+    let name = lease_name(workload.id.as_str());
+    let Some(held) = lease::acquire(state, &name, &run_id, context.options.lease_ttl).await? else {
+        let by = lease::current(state, &name)
+            .await?
+            .map_or_else(|| "another drill".to_string(), |l| l.holder);
+        let reason = format!("another drill is running on {}: {by}", workload.id);
+        run.steps.retain(|step| step.what != "started");
+        run.state = RunState::Refused;
+        run.finished_at = Some(now);
+        run.step_at(now, "refused", reason.clone());
+        run.reasons = vec![reason];
+        save(state, &mut run).await?;
+        tracing::warn!(run = %run.id, reasons = ?run.reasons, "drill refused: its workload is busy");
+        events::publish(context.failover.bus.as_ref(), &run, Happening::Finished).await;
+        return Ok(Started::Refused(run));
+    };
     events::publish(context.failover.bus.as_ref(), &run, Happening::Started).await;
     tracing::info!(run = %run.id, kind = drill.kind.name(), workload = %run.workload, region = %run.target_region, "drill started");
     let abort = Shutdown::new();
@@ -398,6 +395,23 @@ async fn execute(
         };
         let seen = observer.stop().await;
         run.series = seen.series();
+        // The routing the run found, from its start, when no table was
+        // written before the run (the pattern's implied weights).
+        if let Some(before) = run.cleanup.routing_before.clone()
+            && run
+                .series
+                .routing
+                .first()
+                .is_none_or(|p| p.at > run.started_at)
+        {
+            run.series.routing.insert(
+                0,
+                RoutingPoint {
+                    at: run.started_at,
+                    weights: before,
+                },
+            );
+        }
         if drill.kind == DrillKind::RegionOutage
             && outcome.is_ok()
             && let Some(workload) = context.topology().workload(drill.workload.as_str())
