@@ -332,10 +332,7 @@ async fn unpaused(
         asset: asset.id.to_string(),
         source,
     };
-    let paused = sync
-        .paused_regions(asset.id.as_str())
-        .await
-        .map_err(failed)?;
+    let paused = sync.paused_regions(asset.id.as_str()).await;
     if paused.is_empty() {
         return Ok(None);
     }

@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use lifeboat_shared::events::{
     BigQueryTableChange, Delivery, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
-use lifeboat_shared::pause::{self, Pause, PauseError};
+use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::server::{PUSH_ACK_DEADLINE, within_deadline};
 use lifeboat_shared::state::StateStore;
@@ -72,16 +72,25 @@ impl DataSync {
             .map_or(0, |w| w.target_rpo().as_secs())
     }
 
-    /// The regions into which replication of `asset` is paused now by a
-    /// `replication-isolation` drill ([`lifeboat_shared::pause`]): one
-    /// read of the pauses, made once per event or per asset reconciled.
-    pub async fn paused_regions(&self, asset: &str) -> Result<Vec<Pause>, PauseError> {
+    /// The drill pauses (`lifeboat_shared::pause`) that hold now for the
+    /// workload of `asset`. Pauses that cannot be read count as none, said
+    /// in the log: a drill's pause never stops replication, and a state
+    /// store that does not answer must not either (a finalize needs no
+    /// state).
+    pub async fn paused_regions(&self, asset: &str) -> Vec<Pause> {
         let Some(workload) = self.workload_of(asset) else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
-        let mut pauses = pause::active(self.state.as_ref(), chrono::Utc::now()).await?;
-        pauses.retain(|p| p.workload == workload.id.as_str());
-        Ok(pauses)
+        match pause::active(self.state.as_ref(), chrono::Utc::now()).await {
+            Ok(mut pauses) => {
+                pauses.retain(|p| p.workload == workload.id.as_str());
+                pauses
+            }
+            Err(error) => {
+                tracing::warn!(asset, %error, "replication pauses unreadable; replicating as if none holds");
+                Vec::new()
+            }
+        }
     }
 
     /// Notes in the RPO records that a change of `asset` written at

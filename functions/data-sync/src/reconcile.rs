@@ -53,15 +53,6 @@ pub enum ReconcileError {
         #[source]
         source: StorageError,
     },
-    /// The replication pauses could not be read.
-    #[error("asset {asset}: reading the replication pauses: {source}")]
-    Pauses {
-        /// The bucket asset.
-        asset: String,
-        /// The failure.
-        #[source]
-        source: lifeboat_shared::pause::PauseError,
-    },
 }
 
 /// What one reconcile of one asset in one region found and did.
@@ -255,13 +246,7 @@ async fn reconcile_asset(
     // A region a drill has paused is not reconciled (and gets no report,
     // so its RPO record keeps what the events noted there): the first
     // reconcile after the pause repairs it.
-    let paused = sync
-        .paused_regions(asset.id.as_str())
-        .await
-        .map_err(|source| ReconcileError::Pauses {
-            asset: asset.id.to_string(),
-            source,
-        })?;
+    let paused = sync.paused_regions(asset.id.as_str()).await;
     for pause in &paused {
         tracing::info!(region = %pause.region, run = %pause.run, until = %pause.until, "replication paused by a drill; region not reconciled");
     }

@@ -193,10 +193,7 @@ pub async fn sync_table(
         asset: asset.id.to_string(),
         source,
     };
-    let paused = sync
-        .paused_regions(asset.id.as_str())
-        .await
-        .map_err(pause_failed)?;
+    let paused = sync.paused_regions(asset.id.as_str()).await;
     let mut done = Vec::new();
     for (region, replica_dataset) in &asset.replicas {
         let region = region.as_str();
@@ -376,13 +373,7 @@ pub async fn reconcile_tables(sync: &DataSync) -> Result<Vec<TableCopy>, TableEr
         }
         // Every table of the asset is verified as of the check, except in
         // a region a drill has paused, whose record keeps its notes.
-        let paused = sync
-            .paused_regions(asset.id.as_str())
-            .await
-            .map_err(|source| TableError::Pause {
-                asset: asset.id.to_string(),
-                source,
-            })?;
+        let paused = sync.paused_regions(asset.id.as_str()).await;
         for region in asset
             .replicas
             .keys()

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_shared::models::EndpointRef;
 use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
-use lifeboat_shared::topology::DrillKind;
+use lifeboat_shared::topology::{Drill, DrillKind};
 use serde::{Deserialize, Serialize};
 
 /// The collection of run records.
@@ -374,6 +374,37 @@ fn bounded(mut detail: String) -> String {
 }
 
 impl DrillRun {
+    /// A fresh run `id` of `drill`, started at `now` by `trigger`: running,
+    /// due to end by `now` plus the drill's maximum duration, with nothing
+    /// done yet.
+    pub fn new(drill: &Drill, id: impl Into<String>, trigger: Trigger, now: DateTime<Utc>) -> Self {
+        let longest = TimeDelta::from_std(drill.max_duration.get()).unwrap_or(TimeDelta::days(1));
+        Self {
+            id: id.into(),
+            drill: drill.id.to_string(),
+            kind: drill.kind,
+            workload: drill.workload.to_string(),
+            target_region: drill.target_region.to_string(),
+            trigger,
+            started_at: now,
+            deadline: now + longest,
+            finished_at: None,
+            state: RunState::Running,
+            reasons: Vec::new(),
+            abort: None,
+            steps: Vec::new(),
+            steps_dropped: 0,
+            phases: Vec::new(),
+            measurements: Measurements::default(),
+            checks: Vec::new(),
+            findings: Vec::new(),
+            findings_dropped: 0,
+            series: Series::default(),
+            cleanup: Cleanup::default(),
+            report: None,
+        }
+    }
+
     /// Adds a step that happened now.
     pub fn step(&mut self, what: &str, detail: impl Into<String>) {
         self.step_at(Utc::now(), what, detail);
@@ -522,33 +553,14 @@ mod tests {
     use super::*;
 
     fn run() -> DrillRun {
+        let example = include_str!("../../../examples/production-three-region.yaml");
+        let topology = lifeboat_shared::topology::Topology::parse(example, "example.yaml")
+            .expect("the example is valid");
+        let drill = topology.drill("weekly-region-outage").expect("declared");
         let at = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z")
             .expect("time")
             .to_utc();
-        DrillRun {
-            id: "weekly--20261208T100000Z".to_string(),
-            drill: "weekly".to_string(),
-            kind: DrillKind::RegionOutage,
-            workload: "recommendations".to_string(),
-            target_region: "us-central1".to_string(),
-            trigger: Trigger::Scheduler,
-            started_at: at,
-            deadline: at + TimeDelta::minutes(30),
-            finished_at: None,
-            state: RunState::Running,
-            reasons: Vec::new(),
-            abort: None,
-            steps: Vec::new(),
-            steps_dropped: 0,
-            phases: Vec::new(),
-            measurements: Measurements::default(),
-            checks: Vec::new(),
-            findings: Vec::new(),
-            findings_dropped: 0,
-            series: Series::default(),
-            cleanup: Cleanup::default(),
-            report: None,
-        }
+        DrillRun::new(drill, "weekly--20261208T100000Z", Trigger::Scheduler, at)
     }
 
     #[test]

@@ -29,10 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{self, Happening};
 use crate::guardrails::{self, Before};
 use crate::observe::Observer;
-use crate::run::{
-    AbortRequest, COLLECTION, Cleanup, DrillRun, Measurements, RoutingPoint, RunState, Series,
-    Trigger,
-};
+use crate::run::{AbortRequest, COLLECTION, DrillRun, RoutingPoint, RunState, Trigger};
 use crate::{DrillContext, isolation, outage, pilot_light, restore};
 
 /// How many times a record update re-reads after losing a race.
@@ -188,37 +185,6 @@ async fn save_or_log(state: &dyn StateStore, run: &mut DrillRun) {
     }
 }
 
-/// A fresh record of a run of `drill`.
-fn new_run(drill: &Drill, id: String, trigger: Trigger, now: DateTime<Utc>) -> DrillRun {
-    let deadline = now
-        + TimeDelta::from_std(drill.max_duration.get())
-            .unwrap_or(TimeDelta::MAX - TimeDelta::days(1));
-    DrillRun {
-        id,
-        drill: drill.id.to_string(),
-        kind: drill.kind,
-        workload: drill.workload.to_string(),
-        target_region: drill.target_region.to_string(),
-        trigger,
-        started_at: now,
-        deadline,
-        finished_at: None,
-        state: RunState::Running,
-        reasons: Vec::new(),
-        abort: None,
-        steps: Vec::new(),
-        steps_dropped: 0,
-        phases: Vec::new(),
-        measurements: Measurements::default(),
-        checks: Vec::new(),
-        findings: Vec::new(),
-        findings_dropped: 0,
-        series: Series::default(),
-        cleanup: Cleanup::default(),
-        report: None,
-    }
-}
-
 /// Checks the guardrails of drill `id` due at `due` and, when they pass,
 /// records the run and starts it in the background; a refused run is
 /// recorded too, with the reasons.
@@ -261,7 +227,7 @@ pub async fn start(
         ignore_window,
         now,
     });
-    let mut run = new_run(&drill, run_id.clone(), trigger, now);
+    let mut run = DrillRun::new(&drill, run_id.clone(), trigger, now);
     for passed in &verdict.passed {
         run.step_at(now, "guardrail", passed.clone());
     }

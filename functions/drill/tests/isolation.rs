@@ -9,7 +9,7 @@ use chrono::{TimeDelta, Utc};
 use lifeboat_checkpoint_fanout::Outcome;
 use lifeboat_checkpoint_fanout::conformance::{self, Rig};
 use lifeboat_drill::isolation::{self, IsolationContext, IsolationError};
-use lifeboat_drill::run::{Cleanup, DrillRun, Measurements, RunState, Series, Trigger};
+use lifeboat_drill::run::{DrillRun, Trigger};
 use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::server::Shutdown;
@@ -71,30 +71,9 @@ fn drill(context: &IsolationContext) -> Drill {
 
 fn run_of(drill: &Drill) -> DrillRun {
     let now = Utc::now();
-    DrillRun {
-        id: format!("{}--test", drill.id),
-        drill: drill.id.to_string(),
-        kind: drill.kind,
-        workload: drill.workload.to_string(),
-        target_region: drill.target_region.to_string(),
-        trigger: Trigger::Manual,
-        started_at: now,
-        deadline: now + TimeDelta::minutes(2),
-        finished_at: None,
-        state: RunState::Running,
-        reasons: Vec::new(),
-        abort: None,
-        steps: Vec::new(),
-        steps_dropped: 0,
-        phases: Vec::new(),
-        measurements: Measurements::default(),
-        checks: Vec::new(),
-        findings: Vec::new(),
-        findings_dropped: 0,
-        series: Series::default(),
-        cleanup: Cleanup::default(),
-        report: None,
-    }
+    let mut run = DrillRun::new(drill, format!("{}--test", drill.id), Trigger::Manual, now);
+    run.deadline = now + TimeDelta::minutes(2);
+    run
 }
 
 fn committed(outcome: &Outcome) -> Vec<String> {

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use lifeboat_drill::pilot_light::{DeployContext, deploy, undeploy};
-use lifeboat_drill::run::{Cleanup, DrillRun, Measurements, RunState, Series, Trigger};
+use lifeboat_drill::run::{DrillRun, Trigger};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
     Backoff, Completed, Deployment, EndpointRef, ModelRef, ModelVersion, wait,
@@ -59,31 +59,12 @@ struct World {
 }
 
 fn new_run(drill: &Drill) -> DrillRun {
-    let now = Utc::now();
-    DrillRun {
-        id: format!("{}--test", drill.id),
-        drill: drill.id.to_string(),
-        kind: drill.kind,
-        workload: drill.workload.to_string(),
-        target_region: drill.target_region.to_string(),
-        trigger: Trigger::Manual,
-        started_at: now,
-        deadline: now + TimeDelta::minutes(30),
-        finished_at: None,
-        state: RunState::Running,
-        reasons: Vec::new(),
-        abort: None,
-        steps: Vec::new(),
-        steps_dropped: 0,
-        phases: Vec::new(),
-        measurements: Measurements::default(),
-        checks: Vec::new(),
-        findings: Vec::new(),
-        findings_dropped: 0,
-        series: Series::default(),
-        cleanup: Cleanup::default(),
-        report: None,
-    }
+    DrillRun::new(
+        drill,
+        format!("{}--test", drill.id),
+        Trigger::Manual,
+        Utc::now(),
+    )
 }
 
 /// Version 3 of the model copied into us-east1, whose endpoint is empty.

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use lifeboat_drill::restore::{RestoreContext, RestoreError, restore};
-use lifeboat_drill::run::{Cleanup, DrillRun, Measurements, RunState, Series, Trigger};
+use lifeboat_drill::run::{DrillRun, Trigger};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
@@ -65,31 +65,12 @@ struct World {
 }
 
 fn new_run(drill: &Drill) -> DrillRun {
-    let now = Utc::now();
-    DrillRun {
-        id: format!("{}--test", drill.id),
-        drill: drill.id.to_string(),
-        kind: drill.kind,
-        workload: drill.workload.to_string(),
-        target_region: drill.target_region.to_string(),
-        trigger: Trigger::Manual,
-        started_at: now,
-        deadline: now + TimeDelta::minutes(30),
-        finished_at: None,
-        state: RunState::Running,
-        reasons: Vec::new(),
-        abort: None,
-        steps: Vec::new(),
-        steps_dropped: 0,
-        phases: Vec::new(),
-        measurements: Measurements::default(),
-        checks: Vec::new(),
-        findings: Vec::new(),
-        findings_dropped: 0,
-        series: Series::default(),
-        cleanup: Cleanup::default(),
-        report: None,
-    }
+    DrillRun::new(
+        drill,
+        format!("{}--test", drill.id),
+        Trigger::Manual,
+        Utc::now(),
+    )
 }
 
 async fn put(store: &LocalStore, bucket: &str, name: &str, body: Vec<u8>) {

@@ -10,7 +10,7 @@ use lifeboat_shared::topology::Topology;
 use lifeboat_shared::traffic::SecondCount;
 
 use super::*;
-use crate::run::{AbortRequest, Cleanup, Measurements, RunState, Series, Trigger};
+use crate::run::{AbortRequest, Trigger};
 
 const EXAMPLE: &str = include_str!("../../../../examples/production-three-region.yaml");
 
@@ -238,30 +238,13 @@ fn a_region_outage_within_the_hold_down_or_of_a_region_without_traffic_is_refuse
 }
 
 fn running(kind: DrillKind, target: &str) -> DrillRun {
-    DrillRun {
-        id: "d--20261208T100000Z".to_string(),
-        drill: "d".to_string(),
-        kind,
-        workload: "recommendations".to_string(),
-        target_region: target.to_string(),
-        trigger: Trigger::Manual,
-        started_at: at(10, 0),
-        deadline: at(10, 30),
-        finished_at: None,
-        state: RunState::Running,
-        reasons: Vec::new(),
-        abort: None,
-        steps: Vec::new(),
-        steps_dropped: 0,
-        phases: Vec::new(),
-        measurements: Measurements::default(),
-        checks: Vec::new(),
-        findings: Vec::new(),
-        findings_dropped: 0,
-        series: Series::default(),
-        cleanup: Cleanup::default(),
-        report: None,
-    }
+    let topology = topology();
+    let drill = topology.drill("weekly-region-outage").expect("declared");
+    let mut run = DrillRun::new(drill, "d--20261208T100000Z", Trigger::Manual, at(10, 0));
+    run.kind = kind;
+    run.target_region = target.to_string();
+    run.deadline = at(10, 30);
+    run
 }
 
 fn second(at: DateTime<Utc>, ok: u64, failed: u64) -> SecondCount {

@@ -188,7 +188,7 @@ async fn a_run_left_unfinished_by_a_dead_service_is_cleaned_up_and_recorded_as_a
     // What a service that died after failing the region and moving the
     // traffic leaves behind: the record, the fault, the moved routing and
     // a lease nobody renews.
-    let mut run = new_run(
+    let mut run = DrillRun::new(
         &drill,
         run_id(drill.id.as_str(), now),
         Trigger::Scheduler,
@@ -297,7 +297,7 @@ async fn the_overview_flags_a_drill_whose_due_run_was_missed() {
     let last_night = DateTime::parse_from_rfc3339("2026-12-09T03:30:00Z")
         .expect("time")
         .to_utc();
-    let mut run = new_run(
+    let mut run = DrillRun::new(
         &drill,
         run_id(drill.id.as_str(), last_night),
         Trigger::Scheduler,
