@@ -207,17 +207,7 @@ pub async fn run(
 /// The end of a run as a person reads it: its verdict, why, and each
 /// target with what was measured.
 pub fn summary(run: &DrillRun) -> String {
-    let mut text = format!(
-        "  {}: {}\n",
-        run.id,
-        match run.state {
-            RunState::Passed => "PASSED",
-            RunState::Failed => "FAILED",
-            RunState::Aborted => "ABORTED",
-            RunState::Refused => "REFUSED",
-            RunState::Running => "running",
-        }
-    );
+    let mut text = format!("  {}: {}\n", run.id, run.state.verdict());
     for reason in &run.reasons {
         text.push_str(&format!("    because: {reason}\n"));
     }

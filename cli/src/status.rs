@@ -15,7 +15,6 @@ use anyhow::Context;
 use chrono::Utc;
 use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
 use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
-use lifeboat_drill::run::RunState;
 use lifeboat_drill::runner::{self as drill_runner, DrillOverview};
 use lifeboat_failover::record::{self as incident_record, IncidentRecord, Outcome};
 use lifeboat_model_copy::parity::{self, ParityRow};
@@ -394,16 +393,7 @@ pub fn drill_table(drills: &[DrillOverview]) -> String {
                 || "never".to_string(),
                 |r| r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             ),
-            last.map_or_else(
-                || "-".to_string(),
-                |r| match r.state {
-                    RunState::Running => "running".to_string(),
-                    RunState::Passed => "passed".to_string(),
-                    RunState::Failed => "FAILED".to_string(),
-                    RunState::Aborted => "ABORTED".to_string(),
-                    RunState::Refused => "REFUSED".to_string(),
-                },
-            ),
+            last.map_or_else(|| "-".to_string(), |r| r.state.verdict().to_string()),
             or_dash(last.and_then(|r| r.rto_seconds).map(|s| format!("{s:.2}s"))),
             next,
         ]

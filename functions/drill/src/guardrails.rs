@@ -73,7 +73,7 @@ pub struct Verdict {
 /// Whether an incident record is a real incident still open: not a
 /// failback's own record, not closed, and heard of within a day.
 pub fn is_open(record: &IncidentRecord, now: DateTime<Utc>) -> bool {
-    let failback = record.incident_id.starts_with("failback-");
+    let failback = record.is_failback();
     let closed = record.outcome == Some(Outcome::Closed) || record.closed_at.is_some();
     let recent = record
         .latest_step()

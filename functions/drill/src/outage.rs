@@ -446,7 +446,7 @@ fn incident<'a>(
     records.iter().find(|r| {
         r.workload == workload
             && r.region == region
-            && !r.incident_id.starts_with("failback-")
+            && !r.is_failback()
             && r.started_at.is_some_and(|at| at >= since)
     })
 }

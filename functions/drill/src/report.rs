@@ -161,13 +161,13 @@ pub fn render(run: &DrillRun) -> String {
 
 /// The verdict in capitals and the class that colours it.
 fn verdict(state: RunState) -> (&'static str, &'static str) {
-    match state {
-        RunState::Passed => ("PASSED", "passed"),
-        RunState::Failed => ("FAILED", "failed"),
-        RunState::Aborted => ("ABORTED", "aborted"),
-        RunState::Refused => ("REFUSED", "aborted"),
-        RunState::Running => ("RUNNING", "running"),
-    }
+    let class = match state {
+        RunState::Passed => "passed",
+        RunState::Failed => "failed",
+        RunState::Aborted | RunState::Refused => "aborted",
+        RunState::Running => "running",
+    };
+    (state.verdict(), class)
 }
 
 /// Why the run failed or was aborted, and the abort asked for.

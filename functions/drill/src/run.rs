@@ -81,6 +81,17 @@ impl RunState {
     pub fn is_finished(self) -> bool {
         self != RunState::Running
     }
+
+    /// The state as a verdict a person reads at a glance, in capitals.
+    pub const fn verdict(self) -> &'static str {
+        match self {
+            RunState::Running => "RUNNING",
+            RunState::Passed => "PASSED",
+            RunState::Failed => "FAILED",
+            RunState::Aborted => "ABORTED",
+            RunState::Refused => "REFUSED",
+        }
+    }
 }
 
 /// One step of a run.

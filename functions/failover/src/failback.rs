@@ -114,7 +114,8 @@ pub async fn fail_back(
     let state = context.state.as_ref();
     let topology = context.topology.as_ref();
     let id = format!(
-        "failback-{}-{}",
+        "{}{}-{}",
+        record::FAILBACK_PREFIX,
         workload.id,
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );

@@ -118,7 +118,16 @@ pub struct IncidentRecord {
     pub steps_dropped: u32,
 }
 
+/// What the id of a failback's own record starts with: a failback is
+/// recorded like an incident, but is not one.
+pub const FAILBACK_PREFIX: &str = "failback-";
+
 impl IncidentRecord {
+    /// Whether this is a failback's own record, not an incident's.
+    pub fn is_failback(&self) -> bool {
+        self.incident_id.starts_with(FAILBACK_PREFIX)
+    }
+
     /// Adds `step`: counted on an equal step (same `what` and `detail`)
     /// among the latest few, else appended, dropping the oldest step after
     /// the opening ones when the record already holds [`MAX_STEPS`].
