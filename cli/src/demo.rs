@@ -19,11 +19,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use lifeboat_drill::run::{DrillRun, RunState};
 use lifeboat_gateway::{ATTEMPTS_HEADER, REGION_HEADER};
+use lifeboat_model_copy::parity::ParityRow;
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 
 use crate::drill::{self, DrillService};
-use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, LocalCloud};
+use crate::local_cloud::{AddressBook, CHECKPOINT_FANOUT_PATH, LocalCloud, MODEL_COPY_PATH};
 use crate::write_checkpoint::{self, Shape};
 
 /// Time between two predictions of the demo's traffic.
@@ -192,6 +193,26 @@ pub async fn run(topology: Topology, data_dir: &Path) -> anyhow::Result<bool> {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    // The drills refuse to run before every standby holds the model.
+    let parity_url = format!("http://{}{MODEL_COPY_PATH}/parity", book.functions);
+    let deadline = tokio::time::Instant::now() + STAGE_LIMIT;
+    loop {
+        let rows: Vec<ParityRow> = http.get(&parity_url).send().await?.json().await?;
+        let ours: Vec<&ParityRow> = rows
+            .iter()
+            .filter(|row| row.workload == workload.id.as_str())
+            .collect();
+        if !ours.is_empty() && ours.iter().all(|row| row.parity) {
+            println!("  model {model} in parity in every standby region");
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the standbys never reached model parity"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let drills = DrillService::local(&topology, data_dir)?;

@@ -851,11 +851,29 @@ fn windowless_example(dir: &Path) -> PathBuf {
     path
 }
 
+/// Waits until every standby holds the topology's model versions (the
+/// drills' parity guardrail refuses a run before then); panics after a minute.
+fn wait_for_model_parity(topology: &Path, data_dir: &Path) {
+    let started = Instant::now();
+    loop {
+        let (in_parity, table) = lifeboat_with(&["status", "--models"], topology, data_dir);
+        if in_parity {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the standbys never reached model parity:\n{table}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[tokio::test]
 async fn a_drill_whose_service_is_killed_mid_run_is_cleaned_up_after_a_restart() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let topology = windowless_example(data_dir.path());
     let cloud = LocalCloud::start_with(data_dir.path(), &topology);
+    wait_for_model_parity(&topology, data_dir.path());
     let drills = cloud.drill_url();
     // Two deliveries of the same tick at once: one run.
     let scheduled = "2026-12-08T10:00:00Z";
@@ -929,6 +947,7 @@ async fn a_drill_whose_service_is_killed_mid_run_is_cleaned_up_after_a_restart()
 async fn a_real_outage_during_a_drill_aborts_it_and_leaves_the_routing_to_the_real_failover() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let cloud = LocalCloud::start(data_dir.path());
+    wait_for_model_parity(&example(), data_dir.path());
     let drills = cloud.drill_url();
     let (started, printed) = lifeboat(
         &[
