@@ -1,14 +1,19 @@
-//! `lifeboat validate FILE`: checks a topology file and reports every problem.
+//! `lifeboat validate FILE`: checks a topology file and reports every
+//! problem, and every warning (allowed, but likely wrong).
 
 use std::path::Path;
 
 use lifeboat_shared::topology::Topology;
 
 /// Validates the topology at `path`: prints each problem to stderr, or a
-/// one-line summary to stdout. Returns whether the file is valid.
+/// one-line summary to stdout after the warnings (stderr). Returns whether
+/// the file is valid.
 pub fn run(path: &Path) -> anyhow::Result<bool> {
     match Topology::load(path) {
         Ok(topology) => {
+            for warning in topology.warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: OK ({}, {}, {}, {})",
                 path.display(),

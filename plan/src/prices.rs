@@ -9,33 +9,8 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use lifeboat_shared::topology::StorageClass;
 use serde::{Deserialize, Serialize};
-
-/// Cloud Storage storage classes, as the plan prices them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StorageClass {
-    /// Standard storage.
-    Standard,
-    /// Nearline storage (30-day minimum).
-    Nearline,
-    /// Coldline storage (90-day minimum).
-    Coldline,
-    /// Archive storage (365-day minimum).
-    Archive,
-}
-
-impl StorageClass {
-    /// The name as written in topology and price files.
-    pub const fn name(self) -> &'static str {
-        match self {
-            StorageClass::Standard => "standard",
-            StorageClass::Nearline => "nearline",
-            StorageClass::Coldline => "coldline",
-            StorageClass::Archive => "archive",
-        }
-    }
-}
 
 /// What one price is for, in the plan's own terms. The price file maps each
 /// key to exactly one SKU of the Cloud Billing Catalog.

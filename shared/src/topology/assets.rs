@@ -8,7 +8,7 @@ use std::num::{NonZeroU32, NonZeroU64};
 use serde::{Deserialize, de};
 
 use super::yaml::Parsed;
-use super::{BucketName, DatasetId, Duration, Id, ObjectPrefix, RegionId};
+use super::{BucketName, ByteSize, DatasetId, Duration, Id, ObjectPrefix, RegionId};
 
 /// A Vertex AI model served by the workload.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -28,9 +28,29 @@ pub struct Model {
     /// here so a standby is deployed without asking the primary, which may
     /// be gone; required for pilot-light.
     pub machine_type: Option<String>,
+    /// The accelerator attached to each replica (`nvidia-tesla-t4`), as
+    /// Vertex AI names it in lower case, when the machine type does not
+    /// come with one (`g2`, `a2` machine types do).
+    pub accelerator_type: Option<String>,
+    /// Accelerators per replica, with `accelerator-type` (default 1).
+    pub accelerator_count: Option<NonZeroU32>,
     /// Replicas kept deployed in each warm standby (active-passive only).
     #[serde(default)]
     pub standby_replicas: u32,
+    /// Predictions per second at the daily peak, across all regions.
+    pub peak_rps: Option<NonZeroU32>,
+    /// Predictions per second averaged over a month.
+    pub mean_rps: Option<u32>,
+    /// Predictions per second one replica serves within its latency
+    /// objective, as the team measured it; without it the primary's
+    /// `serving-replicas` are taken to carry the peak.
+    pub replica_rps: Option<NonZeroU32>,
+    /// How long Vertex AI takes to add replicas to a deployed model in a
+    /// region (autoscaling up to `serving-replicas`).
+    pub scale_up_time: Option<Duration>,
+    /// How long a deployment of the model on an empty endpoint takes to
+    /// serve (what a pilot-light failover waits for).
+    pub deploy_time: Option<Duration>,
     /// The Vertex AI endpoint id per region; the primary's is required.
     pub endpoints: BTreeMap<RegionId, String>,
     /// Per standby region, the Artifact Registry repository
@@ -103,6 +123,35 @@ impl fmt::Display for Tolerance {
     }
 }
 
+/// Cloud Storage storage classes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageClass {
+    /// Standard storage (the default).
+    #[default]
+    Standard,
+    /// Nearline storage (30-day minimum).
+    Nearline,
+    /// Coldline storage (90-day minimum).
+    Coldline,
+    /// Archive storage (365-day minimum).
+    Archive,
+}
+
+impl StorageClass {
+    /// The name as written in topology and price files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "standard",
+            StorageClass::Nearline => "nearline",
+            StorageClass::Coldline => "coldline",
+            StorageClass::Archive => "archive",
+        }
+    }
+}
+
 /// What to do in the replicas when an object is deleted in the source.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -128,6 +177,14 @@ pub struct BucketAsset {
     /// What a delete in the source does to the replicas.
     #[serde(default)]
     pub delete_policy: DeletePolicy,
+    /// The data the source bucket holds.
+    pub size: Option<ByteSize>,
+    /// The data written into the source bucket per day, which replication
+    /// copies to every replica.
+    pub written_per_day: Option<ByteSize>,
+    /// The storage class of the replica buckets.
+    #[serde(default)]
+    pub storage_class: StorageClass,
 }
 
 impl BucketAsset {
@@ -154,6 +211,11 @@ pub struct DatasetAsset {
     pub source: DatasetId,
     /// The replica dataset per target region.
     pub replicas: BTreeMap<RegionId, DatasetId>,
+    /// The logical bytes the source dataset holds.
+    pub size: Option<ByteSize>,
+    /// The data written into the source dataset per day, which replication
+    /// copies to every replica.
+    pub written_per_day: Option<ByteSize>,
 }
 
 /// How a training job marks a checkpoint as complete; the marker is copied
@@ -266,6 +328,8 @@ pub struct CheckpointLocation {
     pub step_duration: Option<Duration>,
     /// GPUs the job runs on, to express RPO in GPU-hours.
     pub gpus: Option<NonZeroU32>,
+    /// The size of one checkpoint (all its shards).
+    pub checkpoint_size: Option<ByteSize>,
 }
 
 impl CheckpointLocation {
@@ -289,12 +353,44 @@ impl CheckpointLocation {
         u64::try_from(lost.get().as_nanos() / step.as_nanos()).ok()
     }
 
+    /// How long one checkpoint takes to reach a region at `bytes_per_second`,
+    /// when its size is known.
+    pub fn copy_time(&self, bytes_per_second: u64) -> Option<std::time::Duration> {
+        let size = self.checkpoint_size?.bytes();
+        (bytes_per_second > 0)
+            .then(|| std::time::Duration::from_secs_f64(size as f64 / bytes_per_second as f64))
+    }
+
+    /// The most training an outage can lose when each checkpoint takes
+    /// `bytes_per_second` to copy: a whole checkpoint period (the primary
+    /// fails just before the next checkpoint) plus the copy of the newest.
+    pub fn worst_loss(&self, bytes_per_second: u64) -> Option<std::time::Duration> {
+        Some(self.checkpoint_period()?.get() + self.copy_time(bytes_per_second)?)
+    }
+
+    /// The largest `interval-steps` whose period plus `copy` keeps within
+    /// `rpo` (0 when the copy alone takes longer), when the step duration
+    /// is known.
+    pub fn largest_interval_steps(&self, rpo: Duration, copy: std::time::Duration) -> Option<u64> {
+        let step = self.step_duration?.get();
+        if step.is_zero() {
+            return None;
+        }
+        let room = rpo.get().saturating_sub(copy);
+        u64::try_from(room.as_nanos() / step.as_nanos()).ok()
+    }
+
     /// `lost` expressed in GPU-hours, when the GPU count is known.
     pub fn gpu_hours_in(&self, lost: Duration) -> Option<f64> {
         let gpus = self.gpus?.get();
         Some(lost.get().as_secs_f64() / 3600.0 * f64::from(gpus))
     }
 }
+
+/// The fan-out throughput to one region assumed for a checkpoint until one
+/// is measured: 100 MiB/s. `lifeboat validate` judges checkpoint intervals
+/// with it; `lifeboat plan` uses the measured copy times where they exist.
+pub const ASSUMED_FANOUT_BYTES_PER_SECOND: u64 = 100 << 20;
 
 /// Assets as written, before the cross-field checks.
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,7 @@ mod drill;
 mod duration;
 mod names;
 mod problem;
+mod size;
 #[cfg(test)]
 mod tests;
 pub mod validate;
@@ -25,8 +26,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use assets::{
-    Assets, BucketAsset, CheckpointLocation, CommitMarker, DatasetAsset, DeletePolicy,
-    GoldenRequest, Model, Retention, Tolerance,
+    ASSUMED_FANOUT_BYTES_PER_SECOND, Assets, BucketAsset, CheckpointLocation, CommitMarker,
+    DatasetAsset, DeletePolicy, GoldenRequest, Model, Retention, StorageClass, Tolerance,
 };
 pub use drill::{
     DEFAULT_MAX_DURATION, Drill, DrillKind, Guardrails, LONGEST_MAX_DURATION, Schedule, Window,
@@ -34,6 +35,7 @@ pub use drill::{
 pub use duration::{Duration, DurationError};
 pub use names::{BucketName, DatasetId, Id, ObjectPrefix, ProjectId, RegionId};
 pub use problem::{Problem, TopologyErrors};
+pub use size::{ByteSize, ByteSizeError};
 pub use workload::{Failback, Pattern, Workload, WorkloadClass};
 
 use yaml::Parsed;
@@ -97,6 +99,7 @@ pub struct Topology {
     primary: RegionId,
     workloads: Vec<Workload>,
     drills: Vec<Drill>,
+    warnings: Vec<Problem>,
 }
 
 impl Topology {
@@ -134,8 +137,8 @@ impl Topology {
             return Err(TopologyErrors::new(problems));
         };
         let index = yaml::PositionIndex::build(&root);
-        let found = validate::check(&file);
-        problems.extend(found.into_iter().map(|(path, message)| {
+        let checked = validate::check(&file);
+        let locate = |(path, message): (String, String)| {
             let position = index.find(&path);
             Problem {
                 file: file_name.to_owned(),
@@ -144,12 +147,15 @@ impl Topology {
                 path,
                 message,
             }
-        }));
+        };
+        problems.extend(checked.problems.into_iter().map(locate));
+        let mut warnings: Vec<Problem> = checked.warnings.into_iter().map(locate).collect();
+        warnings.sort_by_key(|p| (p.line, p.column));
         if !problems.is_empty() {
             problems.sort_by_key(|p| (p.line, p.column));
             return Err(TopologyErrors::new(problems));
         }
-        Topology::from_checked(file).ok_or_else(|| {
+        Topology::from_checked(file, warnings).ok_or_else(|| {
             TopologyErrors::new(vec![Problem {
                 file: file_name.to_owned(),
                 line: 1,
@@ -161,7 +167,7 @@ impl Topology {
     }
 
     /// Builds the topology from a file that passed every check.
-    fn from_checked(file: TopologyFile) -> Option<Topology> {
+    fn from_checked(file: TopologyFile, warnings: Vec<Problem>) -> Option<Topology> {
         let regions: Vec<Region> = file
             .regions
             .into_iter()
@@ -189,7 +195,13 @@ impl Topology {
             primary,
             workloads,
             drills,
+            warnings,
         })
+    }
+
+    /// What validation found allowed but likely wrong, in file order.
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
     }
 
     /// The Google Cloud project.

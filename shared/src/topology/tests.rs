@@ -830,3 +830,144 @@ fn a_region_outage_never_fails_the_only_serving_region() {
         "a standby may be failed too"
     );
 }
+
+/// The warnings of a valid `text`, as `line:column path: message` strings.
+fn warnings(text: &str) -> Vec<String> {
+    let topology = Topology::parse(text, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    topology
+        .warnings()
+        .iter()
+        .map(|p| format!("{}:{} {}: {}", p.line, p.column, p.path, p.message))
+        .collect()
+}
+
+#[test]
+fn usage_figures_are_read_and_checked() {
+    let usage = BASE
+        .replace(
+            "          standby-replicas: 1\n",
+            "          standby-replicas: 1
+          machine-type: n1-standard-8
+          accelerator-type: nvidia-tesla-t4
+          accelerator-count: 2
+          peak-rps: 400
+          mean-rps: 120
+          replica-rps: 150
+          scale-up-time: 6m
+          deploy-time: 20m
+",
+        )
+        .replace(
+            "            us-east1: acme-features-use1\n",
+            "            us-east1: acme-features-use1
+          size: 2TiB
+          written-per-day: 50GiB
+          storage-class: nearline
+",
+        );
+    let t = Topology::parse(&usage, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let model = &t.workloads()[0].assets.models[0];
+    assert_eq!(model.accelerator_type.as_deref(), Some("nvidia-tesla-t4"));
+    assert_eq!(model.accelerator_count.map(|n| n.get()), Some(2));
+    assert_eq!(model.peak_rps.map(|n| n.get()), Some(400));
+    assert_eq!(model.mean_rps, Some(120));
+    assert_eq!(model.scale_up_time, Some(Duration::from_mins(6)));
+    let bucket = &t.workloads()[0].assets.buckets[0];
+    assert_eq!(bucket.size, Some(ByteSize::from_gib(2048)));
+    assert_eq!(bucket.written_per_day, Some(ByteSize::from_gib(50)));
+    assert_eq!(bucket.storage_class, StorageClass::Nearline);
+    assert_eq!(warnings(&usage), Vec::<String>::new());
+
+    // 3 replicas of 100 carry 300 < 400: allowed, but said.
+    let short = usage.replace("replica-rps: 150", "replica-rps: 100");
+    assert_eq!(
+        warnings(&short),
+        [
+            "15:11 workloads[0].assets.models[0].serving-replicas: 3 replicas of 100 \
+          predictions per second carry 300, less than peak-rps 400"
+        ]
+    );
+
+    let found = problems(
+        &usage
+            .replace("mean-rps: 120", "mean-rps: 500")
+            .replace("nvidia-tesla-t4", "NVIDIA_TESLA_T4")
+            .replace("scale-up-time: 6m", "scale-up-time: 0")
+            .replace("size: 2TiB", "size: lots"),
+    );
+    assert_has(
+        &found,
+        "18:11 workloads[0].assets.models[0].accelerator-type",
+        "is not an accelerator type",
+    );
+    assert_has(
+        &found,
+        "21:11 workloads[0].assets.models[0].mean-rps",
+        "mean-rps 500 is above peak-rps 400",
+    );
+    assert_has(
+        &found,
+        "23:11 workloads[0].assets.models[0].scale-up-time",
+        "scale-up-time is zero",
+    );
+    assert_has(
+        &found,
+        "33:17 workloads[0].assets.buckets[0].size",
+        "invalid size `lots`",
+    );
+    let countless = usage.replace("          accelerator-type: nvidia-tesla-t4\n", "");
+    assert_has(
+        &problems(&countless),
+        "18:11 workloads[0].assets.models[0].accelerator-count",
+        "accelerator-count without accelerator-type",
+    );
+}
+
+#[test]
+fn a_checkpoint_whose_copy_passes_the_rpo_is_warned_with_the_interval_that_keeps_it() {
+    let text = BASE.replace(
+        "      buckets:",
+        "      checkpoints:
+        - id: a
+          bucket: acme-ckpt-usc1
+          marker: orbax
+          replicas: {us-east1: acme-ckpt-use1}
+          interval-steps: 20
+          keep-newest: 2
+          step-duration: 10s
+          gpus: 16
+          checkpoint-size: 15000MiB
+      buckets:",
+    );
+    // A checkpoint every 200 s, and 15,000 MiB at 100 MiB/s take 150 s:
+    // 350 s can be lost, beyond the 300 s RPO; (300 - 150) / 10 = 15 steps.
+    assert_eq!(
+        warnings(&text),
+        [
+            "25:11 workloads[0].assets.checkpoints[0].interval-steps: a 14.6 GiB checkpoint \
+          takes about 2m30s to reach each region at the assumed 100 MiB/s, so an outage can \
+          lose 5m50s of training (1.6 GPU-hours), beyond the RPO 5m: interval-steps 15 or \
+          fewer keeps it (`lifeboat plan` uses the measured fan-out)"
+        ]
+    );
+    let topology = Topology::parse(&text, "t.yaml").unwrap();
+    let location = &topology.workloads()[0].assets.checkpoints[0];
+    let copy = location.copy_time(ASSUMED_FANOUT_BYTES_PER_SECOND).unwrap();
+    assert_eq!(copy.as_secs(), 150);
+    assert_eq!(
+        location.largest_interval_steps(Duration::from_mins(5), copy),
+        Some(15)
+    );
+    // The copy alone longer than the RPO: no interval keeps it.
+    let huge = text.replace("15000MiB", "40000MiB");
+    assert!(
+        warnings(&huge)[0].contains("no interval keeps it"),
+        "{:?}",
+        warnings(&huge)
+    );
+    // Within the RPO: nothing said.
+    assert_eq!(
+        warnings(&text.replace("interval-steps: 20", "interval-steps: 15")),
+        Vec::<String>::new()
+    );
+}

@@ -22,7 +22,13 @@
 //!   every data asset (bucket, dataset, checkpoints) is in every region the
 //!   workload serves from, i.e. the application writes each region itself.
 //! - Checkpoints: when the step duration is known, checkpoints must come at
-//!   least once per RPO (`interval-steps` × `step-duration` ≤ RPO).
+//!   least once per RPO (`interval-steps` × `step-duration` ≤ RPO). When the
+//!   checkpoint size is known too, a warning says when the period plus the
+//!   copy to each region (at [`ASSUMED_FANOUT_BYTES_PER_SECOND`]) passes it.
+//! - Serving: `accelerator-count` goes with `accelerator-type`; `mean-rps`
+//!   is at most `peak-rps`; `scale-up-time` and `deploy-time` are longer
+//!   than zero; a warning when `serving-replicas` × `replica-rps` is below
+//!   `peak-rps`.
 //! - Models: each has an endpoint in the primary; active-passive keeps at
 //!   least one standby replica, pilot-light none, active-active serves every
 //!   region at `serving-replicas` and needs two regions or more.
@@ -51,8 +57,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::workload::WorkloadSpec;
 use super::{
-    BucketName, Drill, DrillKind, Duration, Failback, GoldenRequest, LONGEST_MAX_DURATION, Model,
-    ObjectPrefix, Pattern, RegionId, RegionRole, TopologyFile,
+    ASSUMED_FANOUT_BYTES_PER_SECOND, BucketName, CheckpointLocation, Drill, DrillKind, Duration,
+    Failback, GoldenRequest, LONGEST_MAX_DURATION, Model, ObjectPrefix, Pattern, RegionId,
+    RegionRole, TopologyFile,
 };
 
 /// The shortest RTO a pilot-light workload can meet: a model deployment on
@@ -75,6 +82,8 @@ struct BucketUse<'f> {
 
 struct Checker<'f> {
     found: Vec<Found>,
+    /// What is allowed but likely wrong (`lifeboat validate` prints it).
+    warned: Vec<Found>,
     roles: HashMap<&'f RegionId, RegionRole>,
     /// Whether every region parsed: otherwise reference checks would only
     /// repeat the region's own problem.
@@ -87,10 +96,18 @@ struct Checker<'f> {
     buckets: Vec<BucketUse<'f>>,
 }
 
-/// Runs every rule on a parsed file; returns (field path, message) pairs.
-pub(super) fn check(file: &TopologyFile) -> Vec<Found> {
+/// What the rules found in a file: problems, which make it invalid, and
+/// warnings, which do not; each a (field path, message) pair.
+pub(super) struct Checked {
+    pub problems: Vec<Found>,
+    pub warnings: Vec<Found>,
+}
+
+/// Runs every rule on a parsed file.
+pub(super) fn check(file: &TopologyFile) -> Checked {
     let mut checker = Checker {
         found: Vec::new(),
+        warned: Vec::new(),
         roles: HashMap::new(),
         regions_complete: file.regions.iter().all(|r| r.get().is_some()),
         primary: None,
@@ -142,12 +159,19 @@ pub(super) fn check(file: &TopologyFile) -> Vec<Found> {
             .find(|w| w.id == drill.workload);
         checker.drill(&base, drill, workload);
     }
-    checker.found
+    Checked {
+        problems: checker.found,
+        warnings: checker.warned,
+    }
 }
 
 impl<'f> Checker<'f> {
     fn report(&mut self, path: String, message: String) {
         self.found.push((path, message));
+    }
+
+    fn warn(&mut self, path: String, message: String) {
+        self.warned.push((path, message));
     }
 
     fn regions(&mut self, file: &'f TopologyFile) {
@@ -305,6 +329,7 @@ impl<'f> Checker<'f> {
                 }
             }
             self.machine_type(&path, model, w.pattern);
+            self.serving_usage(&path, model);
             let standby = (format!("{path}.standby-replicas"), model.standby_replicas);
             match w.pattern {
                 Pattern::ActivePassive if standby.1 == 0 => self.report(
@@ -419,6 +444,8 @@ impl<'f> Checker<'f> {
                         w.target_rpo()
                     ),
                 );
+            } else {
+                self.checkpoint_copy(&path, location, w.target_rpo());
             }
         }
 
@@ -733,6 +760,93 @@ impl<'f> Checker<'f> {
         }
     }
 
+    /// Checks what a model says of its accelerators, traffic and timings.
+    fn serving_usage(&mut self, path: &str, model: &Model) {
+        match (&model.accelerator_type, model.accelerator_count) {
+            (Some(accelerator), _) if !is_accelerator(accelerator) => self.report(
+                format!("{path}.accelerator-type"),
+                format!(
+                    "{accelerator:?} is not an accelerator type: lowercase words joined by \
+                     `-`, as Vertex AI names them (nvidia-tesla-t4, nvidia-l4)"
+                ),
+            ),
+            (None, Some(_)) => self.report(
+                format!("{path}.accelerator-count"),
+                "accelerator-count without accelerator-type: say which accelerator".into(),
+            ),
+            _ => {}
+        }
+        if let (Some(mean), Some(peak)) = (model.mean_rps, model.peak_rps)
+            && mean > peak.get()
+        {
+            self.report(
+                format!("{path}.mean-rps"),
+                format!("mean-rps {mean} is above peak-rps {peak}: the mean cannot pass the peak"),
+            );
+        }
+        for (field, time) in [
+            ("scale-up-time", model.scale_up_time),
+            ("deploy-time", model.deploy_time),
+        ] {
+            if time.is_some_and(Duration::is_zero) {
+                self.report(
+                    format!("{path}.{field}"),
+                    format!("{field} is zero: no deployment on Vertex AI is instant"),
+                );
+            }
+        }
+        if let (Some(peak), Some(per_replica)) = (model.peak_rps, model.replica_rps) {
+            let carried = u64::from(model.serving_replicas.get()) * u64::from(per_replica.get());
+            if carried < u64::from(peak.get()) {
+                self.warn(
+                    format!("{path}.serving-replicas"),
+                    format!(
+                        "{} replicas of {per_replica} predictions per second carry {carried}, \
+                         less than peak-rps {peak}",
+                        model.serving_replicas
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Warns when the copy of a checkpoint to its regions, added to the
+    /// checkpoint period, would pass the RPO (judged at the assumed fan-out
+    /// throughput: `lifeboat plan` uses the measured one).
+    fn checkpoint_copy(&mut self, path: &str, location: &CheckpointLocation, rpo: Duration) {
+        let throughput = ASSUMED_FANOUT_BYTES_PER_SECOND;
+        let (Some(copy), Some(loss)) = (
+            location.copy_time(throughput),
+            location.worst_loss(throughput),
+        ) else {
+            return;
+        };
+        if loss <= rpo.get() {
+            return;
+        }
+        let largest = location.largest_interval_steps(rpo, copy);
+        let gpu_hours = location
+            .gpu_hours_in(Duration::from_secs(loss.as_secs()))
+            .map(|hours| format!(" ({hours:.1} GPU-hours)"))
+            .unwrap_or_default();
+        let advice = match largest {
+            Some(0) | None => "no interval keeps it: the copy alone takes longer".to_string(),
+            Some(steps) => format!("interval-steps {steps} or fewer keeps it"),
+        };
+        self.warn(
+            format!("{path}.interval-steps"),
+            format!(
+                "a {} checkpoint takes about {} to reach each region at the assumed {} MiB/s, \
+                 so an outage can lose {} of training{gpu_hours}, beyond the RPO {rpo}: \
+                 {advice} (`lifeboat plan` uses the measured fan-out)",
+                location.checkpoint_size.unwrap_or_default(),
+                Duration::from_secs(copy.as_secs()),
+                throughput >> 20,
+                Duration::from_secs(loss.as_secs()),
+            ),
+        );
+    }
+
     fn replicated(&mut self, path: &str, no_replicas: bool) {
         if no_replicas {
             self.report(
@@ -782,6 +896,18 @@ impl<'f> Checker<'f> {
         }
         self.found.extend(found);
     }
+}
+
+/// Whether `accelerator` has the shape of a Vertex AI accelerator type in
+/// lower case: words of lowercase letters and digits joined by `-`.
+fn is_accelerator(accelerator: &str) -> bool {
+    !accelerator.is_empty()
+        && accelerator.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
 }
 
 /// Whether `machine_type` has the shape of a Compute Engine machine type as
