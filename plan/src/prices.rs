@@ -170,3 +170,12 @@ impl PriceBook {
             })
     }
 }
+
+impl PriceBook {
+    /// How far past its stated age the price file is at `now`, if it is.
+    pub fn stale(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        let limit =
+            self.source.taken_at + chrono::Duration::days(i64::from(self.source.stale_after_days));
+        (now > limit).then(|| now - limit)
+    }
+}
