@@ -104,6 +104,9 @@ pub struct Cost {
     pub missing_prices: BTreeSet<String>,
     /// Figures the topology does not give (`recsys-ranker: mean-rps`).
     pub missing_figures: BTreeSet<String>,
+    /// The keys of the missing prices.
+    #[serde(skip)]
+    pub missing_keys: BTreeSet<PriceKey>,
 }
 
 impl Cost {
@@ -137,6 +140,7 @@ impl Cost {
             }
             Err(missing) => {
                 self.missing_prices.insert(missing.key.to_string());
+                self.missing_keys.insert(missing.key);
             }
         }
     }

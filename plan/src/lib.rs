@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::capacity::StandbyCapacity;
 use crate::cost::Cost;
 use crate::measured::Measured;
-use crate::prices::{PriceBook, PriceSource};
+use crate::prices::{PriceBook, PriceKey, PriceSource};
 use crate::recovery::{Expected, ExpectedRto};
 
 /// The patterns a workload can be deployed in, cheapest first.
@@ -166,6 +166,27 @@ pub fn plan(
             .map(|workload| workload_plan(topology, workload, prices, measured))
             .collect(),
     }
+}
+
+/// Every price the plan of `topology` needs, for `--refresh-prices`.
+pub fn needed_prices(topology: &Topology) -> BTreeSet<PriceKey> {
+    let empty = PriceBook {
+        source: PriceSource {
+            origin: "nothing".into(),
+            taken_at: DateTime::<Utc>::MIN_UTC,
+            stale_after_days: 0,
+        },
+        prices: Vec::new(),
+    };
+    topology
+        .workloads()
+        .iter()
+        .flat_map(|workload| {
+            Pattern::ALL
+                .into_iter()
+                .flat_map(|pattern| cost::cost(topology, workload, pattern, &empty).missing_keys)
+        })
+        .collect()
 }
 
 fn workload_plan(

@@ -2,6 +2,8 @@
 //! us-central1 with a warm standby in us-east1, priced from a small price
 //! book with round prices.
 
+use std::collections::BTreeSet;
+
 use chrono::{TimeZone, Utc};
 use lifeboat_shared::topology::{StorageClass, Topology};
 
@@ -356,4 +358,18 @@ fn missing_figures_and_prices_are_named_and_the_plan_is_incomplete() {
         plan.missing_prices
     );
     assert_eq!(plan.recommended, None);
+}
+
+#[test]
+fn the_prices_needed_are_those_the_patterns_price() {
+    let topology = Topology::parse(TOPOLOGY, "t.yaml").unwrap();
+    let needed = needed_prices(&topology);
+    let mut held: BTreeSet<PriceKey> = book().prices.into_iter().map(|p| p.key).collect();
+    // The test book holds what the plan needs, and nearline storage in the
+    // primary, where the topology keeps only standard source buckets.
+    assert!(held.remove(&PriceKey::Storage {
+        class: StorageClass::Nearline,
+        region: "us-central1".into(),
+    }));
+    assert_eq!(needed, held);
 }
