@@ -36,7 +36,7 @@ pub struct StandbyCapacity {
 }
 
 /// The replicas `model` needs to carry its peak, and why that many.
-fn replicas_needed(model: &Model) -> (u32, String) {
+pub fn replicas_needed(model: &Model) -> (u32, String) {
     match (model.peak_rps, model.replica_rps) {
         (Some(peak), Some(per_replica)) => (
             peak.get().div_ceil(per_replica.get()),

@@ -5,10 +5,15 @@
 //! - detection from the alert settings in `infra/failover.tf`: an uptime
 //!   check every 60 s, aligned over 120 s, failing for 60 s;
 //! - decision: failover reads the records and checks its safety rules;
-//! - execution: a routing write (active-active), the standby's scale-up to
-//!   the primary's replicas (active-passive), a deployment on the empty
-//!   standby endpoint (pilot light);
+//! - execution: the standby's scale-up to the replicas the peak needs,
+//!   unless it keeps them (active-passive), a deployment on the empty
+//!   standby endpoint (pilot light), and a routing write;
 //! - verification: golden requests through the gateway.
+//!
+//! Active-active waits for none of these: every region serves at full
+//! size, and the gateway retries a failed prediction in another serving
+//! region at once (the load balancer sends clients to a healthy region's
+//! gateway), so its RTO is 0.
 //!
 //! RPO: a checkpoint location can lose a whole checkpoint period plus the
 //! copy of the newest checkpoint; a bucket or dataset what the event path
@@ -20,6 +25,7 @@ use lifeboat_shared::topology::{
 use serde::Serialize;
 
 use crate::Pattern;
+use crate::capacity::replicas_needed;
 use crate::measured::Measured;
 
 /// The uptime check's period (`period` in infra/failover.tf).
@@ -89,10 +95,18 @@ pub fn detection_seconds() -> f64 {
     UPTIME_CHECK_PERIOD_SECONDS + ALERT_ALIGNMENT_SECONDS + ALERT_DURATION_SECONDS
 }
 
-/// The execution time of `pattern` for `model`, and whether it was assumed.
+/// The execution time of `pattern` for `model`, and what it is.
 fn execution(pattern: Pattern, model: Option<&Model>) -> (f64, &'static str) {
     match pattern {
         Pattern::ActiveActive | Pattern::SingleRegion => (ROUTING_SECONDS, "routing"),
+        Pattern::ActivePassive
+            if model.is_some_and(|m| m.standby_replicas.max(1) >= replicas_needed(m).0) =>
+        {
+            (
+                ROUTING_SECONDS,
+                "routing (the standby keeps the replicas the peak needs)",
+            )
+        }
         Pattern::ActivePassive => match model.and_then(|m| m.scale_up_time) {
             Some(time) => (time.as_secs() as f64 + ROUTING_SECONDS, "scale-up-time"),
             None => (
@@ -111,14 +125,31 @@ fn execution(pattern: Pattern, model: Option<&Model>) -> (f64, &'static str) {
 /// measurement for the pattern it runs now, else the model of the parts
 /// (the slowest model's execution).
 pub fn rto(workload: &Workload, pattern: Pattern, measured: &Measured) -> ExpectedRto {
-    if pattern == Pattern::SingleRegion {
-        return ExpectedRto {
-            total: Expected::unbounded("until the region comes back"),
-            detection_seconds: 0.0,
-            decision_seconds: 0.0,
-            execution_seconds: 0.0,
-            verification_seconds: 0.0,
-        };
+    let current = Pattern::from(workload.pattern) == pattern;
+    let drill = measured
+        .drill_rto
+        .get(workload.id.as_str())
+        .filter(|_| current);
+    let no_parts = |total: Expected| ExpectedRto {
+        total,
+        detection_seconds: 0.0,
+        decision_seconds: 0.0,
+        execution_seconds: 0.0,
+        verification_seconds: 0.0,
+    };
+    match (pattern, drill) {
+        (Pattern::SingleRegion, _) => {
+            return no_parts(Expected::unbounded("until the region comes back"));
+        }
+        (Pattern::ActiveActive, None) => {
+            return no_parts(Expected {
+                seconds: Some(0.0),
+                source: "no wait: every region serves at full size and the gateway retries \
+                         in another region at once"
+                    .into(),
+            });
+        }
+        _ => {}
     }
     let (execution_seconds, why) = workload
         .assets
@@ -134,9 +165,8 @@ pub fn rto(workload: &Workload, pattern: Pattern, measured: &Measured) -> Expect
         VERIFICATION_SECONDS,
     ];
     let modelled = parts.iter().sum::<f64>();
-    let current = Pattern::from(workload.pattern) == pattern;
-    let total = match measured.drill_rto.get(workload.id.as_str()) {
-        Some(drill) if current => Expected {
+    let total = match drill {
+        Some(drill) => Expected {
             seconds: Some(drill.rto_seconds),
             source: format!(
                 "measured by drill run {} on {} (modelled {})",

@@ -238,14 +238,15 @@ fn each_pattern_costs_what_it_keeps_running_and_copies() {
 #[test]
 fn the_recommendation_is_the_cheapest_pattern_that_meets_both_targets() {
     let plan = planned(TOPOLOGY, &Measured::default());
-    // RTO target 15 m: detection 240 s + decision 5 + verification 10,
-    // plus execution: routing 5 (active-active), an assumed 300 s scale-up
-    // (active-passive), an assumed 900 s deployment (pilot light).
+    // RTO target 15 m: detection 240 s + decision 5 + routing 5 +
+    // verification 10, plus an assumed 300 s scale-up (active-passive: it
+    // keeps 1 of the 3 replicas the peak needs) or an assumed 900 s
+    // deployment (pilot light); active-active waits for nothing.
     let rto = |p| pattern(&plan, p).rto.total.seconds;
     assert_eq!(rto(Pattern::SingleRegion), None);
     assert_eq!(rto(Pattern::PilotLight), Some(1160.0));
     assert_eq!(rto(Pattern::ActivePassive), Some(560.0));
-    assert_eq!(rto(Pattern::ActiveActive), Some(260.0));
+    assert_eq!(rto(Pattern::ActiveActive), Some(0.0));
     assert!(!pattern(&plan, Pattern::PilotLight).meets_rto);
     // RPO: a checkpoint period of 300 s plus 10 GiB at 100 MiB/s (102.4 s).
     let rpo = pattern(&plan, Pattern::ActivePassive).rpo.seconds.unwrap();
@@ -254,6 +255,13 @@ fn the_recommendation_is_the_cheapest_pattern_that_meets_both_targets() {
 
     // With a 20-minute deployment measured into the topology, pilot light
     // still misses; with a 5-minute one it is the cheapest that meets.
+    // A standby that keeps the 3 replicas needs no scale-up.
+    let hot = TOPOLOGY.replace("standby-replicas: 1", "standby-replicas: 3");
+    let hot = planned(&hot, &Measured::default());
+    assert_eq!(
+        pattern(&hot, Pattern::ActivePassive).rto.total.seconds,
+        Some(260.0)
+    );
     let quick = TOPOLOGY.replace(
         "          replica-rps: 100\n",
         "          replica-rps: 100\n          deploy-time: 5m\n",
