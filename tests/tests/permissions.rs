@@ -5,7 +5,8 @@
 //! And every dead-letter policy has the Pub/Sub service agent's two grants,
 //! and every sender (push subscription, Scheduler job) waits as long as the
 //! code's deadlines say (`server::PUSH_ACK_DEADLINE`,
-//! `server::SCHEDULER_ATTEMPT_DEADLINE`).
+//! `server::SCHEDULER_ATTEMPT_DEADLINE`); and the plan models detection
+//! with the uptime check and alert settings the Terraform sets.
 //! The emulators enforce no IAM, so this is what catches a call without its
 //! grant before Google Cloud does (docs/permissions.md).
 
@@ -524,4 +525,50 @@ fn every_sender_waits_as_long_as_the_services_take() {
         "found only {push_subscriptions} push subscriptions and {jobs} Scheduler jobs in infra/*.tf: is the parsing broken?"
     );
     assert_none("sender deadlines", problems);
+}
+
+/// The block `path` (identifiers, outermost first) nested in `body`.
+fn nested<'b>(body: &'b Body, path: &[&str]) -> &'b Body {
+    path.iter().fold(body, |body, identifier| {
+        body.blocks()
+            .find(|b| b.identifier() == *identifier)
+            .unwrap_or_else(|| panic!("no `{identifier}` block"))
+            .body()
+    })
+}
+
+#[test]
+fn the_plans_detection_model_is_the_alert_settings() {
+    use lifeboat_plan::recovery::{
+        ALERT_ALIGNMENT_SECONDS, ALERT_DURATION_SECONDS, UPTIME_CHECK_PERIOD_SECONDS,
+    };
+    let resources = terraform();
+    let find = |kind: &str, name: &str| {
+        resources
+            .iter()
+            .find(|r| r.kind == kind && r.name == name)
+            .unwrap_or_else(|| panic!("no {kind}.{name} in infra/"))
+    };
+    let seconds = |value: f64| format!("{value}s");
+    let check = find("google_monitoring_uptime_check_config", "region");
+    assert_eq!(
+        check.attribute("period"),
+        Some(seconds(UPTIME_CHECK_PERIOD_SECONDS)),
+        "{}",
+        check.at()
+    );
+    let alert = find("google_monitoring_alert_policy", "region_unreachable");
+    let threshold = nested(&alert.body, &["conditions", "condition_threshold"]);
+    assert_eq!(
+        attribute(threshold, "duration"),
+        Some(seconds(ALERT_DURATION_SECONDS)),
+        "{}",
+        alert.at()
+    );
+    assert_eq!(
+        attribute(nested(threshold, &["aggregations"]), "alignment_period"),
+        Some(seconds(ALERT_ALIGNMENT_SECONDS)),
+        "{}",
+        alert.at()
+    );
 }
