@@ -35,14 +35,19 @@ fn assert_has(found: &[String], at: &str, words: &str) {
 }
 
 #[test]
-fn every_example_loads() {
+fn every_example_loads_without_a_warning() {
     let dir = workspace_file("examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            if let Err(errors) = Topology::load(&path) {
-                panic!("{errors}");
+            match Topology::load(&path) {
+                Err(errors) => panic!("{errors}"),
+                Ok(topology) => assert!(
+                    topology.warnings().is_empty(),
+                    "{:?}",
+                    topology.warnings()
+                ),
             }
             seen += 1;
         }
