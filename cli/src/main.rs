@@ -4,6 +4,7 @@
 mod demo;
 mod drill;
 mod local_cloud;
+mod plan;
 mod release;
 mod status;
 mod sync;
@@ -60,6 +61,36 @@ enum Command {
         /// Report model version parity instead of RPO exposure.
         #[arg(long)]
         models: bool,
+    },
+    /// What each DR pattern (single region, pilot light, active-passive,
+    /// active-active) costs every workload a month, line by line with the
+    /// SKU and unit price of each; the RPO and RTO each can expect (modelled,
+    /// or measured by the newest drill); the cheapest that meets the
+    /// workload's targets; the largest checkpoint interval that keeps the
+    /// RPO; and whether each standby could take the load in time. Exits 1
+    /// when a figure or price is missing (the plan is incomplete).
+    Plan {
+        /// The topology YAML file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// A price file (from `--refresh-prices`); without it, the snapshot
+        /// shipped with Lifeboat.
+        #[arg(long, env = "LIFEBOAT_PRICES")]
+        prices: Option<PathBuf>,
+        /// Fetch the prices the plan needs from the Cloud Billing Catalog
+        /// API and write them to `--prices` (default lifeboat-prices.json).
+        #[arg(long)]
+        refresh_prices: bool,
+        /// The local cloud's data directory (measurements are read there).
+        #[arg(long, default_value = ".lifeboat")]
+        data_dir: PathBuf,
+        /// Read the measurements from Firestore of the topology's project
+        /// ($FIRESTORE_EMULATOR_HOST if set) instead of the local cloud.
+        #[arg(long)]
+        firestore: bool,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Bucket and dataset replication.
     #[command(subcommand)]
@@ -333,6 +364,26 @@ fn main() -> ExitCode {
             topology,
             data_dir,
         }) => set_fault(&topology, &data_dir, &region, None),
+        Command::Plan {
+            topology,
+            prices,
+            refresh_prices,
+            data_dir,
+            firestore,
+            json,
+        } => with_topology(&topology, |topology| async move {
+            if refresh_prices {
+                let path = prices.unwrap_or_else(|| PathBuf::from("lifeboat-prices.json"));
+                return plan::refresh(&topology, &path).await;
+            }
+            let book = plan::price_book(prices.as_deref())?;
+            let source = if firestore {
+                status::Source::Firestore
+            } else {
+                status::Source::Local(&data_dir)
+            };
+            plan::run(&topology, &book, source, json).await
+        }),
         Command::Status {
             topology,
             data_dir,

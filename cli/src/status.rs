@@ -113,7 +113,7 @@ pub async fn run(
 }
 
 /// The status, from wherever the state is.
-async fn read(topology: &Topology, source: Source<'_>) -> anyhow::Result<Status> {
+pub(crate) async fn read(topology: &Topology, source: Source<'_>) -> anyhow::Result<Status> {
     let project = topology.project().as_str();
     match source {
         Source::Firestore => {
@@ -401,16 +401,16 @@ pub fn drill_table(drills: &[DrillOverview]) -> String {
     aligned(&header, lines)
 }
 
-fn or_dash(value: Option<String>) -> String {
+pub(crate) fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_string())
 }
 
-fn yes_no(meets: bool) -> String {
+pub(crate) fn yes_no(meets: bool) -> String {
     if meets { "yes" } else { "NO" }.to_string()
 }
 
 /// `header` and `rows` as columns padded to their widest cell.
-fn aligned(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+pub(crate) fn aligned(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     let mut lines = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     lines.extend(rows);
     let widths: Vec<usize> = (0..header.len())
@@ -430,7 +430,7 @@ fn aligned(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
 }
 
 /// Seconds as `1h02m03s`, `4m05s` or `6s`.
-fn human(seconds: i64) -> String {
+pub(crate) fn human(seconds: i64) -> String {
     let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
     match (h, m) {
         (0, 0) => format!("{s}s"),
