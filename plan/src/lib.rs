@@ -4,4 +4,5 @@
 //! checkpoint interval that keeps the RPO, and whether each standby could
 //! take the primary's load in time.
 
+pub mod catalog;
 pub mod prices;
