@@ -78,7 +78,9 @@ enum Command {
         #[arg(long, env = "LIFEBOAT_PRICES")]
         prices: Option<PathBuf>,
         /// Fetch the prices the plan needs from the Cloud Billing Catalog
-        /// API and write them to `--prices` (default lifeboat-prices.json).
+        /// API first and write them to `--prices` (default
+        /// lifeboat-prices.json); when the API cannot be reached, says so
+        /// and plans with the snapshot.
         #[arg(long)]
         refresh_prices: bool,
         /// The local cloud's data directory (measurements are read there).
@@ -372,11 +374,7 @@ fn main() -> ExitCode {
             firestore,
             json,
         } => with_topology(&topology, |topology| async move {
-            if refresh_prices {
-                let path = prices.unwrap_or_else(|| PathBuf::from("lifeboat-prices.json"));
-                return plan::refresh(&topology, &path).await;
-            }
-            let book = plan::price_book(prices.as_deref())?;
+            let book = plan::price_book(&topology, prices.as_deref(), refresh_prices).await?;
             let source = if firestore {
                 status::Source::Firestore
             } else {

@@ -9,24 +9,83 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::Utc;
 use lifeboat_drill::run::RunState;
+use lifeboat_plan::catalog;
 use lifeboat_plan::cost::Category;
 use lifeboat_plan::measured::{Measured, MeasuredRto};
 use lifeboat_plan::prices::PriceBook;
 use lifeboat_plan::recovery::{Expected, seconds_text};
 use lifeboat_plan::{PatternPlan, Plan, WorkloadPlan};
+use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::topology::{DrillKind, Topology};
 
 use crate::status::{self, Source, aligned, or_dash, yes_no};
 
-/// The price book: the file at `prices`, else the snapshot shipped with
-/// Lifeboat.
-pub fn price_book(prices: Option<&Path>) -> anyhow::Result<PriceBook> {
-    match prices {
-        Some(path) => {
-            PriceBook::load(path).with_context(|| format!("reading prices from {}", path.display()))
-        }
-        None => Ok(PriceBook::snapshot()),
+/// The price book the plan uses, never chosen silently:
+/// - with `refresh`, fresh prices from the Cloud Billing Catalog API, also
+///   written to `prices` (default `lifeboat-prices.json`); when the API
+///   cannot be reached, a warning and the snapshot;
+/// - else the price file at `prices`; when it is past its stated age and
+///   the snapshot shipped with Lifeboat is newer, a warning and the snapshot;
+/// - else the snapshot.
+pub async fn price_book(
+    topology: &Topology,
+    prices: Option<&Path>,
+    refresh: bool,
+) -> anyhow::Result<PriceBook> {
+    let snapshot = PriceBook::snapshot();
+    if refresh {
+        let path = prices.unwrap_or(Path::new(DEFAULT_PRICE_FILE));
+        return match fetch(topology).await {
+            Ok(book) => {
+                book.save(path)?;
+                eprintln!("wrote {} prices to {}", book.prices.len(), path.display());
+                Ok(book)
+            }
+            Err(error) => {
+                eprintln!(
+                    "warning: the prices could not be refreshed ({error:#}); using the \
+                     snapshot taken {}",
+                    snapshot.source.taken_at.format("%Y-%m-%d")
+                );
+                Ok(snapshot)
+            }
+        };
     }
+    let Some(path) = prices else {
+        return Ok(snapshot);
+    };
+    let book =
+        PriceBook::load(path).with_context(|| format!("reading prices from {}", path.display()))?;
+    if book.stale(Utc::now()).is_some() && snapshot.source.taken_at > book.source.taken_at {
+        eprintln!(
+            "warning: {} holds prices taken {}, past their stated age; using the newer \
+             snapshot taken {} (run `lifeboat plan --refresh-prices`)",
+            path.display(),
+            book.source.taken_at.format("%Y-%m-%d"),
+            snapshot.source.taken_at.format("%Y-%m-%d")
+        );
+        return Ok(snapshot);
+    }
+    Ok(book)
+}
+
+/// Where `--refresh-prices` writes when `--prices` names no file.
+const DEFAULT_PRICE_FILE: &str = "lifeboat-prices.json";
+
+/// `$LIFEBOAT_CLOUDBILLING_HOST` (`host:port`, e.g. a stand-in) when set;
+/// Google's Cloud Billing API otherwise.
+const CATALOG_HOST_VAR: &str = "LIFEBOAT_CLOUDBILLING_HOST";
+
+/// Prices every key the plan of `topology` needs from the Cloud Billing
+/// Catalog API. A key with no SKU (or more than one) fails the whole
+/// refresh, naming the SKU it looked for.
+async fn fetch(topology: &Topology) -> anyhow::Result<PriceBook> {
+    let keys: Vec<_> = lifeboat_plan::needed_prices(topology).into_iter().collect();
+    let endpoint = ApiEndpoint::from_env(CATALOG_HOST_VAR, "https://cloudbilling.googleapis.com")
+        .await
+        .context("finding credentials for the Cloud Billing API")?;
+    let client = catalog::connect(&endpoint).await?;
+    Ok(catalog::refresh(&client, &keys, Utc::now()).await?)
 }
 
 /// What the records say was measured: checkpoint copy times, data
@@ -113,7 +172,7 @@ fn dollars(usd: f64) -> String {
     let whole = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
@@ -198,18 +257,30 @@ fn render_workload(w: &WorkloadPlan) -> String {
         .or(Some(w.current))
         .and_then(|choice| w.patterns.iter().find(|p| p.pattern == choice));
     if let Some(p) = shown {
+        let parts = [
+            p.rto.detection_seconds,
+            p.rto.decision_seconds,
+            p.rto.execution_seconds,
+            p.rto.verification_seconds,
+        ];
+        let parts = if parts.iter().all(|s| *s == 0.0) {
+            String::new()
+        } else {
+            format!(
+                ": detection {}, decision {}, execution {}, verification {}",
+                seconds_text(parts[0]),
+                seconds_text(parts[1]),
+                seconds_text(parts[2]),
+                seconds_text(parts[3])
+            )
+        };
         out.push_str(&format!(
-            "\n{} in detail: RPO {} ({}); RTO {} ({}: detection {}, decision {}, execution {}, \
-             verification {})\n",
+            "\n{} in detail: RPO {} ({}); RTO {} ({}{parts})\n",
             p.pattern.name(),
             expected(&p.rpo),
             p.rpo.source,
             expected(&p.rto.total),
             p.rto.total.source,
-            seconds_text(p.rto.detection_seconds),
-            seconds_text(p.rto.decision_seconds),
-            seconds_text(p.rto.execution_seconds),
-            seconds_text(p.rto.verification_seconds),
         ));
         let header = [
             "CATEGORY",
@@ -275,7 +346,10 @@ fn render_workload(w: &WorkloadPlan) -> String {
             vec![
                 c.model.clone(),
                 c.region.clone(),
-                format!("{} replicas", c.replicas_needed),
+                match c.replicas_needed {
+                    1 => "1 replica".to_string(),
+                    n => format!("{n} replicas"),
+                },
                 c.needed_from.clone(),
                 c.replicas_kept.to_string(),
                 seconds_text(c.ready_after_seconds),

@@ -5,6 +5,7 @@
 //! take the primary's load in time.
 
 pub mod capacity;
+pub mod catalog;
 pub mod cost;
 pub mod machines;
 pub mod measured;

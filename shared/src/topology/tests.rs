@@ -43,11 +43,9 @@ fn every_example_loads_without_a_warning() {
         if path.extension().is_some_and(|e| e == "yaml") {
             match Topology::load(&path) {
                 Err(errors) => panic!("{errors}"),
-                Ok(topology) => assert!(
-                    topology.warnings().is_empty(),
-                    "{:?}",
-                    topology.warnings()
-                ),
+                Ok(topology) => {
+                    assert!(topology.warnings().is_empty(), "{:?}", topology.warnings())
+                }
             }
             seen += 1;
         }
