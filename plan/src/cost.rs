@@ -124,6 +124,15 @@ impl Cost {
         what: String,
     ) {
         match prices.price(&key) {
+            Ok(price) if price.unit != key.unit() => {
+                self.missing_prices.insert(format!(
+                    "{key}: SKU {} is priced per {}, the plan counts {}",
+                    price.sku,
+                    price.unit,
+                    key.unit()
+                ));
+                self.missing_keys.insert(key);
+            }
             Ok(price) => {
                 let monthly_usd = quantity * price.usd_per_unit;
                 self.monthly_usd += monthly_usd;

@@ -82,6 +82,25 @@ pub enum PriceKey {
     CloudRunRequests,
 }
 
+impl PriceKey {
+    /// The usage unit the plan counts this key in, as the catalog writes
+    /// units (`h`, `GiBy.h`, `GiBy.mo`, `GiBy`, `s`, `GiBy.s`, `count`): a
+    /// price in another unit cannot be used.
+    pub const fn unit(&self) -> &'static str {
+        match self {
+            PriceKey::PredictionVcpu { .. }
+            | PriceKey::PredictionAccelerator { .. }
+            | PriceKey::LoadBalancerRule => "h",
+            PriceKey::PredictionMemory { .. } => "GiBy.h",
+            PriceKey::Storage { .. } | PriceKey::BigQueryStorage { .. } => "GiBy.mo",
+            PriceKey::InterRegionTransfer { .. } | PriceKey::LoadBalancerData => "GiBy",
+            PriceKey::CloudRunVcpu { .. } => "s",
+            PriceKey::CloudRunMemory { .. } => "GiBy.s",
+            PriceKey::CloudRunRequests => "count",
+        }
+    }
+}
+
 impl fmt::Display for PriceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -381,3 +381,24 @@ fn the_prices_needed_are_those_the_patterns_price() {
     }));
     assert_eq!(needed, held);
 }
+
+#[test]
+fn a_price_in_another_unit_is_not_used() {
+    let topology = Topology::parse(TOPOLOGY, "t.yaml").unwrap();
+    let mut prices = book();
+    for price in &mut prices.prices {
+        if price.key == PriceKey::LoadBalancerRule {
+            price.unit = "mo".into();
+        }
+    }
+    let workload = &topology.workloads()[0];
+    let cost = cost::cost(&topology, workload, Pattern::PilotLight, &prices);
+    assert!(
+        cost.missing_prices
+            .iter()
+            .any(|p| p.contains("is priced per mo, the plan counts h")),
+        "{:?}",
+        cost.missing_prices
+    );
+    assert!(!cost.is_complete());
+}
