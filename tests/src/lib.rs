@@ -4,6 +4,7 @@
 //! A test never skips silently when one is missing: it fails and says what to
 //! start.
 
+pub mod billing_standin;
 pub mod monitoring_standin;
 pub mod own_emulator;
 pub mod registry;
