@@ -22,6 +22,8 @@ use google_cloud_wkt::Timestamp;
 use lifeboat_plan::catalog::{self, sku_query};
 use lifeboat_plan::prices::PriceBook;
 
+use crate::standin_server::{LoopbackServer, google_error};
+
 /// Entries per listing page.
 pub const PAGE_SIZE: usize = 3;
 
@@ -44,9 +46,8 @@ struct Shared {
 
 /// The stand-in, serving on a loopback port until dropped.
 pub struct BillingStandIn {
-    address: std::net::SocketAddr,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
 }
 
 impl BillingStandIn {
@@ -72,25 +73,13 @@ impl BillingStandIn {
             .route("/v1/services", get(list_services))
             .route("/v1/services/{service}/skus", get(list_skus))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("local address");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("stand-in serves");
-        });
-        Self {
-            address,
-            shared,
-            server,
-        }
+        let server = LoopbackServer::start(router).await;
+        Self { shared, server }
     }
 
     /// The `host:port` to give a client as its endpoint.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.server.host()
     }
 
     /// While `failing`, every call is answered 503 UNAVAILABLE.
@@ -101,12 +90,6 @@ impl BillingStandIn {
     /// How many listing pages were answered (failures not counted).
     pub fn pages_served(&self) -> usize {
         self.shared.pages_served.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for BillingStandIn {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -186,17 +169,9 @@ pub fn seed_from(book: &PriceBook) -> BTreeMap<String, Vec<Sku>> {
     skus
 }
 
-/// Google's JSON error shape, which the client turns into a status.
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    let body = serde_json::json!({
-        "error": {"code": status.as_u16(), "message": message, "status": code}
-    });
-    (status, Json(body)).into_response()
-}
-
 fn failure(shared: &Shared) -> Option<Response> {
     shared.failing.load(Ordering::SeqCst).then(|| {
-        error(
+        google_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
             "the stand-in was told to fail".into(),
@@ -251,7 +226,7 @@ async fn list_skus(
         return failure;
     }
     if !shared.services.iter().any(|s| s.service_id == service) {
-        return error(
+        return google_error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("no service services/{service}"),

@@ -8,6 +8,7 @@ pub mod billing_standin;
 pub mod monitoring_standin;
 pub mod own_emulator;
 pub mod registry;
+pub mod standin_server;
 pub mod vertex_standin;
 
 /// The project id every emulator is started with.
