@@ -15,6 +15,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use google_cloud_billing_v1::client::CloudCatalog;
 use google_cloud_billing_v1::model::Sku;
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 
 use lifeboat_shared::topology::StorageClass;
@@ -36,6 +37,11 @@ pub const CLOUD_RUN: &str = "152E-C115-5142";
 
 /// The `service_regions` entry of a SKU that is not tied to a region.
 const GLOBAL: &str = "global";
+
+/// How long one listing call keeps retrying transient failures: a catalog
+/// that stays unreachable is reported within seconds, so the plan can say
+/// so and fall back to the snapshot.
+const RETRY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long refreshed prices count as fresh.
 const STALE_AFTER_DAYS: u32 = 180;
@@ -280,9 +286,12 @@ pub enum RefreshError {
 
 /// Connects to the Cloud Billing Catalog API at `endpoint`: anonymous
 /// endpoint credentials (a stand-in) are passed on; otherwise the client
-/// finds Application Default Credentials itself.
+/// finds Application Default Credentials itself. Transient failures are
+/// retried for at most ten seconds per call.
 pub async fn connect(endpoint: &ApiEndpoint) -> Result<CloudCatalog, RefreshError> {
-    let mut builder = CloudCatalog::builder().with_endpoint(&endpoint.base_url);
+    let mut builder = CloudCatalog::builder()
+        .with_endpoint(&endpoint.base_url)
+        .with_retry_policy(Aip194Strict.with_time_limit(RETRY_TIME_LIMIT));
     if matches!(endpoint.credentials, Credentials::Anonymous) {
         builder = builder
             .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());

@@ -4,9 +4,11 @@
 //! A test never skips silently when one is missing: it fails and says what to
 //! start.
 
+pub mod billing_standin;
 pub mod monitoring_standin;
 pub mod own_emulator;
 pub mod registry;
+pub mod standin_server;
 pub mod vertex_standin;
 
 /// The project id every emulator is started with.

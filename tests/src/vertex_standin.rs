@@ -41,6 +41,8 @@ use google_cloud_wkt::{Any, Timestamp};
 use lifeboat_shared::outage::DarkRegions;
 use serde::de::DeserializeOwned;
 
+use crate::standin_server::{LoopbackServer, google_error};
+
 /// Versions per listing page.
 const PAGE_SIZE: usize = 2;
 
@@ -117,10 +119,9 @@ const DEFAULT_SERVING_IMAGE: &str = "us-docker.pkg.dev/vertex-ai/prediction/skle
 
 /// The stand-in, serving on a loopback port until dropped.
 pub struct VertexStandIn {
-    address: std::net::SocketAddr,
     shared: Shared,
     dark: DarkRegions,
-    server: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Registry> {
@@ -133,17 +134,8 @@ impl VertexStandIn {
         let served = Served::default();
         let (shared, dark) = (served.registry.clone(), served.dark.clone());
         let router = Router::new().fallback(serve).with_state(served);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("local address");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("stand-in serves");
-        });
+        let server = LoopbackServer::start(router).await;
         Self {
-            address,
             shared,
             dark,
             server,
@@ -158,7 +150,7 @@ impl VertexStandIn {
 
     /// The `host:port` to give a client as its endpoint.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.server.host()
     }
 
     /// Uploads a version of model `model_id` to `region` of `project`, as
@@ -261,12 +253,6 @@ impl VertexStandIn {
     }
 }
 
-impl Drop for VertexStandIn {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 /// Adds `version` to the model `name` under its next version id.
 fn add_version(registry: &mut Registry, name: &str, version: model::Model) -> String {
     let versions = registry.models.entry(name.to_string()).or_default();
@@ -304,10 +290,7 @@ struct Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": {"code": self.status.as_u16(), "message": self.message, "status": self.code}
-        });
-        (self.status, Json(body)).into_response()
+        google_error(self.status, self.code, self.message)
     }
 }
 
