@@ -213,12 +213,6 @@ pub fn sku_query(key: &PriceKey) -> SkuQuery {
             "",
             GLOBAL,
         ),
-        PriceKey::LoadBalancerData => query(
-            NETWORKING,
-            "Global External Application Load Balancer Outbound Data Processing".to_string(),
-            "",
-            GLOBAL,
-        ),
         PriceKey::CloudRunVcpu { region } => query(
             CLOUD_RUN,
             "Services CPU (Request-based billing)".to_string(),

@@ -65,8 +65,6 @@ pub enum PriceKey {
     /// One hour of a global external Application Load Balancer's
     /// forwarding rule.
     LoadBalancerRule,
-    /// One GiB processed by a global external Application Load Balancer.
-    LoadBalancerData,
     /// One vCPU-second of a Cloud Run service (request-based billing) in a region.
     CloudRunVcpu {
         /// The region.
@@ -93,7 +91,7 @@ impl PriceKey {
             | PriceKey::LoadBalancerRule => "h",
             PriceKey::PredictionMemory { .. } => "GiBy.h",
             PriceKey::Storage { .. } | PriceKey::BigQueryStorage { .. } => "GiBy.mo",
-            PriceKey::InterRegionTransfer { .. } | PriceKey::LoadBalancerData => "GiBy",
+            PriceKey::InterRegionTransfer { .. } => "GiBy",
             PriceKey::CloudRunVcpu { .. } => "s",
             PriceKey::CloudRunMemory { .. } => "GiBy.s",
             PriceKey::CloudRunRequests => "count",
@@ -124,7 +122,6 @@ impl fmt::Display for PriceKey {
                 write!(f, "BigQuery active logical storage in {region}")
             }
             PriceKey::LoadBalancerRule => f.write_str("load balancer forwarding rule"),
-            PriceKey::LoadBalancerData => f.write_str("load balancer data processed"),
             PriceKey::CloudRunVcpu { region } => write!(f, "Cloud Run vCPU in {region}"),
             PriceKey::CloudRunMemory { region } => write!(f, "Cloud Run memory in {region}"),
             PriceKey::CloudRunRequests => f.write_str("Cloud Run requests"),
@@ -336,11 +333,7 @@ mod tests {
 
     /// Every key the snapshot promises to price.
     fn promised_keys() -> Vec<PriceKey> {
-        let mut keys = vec![
-            PriceKey::LoadBalancerRule,
-            PriceKey::LoadBalancerData,
-            PriceKey::CloudRunRequests,
-        ];
+        let mut keys = vec![PriceKey::LoadBalancerRule, PriceKey::CloudRunRequests];
         for region in REGIONS.map(String::from) {
             for family in ["n1", "n2", "e2", "g2", "a2"] {
                 if offered(family, &region) {
