@@ -328,7 +328,10 @@ async fn get_run(State(context): State<DrillContext>, Path(id): Path<String>) ->
 
 async fn get_report(State(context): State<DrillContext>, Path(id): Path<String>) -> Response {
     match read_run(&context, &id).await {
-        Ok(run) => Html(report::render(&run)).into_response(),
+        Ok(run) => {
+            let plan = report::workload_plan(context.topology(), &run);
+            Html(report::render(&run, plan.as_ref())).into_response()
+        }
         Err(refusal) => refusal,
     }
 }

@@ -15,7 +15,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lifeboat_plan::WorkloadPlan;
+use lifeboat_plan::measured::{Measured, MeasuredRto};
+use lifeboat_plan::prices::PriceBook;
+use lifeboat_plan::recovery::Expected;
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream};
+use lifeboat_shared::topology::Topology;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use thiserror::Error;
 
@@ -85,8 +90,9 @@ footer { color: var(--muted); font-size: 12px; margin-top: 18px; text-align: cen
   section, header.run { border-color: #cbd5e1; } table, tr, svg { break-inside: avoid; } }
 "#;
 
-/// Renders the report of `run` as one self-contained HTML page.
-pub fn render(run: &DrillRun) -> String {
+/// Renders the report of `run` as one self-contained HTML page, with the
+/// plan of its workload when there is one (see [`workload_plan`]).
+pub fn render(run: &DrillRun, plan: Option<&WorkloadPlan>) -> String {
     let axis = chart::TimeAxis::of(run);
     let colours = chart::region_colours(run);
     let (verdict, class) = verdict(run.state);
@@ -143,6 +149,12 @@ pub fn render(run: &DrillRun) -> String {
                     section {
                         h2 { "Steps" }
                         (steps(run))
+                    }
+                    @if let Some(plan) = plan {
+                        section #plan {
+                            h2 { "Plan: what each pattern costs and promises" }
+                            (plan_table(plan))
+                        }
                     }
                     section {
                         h2 { "Cleanup" }
@@ -227,6 +239,83 @@ fn targets(run: &DrillRun) -> Markup {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The plan of `run`'s workload, priced from the file `$LIFEBOAT_PRICES`
+/// names or the snapshot shipped with Lifeboat, with the RTO this run
+/// measured in place of the model for the pattern the workload runs.
+/// `None` when the workload is not in the topology or the price file
+/// cannot be read (logged).
+pub fn workload_plan(topology: &Topology, run: &DrillRun) -> Option<WorkloadPlan> {
+    let prices = match std::env::var_os("LIFEBOAT_PRICES") {
+        Some(path) => match PriceBook::load(std::path::Path::new(&path)) {
+            Ok(book) => book,
+            Err(error) => {
+                tracing::warn!(run = %run.id, %error, "the report has no plan");
+                return None;
+            }
+        },
+        None => PriceBook::snapshot(),
+    };
+    let mut measured = Measured::default();
+    if let Some(rto_seconds) = run.measurements.rto_seconds {
+        measured.drill_rto.insert(
+            run.workload.clone(),
+            MeasuredRto {
+                run: run.id.clone(),
+                at: run.started_at,
+                rto_seconds,
+            },
+        );
+    }
+    lifeboat_plan::plan(topology, &prices, &measured, run.started_at)
+        .workloads
+        .into_iter()
+        .find(|plan| plan.workload == run.workload)
+}
+
+/// The plan's patterns: monthly cost, multiple, RPO, RTO, and whether each
+/// meets the targets, the recommended one and the current one marked.
+fn plan_table(plan: &WorkloadPlan) -> Markup {
+    let time = |expected: &Expected| match expected.seconds {
+        Some(seconds) => duration_text(seconds),
+        None => "unbounded".to_string(),
+    };
+    html! {
+        table #plan-patterns {
+            thead { tr {
+                th { "Pattern" } th.num { "Per month" } th.num { "× single region" }
+                th { "RPO" } th { "RTO" } th { "Meets targets" }
+            } }
+            tbody {
+                @for pattern in &plan.patterns {
+                    @let meets = pattern.meets_rpo && pattern.meets_rto;
+                    tr.(if meets { "held" } else { "missed" }) {
+                        td {
+                            (pattern.pattern.name())
+                            @if pattern.pattern == plan.current { " (now)" }
+                            @if Some(pattern.pattern) == plan.recommended { strong { " · recommended" } }
+                        }
+                        td.num { (format!("${:.2}", pattern.cost.monthly_usd)) }
+                        td.num { @if let Some(multiple) = pattern.multiple { (format!("{multiple:.2}x")) } @else { "-" } }
+                        td { (time(&pattern.rpo)) }
+                        td { (time(&pattern.rto.total)) }
+                        @if meets { td.held { "✓ yes" } } @else { td.missed { "✗ no" } }
+                    }
+                }
+            }
+        }
+        p.note {
+            "Targets: RPO " (duration_text(plan.rpo_target_seconds as f64))
+            ", RTO " (duration_text(plan.rto_target_seconds as f64))
+            ". `lifeboat plan` prints every cost line with its SKU and unit price."
+            @if !plan.missing_figures.is_empty() || !plan.missing_prices.is_empty() {
+                " Incomplete: missing "
+                (plan.missing_figures.iter().chain(&plan.missing_prices).cloned().collect::<Vec<_>>().join(", "))
+                "."
             }
         }
     }

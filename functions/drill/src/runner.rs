@@ -451,7 +451,8 @@ async fn finish(
 
 /// Renders and saves `run`'s report, noting where it went.
 async fn report(context: &DrillContext, run: &mut DrillRun) {
-    let html = crate::report::render(run);
+    let plan = crate::report::workload_plan(context.topology(), run);
+    let html = crate::report::render(run, plan.as_ref());
     match context.reports.save(run, &html).await {
         Ok(location) => {
             run.step("report", format!("written to {location}"));

@@ -63,7 +63,7 @@ fn chromium_renders_each_report_with_its_verdict_charts_and_targets() {
     ];
     for (run, verdict, charts) in &runs {
         let page = dir.path().join(format!("{verdict}.html"));
-        std::fs::write(&page, render(run)).expect("written");
+        std::fs::write(&page, render(run, None)).expect("written");
         let dom = headless(&page, &["--dump-dom"]);
         assert!(
             dom.contains(&format!(r#"id="verdict">{verdict}<"#)),

@@ -28,7 +28,7 @@ fn chart<'a>(html: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn a_passed_outage_shows_its_verdict_targets_measurements_and_four_charts() {
-    let html = render(&fixtures::passed_region_outage());
+    let html = render(&fixtures::passed_region_outage(), None);
     assert!(html.contains(r#"<div class="verdict" id="verdict">PASSED</div>"#));
     assert!(html.starts_with("<!DOCTYPE html>"));
     for fact in [
@@ -130,7 +130,7 @@ fn traffic_bars_are_as_wide_as_their_buckets() {
     run.series.add_traffic(start, "us-east1", 60, 0);
     run.series.traffic[0].seconds = 60;
     run.finished_at = Some(start + chrono::TimeDelta::seconds(120));
-    let html = render(&run);
+    let html = render(&run, None);
     let traffic = chart(&html, "chart-traffic");
     // The plot is 808 px wide for 120 s: a 60 s bucket spans 404 px, less
     // a 1 px gap, at 1 prediction per second.
@@ -140,7 +140,7 @@ fn traffic_bars_are_as_wide_as_their_buckets() {
 
 #[test]
 fn a_failed_restore_says_which_targets_missed_and_what_it_found() {
-    let html = render(&fixtures::failed_restore());
+    let html = render(&fixtures::failed_restore(), None);
     assert!(html.contains(">FAILED</div>"));
     assert!(
         html.contains(
@@ -162,7 +162,7 @@ fn a_failed_restore_says_which_targets_missed_and_what_it_found() {
 
 #[test]
 fn an_aborted_run_with_empty_series_says_so_instead_of_drawing_frames() {
-    let html = render(&fixtures::aborted_region_outage());
+    let html = render(&fixtures::aborted_region_outage(), None);
     assert!(html.contains(">ABORTED</div>"));
     assert!(html.contains("Abort asked for by <strong>guardrail</strong> at 10:00:20"));
     assert_eq!(
@@ -181,7 +181,7 @@ fn an_aborted_run_with_empty_series_says_so_instead_of_drawing_frames() {
     running.steps.clear();
     running.reasons.clear();
     running.abort = None;
-    let html = render(&running);
+    let html = render(&running, None);
     assert!(html.contains(">RUNNING</div>") && html.contains("running (deadline 10:30:00 UTC)"));
     assert!(charts(&html).is_empty());
     assert_eq!(html.matches(r#"<p class="no-data">"#).count(), 4);
@@ -203,7 +203,7 @@ fn every_text_from_the_record_is_escaped() {
         seconds: 1,
         target_seconds: 300,
     });
-    let html = render(&run);
+    let html = render(&run, None);
     assert!(!html.contains("<script"), "no script element");
     assert!(!html.contains("<img") && !html.contains("<b>") && !html.contains("<em>"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -219,7 +219,7 @@ fn a_report_references_nothing_outside_itself() {
         fixtures::failed_restore(),
         fixtures::aborted_region_outage(),
     ] {
-        let html = render(&run);
+        let html = render(&run, None);
         for external in [
             "src=", "href=", "url(", "@import", "<link", "<script", "<img", "http://", "https://",
         ] {
@@ -268,7 +268,7 @@ async fn a_report_is_saved_whole_in_a_directory() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let run = fixtures::passed_region_outage();
     let sink = ReportSink::Directory(dir.path().join("reports"));
-    let html = render(&run);
+    let html = render(&run, None);
     let location = sink.save(&run, &html).await.expect("saved");
     let path = dir.path().join("reports").join(format!("{}.html", run.id));
     assert_eq!(location, path.display().to_string());
@@ -306,7 +306,7 @@ async fn a_report_is_saved_in_the_reports_bucket() {
         .await
         .expect("a bucket");
     let run = fixtures::failed_restore();
-    let html = render(&run);
+    let html = render(&run, None);
     let sink = ReportSink::Bucket {
         storage: Arc::new(store.clone()),
         bucket: "lifeboat-reports".to_string(),
@@ -335,4 +335,35 @@ async fn a_report_is_saved_in_the_reports_bucket() {
             .contains("gs://no-such-bucket/reports/daily-restore--20261208T100000Z.html"),
         "{error}"
     );
+}
+
+#[test]
+fn the_workloads_plan_is_a_section_priced_with_the_runs_rto() {
+    let example = include_str!("../../../../examples/production-three-region.yaml");
+    let topology = Topology::parse(example, "example.yaml").expect("the example is valid");
+    let run = fixtures::passed_region_outage();
+    let plan = workload_plan(&topology, &run).expect("recommendations is in the topology");
+    // The run measured an RTO of 42 s: it replaces the model for the
+    // pattern the workload runs, active-passive, which then meets 5 min.
+    let warm = plan
+        .patterns
+        .iter()
+        .find(|p| p.pattern == lifeboat_plan::Pattern::ActivePassive)
+        .expect("active-passive");
+    assert_eq!(warm.rto.total.seconds, Some(42.0));
+    assert!(
+        warm.rto.total.source.contains(&run.id),
+        "{}",
+        warm.rto.total.source
+    );
+    assert_eq!(
+        plan.recommended,
+        Some(lifeboat_plan::Pattern::ActivePassive)
+    );
+    let html = render(&run, Some(&plan));
+    let section = &html[html.find(r#"<section id="plan">"#).expect("a plan section")..];
+    assert!(section.contains("active-passive (now)"), "{section}");
+    assert!(section.contains("recommended"), "{section}");
+    assert!(section.contains("42 s"), "{section}");
+    assert!(!render(&run, None).contains(r#"id="plan""#));
 }
