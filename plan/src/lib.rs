@@ -5,3 +5,4 @@
 //! take the primary's load in time.
 
 pub mod prices;
+pub mod quota;
