@@ -6,11 +6,61 @@
 
 pub mod monitoring_standin;
 pub mod own_emulator;
+pub mod quotas_standin;
 pub mod registry;
 pub mod vertex_standin;
 
 /// The project id every emulator is started with.
 pub const PROJECT: &str = "lifeboat-test";
+
+/// An axum router served on a free loopback port until dropped: what each
+/// Google API stand-in runs on.
+pub struct LoopbackServer {
+    address: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackServer {
+    /// Serves `router` on a free loopback port.
+    pub async fn start(router: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let address = listener.local_addr().expect("local address");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .await
+                .expect("stand-in serves");
+        });
+        Self { address, server }
+    }
+
+    /// The `host:port` to give a client as its endpoint.
+    pub fn host(&self) -> String {
+        self.address.to_string()
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A stand-in's refusal in Google's JSON error shape
+/// (`{"error": {"code", "message", "status"}}`), which the official
+/// clients turn into a status with `code` (`PERMISSION_DENIED`).
+pub fn google_error(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({
+        "error": {"code": status.as_u16(), "message": message, "status": code}
+    });
+    (status, axum::Json(body)).into_response()
+}
 
 /// The `host:port` (or URL) of an emulator, read from `var`; panics with a
 /// message naming the variable and the script that sets it.

@@ -15,6 +15,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
+
+use crate::{LoopbackServer, google_error as error};
 use google_cloud_monitoring_v3::model::{
     CreateTimeSeriesRequest, ListTimeSeriesResponse, TimeSeries,
 };
@@ -35,9 +37,8 @@ struct Shared {
 
 /// The stand-in, serving on a loopback port until dropped.
 pub struct MonitoringStandIn {
-    address: std::net::SocketAddr,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
 }
 
 impl MonitoringStandIn {
@@ -47,25 +48,15 @@ impl MonitoringStandIn {
         let router = Router::new()
             .route("/v3/projects/{project}/timeSeries", post(create).get(list))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("local address");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("stand-in serves");
-        });
         Self {
-            address,
+            server: LoopbackServer::start(router).await,
             shared,
-            server,
         }
     }
 
     /// The `host:port` to give a client as its endpoint.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.server.host()
     }
 
     /// Makes the next `count` calls fail with 503 UNAVAILABLE.
@@ -89,20 +80,6 @@ impl MonitoringStandIn {
             .cloned()
             .collect()
     }
-}
-
-impl Drop for MonitoringStandIn {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// Google's JSON error shape, which the client turns into a status.
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    let body = serde_json::json!({
-        "error": {"code": status.as_u16(), "message": message, "status": code}
-    });
-    (status, Json(body)).into_response()
 }
 
 fn injected_failure(shared: &Shared) -> Option<Response> {

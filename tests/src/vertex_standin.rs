@@ -41,6 +41,8 @@ use google_cloud_wkt::{Any, Timestamp};
 use lifeboat_shared::outage::DarkRegions;
 use serde::de::DeserializeOwned;
 
+use crate::LoopbackServer;
+
 /// Versions per listing page.
 const PAGE_SIZE: usize = 2;
 
@@ -117,10 +119,9 @@ const DEFAULT_SERVING_IMAGE: &str = "us-docker.pkg.dev/vertex-ai/prediction/skle
 
 /// The stand-in, serving on a loopback port until dropped.
 pub struct VertexStandIn {
-    address: std::net::SocketAddr,
     shared: Shared,
     dark: DarkRegions,
-    server: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Registry> {
@@ -133,20 +134,10 @@ impl VertexStandIn {
         let served = Served::default();
         let (shared, dark) = (served.registry.clone(), served.dark.clone());
         let router = Router::new().fallback(serve).with_state(served);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("local address");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("stand-in serves");
-        });
         Self {
-            address,
+            server: LoopbackServer::start(router).await,
             shared,
             dark,
-            server,
         }
     }
 
@@ -158,7 +149,7 @@ impl VertexStandIn {
 
     /// The `host:port` to give a client as its endpoint.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.server.host()
     }
 
     /// Uploads a version of model `model_id` to `region` of `project`, as
@@ -258,12 +249,6 @@ impl VertexStandIn {
             .get(&name)
             .cloned()
             .unwrap_or_else(|| panic!("no endpoint {name} in the stand-in"))
-    }
-}
-
-impl Drop for VertexStandIn {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
