@@ -10,6 +10,7 @@ pub mod cost;
 pub mod machines;
 pub mod measured;
 pub mod prices;
+pub mod quota;
 pub mod recovery;
 
 use std::collections::BTreeSet;

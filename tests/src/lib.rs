@@ -7,6 +7,7 @@
 pub mod billing_standin;
 pub mod monitoring_standin;
 pub mod own_emulator;
+pub mod quotas_standin;
 pub mod registry;
 pub mod standin_server;
 pub mod vertex_standin;

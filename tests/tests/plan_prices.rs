@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_plan::catalog::{self, RefreshError};
-use lifeboat_plan::prices::{PriceBook, PriceKey, StorageClass};
+use lifeboat_plan::prices::{PriceBook, PriceKey};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::topology::StorageClass;
 use lifeboat_tests::billing_standin::{self, BillingStandIn};
 
 /// The snapshot with every price changed, so a refreshed price can only
