@@ -90,6 +90,11 @@ enum Command {
         /// ($FIRESTORE_EMULATOR_HOST if set) instead of the local cloud.
         #[arg(long)]
         firestore: bool,
+        /// Read each standby region's Vertex AI serving quotas from the
+        /// Cloud Quotas API and say whether they cover what the region
+        /// would run after a failover (exit 1 when one does not).
+        #[arg(long)]
+        check_quotas: bool,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -372,6 +377,7 @@ fn main() -> ExitCode {
             refresh_prices,
             data_dir,
             firestore,
+            check_quotas,
             json,
         } => with_topology(&topology, |topology| async move {
             let book = plan::price_book(&topology, prices.as_deref(), refresh_prices).await?;
@@ -380,7 +386,7 @@ fn main() -> ExitCode {
             } else {
                 status::Source::Local(&data_dir)
             };
-            plan::run(&topology, &book, source, json).await
+            plan::run(&topology, &book, source, check_quotas, json).await
         }),
         Command::Status {
             topology,

@@ -13,6 +13,7 @@ use lifeboat_plan::catalog;
 use lifeboat_plan::cost::Category;
 use lifeboat_plan::measured::{Measured, MeasuredRto};
 use lifeboat_plan::prices::PriceBook;
+use lifeboat_plan::quota::{self, QuotaOutcome, ServingQuotas};
 use lifeboat_plan::recovery::{Expected, seconds_text};
 use lifeboat_plan::{PatternPlan, Plan, WorkloadPlan};
 use lifeboat_shared::gcp::ApiEndpoint;
@@ -140,16 +141,30 @@ pub async fn measured(topology: &Topology, source: Source<'_>) -> anyhow::Result
     Ok(measured)
 }
 
-/// Prints the plan of `topology`; returns whether it is complete (every
-/// figure and price found).
+/// `$LIFEBOAT_CLOUDQUOTAS_HOST` (`host:port`, e.g. a stand-in) when set;
+/// Google's Cloud Quotas API otherwise.
+const QUOTAS_HOST_VAR: &str = "LIFEBOAT_CLOUDQUOTAS_HOST";
+
+/// Prints the plan of `topology`, with each standby's serving quotas read
+/// from the Cloud Quotas API when `check_quotas`; returns whether it is
+/// complete (every figure and price found) and no standby lacks quota.
 pub async fn run(
     topology: &Topology,
     prices: &PriceBook,
     source: Source<'_>,
+    check_quotas: bool,
     json: bool,
 ) -> anyhow::Result<bool> {
     let measured = measured(topology, source).await?;
-    let plan = lifeboat_plan::plan(topology, prices, &measured, Utc::now());
+    let mut plan = lifeboat_plan::plan(topology, prices, &measured, Utc::now());
+    if check_quotas {
+        let endpoint = ApiEndpoint::from_env(QUOTAS_HOST_VAR, quota::PRODUCTION_URL)
+            .await
+            .context("finding credentials for the Cloud Quotas API")?;
+        let quotas = ServingQuotas::new(&endpoint).await?;
+        let needs = plan.quota_needs();
+        plan.quotas = Some(quotas.check(topology.project().as_str(), &needs).await);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -163,7 +178,12 @@ pub async fn run(
             plan.prices.stale_after_days
         );
     }
-    Ok(plan.is_complete())
+    let short = plan
+        .quotas
+        .iter()
+        .flatten()
+        .any(|finding| matches!(finding.outcome, QuotaOutcome::NotEnough { .. }));
+    Ok(plan.is_complete() && !short)
 }
 
 /// `$1,234.56`.
@@ -196,6 +216,26 @@ pub fn render(plan: &Plan) -> String {
     for workload in &plan.workloads {
         out.push('\n');
         out.push_str(&render_workload(workload));
+    }
+    out.push('\n');
+    match &plan.quotas {
+        None => out.push_str(
+            "standby quotas: not checked (`--check-quotas` reads them from the Cloud Quotas API)\n",
+        ),
+        Some(findings) if findings.is_empty() => {
+            out.push_str("standby quotas: no standby needs a known machine type\n");
+        }
+        Some(findings) => {
+            out.push_str("standby quotas (Cloud Quotas API):\n");
+            for finding in findings {
+                let mark = match finding.outcome {
+                    QuotaOutcome::NotEnough { .. } => "NOT ENOUGH",
+                    QuotaOutcome::Unknown { .. } => "unknown",
+                    QuotaOutcome::Enough { .. } | QuotaOutcome::Unlimited => "ok",
+                };
+                out.push_str(&format!("  {mark}: {finding}\n"));
+            }
+        }
     }
     out
 }

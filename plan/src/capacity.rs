@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::Pattern;
 use crate::cost::{model_standby_regions, replicas_by_region};
 use crate::machines::MachineShape;
+use crate::quota::{QuotaNeed, ServingResource};
 use crate::recovery::{ASSUMED_DEPLOY_SECONDS, ASSUMED_SCALE_UP_SECONDS};
 
 /// What one standby region needs to serve one model after a failover.
@@ -95,4 +96,40 @@ pub fn standby_capacity(topology: &Topology, workload: &Workload) -> Vec<Standby
         }
     }
     rows
+}
+
+/// What each standby region would need of the Vertex AI serving quotas
+/// after a failover: the vCPUs and accelerators of the replicas each model
+/// needs there (rows without a known machine type need nothing known).
+pub fn quota_needs(workload: &str, rows: &[StandbyCapacity]) -> Vec<QuotaNeed> {
+    let mut needs = Vec::new();
+    for row in rows {
+        let Some(machine) = &row.machine else {
+            continue;
+        };
+        let replicas = u64::from(row.replicas_needed);
+        let why = format!(
+            "{workload}/{}: {} × {}",
+            row.model, row.replicas_needed, machine.machine_type
+        );
+        needs.push(QuotaNeed {
+            region: row.region.clone(),
+            resource: ServingResource::Vcpus {
+                family: machine.family.clone(),
+            },
+            amount: replicas * u64::from(machine.vcpus),
+            why: why.clone(),
+        });
+        if let Some((accelerator, count)) = &row.accelerator {
+            needs.push(QuotaNeed {
+                region: row.region.clone(),
+                resource: ServingResource::Accelerator {
+                    accelerator: accelerator.clone(),
+                },
+                amount: replicas * u64::from(*count),
+                why,
+            });
+        }
+    }
+    needs
 }

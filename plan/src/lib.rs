@@ -23,6 +23,7 @@ use crate::capacity::StandbyCapacity;
 use crate::cost::Cost;
 use crate::measured::Measured;
 use crate::prices::{PriceBook, PriceKey, PriceSource};
+use crate::quota::{QuotaFinding, QuotaNeed};
 use crate::recovery::{Expected, ExpectedRto};
 
 /// The patterns a workload can be deployed in, cheapest first.
@@ -141,6 +142,9 @@ pub struct Plan {
     pub prices_stale_days: Option<i64>,
     /// One plan per workload, in file order.
     pub workloads: Vec<WorkloadPlan>,
+    /// What the Cloud Quotas API said of each standby's needs; `None` when
+    /// the quotas were not checked.
+    pub quotas: Option<Vec<QuotaFinding>>,
 }
 
 impl Plan {
@@ -149,6 +153,15 @@ impl Plan {
         self.workloads
             .iter()
             .all(|w| w.missing_figures.is_empty() && w.missing_prices.is_empty())
+    }
+
+    /// What every standby region would need of the serving quotas after a
+    /// failover, for every workload.
+    pub fn quota_needs(&self) -> Vec<QuotaNeed> {
+        self.workloads
+            .iter()
+            .flat_map(|w| capacity::quota_needs(&w.workload, &w.capacity))
+            .collect()
     }
 }
 
@@ -167,6 +180,7 @@ pub fn plan(
             .iter()
             .map(|workload| workload_plan(topology, workload, prices, measured))
             .collect(),
+        quotas: None,
     }
 }
 

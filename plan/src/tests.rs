@@ -402,3 +402,24 @@ fn a_price_in_another_unit_is_not_used() {
     );
     assert!(!cost.is_complete());
 }
+
+#[test]
+fn each_standby_needs_the_vcpus_and_accelerators_of_the_replicas_the_peak_needs() {
+    let text = TOPOLOGY.replace(
+        "          machine-type: n1-standard-4\n",
+        "          machine-type: n1-standard-4\n          accelerator-type: nvidia-tesla-t4\n          accelerator-count: 2\n",
+    );
+    let topology = Topology::parse(&text, "t.yaml").unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
+    let needs = plan(&topology, &book(), &Measured::default(), now).quota_needs();
+    // 3 replicas in us-east1: 12 vCPUs of n1, 6 T4s.
+    let amounts: Vec<(String, String, u64)> = needs
+        .iter()
+        .map(|n| (n.region.clone(), n.resource.to_string(), n.amount))
+        .collect();
+    assert_eq!(amounts.len(), 2, "{amounts:?}");
+    assert_eq!((amounts[0].0.as_str(), amounts[0].2), ("us-east1", 12));
+    assert_eq!((amounts[1].0.as_str(), amounts[1].2), ("us-east1", 6));
+    assert!(amounts[1].1.contains("t4"), "{amounts:?}");
+    assert_eq!(needs[0].why, "ranker/ranker-model: 3 × n1-standard-4");
+}
