@@ -215,17 +215,16 @@ pub fn sku_query(key: &PriceKey) -> SkuQuery {
         ),
         PriceKey::CloudRunVcpu { region } => query(
             CLOUD_RUN,
-            "Services CPU (Request-based billing)".to_string(),
+            "Services CPU (Instance-based billing)".to_string(),
             "",
             region,
         ),
         PriceKey::CloudRunMemory { region } => query(
             CLOUD_RUN,
-            "Services Memory (Request-based billing)".to_string(),
+            "Services Memory (Instance-based billing)".to_string(),
             "",
             region,
         ),
-        PriceKey::CloudRunRequests => query(CLOUD_RUN, "Requests".to_string(), "", GLOBAL),
     }
 }
 

@@ -14,9 +14,9 @@
 //! - BigQuery: active logical storage of the source and replica datasets.
 //! - The load balancer's forwarding rule, and Lifeboat's own always-on
 //!   services (one gateway and one failover instance per serving region, as
-//!   `infra/` deploys them, plus gateway instances for the mean load, and
-//!   the gateway's requests). The event-driven services scale to zero and
-//!   are not counted.
+//!   `infra/` deploys them, plus gateway instances for the mean load), at
+//!   Cloud Run's instance-based rates (CPU always allocated: no request
+//!   fee). The event-driven services scale to zero and are not counted.
 
 use std::collections::BTreeSet;
 
@@ -454,7 +454,7 @@ fn transfer(cost: &mut Cost, prices: &PriceBook, from: &str, to: &[String], gib:
 }
 
 /// Lifeboat's always-on services: a gateway and a failover instance per
-/// serving region, gateway instances for the mean load, and its requests.
+/// serving region, and gateway instances for the mean load.
 fn lifeboat_services(
     cost: &mut Cost,
     topology: &Topology,
@@ -518,14 +518,5 @@ fn lifeboat_services(
                 format!("{service}: {count} always-on instance(s) in {region}, memory"),
             );
         }
-    }
-    if let Some(rps) = mean_rps {
-        cost.add(
-            prices,
-            Category::Lifeboat,
-            PriceKey::CloudRunRequests,
-            rps * seconds,
-            format!("gateway: {rps} predictions a second on average"),
-        );
     }
 }

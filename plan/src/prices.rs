@@ -65,24 +65,23 @@ pub enum PriceKey {
     /// One hour of a global external Application Load Balancer's
     /// forwarding rule.
     LoadBalancerRule,
-    /// One vCPU-second of a Cloud Run service (request-based billing) in a region.
+    /// One vCPU-second of a Cloud Run service with CPU always allocated
+    /// (instance-based billing) in a region.
     CloudRunVcpu {
         /// The region.
         region: String,
     },
-    /// One GiB-second of a Cloud Run service's memory (request-based
-    /// billing) in a region.
+    /// One GiB-second of a Cloud Run service's memory with CPU always
+    /// allocated (instance-based billing) in a region.
     CloudRunMemory {
         /// The region.
         region: String,
     },
-    /// One request to a Cloud Run service.
-    CloudRunRequests,
 }
 
 impl PriceKey {
     /// The usage unit the plan counts this key in, as the catalog writes
-    /// units (`h`, `GiBy.h`, `GiBy.mo`, `GiBy`, `s`, `GiBy.s`, `count`): a
+    /// units (`h`, `GiBy.h`, `GiBy.mo`, `GiBy`, `s`, `GiBy.s`): a
     /// price in another unit cannot be used.
     pub const fn unit(&self) -> &'static str {
         match self {
@@ -94,7 +93,6 @@ impl PriceKey {
             PriceKey::InterRegionTransfer { .. } => "GiBy",
             PriceKey::CloudRunVcpu { .. } => "s",
             PriceKey::CloudRunMemory { .. } => "GiBy.s",
-            PriceKey::CloudRunRequests => "count",
         }
     }
 }
@@ -124,7 +122,6 @@ impl fmt::Display for PriceKey {
             PriceKey::LoadBalancerRule => f.write_str("load balancer forwarding rule"),
             PriceKey::CloudRunVcpu { region } => write!(f, "Cloud Run vCPU in {region}"),
             PriceKey::CloudRunMemory { region } => write!(f, "Cloud Run memory in {region}"),
-            PriceKey::CloudRunRequests => f.write_str("Cloud Run requests"),
         }
     }
 }
@@ -139,7 +136,7 @@ pub struct Price {
     /// The SKU's description in the catalog.
     pub description: String,
     /// The unit the price is per, as the catalog's usage unit
-    /// (`h`, `GiBy.h`, `GiBy.mo`, `GiBy`, `s`, `GiBy.s`, `count`).
+    /// (`h`, `GiBy.h`, `GiBy.mo`, `GiBy`, `s`, `GiBy.s`).
     pub unit: String,
     /// US dollars per unit (the first paid tier).
     pub usd_per_unit: f64,
@@ -333,7 +330,7 @@ mod tests {
 
     /// Every key the snapshot promises to price.
     fn promised_keys() -> Vec<PriceKey> {
-        let mut keys = vec![PriceKey::LoadBalancerRule, PriceKey::CloudRunRequests];
+        let mut keys = vec![PriceKey::LoadBalancerRule];
         for region in REGIONS.map(String::from) {
             for family in ["n1", "n2", "e2", "g2", "a2"] {
                 if offered(family, &region) {

@@ -17,7 +17,9 @@
 //!
 //! RPO: a checkpoint location can lose a whole checkpoint period plus the
 //! copy of the newest checkpoint; a bucket or dataset what the event path
-//! has not copied yet, bounded by the reconcile when an event is lost.
+//! has not copied yet, bounded by the reconcile when an event is lost. An
+//! active-active workload with RPO 0 writes every region itself (validation
+//! holds it to that), so it loses nothing.
 
 use lifeboat_shared::topology::{
     ASSUMED_FANOUT_BYTES_PER_SECOND, CheckpointLocation, Model, Workload,
@@ -212,6 +214,14 @@ pub fn checkpoint_loss(location: &CheckpointLocation, measured: &Measured) -> Op
 pub fn rpo(workload: &Workload, pattern: Pattern, measured: &Measured) -> Expected {
     if pattern == Pattern::SingleRegion {
         return Expected::unbounded("everything written since the region failed");
+    }
+    if pattern == Pattern::ActiveActive && workload.target_rpo().is_zero() {
+        // Validation accepts RPO 0 only for an active-active workload whose
+        // every data asset is in every region it serves from.
+        return Expected {
+            seconds: Some(0.0),
+            source: "the application writes every serving region itself".into(),
+        };
     }
     let assets = &workload.assets;
     let mut worst: Option<(f64, String)> = None;

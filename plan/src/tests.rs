@@ -72,7 +72,6 @@ fn price(key: PriceKey, unit: &str, usd_per_unit: f64) -> Price {
 fn book() -> PriceBook {
     let mut prices = vec![
         price(PriceKey::LoadBalancerRule, "h", 0.025),
-        price(PriceKey::CloudRunRequests, "count", 0.000_000_4),
         price(
             PriceKey::InterRegionTransfer {
                 from: "us-central1".into(),
@@ -195,8 +194,7 @@ fn each_pattern_costs_what_it_keeps_running_and_copies() {
     let seconds = 730.0 * 3600.0;
     let per_region =
         seconds * (0.000_024 + 0.5 * 0.000_002_5) + seconds * (0.000_024 + 0.25 * 0.000_002_5);
-    let requests = 100.0 * seconds * 0.000_000_4;
-    let pilot = single + replicas + copies + balancer + 2.0 * per_region + requests;
+    let pilot = single + replicas + copies + balancer + 2.0 * per_region;
     assert_close(
         pattern(&plan, Pattern::PilotLight).cost.monthly_usd,
         pilot,
