@@ -52,6 +52,20 @@ async fn the_production_example_is_planned_from_the_shipped_prices() {
     }
     assert!(out.contains("← recommended"), "{out}");
     assert!(out.contains("standby quotas: not checked"), "{out}");
+    // The README shows this very table.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let table: Vec<&str> = out
+        .lines()
+        .skip_while(|line| !line.starts_with("workload recommendations"))
+        .take(6)
+        .collect();
+    assert!(
+        readme.contains(&table.join("\n")),
+        "README.md's plan table is not what `lifeboat plan` prints now:\n{}",
+        table.join("\n")
+    );
 
     let (ok, json, err) = plan(&["--topology", topology, "--json"], &[]).await;
     assert!(ok, "{err}");
