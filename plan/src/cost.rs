@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use lifeboat_shared::topology::{Model, Topology, Workload};
+use lifeboat_shared::topology::{ByteSize, Model, StorageClass, Topology, Workload};
 use serde::Serialize;
 
 use crate::Pattern;
@@ -232,92 +232,51 @@ pub fn cost(
     let replicated = pattern != Pattern::SingleRegion;
     prediction(&mut cost, topology, workload, pattern, prices);
 
-    let storage_regions = |replicas: Vec<String>| {
-        let mut regions = vec![primary.clone()];
-        if replicated {
-            regions.extend(replicas);
-        }
-        regions
+    let copies = Copies {
+        primary: &primary,
+        replicated,
     };
     for bucket in &workload.assets.buckets {
-        let id = bucket.id.as_str();
-        let replicas: Vec<String> = bucket
-            .replicas
-            .keys()
-            .map(|r| r.as_str().to_owned())
-            .collect();
-        match bucket.size {
-            Some(size) => {
-                for region in storage_regions(replicas.clone()) {
-                    let class = if region == primary {
-                        lifeboat_shared::topology::StorageClass::Standard
-                    } else {
-                        bucket.storage_class
-                    };
-                    cost.add(
-                        prices,
-                        Category::Storage,
-                        PriceKey::Storage {
-                            class,
-                            region: region.clone(),
-                        },
-                        size.gib(),
-                        format!("bucket {id} ({size}, {}) in {region}", class.name()),
-                    );
-                }
+        let class = bucket.storage_class;
+        let asset = DataAsset {
+            what: format!("bucket {}", bucket.id),
+            id: bucket.id.as_str(),
+            size: bucket.size,
+            written_per_day: bucket.written_per_day,
+            replicas: bucket
+                .replicas
+                .keys()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+        };
+        copies.data(&mut cost, prices, &asset, Category::Storage, |region| {
+            PriceKey::Storage {
+                class: if region == primary {
+                    StorageClass::Standard
+                } else {
+                    class
+                },
+                region: region.to_owned(),
             }
-            None => cost.missing(id, "size"),
-        }
-        if replicated {
-            match bucket.written_per_day {
-                Some(daily) => transfer(
-                    &mut cost,
-                    prices,
-                    &primary,
-                    &replicas,
-                    daily.gib() * DAYS_PER_MONTH,
-                    &format!("bucket {id}: {daily} a day"),
-                ),
-                None => cost.missing(id, "written-per-day"),
-            }
-        }
+        });
     }
     for dataset in &workload.assets.datasets {
-        let id = dataset.id.as_str();
-        let replicas: Vec<String> = dataset
-            .replicas
-            .keys()
-            .map(|r| r.as_str().to_owned())
-            .collect();
-        match dataset.size {
-            Some(size) => {
-                for region in storage_regions(replicas.clone()) {
-                    cost.add(
-                        prices,
-                        Category::Bigquery,
-                        PriceKey::BigQueryStorage {
-                            region: region.clone(),
-                        },
-                        size.gib(),
-                        format!("dataset {id} ({size}) in {region}"),
-                    );
-                }
+        let asset = DataAsset {
+            what: format!("dataset {}", dataset.id),
+            id: dataset.id.as_str(),
+            size: dataset.size,
+            written_per_day: dataset.written_per_day,
+            replicas: dataset
+                .replicas
+                .keys()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+        };
+        copies.data(&mut cost, prices, &asset, Category::Bigquery, |region| {
+            PriceKey::BigQueryStorage {
+                region: region.to_owned(),
             }
-            None => cost.missing(id, "size"),
-        }
-        if replicated {
-            match dataset.written_per_day {
-                Some(daily) => transfer(
-                    &mut cost,
-                    prices,
-                    &primary,
-                    &replicas,
-                    daily.gib() * DAYS_PER_MONTH,
-                    &format!("dataset {id}: {daily} a day"),
-                ),
-                None => cost.missing(id, "written-per-day"),
-            }
-        }
+        });
     }
     for location in &workload.assets.checkpoints {
         let id = location.id.as_str();
@@ -331,12 +290,12 @@ pub fn cost(
             continue;
         };
         let kept = location.keep_newest.count();
-        for region in storage_regions(replicas.clone()) {
+        for region in copies.regions(&replicas) {
             cost.add(
                 prices,
                 Category::Storage,
                 PriceKey::Storage {
-                    class: lifeboat_shared::topology::StorageClass::Standard,
+                    class: StorageClass::Standard,
                     region: region.clone(),
                 },
                 size.gib() * f64::from(kept),
@@ -371,6 +330,69 @@ pub fn cost(
         lifeboat_services(&mut cost, topology, workload, prices);
     }
     cost
+}
+
+/// A bucket or dataset: what it holds, what is written into it each day,
+/// and its replica regions.
+struct DataAsset<'a> {
+    /// `bucket recsys-features`.
+    what: String,
+    id: &'a str,
+    size: Option<ByteSize>,
+    written_per_day: Option<ByteSize>,
+    replicas: Vec<String>,
+}
+
+/// Where a pattern keeps copies of data: the primary, and the replica
+/// regions when it replicates.
+struct Copies<'a> {
+    primary: &'a str,
+    replicated: bool,
+}
+
+impl Copies<'_> {
+    /// The regions holding a copy of an asset replicated to `replicas`.
+    fn regions(&self, replicas: &[String]) -> Vec<String> {
+        let mut regions = vec![self.primary.to_owned()];
+        if self.replicated {
+            regions.extend(replicas.iter().cloned());
+        }
+        regions
+    }
+
+    /// `asset` stored in every region holding a copy (priced by `stored`),
+    /// and each day's writes copied to its replicas.
+    fn data(
+        &self,
+        cost: &mut Cost,
+        prices: &PriceBook,
+        asset: &DataAsset<'_>,
+        category: Category,
+        stored: impl Fn(&str) -> PriceKey,
+    ) {
+        match asset.size {
+            Some(size) => {
+                for region in self.regions(&asset.replicas) {
+                    let what = format!("{} ({size}) in {region}", asset.what);
+                    cost.add(prices, category, stored(&region), size.gib(), what);
+                }
+            }
+            None => cost.missing(asset.id, "size"),
+        }
+        if self.replicated {
+            match asset.written_per_day {
+                Some(daily) => transfer(
+                    cost,
+                    prices,
+                    self.primary,
+                    &asset.replicas,
+                    daily.gib() * DAYS_PER_MONTH,
+                    &format!("{}: {daily} a day", asset.what),
+                ),
+                None => cost.missing(asset.id, "written-per-day"),
+            }
+        }
+    }
 }
 
 /// Prediction nodes: vCPU, memory and accelerator hours per region.
