@@ -95,3 +95,25 @@ fn a_pilot_light_model_without_its_machine_type_is_refused_saying_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_checkpoint_whose_copy_passes_the_rpo_is_warned_but_valid() {
+    let text = std::fs::read_to_string(repository_file("examples/production-three-region.yaml"))
+        .expect("example");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let big = dir.path().join("big.yaml");
+    std::fs::write(
+        &big,
+        text.replace("checkpoint-size: 8GiB", "checkpoint-size: 40GiB"),
+    )
+    .expect("written");
+    let output = validate(&big);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("workloads[0].assets.checkpoints[0].interval-steps")
+            && stderr.contains("beyond the RPO 5m"),
+        "{stderr}"
+    );
+}
