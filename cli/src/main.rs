@@ -8,6 +8,7 @@ mod plan;
 mod release;
 mod status;
 mod sync;
+mod topology_file;
 mod traffic;
 mod validate;
 mod write_checkpoint;
@@ -16,9 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::Topology;
+use topology_file::TopologyFile;
 
 /// Multi-region disaster recovery for ML workloads on Google Cloud.
 #[derive(Debug, Parser)]
@@ -45,9 +47,8 @@ enum Command {
     /// versions present, version deployed, time to arrive and parity;
     /// exits 1 when one is not in parity.
     Status {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -70,9 +71,8 @@ enum Command {
     /// RPO; and whether each standby could take the load in time. Exits 1
     /// when a figure or price is missing (the plan is incomplete).
     Plan {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// A price file (from `--refresh-prices`); without it, the snapshot
         /// shipped with Lifeboat.
         #[arg(long, env = "LIFEBOAT_PRICES")]
@@ -115,9 +115,8 @@ enum Command {
         /// RPO, or within the hold-down (never to an unhealthy region).
         #[arg(long)]
         force: bool,
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -132,21 +131,26 @@ enum Command {
     Failback {
         /// The workload's id.
         workload: String,
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
+    },
+    /// Prints the completion script of `lifeboat` for SHELL, e.g.
+    /// `lifeboat completions bash > ~/.local/share/bash-completion/completions/lifeboat`
+    /// or `lifeboat completions zsh > ~/.zfunc/_lifeboat`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
 /// Where the drill commands find the drill service.
 #[derive(Debug, clap::Args)]
 struct DrillAt {
-    /// The topology YAML file.
-    #[arg(long)]
-    topology: PathBuf,
+    #[command(flatten)]
+    topology: TopologyFile,
     /// The local cloud's data directory.
     #[arg(long, default_value = ".lifeboat")]
     data_dir: PathBuf,
@@ -208,9 +212,8 @@ enum SyncCommand {
     /// copies every table of every protected dataset whose source is newer
     /// than its last verified copy.
     Reconcile {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// Reconcile the local cloud kept in this data directory instead of
         /// Google Cloud (or the emulators named by STORAGE_EMULATOR_HOST and
         /// FIRESTORE_EMULATOR_HOST).
@@ -228,20 +231,20 @@ enum LocalCommand {
     /// fanned out, predictions through the gateway, the primary failed,
     /// detected, failed over, healed and failed back; prints the measured
     /// RTO with its parts, the failed requests and the RPO at failure.
-    /// Exits 1 unless the workload's targets held.
+    /// Exits 1 unless the workload's targets held. With no topology given
+    /// or found, runs on the built-in production example (written into
+    /// the data directory).
     Demo {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// Where the demo's local cloud is kept (cleared first).
         #[arg(long, default_value = ".lifeboat-demo")]
         data_dir: PathBuf,
     },
     /// Starts every region of a topology in this process, until Ctrl-C.
     Up {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// Where storage, state and events are kept (survives restarts).
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -252,9 +255,8 @@ enum LocalCommand {
     /// Writes a checkpoint into the primary's local bucket like a training
     /// job: every shard, then the commit marker.
     WriteCheckpoint {
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -282,9 +284,8 @@ enum LocalCommand {
         /// The version id to give it (default: the next one).
         #[arg(long)]
         version: Option<String>,
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -298,9 +299,8 @@ enum LocalCommand {
     FailRegion {
         /// The region.
         region: String,
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -312,9 +312,8 @@ enum LocalCommand {
     HealRegion {
         /// The region.
         region: String,
-        /// The topology YAML file.
-        #[arg(long)]
-        topology: PathBuf,
+        #[command(flatten)]
+        topology: TopologyFile,
         /// The local cloud's data directory.
         #[arg(long, default_value = ".lifeboat")]
         data_dir: PathBuf,
@@ -323,13 +322,25 @@ enum LocalCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.command {
+    match run(cli.command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("lifeboat: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command; `Ok(false)` when it ran but its answer is no (exit 1).
+fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
         Command::Validate { file } => validate::run(&file),
         Command::Local(LocalCommand::Up {
             topology,
             data_dir,
             port,
-        }) => local_up(&topology, &data_dir, port).map(|()| true),
+        }) => local_up(&topology.path()?, &data_dir, port).map(|()| true),
         Command::Local(LocalCommand::WriteCheckpoint {
             topology,
             data_dir,
@@ -339,7 +350,7 @@ fn main() -> ExitCode {
             size,
         }) => {
             let shape = write_checkpoint::Shape { step, shards, size };
-            with_topology(&topology, |topology| async move {
+            with_topology(&topology.path()?, |topology| async move {
                 write_checkpoint::run(&topology, &data_dir, location.as_deref(), shape)
                     .await
                     .map(|()| true)
@@ -351,11 +362,12 @@ fn main() -> ExitCode {
             topology,
             data_dir,
             timeout,
-        }) => with_topology(&topology, |topology| async move {
+        }) => with_topology(&topology.path()?, |topology| async move {
             let timeout = std::time::Duration::from_secs(timeout);
             release::run(&topology, &data_dir, &model, version, timeout).await
         }),
         Command::Local(LocalCommand::Demo { topology, data_dir }) => {
+            let topology = topology.path_or_example(&data_dir)?;
             with_topology(&topology, |topology| async move {
                 demo::run(topology, &data_dir).await
             })
@@ -365,12 +377,12 @@ fn main() -> ExitCode {
             topology,
             data_dir,
             mode,
-        }) => set_fault(&topology, &data_dir, &region, Some(mode)),
+        }) => set_fault(&topology.path()?, &data_dir, &region, Some(mode)),
         Command::Local(LocalCommand::HealRegion {
             region,
             topology,
             data_dir,
-        }) => set_fault(&topology, &data_dir, &region, None),
+        }) => set_fault(&topology.path()?, &data_dir, &region, None),
         Command::Plan {
             topology,
             prices,
@@ -379,7 +391,7 @@ fn main() -> ExitCode {
             firestore,
             check_quotas,
             json,
-        } => with_topology(&topology, |topology| async move {
+        } => with_topology(&topology.path()?, |topology| async move {
             let book = plan::price_book(&topology, prices.as_deref(), refresh_prices).await?;
             let source = if firestore {
                 status::Source::Firestore
@@ -394,7 +406,7 @@ fn main() -> ExitCode {
             firestore,
             json,
             models,
-        } => with_topology(&topology, |topology| async move {
+        } => with_topology(&topology.path()?, |topology| async move {
             let source = if firestore {
                 status::Source::Firestore
             } else {
@@ -413,7 +425,7 @@ fn main() -> ExitCode {
             force,
             topology,
             data_dir,
-        } => with_topology(&topology, |topology| async move {
+        } => with_topology(&topology.path()?, |topology| async move {
             let by = std::env::var("USER").unwrap_or_else(|_| "an operator".to_string());
             let asked = lifeboat_failover::ManualMove { to, force, by };
             traffic::run(&topology, &data_dir, &workload, traffic::Ask::Move(&asked)).await
@@ -422,7 +434,7 @@ fn main() -> ExitCode {
             workload,
             topology,
             data_dir,
-        } => with_topology(&topology, |topology| async move {
+        } => with_topology(&topology.path()?, |topology| async move {
             traffic::run(&topology, &data_dir, &workload, traffic::Ask::Failback).await
         }),
         Command::Drill(command) => {
@@ -433,7 +445,7 @@ fn main() -> ExitCode {
                 | DrillCommand::Report { at, .. } => at,
             };
             let (data_dir, json) = (at.data_dir.clone(), at.json);
-            with_topology(&at.topology.clone(), |topology| async move {
+            with_topology(&at.topology.path()?, |topology| async move {
                 let service = drill::DrillService::local(&topology, &data_dir)?;
                 match command {
                     DrillCommand::List { .. } => drill::list(&service, json).await,
@@ -456,14 +468,12 @@ fn main() -> ExitCode {
             topology,
             local,
             concurrency,
-        }) => sync::reconcile(&topology, local.as_deref(), concurrency),
-    };
-    match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("lifeboat: {error:#}");
-            ExitCode::FAILURE
+        }) => sync::reconcile(&topology.path()?, local.as_deref(), concurrency),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            let name = command.get_name().to_string();
+            clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
+            Ok(true)
         }
     }
 }
@@ -518,7 +528,7 @@ fn local_up(
     data_dir: &std::path::Path,
     port: u16,
 ) -> anyhow::Result<()> {
-    lifeboat_shared::telemetry::init("lifeboat-local");
+    lifeboat_shared::telemetry::init("lifeboat-local")?;
     let topology =
         Topology::load(topology_file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -678,14 +678,16 @@ async fn a_released_model_version_reaches_both_standbys_whose_endpoints_answer_w
     assert!(status.success());
 }
 
+/// With no topology given or found, the demo runs on the built-in
+/// production example.
 #[test]
 fn the_demo_runs_the_outage_and_restore_drills_and_reports_the_rto_against_the_targets() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["local", "demo", "--topology"])
-        .arg(example())
-        .arg("--data-dir")
+        .args(["local", "demo", "--data-dir"])
         .arg(data_dir.path())
+        .current_dir(data_dir.path())
+        .env_remove("LIFEBOAT_TOPOLOGY")
         .output()
         .expect("lifeboat runs");
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -694,7 +696,13 @@ fn the_demo_runs_the_outage_and_restore_drills_and_reports_the_rto_against_the_t
         "{printed}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let written = data_dir.path().join("production-three-region.yaml");
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("the example, written"),
+        std::fs::read_to_string(example()).expect("the example")
+    );
     for line in [
+        "no topology given: the built-in production example, written to",
         "checkpoint step 100 of recsys-ranker-training verified in every target region",
         "us-central1 failed at",
         "RTO ",

@@ -5,47 +5,118 @@
 //! line carries `serviceContext.service`, and, when `GOOGLE_CLOUD_PROJECT` is
 //! set and the line belongs to a request span carrying a `trace_id` (see
 //! [`crate::server`]), `logging.googleapis.com/trace`, so the console groups
-//! a request's logs under the caller's trace. Locally, `LIFEBOAT_LOG=pretty`
-//! prints human-readable lines instead. `RUST_LOG` filters (default `info`).
+//! a request's logs under the caller's trace. On a terminal, people read the
+//! logs: one compact line per event instead (see [`LogFormat::choose`]).
+//! `RUST_LOG` filters (default `info`).
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal as _, Write};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// The variable that selects the human-readable format (`pretty`).
-pub const FORMAT_VARIABLE: &str = "LIFEBOAT_LOG";
+/// The variable that chooses the log format: `json` or `text`.
+pub const FORMAT_VARIABLE: &str = "LIFEBOAT_LOG_FORMAT";
+/// The variable Cloud Run sets in every service's environment.
+pub const CLOUD_RUN_VARIABLE: &str = "K_SERVICE";
 /// The variable naming the project that traces are recorded in.
 pub const PROJECT_VARIABLE: &str = "GOOGLE_CLOUD_PROJECT";
 
-/// Installs the global subscriber for `service_name`. Returns `false`, and
-/// changes nothing, when one is already installed, so tests and a CLI that
-/// mounts several services may call it more than once.
-pub fn init(service_name: &str) -> bool {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let pretty = std::env::var(FORMAT_VARIABLE).is_ok_and(|format| format == "pretty");
-    let registry = tracing_subscriber::registry().with(filter);
-    if pretty {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init()
-            .is_ok()
-    } else {
-        let writer = CloudLoggingWriter::new(
-            service_name,
-            std::env::var(PROJECT_VARIABLE)
-                .ok()
-                .filter(|p| !p.is_empty()),
-        );
-        registry
-            .with(tracing_stackdriver::layer().with_writer(writer))
-            .try_init()
-            .is_ok()
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, in the shape Cloud Logging reads.
+    Json,
+    /// One compact human-readable line per event.
+    Text,
+}
+
+/// [`FORMAT_VARIABLE`] holds something other than a format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{FORMAT_VARIABLE}={value:?} is not a log format: use json or text")]
+pub struct UnknownLogFormat {
+    /// The value found.
+    pub value: String,
+}
+
+impl LogFormat {
+    /// The format for a process: `requested` (the value of
+    /// [`FORMAT_VARIABLE`], empty counting as unset) when given; else text
+    /// when stdout is a terminal outside Cloud Run, since people read it;
+    /// else JSON, which Cloud Logging and other collectors read.
+    pub fn choose(
+        stdout_is_terminal: bool,
+        on_cloud_run: bool,
+        requested: Option<&str>,
+    ) -> Result<Self, UnknownLogFormat> {
+        match requested.map(str::trim).filter(|value| !value.is_empty()) {
+            Some(value) if value.eq_ignore_ascii_case("json") => Ok(Self::Json),
+            Some(value) if value.eq_ignore_ascii_case("text") => Ok(Self::Text),
+            Some(value) => Err(UnknownLogFormat {
+                value: value.to_owned(),
+            }),
+            None if stdout_is_terminal && !on_cloud_run => Ok(Self::Text),
+            None => Ok(Self::Json),
+        }
     }
+
+    /// The format for this process, from its stdout and environment.
+    pub fn from_env() -> Result<Self, UnknownLogFormat> {
+        Self::choose(
+            io::stdout().is_terminal(),
+            std::env::var_os(CLOUD_RUN_VARIABLE).is_some(),
+            std::env::var(FORMAT_VARIABLE).ok().as_deref(),
+        )
+    }
+}
+
+/// Installs the global subscriber for `service_name`, in the format
+/// [`LogFormat::from_env`] chooses. Returns `Ok(false)`, and changes
+/// nothing, when one is already installed, so tests and a CLI that mounts
+/// several services may call it more than once.
+pub fn init(service_name: &str) -> Result<bool, UnknownLogFormat> {
+    let format = LogFormat::from_env()?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Text => registry
+            .with(text_layer(io::stdout, io::stdout().is_terminal()))
+            .try_init()
+            .is_ok(),
+        LogFormat::Json => {
+            let writer = CloudLoggingWriter::new(
+                service_name,
+                std::env::var(PROJECT_VARIABLE)
+                    .ok()
+                    .filter(|p| !p.is_empty()),
+            );
+            registry
+                .with(tracing_stackdriver::layer().with_writer(writer))
+                .try_init()
+                .is_ok()
+        }
+    };
+    Ok(installed)
+}
+
+/// The human-readable layer: time, level, the event's message and fields
+/// and its spans on one line, colored when `ansi`.
+fn text_layer<S, W>(writer: W, ansi: bool) -> impl Layer<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .compact()
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer)
 }
 
 /// Writes each JSON log line to stdout after adding the fields Cloud Logging
@@ -160,8 +231,92 @@ mod tests {
     #[test]
     fn init_twice_is_harmless() {
         // Installs the subscriber, unless another test already did.
-        init("telemetry-test");
-        assert!(!init("telemetry-test"), "the second call changes nothing");
+        init("telemetry-test").expect("the test runner's format");
+        assert_eq!(
+            init("telemetry-test"),
+            Ok(false),
+            "the second call changes nothing"
+        );
+    }
+
+    #[test]
+    fn people_get_text_and_collectors_get_json_unless_asked_otherwise() {
+        use LogFormat::{Json, Text};
+        // (stdout is a terminal, on Cloud Run, LIFEBOAT_LOG_FORMAT) -> format
+        let cases = [
+            (true, false, None, Text),
+            (false, false, None, Json),
+            (true, true, None, Json),
+            (false, true, None, Json),
+            (true, false, Some(""), Text),
+            (true, false, Some("json"), Json),
+            (false, true, Some("text"), Text),
+            (false, false, Some("TEXT"), Text),
+            (true, true, Some(" json "), Json),
+        ];
+        for (terminal, cloud_run, requested, expected) in cases {
+            assert_eq!(
+                LogFormat::choose(terminal, cloud_run, requested),
+                Ok(expected),
+                "terminal {terminal}, Cloud Run {cloud_run}, {requested:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_format_names_the_variable_and_the_formats() {
+        let error = LogFormat::choose(true, false, Some("pretty")).expect_err("unknown");
+        assert_eq!(error.value, "pretty");
+        let message = error.to_string();
+        for part in ["LIFEBOAT_LOG_FORMAT", "\"pretty\"", "json", "text"] {
+            assert!(message.contains(part), "{message} names {part}");
+        }
+    }
+
+    /// A writer into a buffer the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_lines_are_compact_lines_not_json() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(text_layer(move || writer.clone(), false));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("failover", workload = "fraud");
+            let _entered = span.enter();
+            tracing::warn!(region = "us-east1", "region failed its probes");
+        });
+        let output = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("UTF-8");
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines.len(), 1, "one line per event: {output}");
+        let line = lines[0];
+        assert!(
+            serde_json::from_str::<Value>(line).is_err(),
+            "not JSON: {line}"
+        );
+        for part in [
+            "WARN",
+            "region failed its probes",
+            "region=\"us-east1\"",
+            "failover",
+            "workload=\"fraud\"",
+        ] {
+            assert!(line.contains(part), "{line} holds {part}");
+        }
+        assert!(!line.contains('\u{1b}'), "no colors when not asked: {line}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifeboat_shared::telemetry::init(SERVICE);
+    lifeboat_shared::telemetry::init(SERVICE)?;
     let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
     let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let project = topology.project().as_str().to_string();

@@ -31,7 +31,7 @@ use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifeboat_shared::telemetry::init(SERVICE_NAME);
+    lifeboat_shared::telemetry::init(SERVICE_NAME)?;
     let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
     let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let gateway_url = std::env::var(GATEWAY_URL_VARIABLE).with_context(|| {

@@ -23,7 +23,7 @@ use lifeboat_shared::topology::Topology;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifeboat_shared::telemetry::init(SERVICE_NAME);
+    lifeboat_shared::telemetry::init(SERVICE_NAME)?;
     let path = std::env::var("LIFEBOAT_TOPOLOGY").context("LIFEBOAT_TOPOLOGY is not set")?;
     let topology = Topology::load(&path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let targets = std::env::var("LIFEBOAT_PROBE_TARGETS").unwrap_or_else(|_| "{}".to_string());

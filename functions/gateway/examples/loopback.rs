@@ -50,7 +50,7 @@ async fn upstream(port: u16) -> anyhow::Result<()> {
 }
 
 async fn gateway(port: u16, upstream: &str) -> anyhow::Result<()> {
-    lifeboat_shared::telemetry::init(SERVICE_NAME);
+    lifeboat_shared::telemetry::init(SERVICE_NAME)?;
     let dir = tempfile::tempdir()?;
     let state: Arc<dyn StateStore> = Arc::new(LocalStateStore::open(dir.path()).await?);
     let weights = BTreeMap::from([("us-central1".to_string(), 100)]);

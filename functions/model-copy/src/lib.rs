@@ -114,8 +114,9 @@ pub enum RegionOutcome {
         region: RegionId,
         /// What the copy found or did.
         present: copy::Present,
-        /// What the standby endpoint serves, when it keeps one and it
-        /// answered.
+        /// What the region's endpoint serves, when it has one and it
+        /// answered: kept serving the version for a warm standby, else as
+        /// found.
         serving: Option<Serving>,
         /// Why the region is not in parity although the version is there
         /// (its warm endpoint could not be made to serve it, or its
@@ -487,7 +488,7 @@ async fn to_region(
             let serving =
                 match warm_standby(context, workload, asset, &present.model, version, region) {
                     Some(standby) => serve_alone(context, &standby).await.map(Some),
-                    None => Ok(None),
+                    None => Ok(found_serving(context, asset, &present.model, region).await),
                 };
             let pullable = match present.model.version(&present.version_id) {
                 Some(copied) => {
@@ -664,6 +665,28 @@ fn reach_millis(created_at: Option<chrono::DateTime<Utc>>, present: &copy::Prese
         None => i64::try_from(present.took.as_millis()).unwrap_or(i64::MAX),
     };
     u64::try_from(millis).ok()
+}
+
+/// What `asset`'s endpoint in `region` serves where model-copy leaves it
+/// as it is, so its parity record says so; `None` without an endpoint
+/// there, serving nothing of the model, or unreadable (logged: this is only
+/// reported, the copy stands).
+async fn found_serving(
+    context: &CopyContext,
+    asset: &Model,
+    model: &RegisteredModel,
+    region: &RegionId,
+) -> Option<Serving> {
+    let endpoint_id = asset.endpoints.get(region)?;
+    let project = context.topology.project().as_str();
+    let endpoint = EndpointRef::new(project, region.clone(), endpoint_id);
+    match standby::served(context.registry.as_ref(), &endpoint, model).await {
+        Ok(found) => found.map(Serving::Found),
+        Err(error) => {
+            tracing::warn!(%endpoint, %error, "what the endpoint serves could not be read");
+            None
+        }
+    }
 }
 
 /// The warm standby to keep serving in `region`, if the workload keeps one

@@ -17,13 +17,16 @@ pub enum Serving {
     Version(String),
     /// A newer version already deployed, kept.
     Newer(String),
+    /// What the endpoint was found serving, left as it is: the topology
+    /// pins the version, or the pattern keeps no warm standby there.
+    Found(String),
 }
 
 impl Serving {
     /// The source version the endpoint serves.
     pub fn source_version(&self) -> &str {
         match self {
-            Serving::Version(v) | Serving::Newer(v) => v,
+            Serving::Version(v) | Serving::Newer(v) | Serving::Found(v) => v,
         }
     }
 }
@@ -55,6 +58,25 @@ fn source_of(model: &RegisteredModel, version_id: &str) -> String {
         .version(version_id)
         .and_then(|v| v.source_version.clone())
         .unwrap_or_else(|| version_id.to_string())
+}
+
+/// The source version of `model` that `endpoint` serves (its deployment
+/// taking the most traffic), if it serves one; `None` as well when the
+/// endpoint does not exist.
+pub async fn served(
+    registry: &dyn ModelRegistry,
+    endpoint: &EndpointRef,
+    model: &RegisteredModel,
+) -> Result<Option<String>, ModelError> {
+    let current = match registry.endpoint(endpoint).await {
+        Ok(current) => current,
+        Err(ModelError::NotFound { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    Ok(current
+        .serving()
+        .filter(|deployed| deployed.model_id == model.model.model_id)
+        .map(|deployed| source_of(model, &deployed.version_id)))
 }
 
 /// Makes the standby endpoint serve `standby.source_version`, unless it

@@ -392,6 +392,11 @@ fn context_topology() -> Topology {
 /// The churn model's workload as `pattern` keeps it, europe-west4 its
 /// second region.
 fn pattern_topology(pattern: Pattern) -> Topology {
+    Topology::parse(&pattern_yaml(pattern), "pattern.yaml").expect("valid topology")
+}
+
+/// The text of [`pattern_topology`].
+fn pattern_yaml(pattern: Pattern) -> String {
     let (role, class, standby) = match pattern {
         Pattern::ActiveActive => ("standby", "online-inference", ""),
         Pattern::ActivePassive => (
@@ -401,7 +406,7 @@ fn pattern_topology(pattern: Pattern) -> Topology {
         ),
         Pattern::PilotLight => ("pilot-light", "research-training", ""),
     };
-    let yaml = TOPOLOGY
+    TOPOLOGY
         .replace("role: pilot-light", &format!("role: {role}"))
         .replace("class: research-training", &format!("class: {class}"))
         .replace(
@@ -411,8 +416,7 @@ fn pattern_topology(pattern: Pattern) -> Topology {
         .replace(
             "          serving-replicas: 1\n",
             &format!("          serving-replicas: 1\n{standby}"),
-        );
-    Topology::parse(&yaml, "pattern.yaml").expect("valid topology")
+        )
 }
 
 /// With the primary dark, a new version cannot be copied: the event gets a
@@ -536,4 +540,86 @@ async fn every_pattern_with_the_primary_dark_fails_copies_transiently_and_keeps_
     ] {
         with_the_primary_dark_copies_fail_transiently_and_parity_is_kept(pattern).await;
     }
+}
+
+/// A warm standby whose version the topology pins is left as it is by
+/// model-copy, but its parity record and row still say what its endpoint
+/// serves (the local cloud's standbys serve the pinned version from start).
+#[tokio::test]
+async fn a_pinned_warm_standby_reports_the_version_its_endpoint_serves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = Arc::new(LocalStateStore::open(dir.path()).await.expect("state"));
+    let registry = Arc::new(LocalRegistry::new(state.clone()));
+    let primary = RegionId::new("us-central1").expect("region");
+    let standby = RegionId::new("europe-west4").expect("region");
+    let source = ModelRef::new("acme-ml-prod", primary.clone(), "churn-model");
+    registry
+        .upload(
+            &source,
+            "churn model",
+            conformance::version("1", "2026-11-25T15:00:00Z"),
+        )
+        .await
+        .expect("upload");
+    let operation = registry
+        .start_copy(&source, "1", &standby)
+        .await
+        .expect("copy");
+    lifeboat_shared::models::wait(registry.as_ref(), operation, &TEST_BACKOFF, "copy")
+        .await
+        .expect("copied");
+    let here = registry
+        .model(&source.in_region(&standby))
+        .await
+        .expect("read")
+        .expect("copied");
+    let endpoint = EndpointRef::new("acme-ml-prod", standby.clone(), "400");
+    registry.create_endpoint(&endpoint).await.expect("endpoint");
+    let warm = WarmStandby {
+        endpoint,
+        model: &here,
+        source_version: "1",
+        replicas: 1,
+        machine_type: Some("n1-standard-4"),
+        primary_endpoint: None,
+    };
+    crate::standby::keep_serving(registry.as_ref(), &warm, &TEST_BACKOFF)
+        .await
+        .expect("the standby serves version 1");
+
+    let pinned = pattern_yaml(Pattern::ActivePassive).replace(
+        "          serving-replicas: 1\n",
+        "          serving-replicas: 1\n          version: \"1\"\n",
+    );
+    let topology = Topology::parse(&pinned, "pinned.yaml").expect("valid topology");
+    assert_eq!(
+        topology.workloads()[0].assets.models[0].version.as_deref(),
+        Some("1")
+    );
+    let context = CopyContext {
+        topology: Arc::new(topology.clone()),
+        registry: registry.clone(),
+        state: state.clone(),
+        storage: artifact_store(dir.path()).await,
+        mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
+        options: CopyOptions {
+            operation: TEST_BACKOFF,
+            ..CopyOptions::default()
+        },
+    };
+    let answer = router(context)
+        .oneshot(push("m-1", r#"{"model": "churn"}"#))
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let record = parity::read(state.as_ref(), "churn", "europe-west4")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(record.deployed_version.as_deref(), Some("1"), "{record:?}");
+    let rows = parity::report(&topology, state.as_ref())
+        .await
+        .expect("report");
+    assert_eq!(rows[0].deployed_version.as_deref(), Some("1"), "{rows:?}");
+    assert!(rows[0].parity, "{rows:?}");
 }
