@@ -6,5 +6,14 @@
 //!
 //! - [`parity`]: model version parity per model and region (written by
 //!   model-copy).
+//! - [`checkpoint_rpo`]: the newest checkpoint complete per location and
+//!   region, and the RPO exposure it implies (written by checkpoint-fanout).
+//! - [`data_rpo`]: the oldest unreplicated change per bucket or dataset and
+//!   region, and the RPO exposure it implies (written by data-sync).
+//! - [`incident`]: every step and the decision of each incident, failback
+//!   and manual move (written by failover).
 
+pub mod checkpoint_rpo;
+pub mod data_rpo;
+pub mod incident;
 pub mod parity;
