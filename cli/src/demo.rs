@@ -19,7 +19,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use lifeboat_drill::run::{DrillRun, RunState};
 use lifeboat_gateway::{ATTEMPTS_HEADER, REGION_HEADER};
-use lifeboat_model_copy::parity::ParityRow;
+use lifeboat_shared::records::parity::ParityRow;
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 

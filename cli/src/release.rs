@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lifeboat_model_copy::parity::ParityRow;
+use lifeboat_shared::records::parity::ParityRow;
 use lifeboat_shared::topology::Topology;
 
 use crate::local_cloud::releases::RELEASE_PATH;

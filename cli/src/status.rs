@@ -13,11 +13,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
-use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
-use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
 use lifeboat_drill::runner::{self as drill_runner, DrillOverview};
-use lifeboat_failover::record::{self as incident_record, IncidentRecord, Outcome};
-use lifeboat_model_copy::parity::{self, ParityRow};
+use lifeboat_shared::records::checkpoint_rpo;
+use lifeboat_shared::records::data_rpo::{self, AssetKind};
+use lifeboat_shared::records::incident::{self as incident_record, IncidentRecord, Outcome};
+use lifeboat_shared::records::parity::{self, ParityRow};
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};

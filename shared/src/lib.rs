@@ -12,6 +12,7 @@ pub mod models;
 pub mod outage;
 pub mod pause;
 pub mod poison;
+pub mod records;
 pub mod routing;
 pub mod server;
 pub mod state;

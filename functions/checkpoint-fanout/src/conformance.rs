@@ -17,8 +17,8 @@ use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, PutOptions, S
 use lifeboat_shared::topology::Topology;
 
 use crate::checkpoint::list_all;
-use crate::rpo::{self, NewestCheckpoint};
 use crate::{FanoutContext, FanoutOptions, Outcome, handle_finalized};
+use lifeboat_shared::records::checkpoint_rpo::{self as rpo, NewestCheckpoint};
 
 /// The checkpoint location's id in every scenario.
 pub const ASSET: &str = "ranker-ckpt";
@@ -511,7 +511,7 @@ pub async fn a_paused_region_gets_nothing_until_the_pause_ends(rig: &Rig) {
             .any(|n| n.contains("step_200")),
         "a paused region got a copy"
     );
-    let exposure = crate::rpo::report(
+    let exposure = rpo::report(
         &rig.context.topology,
         rig.context.state.as_ref(),
         Utc::now() + chrono::TimeDelta::hours(2),

@@ -11,7 +11,6 @@ pub mod checkpoint;
 pub mod conformance;
 pub mod fanout;
 pub mod retention;
-pub mod rpo;
 
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use lifeboat_shared::events::{Delivery, EventContext, InboundEvent, StorageObjec
 use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSink};
 use lifeboat_shared::pause;
 use lifeboat_shared::poison::{self, Poison, Reason};
+use lifeboat_shared::records::checkpoint_rpo::{self as rpo, NewestCheckpoint};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
@@ -34,7 +34,6 @@ use tracing::Instrument;
 
 use checkpoint::{CheckpointError, Recognised};
 use fanout::FanoutReport;
-use rpo::NewestCheckpoint;
 
 /// The service's name, in logs and idempotency keys.
 pub const SERVICE_NAME: &str = "checkpoint-fanout";

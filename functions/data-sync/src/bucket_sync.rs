@@ -29,7 +29,7 @@ use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
 
 use crate::DataSync;
 use crate::ledger::{self, Observation};
-use crate::rpo;
+use lifeboat_shared::records::data_rpo as rpo;
 
 /// How many times [`converge`] starts over when the source changes under it.
 const CONVERGE_ATTEMPTS: usize = 5;

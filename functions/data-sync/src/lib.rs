@@ -12,7 +12,6 @@
 pub mod bucket_sync;
 pub mod ledger;
 pub mod reconcile;
-pub mod rpo;
 pub mod scenarios;
 pub mod settle;
 pub mod tables;
@@ -29,6 +28,7 @@ use lifeboat_shared::events::{
 };
 use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::poison::{self, Poison, Reason};
+use lifeboat_shared::records::data_rpo as rpo;
 use lifeboat_shared::server::{PUSH_ACK_DEADLINE, within_deadline};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{ObjectStore, name};

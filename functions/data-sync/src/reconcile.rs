@@ -26,8 +26,8 @@ use tracing::Instrument as _;
 use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
-use crate::rpo::{self, AssetKind, RpoRecord};
 use crate::settle::{self, PageCost};
+use lifeboat_shared::records::data_rpo::{self as rpo, AssetKind, RpoRecord};
 
 /// How many repairs run at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;

@@ -28,8 +28,8 @@ use crate::DataSync;
 use crate::bucket_sync::{Change, Converged, Outcome, on_object_event};
 use crate::ledger::{self, Observation};
 use crate::reconcile::{RegionReport, reconcile_all};
-use crate::rpo;
 use crate::tables::{self, TableSync};
+use lifeboat_shared::records::data_rpo as rpo;
 
 pub mod racing;
 

@@ -18,7 +18,7 @@ use lifeboat_shared::warehouse::{TableRef, WarehouseError};
 use serde::{Deserialize, Serialize};
 
 use crate::DataSync;
-use crate::rpo::{self, AssetKind, RpoRecord};
+use lifeboat_shared::records::data_rpo::{self as rpo, AssetKind, RpoRecord};
 
 /// The collection of table copy records.
 pub const COLLECTION: &str = "data-sync.tables";

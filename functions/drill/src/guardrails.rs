@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::decision::Check;
 use lifeboat_failover::facts::Records;
-use lifeboat_failover::record::{IncidentRecord, Outcome};
+use lifeboat_shared::records::incident::{IncidentRecord, Outcome};
 use lifeboat_shared::routing::RoutingTable;
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 use lifeboat_shared::traffic::SecondCount;

@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
-use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind};
 use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSink};
 use lifeboat_shared::pause::{self, Pause, PauseError};
+use lifeboat_shared::records::checkpoint_rpo;
+use lifeboat_shared::records::data_rpo::{self, AssetKind};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};

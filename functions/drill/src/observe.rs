@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
-use lifeboat_data_sync::rpo as data_rpo;
-use lifeboat_failover::record::{self as incidents, IncidentRecord};
+use lifeboat_shared::records::checkpoint_rpo;
+use lifeboat_shared::records::data_rpo;
+use lifeboat_shared::records::incident::{self as incidents, IncidentRecord};
 use lifeboat_shared::routing;
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::traffic::{self, SecondCount};

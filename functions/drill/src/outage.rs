@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::failback;
-use lifeboat_failover::record::{IncidentRecord, Outcome};
 use lifeboat_shared::fault::{self, Fault, FaultKind};
 use lifeboat_shared::golden::GoldenClient;
+use lifeboat_shared::records::incident::{IncidentRecord, Outcome};
 use lifeboat_shared::routing;
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::{Drill, GoldenRequest, Workload};

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::facts::Records;
-use lifeboat_failover::record as incidents;
 use lifeboat_shared::fault;
+use lifeboat_shared::records::incident as incidents;
 use lifeboat_shared::routing::{self, RoutingError, RoutingTable};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::lease::{self, LeaseError};

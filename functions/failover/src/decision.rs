@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lifeboat_shared::records::incident::{Decision, Refused};
 use lifeboat_shared::topology::Pattern;
 use serde::{Deserialize, Serialize};
 
@@ -74,41 +75,6 @@ pub struct Situation {
     pub allowed_regions: Option<BTreeSet<String>>,
     /// The time of the decision.
     pub now: DateTime<Utc>,
-}
-
-/// What to do, with every reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Decision {
-    /// Move traffic: the new weights, the region(s) taking it.
-    Move {
-        /// The new routing weights.
-        weights: BTreeMap<String, u32>,
-        /// The regions that receive the failed region's traffic.
-        to: Vec<String>,
-        /// Why, check by check.
-        reasons: Vec<String>,
-    },
-    /// Leave traffic where it is.
-    Stay {
-        /// Why, check by check.
-        reasons: Vec<String>,
-        /// When traffic stays because every candidate region failed a
-        /// safety rule: each of them and the rule. Empty when the decision
-        /// stopped before judging them (unconfirmed alert, no traffic left,
-        /// hold-down).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        refused: Vec<Refused>,
-    },
-}
-
-/// A candidate region the decision would not move to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refused {
-    /// The region.
-    pub region: String,
-    /// The safety rule it failed, with what was seen.
-    pub reason: String,
 }
 
 /// Decides whether and where the failed region's traffic goes.

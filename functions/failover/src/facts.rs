@@ -5,9 +5,9 @@
 //! the decision says so.
 
 use chrono::{DateTime, Utc};
-use lifeboat_checkpoint_fanout::rpo as checkpoint_rpo;
-use lifeboat_data_sync::rpo as data_rpo;
-use lifeboat_model_copy::parity::{self, ParityRow};
+use lifeboat_shared::records::checkpoint_rpo;
+use lifeboat_shared::records::data_rpo;
+use lifeboat_shared::records::parity::{self, ParityRow};
 use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::topology::Topology;
 

@@ -15,8 +15,8 @@ use lifeboat_shared::state::lease;
 use lifeboat_shared::topology::Workload;
 
 use crate::decision::Check;
-use crate::record::{self, IncidentRecord, Outcome, Step};
 use crate::{FailoverContext, current_table, lease_name, ready, right_answers, under_lease};
+use lifeboat_shared::records::incident::{self as record, IncidentRecord, Outcome, Step};
 
 /// How a failback proceeds.
 #[derive(Clone, Debug)]

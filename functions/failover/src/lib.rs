@@ -9,7 +9,7 @@
 //! written (compare-and-set) and the new region probed again and, where the
 //! topology declares golden requests, required to answer them right through
 //! the gateway ([`lifeboat_shared::golden`]); every step is recorded with
-//! its time ([`record`]). One failover at a time per workload
+//! its time ([`lifeboat_shared::records::incident`]). One failover at a time per workload
 //! (a lease); a duplicate or retried event continues the same record.
 
 pub mod decision;
@@ -18,7 +18,6 @@ pub mod facts;
 pub mod failback;
 pub mod incident;
 pub mod probes;
-pub mod record;
 pub mod refusal;
 
 use std::collections::BTreeMap;
@@ -37,6 +36,7 @@ use lifeboat_shared::events::{Delivery, InboundEvent, Incident, IncidentState};
 use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::poison::{self, Poison, Reason};
+use lifeboat_shared::records::incident::{self as record, Decision, Outcome, Step};
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
@@ -46,9 +46,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
 
-use decision::{Candidate, Check, Decision, Situation, decide};
+use decision::{Candidate, Check, Situation, decide};
 use probes::Prober;
-use record::{Outcome, Step};
 
 /// The service's name, in logs.
 pub const SERVICE_NAME: &str = "failover";

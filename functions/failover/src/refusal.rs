@@ -10,9 +10,8 @@
 
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use lifeboat_shared::bus::{BusError, EventBus, FAILOVER_REFUSED_TOPIC};
+use lifeboat_shared::records::incident::Refused;
 use serde::{Deserialize, Serialize};
-
-use crate::decision::Refused;
 
 /// The CloudEvent type of a refusal.
 pub const EVENT_TYPE: &str = "dev.lifeboat.failover.refused";

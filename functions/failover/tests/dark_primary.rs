@@ -10,11 +10,12 @@ mod common;
 
 use chrono::DateTime;
 use common::{Backend, body, example_rig, workload_incident};
-use lifeboat_failover::{handle_incident, record};
+use lifeboat_failover::handle_incident;
 use lifeboat_gateway::{Gateway, GatewayOptions, Upstreams};
 use lifeboat_shared::events::IncidentState;
 use lifeboat_shared::gcp::Credentials;
 use lifeboat_shared::models::{EndpointRef, ModelRef};
+use lifeboat_shared::records::incident as record;
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::topology::Pattern;
 

@@ -12,13 +12,14 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use cloudevents::AttributesReader;
 use common::{body, incident, replicas, rig};
-use lifeboat_failover::{handle_incident, record, refusal};
+use lifeboat_failover::{handle_incident, refusal};
 use lifeboat_shared::bus::binding::data_bytes;
 use lifeboat_shared::bus::conformance::Receiver;
 use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::Incident;
 use lifeboat_shared::events::IncidentState;
+use lifeboat_shared::records::incident as record;
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::state::{Precondition, StateStore, lease};
 

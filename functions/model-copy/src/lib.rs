@@ -12,7 +12,6 @@ pub mod artifacts;
 pub mod copy;
 pub mod image;
 pub mod mirror;
-pub mod parity;
 pub mod request;
 pub mod standby;
 #[cfg(test)]
@@ -30,6 +29,7 @@ use chrono::Utc;
 use lifeboat_shared::events::{Delivery, EventContext, InboundEvent};
 use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
 use lifeboat_shared::poison::{self, Poison, Reason};
+use lifeboat_shared::records::parity::{self, Observation};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::idempotency::{self, ClaimOptions, Once};
 use lifeboat_shared::state::lease;
@@ -39,7 +39,6 @@ use serde_json::json;
 use tracing::Instrument;
 
 use mirror::ImageMirror;
-use parity::Observation;
 use request::{NewVersion, NotARequest};
 use standby::{Serving, WarmStandby};
 

@@ -15,6 +15,7 @@ use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{EndpointRef, ModelRef, ModelRegistry, ModelVersion};
 use lifeboat_shared::outage::DarkRegions;
 use lifeboat_shared::poison::PoisonRecord;
+use lifeboat_shared::records::parity;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
@@ -24,7 +25,7 @@ use tower::ServiceExt as _;
 
 use crate::mirror::ImageMirror;
 use crate::standby::WarmStandby;
-use crate::{CopyContext, CopyOptions, SERVICE_NAME, parity, router};
+use crate::{CopyContext, CopyOptions, SERVICE_NAME, router};
 
 const TOPOLOGY: &str = r#"
 project: acme-ml-prod

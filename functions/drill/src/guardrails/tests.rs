@@ -1,9 +1,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_data_sync::rpo::{self as data_rpo, AssetKind, RpoRecord};
 use lifeboat_failover::facts::Records;
-use lifeboat_failover::record::{IncidentRecord, Outcome, Step};
+use lifeboat_shared::records::data_rpo::{self, AssetKind, RpoRecord};
+use lifeboat_shared::records::incident::{IncidentRecord, Outcome, Step};
 use lifeboat_shared::routing::RoutingTable;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::Topology;

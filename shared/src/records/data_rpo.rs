@@ -2,14 +2,15 @@
 //! source write time of the oldest change not yet verified in that region.
 //! The exposure now is `now − oldest unreplicated change` (zero when there
 //! is none), compared with the workload's RPO target by `lifeboat status`.
+//! Written by data-sync; read by failover, drills and `lifeboat status`.
 //!
 //! A failed event notes its change here (the oldest one wins); a reconcile
 //! rewrites the record with what it left unrepaired, since it has just
 //! checked everything.
 
+use crate::state::{Precondition, StateError, StateStore};
+use crate::topology::Topology;
 use chrono::{DateTime, Utc};
-use lifeboat_shared::state::{Precondition, StateError, StateStore};
-use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
 /// The collection of RPO records, one per asset and region.
@@ -215,7 +216,45 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_shared::state::local::LocalStateStore;
+    use crate::state::local::LocalStateStore;
+
+    #[test]
+    fn a_stored_record_of_todays_shape_reads_back_unchanged() {
+        let stored = serde_json::json!({
+            "kind": "dataset",
+            "asset": "events",
+            "region": "us-east1",
+            "target_seconds": 300,
+            "oldest_unreplicated": "2026-11-25T10:00:00Z",
+            "checked_at": null,
+        });
+        let record: RpoRecord = serde_json::from_value(stored.clone()).expect("reads back");
+        assert_eq!(record.kind, AssetKind::Dataset);
+        let now = "2026-11-25T10:10:00Z".parse().expect("time");
+        assert_eq!(record.exposure_seconds(now), 600);
+        assert_eq!(serde_json::to_value(&record).expect("encode"), stored);
+        assert_eq!(
+            document_id(record.kind, &record.asset, &record.region),
+            "dataset.events.us-east1"
+        );
+    }
+
+    #[test]
+    fn an_exposure_of_todays_shape_reads_back_unchanged() {
+        let served = serde_json::json!({
+            "workload": "recommendations",
+            "kind": "bucket",
+            "asset": "features",
+            "region": "us-east1",
+            "exposure_seconds": null,
+            "target_rpo_seconds": 300,
+            "meets_target": false,
+            "checked_at": "2026-11-25T10:00:00Z",
+        });
+        let row: Exposure = serde_json::from_value(served.clone()).expect("reads back");
+        assert_eq!((row.kind, row.exposure_seconds), (AssetKind::Bucket, None));
+        assert_eq!(serde_json::to_value(&row).expect("encode"), served);
+    }
 
     #[tokio::test]
     async fn the_oldest_unreplicated_change_wins_until_a_reconcile_clears_it() {

@@ -1,13 +1,13 @@
 //! Version parity, per model and region, in the state store (collection
-//! `model-parity`): the versions present, the version deployed, how long
+//! `model-parity`, written by model-copy): the versions present, the version deployed, how long
 //! the newest version took to reach the region, and the last failure.
 //! Records only move forward: versions are added, never removed, and an
 //! older version never replaces a newer one as newest or deployed.
 
+use crate::models::compare_versions;
+use crate::state::{StateError, StateStore, text_prefix, update};
+use crate::topology::{Pattern, Topology};
 use chrono::{DateTime, Utc};
-use lifeboat_shared::models::compare_versions;
-use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
-use lifeboat_shared::topology::{Pattern, Topology};
 use serde::{Deserialize, Serialize};
 
 /// The collection of parity records.
@@ -281,6 +281,52 @@ mod tests {
             deployed: deployed.map(str::to_string),
             problem: None,
         }
+    }
+
+    #[test]
+    fn a_stored_record_of_todays_shape_reads_back_unchanged() {
+        let stored = serde_json::json!({
+            "model": "churn",
+            "region": "europe-west4",
+            "versions_present": ["6", "7"],
+            "deployed_version": "7",
+            "newest_version": "7",
+            "newest_reach_millis": 41_250,
+            "failed_version": null,
+            "error": null,
+            "problem": "the warm endpoint serves 6",
+            "updated_at": "2026-11-25T10:00:00Z",
+        });
+        let record: ParityRecord = serde_json::from_value(stored.clone()).expect("reads back");
+        assert_eq!(record.versions_present, ["6", "7"]);
+        assert_eq!(record.newest_reach_millis, Some(41_250));
+        assert_eq!(
+            record.updated_at,
+            Some("2026-11-25T10:00:00Z".parse().expect("time"))
+        );
+        assert_eq!(serde_json::to_value(&record).expect("encode"), stored);
+        let mut older = stored;
+        older.as_object_mut().expect("object").remove("problem");
+        let record: ParityRecord = serde_json::from_value(older).expect("no `problem` yet");
+        assert_eq!(record.problem, None);
+    }
+
+    #[test]
+    fn a_parity_row_of_todays_shape_reads_back_unchanged() {
+        let served = serde_json::json!({
+            "workload": "recommendations",
+            "model": "churn",
+            "region": "europe-west4",
+            "versions_present": ["7"],
+            "deployed_version": null,
+            "source_version": "7",
+            "newest_reach_millis": 41_250,
+            "parity": true,
+            "error": null,
+        });
+        let row: ParityRow = serde_json::from_value(served.clone()).expect("reads back");
+        assert!(row.parity);
+        assert_eq!(serde_json::to_value(&row).expect("encode"), served);
     }
 
     #[test]

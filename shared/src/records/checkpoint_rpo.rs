@@ -1,14 +1,15 @@
 //! RPO bookkeeping: for each checkpoint location and region, the newest
 //! complete step, its source write time and how long its copy took, kept in
 //! the state store; and the exposure it implies now, per region, against the
-//! workload's RPO target (what `lifeboat status` shows).
+//! workload's RPO target (what `lifeboat status` shows). Written by
+//! checkpoint-fanout; read by failover, drills and `lifeboat status`.
 //!
 //! A record only ever moves forward: a checkpoint committed late (markers
 //! out of order, a retried event) never replaces a newer one.
 
+use crate::state::{Precondition, StateError, StateStore};
+use crate::topology::Topology;
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_shared::state::{Precondition, StateError, StateStore};
-use lifeboat_shared::topology::Topology;
 use serde::{Deserialize, Serialize};
 
 /// The collection the records live in.
@@ -143,7 +144,7 @@ pub async fn report(
                     .as_ref()
                     .map(|n| (now - n.source_written_at).max(TimeDelta::zero()));
                 let exposure_steps = exposure.and_then(|lost| {
-                    let lost = lifeboat_shared::topology::Duration::from_secs(
+                    let lost = crate::topology::Duration::from_secs(
                         u64::try_from(lost.num_seconds()).unwrap_or(0),
                     );
                     location.steps_in(lost).or_else(|| {
@@ -178,16 +179,48 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_shared::state::local::LocalStateStore;
+    use crate::state::local::LocalStateStore;
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("timestamp")
     }
 
+    /// One checkpoint location written in us-central1 and copied to
+    /// us-east1 and europe-west1, 2 s a step, RPO 1 h (production training).
+    fn topology() -> Topology {
+        let yaml = r#"
+project: acme-ml-prod
+regions:
+  - id: us-central1
+    role: primary
+  - id: us-east1
+    role: standby
+  - id: europe-west1
+    role: standby
+workloads:
+  - id: ranker
+    class: production-training
+    pattern: active-passive
+    assets:
+      checkpoints:
+        - id: ranker-ckpt
+          bucket: ckpt-usc1
+          prefix: runs/v7/
+          marker: orbax
+          replicas:
+            us-east1: ckpt-use1
+            europe-west1: ckpt-euw1
+          interval-steps: 100
+          keep-newest: 2
+          step-duration: 2s
+"#;
+        Topology::parse(yaml, "checkpoint-rpo.yaml").expect("a valid topology")
+    }
+
     fn newest(region: &str, step: u64, written: &str) -> NewestCheckpoint {
         NewestCheckpoint {
             workload: "ranker".into(),
-            location: crate::conformance::ASSET.into(),
+            location: "ranker-ckpt".into(),
             region: region.into(),
             step,
             directory: format!("runs/v7/step_{step}/"),
@@ -197,11 +230,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_stored_record_of_todays_shape_reads_back_unchanged() {
+        let stored = serde_json::json!({
+            "workload": "ranker",
+            "location": "ranker-ckpt",
+            "region": "us-east1",
+            "step": 200,
+            "directory": "runs/v7/step_200/",
+            "source_written_at": "2026-11-25T10:00:00Z",
+            "committed_at": "2026-11-25T10:00:03Z",
+            "copy_millis": 3000,
+        });
+        let record: NewestCheckpoint = serde_json::from_value(stored.clone()).expect("reads back");
+        assert_eq!(record, newest("us-east1", 200, "2026-11-25T10:00:00Z"));
+        assert_eq!(serde_json::to_value(&record).expect("encode"), stored);
+    }
+
+    #[test]
+    fn an_exposure_of_todays_shape_reads_back_unchanged() {
+        let served = serde_json::json!({
+            "workload": "ranker",
+            "location": "ranker-ckpt",
+            "region": "us-east1",
+            "newest_step": 200,
+            "source_step": 300,
+            "source_written_at": "2026-11-25T10:00:00Z",
+            "exposure_seconds": 2400,
+            "exposure_steps": 1200,
+            "target_rpo_seconds": 3600,
+            "meets_target": true,
+            "copy_seconds": 3.0,
+            "lag_seconds": 3.0,
+        });
+        let row: Exposure = serde_json::from_value(served.clone()).expect("reads back");
+        assert_eq!((row.newest_step, row.meets_target), (Some(200), true));
+        assert_eq!(serde_json::to_value(&row).expect("encode"), served);
+    }
+
     #[tokio::test]
     async fn records_only_move_forward_and_exposure_is_judged_against_the_target() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = LocalStateStore::open(dir.path()).await.expect("state");
-        let topology = crate::conformance::topology("ckpt", "orbax");
+        let topology = topology();
         assert!(
             record(&store, &newest("us-east1", 200, "2026-11-25T10:00:00Z"))
                 .await

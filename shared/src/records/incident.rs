@@ -8,12 +8,16 @@
 //! without bound ([`IncidentRecord::add`]: a repeated step is counted, not
 //! appended again; past [`MAX_STEPS`] the oldest steps after the opening
 //! ones are dropped and counted; a detail is cut at [`MAX_DETAIL_BYTES`]).
+//!
+//! Written by failover (incidents, failbacks, manual moves); read by
+//! drills, `lifeboat status` and the console.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
 use serde::{Deserialize, Serialize};
 
-use crate::decision::Decision;
+use crate::state::{StateError, StateStore, text_prefix, update};
 
 /// The collection of incident records.
 pub const COLLECTION: &str = "failover-incidents";
@@ -116,6 +120,42 @@ pub struct IncidentRecord {
     /// How many steps were dropped to keep the record within [`MAX_STEPS`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub steps_dropped: u32,
+}
+
+/// What the failover decision chose, with every reason (made by
+/// failover's `decide`, kept in the record).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Move traffic: the new weights, the region(s) taking it.
+    Move {
+        /// The new routing weights.
+        weights: BTreeMap<String, u32>,
+        /// The regions that receive the failed region's traffic.
+        to: Vec<String>,
+        /// Why, check by check.
+        reasons: Vec<String>,
+    },
+    /// Leave traffic where it is.
+    Stay {
+        /// Why, check by check.
+        reasons: Vec<String>,
+        /// When traffic stays because every candidate region failed a
+        /// safety rule: each of them and the rule. Empty when the decision
+        /// stopped before judging them (unconfirmed alert, no traffic left,
+        /// hold-down).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused: Vec<Refused>,
+    },
+}
+
+/// A candidate region the decision would not move to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// The region.
+    pub region: String,
+    /// The safety rule it failed, with what was seen.
+    pub reason: String,
 }
 
 /// What the id of a failback's own record starts with: a failback is
@@ -248,7 +288,7 @@ pub async fn read_all(store: &dyn StateStore) -> Result<Vec<IncidentRecord>, Sta
 
 #[cfg(test)]
 mod tests {
-    use lifeboat_shared::state::local::LocalStateStore;
+    use crate::state::local::LocalStateStore;
 
     use super::*;
 
@@ -265,6 +305,62 @@ mod tests {
         )
         .await
         .expect("appended")
+    }
+
+    #[test]
+    fn a_stored_record_of_todays_shape_reads_back_unchanged() {
+        let stored = serde_json::json!({
+            "incident_id": "inc-storm",
+            "workload": "recsys-ranker",
+            "region": "us-central1",
+            "started_at": "2026-11-25T10:00:00Z",
+            "steps": [
+                {
+                    "at": "2026-11-25T10:00:05Z",
+                    "what": "received",
+                    "detail": "incident about recsys-ranker",
+                },
+                {
+                    "at": "2026-11-25T10:01:00Z",
+                    "what": "probed",
+                    "detail": "us-central1: 0 of 3 probes answered",
+                    "repeats": 2,
+                    "first_at": "2026-11-25T10:00:10Z",
+                },
+            ],
+            "decision": {
+                "decision": "move",
+                "weights": {"us-central1": 0, "us-east1": 100},
+                "to": ["us-east1"],
+                "reasons": ["us-central1 failure confirmed: 0 of 3 probes answered"],
+            },
+            "outcome": "closed",
+            "closed_at": "2026-11-25T11:00:00Z",
+            "steps_dropped": 3,
+        });
+        let record: IncidentRecord = serde_json::from_value(stored.clone()).expect("reads back");
+        assert_eq!(record.outcome, Some(Outcome::Closed));
+        assert_eq!(record.steps[1].repeats, 2);
+        assert!(matches!(record.decision, Some(Decision::Move { .. })));
+        assert_eq!(serde_json::to_value(&record).expect("encode"), stored);
+
+        let refused = serde_json::json!({
+            "incident_id": "failback-recsys-ranker-1",
+            "workload": "recsys-ranker",
+            "region": "us-central1",
+            "started_at": null,
+            "steps": [],
+            "decision": {
+                "decision": "stay",
+                "reasons": ["no eligible region"],
+                "refused": [{"region": "us-east1", "reason": "unhealthy (0/3 probes)"}],
+            },
+            "outcome": "stayed",
+        });
+        let record: IncidentRecord = serde_json::from_value(refused.clone()).expect("reads back");
+        assert!(record.is_failback());
+        assert_eq!((record.closed_at, record.steps_dropped), (None, 0));
+        assert_eq!(serde_json::to_value(&record).expect("encode"), refused);
     }
 
     #[tokio::test]
