@@ -134,7 +134,7 @@ fn accelerator_words(accelerator: &str) -> String {
 /// The place name inter-region transfer SKUs use for a destination region,
 /// or the region id itself where Lifeboat does not know it (the query then
 /// finds nothing and says so).
-pub fn transfer_place(region: &str) -> &str {
+fn transfer_place(region: &str) -> &str {
     match region {
         "us-central1" => "Iowa",
         "us-east1" => "South Carolina",
