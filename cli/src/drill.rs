@@ -13,6 +13,7 @@ use lifeboat_drill::runner::DrillOverview;
 use lifeboat_shared::topology::Topology;
 
 use crate::local_cloud::{AddressBook, DRILL_PATH, REPORTS_DIR};
+use crate::progress;
 use crate::status::drill_table;
 
 /// How often a followed run is looked at.
@@ -110,21 +111,34 @@ impl DrillService {
     /// (unless `quiet`); the run as it ended.
     pub async fn follow(&self, id: &str, quiet: bool) -> anyhow::Result<DrillRun> {
         let mut printed = BTreeSet::new();
+        let spinner = progress::spinner(format!("drill {id}"));
         loop {
-            let run = self.run(id).await?;
+            let run = match self.run(id).await {
+                Ok(run) => run,
+                Err(error) => {
+                    spinner.finish_and_clear();
+                    return Err(error);
+                }
+            };
             if !quiet {
                 for step in &run.steps {
                     if printed.insert((step.at, step.what.clone(), step.detail.clone())) {
-                        println!(
-                            "  {}  {:<22} {}",
-                            step.at.format("%H:%M:%S%.3f"),
-                            step.what,
-                            step.detail
-                        );
+                        spinner.suspend(|| {
+                            println!(
+                                "  {}  {:<22} {}",
+                                step.at.format("%H:%M:%S%.3f"),
+                                step.what,
+                                step.detail
+                            );
+                        });
                     }
                 }
             }
+            if let Some(step) = run.steps.last() {
+                spinner.set_message(format!("drill {id}: {}", step.what));
+            }
             if run.state.is_finished() {
+                spinner.finish_and_clear();
                 return Ok(run);
             }
             tokio::time::sleep(FOLLOW_INTERVAL).await;

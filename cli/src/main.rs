@@ -5,6 +5,7 @@ mod demo;
 mod drill;
 mod local_cloud;
 mod plan;
+mod progress;
 mod release;
 mod status;
 mod sync;

@@ -4,10 +4,8 @@
 //! emulators named by `STORAGE_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST`)
 //! or against the local cloud's data directory.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use lifeboat_data_sync::DataSync;
@@ -22,6 +20,8 @@ use lifeboat_shared::topology::Topology;
 use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 
+use crate::progress;
+
 /// Runs the reconcile of every bucket asset of the topology at
 /// `topology_file`; `local`: the local cloud's data directory instead of
 /// Google Cloud. Returns whether every difference was repaired.
@@ -35,26 +35,25 @@ pub fn reconcile(
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let sync = backends(topology, local).await?;
-        let started = Instant::now();
+        let spinner = progress::spinner("reconciling buckets");
         let progress = |report: &RegionReport| {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r{} -> {}: {} source objects checked, {} drift, {} failed ({:.0?})   ",
+            spinner.set_message(format!(
+                "{} -> {}: {} source objects checked, {} drift, {} failed",
                 report.asset,
                 report.region,
                 report.source_objects,
                 report.drift(),
                 report.failed,
-                started.elapsed()
-            );
-            let _ = err.flush();
+            ));
         };
-        let reports = reconcile_all(&sync, concurrency, &progress).await?;
-        eprintln!();
+        let reports = reconcile_all(&sync, concurrency, &progress).await;
+        spinner.finish_and_clear();
+        let reports = reports?;
         print_reports(&reports);
-        let copies = reconcile_tables(&sync).await?;
-        print_table_copies(&copies);
+        let spinner = progress::spinner("reconciling tables");
+        let copies = reconcile_tables(&sync).await;
+        spinner.finish_and_clear();
+        print_table_copies(&copies?);
         Ok(reports.iter().all(|report| report.failed == 0))
     })
 }
