@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use lifeboat_drill::run::{DrillRun, RunState};
 use lifeboat_gateway::{ATTEMPTS_HEADER, REGION_HEADER};
+use lifeboat_shared::records::drill_run::{DrillRun, RunState};
 use lifeboat_shared::records::parity::ParityRow;
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};

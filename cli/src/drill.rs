@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lifeboat_drill::RunRequest;
-use lifeboat_drill::run::{DrillRun, RunState};
-use lifeboat_drill::runner::DrillOverview;
+use lifeboat_shared::records::drill_run::{DrillOverview, DrillRun, RunState};
 use lifeboat_shared::topology::Topology;
 
 use crate::local_cloud::{AddressBook, DRILL_PATH, REPORTS_DIR};

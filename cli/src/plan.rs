@@ -8,7 +8,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
-use lifeboat_drill::run::RunState;
 use lifeboat_plan::catalog;
 use lifeboat_plan::cost::Category;
 use lifeboat_plan::measured::{Measured, MeasuredRto};
@@ -17,6 +16,7 @@ use lifeboat_plan::quota::{self, QuotaOutcome, ServingQuotas};
 use lifeboat_plan::recovery::{Expected, seconds_text};
 use lifeboat_plan::{PatternPlan, Plan, WorkloadPlan};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::records::drill_run::RunState;
 use lifeboat_shared::topology::{DrillKind, Topology};
 
 use crate::status::{self, Source, aligned, or_dash, yes_no};

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
-use lifeboat_drill::runner::{self as drill_runner, DrillOverview};
 use lifeboat_shared::records::checkpoint_rpo;
 use lifeboat_shared::records::data_rpo::{self, AssetKind};
+use lifeboat_shared::records::drill_run::{self, DrillOverview};
 use lifeboat_shared::records::incident::{self as incident_record, IncidentRecord, Outcome};
 use lifeboat_shared::records::parity::{self, ParityRow};
 use lifeboat_shared::routing::{self, RoutingTable};
@@ -164,7 +164,7 @@ async fn from_store(topology: &Topology, store: &dyn StateStore) -> anyhow::Resu
         data: data_rpo::report(topology, store, now).await?,
         routing: routing::read_all(store).await?,
         open_incidents: open(incident_record::read_all(store).await?),
-        drills: drill_runner::overview(topology, store, now).await?,
+        drills: drill_run::overview(topology, store, now).await?,
     })
 }
 

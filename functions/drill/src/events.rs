@@ -5,9 +5,8 @@
 
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use lifeboat_shared::bus::{BusError, DRILL_EVENTS_TOPIC, EventBus};
+use lifeboat_shared::records::drill_run::{DrillRun, RunState};
 use serde::Serialize;
-
-use crate::run::{DrillRun, RunState};
 
 /// The CloudEvent source of every drill event.
 pub const EVENT_SOURCE: &str = "//lifeboat/drill";

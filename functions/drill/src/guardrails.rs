@@ -17,12 +17,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::decision::Check;
 use lifeboat_failover::facts::Records;
+use lifeboat_shared::records::drill_run::DrillRun;
 use lifeboat_shared::records::incident::{IncidentRecord, Outcome};
 use lifeboat_shared::routing::RoutingTable;
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
 use lifeboat_shared::traffic::SecondCount;
-
-use crate::run::DrillRun;
 
 /// How old an incident record's last step may be for the incident to
 /// count as open when it never closed: Monitoring closes an incident whose

@@ -28,11 +28,10 @@ use lifeboat_shared::metrics::{CHECKPOINT_REPLICATION_LAG, GaugePoint, MetricSin
 use lifeboat_shared::pause::{self, Pause, PauseError};
 use lifeboat_shared::records::checkpoint_rpo;
 use lifeboat_shared::records::data_rpo::{self, AssetKind};
+use lifeboat_shared::records::drill_run::{DrillRun, ExposurePoint, TargetCheck};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::topology::{Drill, DrillKind, Topology, Workload};
-
-use crate::run::{DrillRun, ExposurePoint};
 
 /// What the drill says about the alert that it cannot check from the
 /// metric alone.
@@ -575,7 +574,7 @@ fn judge(
     }
     let first = tracks.iter().filter_map(|t| t.crossed_at).min();
     run.measurements.exposure_crossed_after_seconds = first.map(|at| seconds(at - start));
-    run.checks.push(crate::run::TargetCheck {
+    run.checks.push(TargetCheck {
         name: "exposure crosses the RPO when it should".to_string(),
         target: format!(
             "each asset crosses at its expected time ± {:.1} s, none otherwise",
@@ -602,7 +601,7 @@ fn judge(
             )
         })
         .unwrap_or_default();
-    run.checks.push(crate::run::TargetCheck {
+    run.checks.push(TargetCheck {
         name: "exposure back under the RPO after resuming".to_string(),
         target: "every asset that crossed is back under its target".to_string(),
         measured: format!("{back} of {crossed} back under{slowest}"),
@@ -680,7 +679,7 @@ fn check_alert(run: &mut DrillRun, tracks: &[Track], metric_error: Option<String
     let unread = metric_error
         .map(|error| format!("; a read of the metric failed: {error}"))
         .unwrap_or_default();
-    run.checks.push(crate::run::TargetCheck {
+    run.checks.push(TargetCheck {
         name: "RPO alert metric passes the target".to_string(),
         target: format!("a lag point since the pause above {target_seconds} s"),
         measured: match highest {

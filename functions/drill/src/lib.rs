@@ -2,7 +2,8 @@
 //! exercises one region of one workload through the same path a real
 //! outage takes, within guardrails checked before and during the run
 //! ([`guardrails`]), for at most its maximum duration, and leaves a record
-//! ([`run`]), CloudEvents ([`events`]) and a self-contained HTML report.
+//! ([`drill_run`](lifeboat_shared::records::drill_run)), CloudEvents
+//! ([`events`]) and a self-contained HTML report.
 //!
 //! Routes: `POST /` takes Cloud Scheduler ticks (the job's body names the
 //! drill: `{"drill": "ID"}`); `POST /drills/{id}/run` runs one now and
@@ -20,7 +21,6 @@ pub mod outage;
 pub mod pilot_light;
 pub mod report;
 pub mod restore;
-pub mod run;
 pub mod runner;
 
 use std::sync::Arc;
@@ -38,6 +38,7 @@ use lifeboat_shared::events::InboundEvent;
 use lifeboat_shared::events::extract::Delivery;
 use lifeboat_shared::metrics::MetricSink;
 use lifeboat_shared::poison::{self, Poison, Reason};
+use lifeboat_shared::records::drill_run::{self, DrillRun, Trigger};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::ObjectStore;
@@ -48,7 +49,6 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::report::ReportSink;
-use crate::run::{DrillRun, Trigger};
 use crate::runner::{StartError, Started};
 
 /// The service's name, in logs and poison records.
@@ -298,21 +298,21 @@ async fn abort_run(
 }
 
 async fn list_drills(State(context): State<DrillContext>) -> Response {
-    match runner::overview(context.topology(), context.state(), Utc::now()).await {
+    match drill_run::overview(context.topology(), context.state(), Utc::now()).await {
         Ok(rows) => Json(rows).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }
 
 async fn list_runs(State(context): State<DrillContext>) -> Response {
-    match runner::read_all(context.state()).await {
+    match drill_run::read_all(context.state()).await {
         Ok(runs) => Json(runs).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }
 
 async fn read_run(context: &DrillContext, id: &str) -> Result<DrillRun, Response> {
-    match runner::read(context.state(), id).await {
+    match drill_run::read(context.state(), id).await {
         Ok(Some(run)) => Ok(run),
         Ok(None) => Err((StatusCode::NOT_FOUND, format!("no run {id}")).into_response()),
         Err(error) => Err((StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()),

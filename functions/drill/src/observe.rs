@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_shared::records::checkpoint_rpo;
 use lifeboat_shared::records::data_rpo;
+use lifeboat_shared::records::drill_run::{self, DrillRun, ExposurePoint, Series};
 use lifeboat_shared::records::incident::{self as incidents, IncidentRecord};
 use lifeboat_shared::routing;
 use lifeboat_shared::server::Shutdown;
@@ -20,8 +21,6 @@ use lifeboat_shared::traffic::{self, SecondCount};
 
 use crate::DrillContext;
 use crate::guardrails;
-use crate::run::{DrillRun, ExposurePoint, Series};
-use crate::runner;
 
 /// How many looks pass between two readings of the RPO exposure (they read
 /// every replication record of the deployment).
@@ -163,7 +162,7 @@ async fn look(
 ) {
     let state = context.state();
     let now = Utc::now();
-    let stored = runner::read(state, &run.id).await;
+    let stored = drill_run::read(state, &run.id).await;
     let records = incidents::read_all(state).await;
     let counts = traffic::read(state, &run.workload, run.started_at - TRAFFIC_LEAD, now).await;
     let tables = routing::read_all(state).await;

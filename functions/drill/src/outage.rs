@@ -21,6 +21,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::failback;
 use lifeboat_shared::fault::{self, Fault, FaultKind};
 use lifeboat_shared::golden::GoldenClient;
+use lifeboat_shared::records::drill_run::{DrillRun, TargetCheck};
 use lifeboat_shared::records::incident::{IncidentRecord, Outcome};
 use lifeboat_shared::routing;
 use lifeboat_shared::server::Shutdown;
@@ -29,7 +30,6 @@ use lifeboat_shared::traffic::SecondCount;
 
 use crate::DrillContext;
 use crate::observe::{self, Observer};
-use crate::run::{DrillRun, TargetCheck};
 use crate::runner;
 
 /// How often the drill sends its own golden request through the front door.

@@ -23,11 +23,10 @@ use lifeboat_shared::golden::GoldenClient;
 use lifeboat_shared::models::{
     Backoff, Completed, Deployment, EndpointRef, ModelError, ModelRegistry, OperationState, wait,
 };
+use lifeboat_shared::records::drill_run::{DrillRun, RunDeployment, TargetCheck, save_cleanup};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::topology::{Drill, Model, Topology, Workload};
-
-use crate::run::{DrillRun, RunDeployment, TargetCheck, save_cleanup};
 
 /// What a pilot-light deploy uses: the topology, the model registry, the
 /// state store the run is saved in, and the gateway golden requests go

@@ -19,12 +19,13 @@ use lifeboat_plan::WorkloadPlan;
 use lifeboat_plan::measured::{Measured, MeasuredRto};
 use lifeboat_plan::prices::PriceBook;
 use lifeboat_plan::recovery::Expected;
+use lifeboat_shared::records::drill_run::{
+    self, Cleanup, DrillRun, Measurements, RunState, Trigger,
+};
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, PutOptions, StorageError, bytes_stream};
 use lifeboat_shared::topology::Topology;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use thiserror::Error;
-
-use crate::run::{Cleanup, DrillRun, Measurements, RunState, Trigger};
 
 /// The folder of the reports bucket that holds the reports.
 pub const BUCKET_FOLDER: &str = "reports";
@@ -162,7 +163,7 @@ pub fn render(run: &DrillRun, plan: Option<&WorkloadPlan>) -> String {
                     }
                     footer {
                         "Report of drill run " code { (run.id) } ", drawn from its record in "
-                        code { (crate::run::COLLECTION) } ". Times are UTC."
+                        code { (drill_run::COLLECTION) } ". Times are UTC."
                     }
                 }
             }

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_checkpoint_fanout::checkpoint::{Checkpoint, CheckpointError, committed, shards_in};
 use lifeboat_data_sync::tables::split_dataset;
+use lifeboat_shared::records::drill_run::{DrillRun, TargetCheck};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{ObjectMeta, ObjectStore, StorageError};
@@ -29,8 +30,6 @@ use lifeboat_shared::topology::{
     BucketAsset, CheckpointLocation, DatasetAsset, Drill, Duration, Topology, Workload,
 };
 use lifeboat_shared::warehouse::{TableRef, Warehouse, WarehouseError};
-
-use crate::run::{DrillRun, TargetCheck};
 
 /// The most objects sampled per replica bucket.
 pub const SAMPLE_OBJECTS: usize = 20;

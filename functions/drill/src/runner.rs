@@ -18,18 +18,19 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::facts::Records;
 use lifeboat_shared::fault;
+use lifeboat_shared::records::drill_run::{
+    AbortRequest, COLLECTION, DrillRun, RoutingPoint, RunState, Trigger, create, read, read_all,
+};
 use lifeboat_shared::records::incident as incidents;
 use lifeboat_shared::routing::{self, RoutingError, RoutingTable};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::lease::{self, LeaseError};
-use lifeboat_shared::state::{Precondition, StateError, StateStore, update};
-use lifeboat_shared::topology::{Drill, DrillKind, Topology};
-use serde::{Deserialize, Serialize};
+use lifeboat_shared::state::{StateError, StateStore, update};
+use lifeboat_shared::topology::{Drill, DrillKind};
 
 use crate::events::{self, Happening};
 use crate::guardrails::{self, Before};
 use crate::observe::Observer;
-use crate::run::{AbortRequest, COLLECTION, DrillRun, RoutingPoint, RunState, Trigger};
 use crate::{DrillContext, isolation, outage, pilot_light, restore};
 
 /// How many times a record update re-reads after losing a race.
@@ -122,39 +123,6 @@ pub fn lease_name(workload: &str) -> String {
 /// of one Scheduler tick.
 pub fn run_id(drill: &str, due: DateTime<Utc>) -> String {
     format!("{drill}--{}", due.format("%Y%m%dT%H%M%SZ"))
-}
-
-/// Reads run `id`.
-pub async fn read(state: &dyn StateStore, id: &str) -> Result<Option<DrillRun>, StateError> {
-    let Some(document) = state.get(COLLECTION, id).await? else {
-        return Ok(None);
-    };
-    serde_json::from_value(document.value)
-        .map(Some)
-        .map_err(|error| unreadable(id, &error))
-}
-
-/// Reads every run, newest first.
-pub async fn read_all(state: &dyn StateStore) -> Result<Vec<DrillRun>, StateError> {
-    let mut runs = state
-        .list(COLLECTION)
-        .await?
-        .into_iter()
-        .map(|document| {
-            serde_json::from_value::<DrillRun>(document.value)
-                .map_err(|error| unreadable(&document.id, &error))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    runs.sort_by_key(|run| std::cmp::Reverse(run.started_at));
-    Ok(runs)
-}
-
-fn unreadable(id: &str, error: &serde_json::Error) -> StateError {
-    StateError::InvalidValue {
-        collection: COLLECTION.to_string(),
-        id: id.to_string(),
-        reason: format!("not a drill run: {error}"),
-    }
 }
 
 /// Saves `run`, keeping an abort asked for since it was last read.
@@ -300,19 +268,6 @@ async fn refuse(
             events::publish(context.failover.bus.as_ref(), &run, Happening::Finished).await;
             Ok(Started::Refused(run))
         }
-    }
-}
-
-/// Writes a new run record; the stored run when one exists already.
-async fn create(state: &dyn StateStore, run: &DrillRun) -> Result<Option<DrillRun>, StateError> {
-    let value = serde_json::to_value(run).map_err(|error| unreadable(&run.id, &error))?;
-    match state
-        .put(COLLECTION, &run.id, &value, Precondition::MustNotExist)
-        .await
-    {
-        Ok(_) => Ok(None),
-        Err(StateError::Conflict { .. }) => read(state, &run.id).await,
-        Err(error) => Err(error),
     }
 }
 
@@ -754,86 +709,6 @@ pub async fn abort(
     context.live.abort(id);
     tracing::warn!(run = %id, by, reason, "drill abort asked for");
     Ok(Some(run))
-}
-
-/// One declared drill, when it is next due, and its last run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DrillOverview {
-    /// The drill's id.
-    pub id: String,
-    /// Its kind.
-    pub kind: DrillKind,
-    /// Its workload.
-    pub workload: String,
-    /// Its target region.
-    pub target_region: String,
-    /// Its schedule, as written.
-    pub schedule: String,
-    /// When it is next due.
-    pub next_due: Option<DateTime<Utc>>,
-    /// Its last run, if any.
-    pub last_run: Option<LastRun>,
-    /// Whether a due time has passed without a run (beyond its maximum
-    /// duration and an hour of grace).
-    pub overdue: bool,
-}
-
-/// A run in brief.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LastRun {
-    /// The run's id.
-    pub id: String,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// How it ended, or that it runs.
-    pub state: RunState,
-    /// The RTO it measured, if it measured one.
-    pub rto_seconds: Option<f64>,
-    /// Why it failed, was aborted or refused.
-    pub reasons: Vec<String>,
-}
-
-/// How far back a drill that never ran is looked at for a missed due time.
-const NEVER_RAN_HORIZON: TimeDelta = TimeDelta::days(35);
-
-/// Every declared drill with its next due time, its last run, and whether
-/// it is overdue at `now`.
-pub async fn overview(
-    topology: &Topology,
-    state: &dyn StateStore,
-    now: DateTime<Utc>,
-) -> Result<Vec<DrillOverview>, StateError> {
-    let runs = read_all(state).await?;
-    Ok(topology
-        .drills()
-        .iter()
-        .map(|drill| {
-            let last = runs.iter().find(|r| r.drill == drill.id.as_str());
-            let grace = TimeDelta::from_std(drill.max_duration.get()).unwrap_or_default()
-                + TimeDelta::hours(1);
-            let since = last.map_or(now - NEVER_RAN_HORIZON, |r| r.started_at);
-            let missed = drill
-                .schedule
-                .next_after(since)
-                .is_some_and(|due| due + grace < now);
-            DrillOverview {
-                id: drill.id.to_string(),
-                kind: drill.kind,
-                workload: drill.workload.to_string(),
-                target_region: drill.target_region.to_string(),
-                schedule: drill.schedule.as_str().to_string(),
-                next_due: drill.schedule.next_after(now),
-                last_run: last.map(|r| LastRun {
-                    id: r.id.clone(),
-                    started_at: r.started_at,
-                    state: r.state,
-                    rto_seconds: r.measurements.rto_seconds,
-                    reasons: r.reasons.clone(),
-                }),
-                overdue: missed,
-            }
-        })
-        .collect())
 }
 
 #[cfg(test)]

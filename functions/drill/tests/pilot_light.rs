@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lifeboat_drill::pilot_light::{DeployContext, deploy, undeploy};
-use lifeboat_drill::run::{DrillRun, Trigger};
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::{
     Backoff, Completed, Deployment, EndpointRef, ModelRef, ModelVersion, wait,
 };
+use lifeboat_shared::records::drill_run::{DrillRun, Trigger};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::topology::{Drill, RegionId, Topology};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lifeboat_drill::report::render;
-use lifeboat_drill::run::*;
+use lifeboat_shared::records::drill_run::*;
 use lifeboat_shared::topology::DrillKind;
 
 mod fixtures;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use lifeboat_drill::restore::{RestoreContext, RestoreError, restore};
-use lifeboat_drill::run::{DrillRun, Trigger};
+use lifeboat_shared::records::drill_run::{DrillRun, Trigger};
 use lifeboat_shared::server::Shutdown;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
@@ -200,7 +200,10 @@ async fn run(world: &World) -> DrillRun {
     run
 }
 
-fn check<'r>(run: &'r DrillRun, name: &str) -> &'r lifeboat_drill::run::TargetCheck {
+fn check<'r>(
+    run: &'r DrillRun,
+    name: &str,
+) -> &'r lifeboat_shared::records::drill_run::TargetCheck {
     run.checks
         .iter()
         .find(|c| c.name == name)

@@ -10,10 +10,13 @@
 //!   region, and the RPO exposure it implies (written by checkpoint-fanout).
 //! - [`data_rpo`]: the oldest unreplicated change per bucket or dataset and
 //!   region, and the RPO exposure it implies (written by data-sync).
+//! - [`drill_run`]: every drill run, with what it measured, checked and
+//!   changed, and each declared drill's last run (written by drill).
 //! - [`incident`]: every step and the decision of each incident, failback
 //!   and manual move (written by failover).
 
 pub mod checkpoint_rpo;
 pub mod data_rpo;
+pub mod drill_run;
 pub mod incident;
 pub mod parity;

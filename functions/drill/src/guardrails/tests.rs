@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::facts::Records;
 use lifeboat_shared::records::data_rpo::{self, AssetKind, RpoRecord};
+use lifeboat_shared::records::drill_run::{AbortRequest, Trigger};
 use lifeboat_shared::records::incident::{IncidentRecord, Outcome, Step};
 use lifeboat_shared::routing::RoutingTable;
 use lifeboat_shared::state::local::LocalStateStore;
@@ -10,7 +11,6 @@ use lifeboat_shared::topology::Topology;
 use lifeboat_shared::traffic::SecondCount;
 
 use super::*;
-use crate::run::{AbortRequest, Trigger};
 
 const EXAMPLE: &str = include_str!("../../../../examples/production-three-region.yaml");
 

@@ -8,10 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lifeboat_shared::records::drill_run::{
+    DrillRun, ExposurePoint, Phase, RoutingPoint, Step, TrafficPoint,
+};
 use maud::{Markup, Render, html};
 
 use super::{clock, duration_text};
-use crate::run::{DrillRun, ExposurePoint, Phase, RoutingPoint, Step, TrafficPoint};
 
 /// The width every chart is drawn at (it scales to the page).
 const WIDTH: f64 = 960.0;

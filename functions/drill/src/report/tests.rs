@@ -1,9 +1,9 @@
+use lifeboat_shared::records::drill_run::{AbortRequest, ExposurePoint, Series, TargetCheck};
 use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::topology::DrillKind;
 
 use super::*;
-use crate::run::{AbortRequest, ExposurePoint, Series, TargetCheck};
 
 #[path = "../../tests/fixtures/mod.rs"]
 mod fixtures;

@@ -8,8 +8,10 @@ use lifeboat_shared::bus::local::{LocalBus, LocalBusOptions};
 use lifeboat_shared::fault::{Fault, FaultKind};
 use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::records::drill_run::overview;
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::local::LocalStore;
+use lifeboat_shared::topology::Topology;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 
 use super::*;

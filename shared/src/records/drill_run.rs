@@ -12,13 +12,17 @@
 //! [`MAX_ROUTING_POINTS`] routing points and [`MAX_EXPOSURE_POINTS`]
 //! exposure points: about 400 KiB as JSON at the very most, under
 //! Firestore's 1 MiB document limit however long the drill runs.
+//!
+//! Written by drill (which alone runs drills); read by `lifeboat status`,
+//! `lifeboat drill`, the demo and the plan ([`read`], [`read_all`],
+//! [`overview`]).
 
 use std::collections::BTreeMap;
 
+use crate::models::EndpointRef;
+use crate::state::{Precondition, StateError, StateStore, text_prefix, update};
+use crate::topology::{Drill, DrillKind, Topology};
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_shared::models::EndpointRef;
-use lifeboat_shared::state::{StateError, StateStore, text_prefix, update};
-use lifeboat_shared::topology::{Drill, DrillKind};
 use serde::{Deserialize, Serialize};
 
 /// The collection of run records.
@@ -559,19 +563,406 @@ fn bucket_start(origin: DateTime<Utc>, width: u32, at: DateTime<Utc>) -> DateTim
     origin + TimeDelta::seconds(offset / width * width)
 }
 
+/// Reads run `id`.
+pub async fn read(state: &dyn StateStore, id: &str) -> Result<Option<DrillRun>, StateError> {
+    let Some(document) = state.get(COLLECTION, id).await? else {
+        return Ok(None);
+    };
+    serde_json::from_value(document.value)
+        .map(Some)
+        .map_err(|error| unreadable(id, &error))
+}
+
+/// Reads every run, newest first.
+pub async fn read_all(state: &dyn StateStore) -> Result<Vec<DrillRun>, StateError> {
+    let mut runs = state
+        .list(COLLECTION)
+        .await?
+        .into_iter()
+        .map(|document| {
+            serde_json::from_value::<DrillRun>(document.value)
+                .map_err(|error| unreadable(&document.id, &error))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    runs.sort_by_key(|run| std::cmp::Reverse(run.started_at));
+    Ok(runs)
+}
+
+/// Writes a new run record; the stored run when one exists already (a
+/// second delivery of one Scheduler tick makes no second run).
+pub async fn create(
+    state: &dyn StateStore,
+    run: &DrillRun,
+) -> Result<Option<DrillRun>, StateError> {
+    let value = serde_json::to_value(run).map_err(|error| unreadable(&run.id, &error))?;
+    match state
+        .put(COLLECTION, &run.id, &value, Precondition::MustNotExist)
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(StateError::Conflict { .. }) => read(state, &run.id).await,
+        Err(error) => Err(error),
+    }
+}
+
+fn unreadable(id: &str, error: &serde_json::Error) -> StateError {
+    StateError::InvalidValue {
+        collection: COLLECTION.to_string(),
+        id: id.to_string(),
+        reason: format!("not a drill run: {error}"),
+    }
+}
+
+/// One declared drill, when it is next due, and its last run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DrillOverview {
+    /// The drill's id.
+    pub id: String,
+    /// Its kind.
+    pub kind: DrillKind,
+    /// Its workload.
+    pub workload: String,
+    /// Its target region.
+    pub target_region: String,
+    /// Its schedule, as written.
+    pub schedule: String,
+    /// When it is next due.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Its last run, if any.
+    pub last_run: Option<LastRun>,
+    /// Whether a due time has passed without a run (beyond its maximum
+    /// duration and an hour of grace).
+    pub overdue: bool,
+}
+
+/// A run in brief.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LastRun {
+    /// The run's id.
+    pub id: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How it ended, or that it runs.
+    pub state: RunState,
+    /// The RTO it measured, if it measured one.
+    pub rto_seconds: Option<f64>,
+    /// Why it failed, was aborted or refused.
+    pub reasons: Vec<String>,
+}
+
+/// How far back a drill that never ran is looked at for a missed due time.
+const NEVER_RAN_HORIZON: TimeDelta = TimeDelta::days(35);
+
+/// Every declared drill with its next due time, its last run, and whether
+/// it is overdue at `now`.
+pub async fn overview(
+    topology: &Topology,
+    state: &dyn StateStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<DrillOverview>, StateError> {
+    let runs = read_all(state).await?;
+    Ok(topology
+        .drills()
+        .iter()
+        .map(|drill| {
+            let last = runs.iter().find(|r| r.drill == drill.id.as_str());
+            let grace = TimeDelta::from_std(drill.max_duration.get()).unwrap_or_default()
+                + TimeDelta::hours(1);
+            let since = last.map_or(now - NEVER_RAN_HORIZON, |r| r.started_at);
+            let missed = drill
+                .schedule
+                .next_after(since)
+                .is_some_and(|due| due + grace < now);
+            DrillOverview {
+                id: drill.id.to_string(),
+                kind: drill.kind,
+                workload: drill.workload.to_string(),
+                target_region: drill.target_region.to_string(),
+                schedule: drill.schedule.as_str().to_string(),
+                next_due: drill.schedule.next_after(now),
+                last_run: last.map(|r| LastRun {
+                    id: r.id.clone(),
+                    started_at: r.started_at,
+                    state: r.state,
+                    rto_seconds: r.measurements.rto_seconds,
+                    reasons: r.reasons.clone(),
+                }),
+                overdue: missed,
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run() -> DrillRun {
         let example = include_str!("../../../examples/production-three-region.yaml");
-        let topology = lifeboat_shared::topology::Topology::parse(example, "example.yaml")
-            .expect("the example is valid");
+        let topology = Topology::parse(example, "example.yaml").expect("the example is valid");
         let drill = topology.drill("weekly-region-outage").expect("declared");
         let at = DateTime::parse_from_rfc3339("2026-12-08T10:00:00Z")
             .expect("time")
             .to_utc();
         DrillRun::new(drill, "weekly--20261208T100000Z", Trigger::Scheduler, at)
+    }
+
+    #[test]
+    fn a_stored_run_of_todays_shape_reads_back_unchanged() {
+        // A passed region outage, as a drill writes it (the report's fixture,
+        // with fewer steps and points).
+        let outage = serde_json::json!({
+            "id": "weekly-region-outage--20261208T100000Z",
+            "drill": "weekly-region-outage",
+            "kind": "region-outage",
+            "workload": "recommendations",
+            "target_region": "us-central1",
+            "trigger": "scheduler",
+            "started_at": "2026-12-08T10:00:00Z",
+            "deadline": "2026-12-08T10:30:00Z",
+            "finished_at": "2026-12-08T10:06:00Z",
+            "state": "passed",
+            "reasons": [],
+            "abort": null,
+            "steps": [
+                {
+                    "at": "2026-12-08T10:00:00Z",
+                    "what": "guardrails-checked",
+                    "detail": "no open incident, standbys in parity and within RPO, inside the window"
+                },
+                {
+                    "at": "2026-12-08T10:00:02Z",
+                    "what": "fault-injected",
+                    "detail": "stop us-central1 in the front door, expires 10:15:02"
+                },
+                {
+                    "at": "2026-12-08T10:00:34Z",
+                    "what": "incident-opened",
+                    "detail": "uptime check failed in 3 of 3 locations"
+                }
+            ],
+            "steps_dropped": 0,
+            "phases": [
+                {
+                    "name": "outage",
+                    "from": "2026-12-08T10:00:02Z",
+                    "to": "2026-12-08T10:05:02Z"
+                },
+                {
+                    "name": "detection",
+                    "from": "2026-12-08T10:00:02Z",
+                    "to": "2026-12-08T10:00:34Z"
+                }
+            ],
+            "measurements": {
+                "rto_seconds": 42.0,
+                "detection_seconds": 32.0,
+                "decision_seconds": 4.0,
+                "execution_seconds": 3.0,
+                "verification_seconds": 3.0,
+                "rpo_at_failure_seconds": 21,
+                "predictions": 10800,
+                "predictions_failed": 78,
+                "failback_seconds": 38.0,
+                "checkpoint_read_seconds": null,
+                "time_to_serve_seconds": null,
+                "exposure_crossed_after_seconds": null
+            },
+            "checks": [
+                {
+                    "name": "RTO",
+                    "target": "≤ 300 s",
+                    "measured": "42 s",
+                    "held": true
+                },
+                {
+                    "name": "RPO",
+                    "target": "≤ 300 s",
+                    "measured": "21 s",
+                    "held": true
+                }
+            ],
+            "findings": [],
+            "findings_dropped": 0,
+            "series": {
+                "traffic": [
+                    {
+                        "at": "2026-12-08T10:00:00Z",
+                        "seconds": 1,
+                        "region": "us-central1",
+                        "ok": 30,
+                        "failed": 0
+                    },
+                    {
+                        "at": "2026-12-08T10:00:01Z",
+                        "seconds": 1,
+                        "region": "us-central1",
+                        "ok": 30,
+                        "failed": 0
+                    }
+                ],
+                "routing": [
+                    {
+                        "at": "2026-12-08T10:00:00Z",
+                        "weights": {
+                            "us-central1": 100,
+                            "us-east1": 0
+                        }
+                    },
+                    {
+                        "at": "2026-12-08T10:00:41Z",
+                        "weights": {
+                            "us-central1": 0,
+                            "us-east1": 100
+                        }
+                    }
+                ],
+                "exposure": [
+                    {
+                        "at": "2026-12-08T10:00:00Z",
+                        "asset": "gs://recs-checkpoints-us-central1",
+                        "region": "us-central1",
+                        "seconds": 20,
+                        "target_seconds": 300
+                    }
+                ]
+            },
+            "cleanup": {
+                "routing_before": {
+                    "us-central1": 100,
+                    "us-east1": 0
+                },
+                "fault_injected_at": "2026-12-08T10:00:02Z",
+                "fault_removed_at": "2026-12-08T10:05:02Z",
+                "routing_restored_at": "2026-12-08T10:05:52Z",
+                "deployed": null,
+                "deployments": [],
+                "undeployed_at": null,
+                "paused_at": null,
+                "resumed_at": null
+            },
+            "report": null
+        });
+        let run: DrillRun = serde_json::from_value(outage.clone()).expect("reads back");
+        assert_eq!(
+            (run.kind, run.state),
+            (DrillKind::RegionOutage, RunState::Passed)
+        );
+        assert_eq!(run.measurements.rto_seconds, Some(42.0));
+        assert_eq!(run.series.routing.len(), 2);
+        assert_eq!(serde_json::to_value(&run).expect("encode"), outage);
+
+        // A failed restore, with findings and some counted past the bound.
+        let restore = serde_json::json!({
+            "id": "daily-restore--20261208T100000Z",
+            "drill": "daily-restore",
+            "kind": "restore",
+            "workload": "recommendations",
+            "target_region": "us-east1",
+            "trigger": "manual",
+            "started_at": "2026-12-08T10:00:00Z",
+            "deadline": "2026-12-08T10:30:00Z",
+            "finished_at": "2026-12-08T10:02:40Z",
+            "state": "failed",
+            "reasons": [
+                "replica objects sampled: 2 of 50 objects missing in gs://recs-data-us-east1",
+                "replica tables: recs.events has 342 rows fewer than its source"
+            ],
+            "abort": null,
+            "steps": [
+                {
+                    "at": "2026-12-08T10:00:00Z",
+                    "what": "guardrails-checked",
+                    "detail": "standbys in parity"
+                },
+                {
+                    "at": "2026-12-08T10:00:01Z",
+                    "what": "checkpoint-found",
+                    "detail": "step 48000 in gs://recs-checkpoints-us-east1, 16 shards"
+                }
+            ],
+            "steps_dropped": 0,
+            "phases": [
+                {
+                    "name": "checkpoint-read",
+                    "from": "2026-12-08T10:00:01Z",
+                    "to": "2026-12-08T10:02:13Z"
+                }
+            ],
+            "measurements": {
+                "rto_seconds": null,
+                "detection_seconds": null,
+                "decision_seconds": null,
+                "execution_seconds": null,
+                "verification_seconds": null,
+                "rpo_at_failure_seconds": null,
+                "predictions": 0,
+                "predictions_failed": 0,
+                "failback_seconds": null,
+                "checkpoint_read_seconds": 132.4,
+                "time_to_serve_seconds": null,
+                "exposure_crossed_after_seconds": null
+            },
+            "checks": [
+                {
+                    "name": "checkpoint shards",
+                    "target": "16 of 16, CRC32C equal",
+                    "measured": "16 of 16",
+                    "held": true
+                },
+                {
+                    "name": "replica objects sampled",
+                    "target": "50 of 50 equal",
+                    "measured": "48 of 50",
+                    "held": false
+                }
+            ],
+            "findings": [
+                {
+                    "asset": "gs://recs-checkpoints-us-east1/step-48000",
+                    "ok": true,
+                    "detail": "16 of 16 shards, CRC32C equal"
+                },
+                {
+                    "asset": "gs://recs-data-us-east1/features/part-0042.parquet",
+                    "ok": false,
+                    "detail": "missing in the replica"
+                }
+            ],
+            "findings_dropped": 3,
+            "series": {
+                "traffic": [],
+                "routing": [],
+                "exposure": [
+                    {
+                        "at": "2026-12-08T10:00:00Z",
+                        "asset": "gs://recs-data-us-east1",
+                        "region": "us-east1",
+                        "seconds": 250,
+                        "target_seconds": 300
+                    }
+                ]
+            },
+            "cleanup": {
+                "routing_before": null,
+                "fault_injected_at": null,
+                "fault_removed_at": null,
+                "routing_restored_at": null,
+                "deployed": null,
+                "deployments": [],
+                "undeployed_at": null,
+                "paused_at": null,
+                "resumed_at": null
+            },
+            "report": null
+        });
+        let run: DrillRun = serde_json::from_value(restore.clone()).expect("reads back");
+        assert_eq!(
+            (run.trigger, run.state),
+            (Trigger::Manual, RunState::Failed)
+        );
+        assert_eq!((run.findings.len(), run.findings_dropped), (2, 3));
+        assert_eq!(serde_json::to_value(&run).expect("encode"), restore);
     }
 
     #[test]
