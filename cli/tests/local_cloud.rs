@@ -821,6 +821,21 @@ async fn wait_run(
     }
 }
 
+/// The region failover moved the run's workload to (its `incident-decided`
+/// step says `move to REGION`), once it has.
+fn decided_move(run: &serde_json::Value) -> Option<String> {
+    run["steps"].as_array()?.iter().find_map(|step| {
+        (step["what"] == "incident-decided")
+            .then(|| {
+                step["detail"]
+                    .as_str()?
+                    .strip_prefix("move to ")
+                    .map(str::to_string)
+            })
+            .flatten()
+    })
+}
+
 fn has_step(run: &serde_json::Value, what: &str) -> bool {
     run["steps"]
         .as_array()
@@ -973,14 +988,15 @@ async fn a_real_outage_during_a_drill_aborts_it_and_leaves_the_routing_to_the_re
         .find(|word| word.starts_with("weekly-region-outage--"))
         .expect("the run's id is printed")
         .to_string();
-    // While the drill has us-central1 failed in the front door, the
-    // standby us-east1 really fails, as a whole.
-    wait_run(&drills, &id, Duration::from_secs(60), |run| {
-        has_step(run, "fault-injected")
+    // Once the drill's outage of us-central1 has moved the traffic, the
+    // standby that took it (failover's choice: us-east1 or europe-west1)
+    // really fails, as a whole.
+    let run = wait_run(&drills, &id, Duration::from_secs(60), |run| {
+        decided_move(run).is_some()
     })
     .await;
-    let real = "us-east1";
-    let (failed, printed) = lifeboat(&["local", "fail-region", real], data_dir.path());
+    let real = decided_move(&run).expect("a move was decided");
+    let (failed, printed) = lifeboat(&["local", "fail-region", &real], data_dir.path());
     assert!(failed, "{printed}");
     let run = wait_run(&drills, &id, Duration::from_secs(90), |run| {
         run["state"] != "running"
