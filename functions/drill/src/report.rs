@@ -9,12 +9,13 @@
 //! [`ReportSink`] writes a report where reports go: the reports bucket on
 //! Google Cloud, a folder of the data directory in the local cloud.
 
-mod chart;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lifeboat_pages::STYLE;
+use lifeboat_pages::chart;
+use lifeboat_pages::text::{clock, duration_text, instant, thousands};
 use lifeboat_plan::WorkloadPlan;
 use lifeboat_plan::measured::{Measured, MeasuredRto};
 use lifeboat_plan::prices::PriceBook;
@@ -29,67 +30,6 @@ use thiserror::Error;
 
 /// The folder of the reports bucket that holds the reports.
 pub const BUCKET_FOLDER: &str = "reports";
-
-/// The page's style: the system's own fonts, calm colours, one alarm red,
-/// and print rules that keep charts and tables whole.
-const STYLE: &str = r#"
-:root { --ink: #0f172a; --muted: #475569; --line: #e2e8f0; --card: #ffffff;
-  --page: #f1f5f9; --pass: #15803d; --fail: #b91c1c; --abort: #b45309; --run: #1d4ed8; }
-* { box-sizing: border-box; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-body { margin: 0; background: var(--page); color: var(--ink);
-  font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans", sans-serif; }
-main { max-width: 1080px; margin: 0 auto; padding: 24px 20px 40px; }
-code, .mono, td.time { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: 13px; }
-header.run { display: grid; grid-template-columns: 1fr auto; gap: 8px 24px; align-items: start;
-  background: var(--card); border: 1px solid var(--line); border-top: 6px solid var(--verdict);
-  border-radius: 10px; padding: 20px 24px; }
-header.run h1 { margin: 0; font-size: 22px; font-weight: 650; word-break: break-all; }
-header.run .eyebrow { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .08em; }
-.verdict { grid-row: span 2; justify-self: end; text-align: center; color: #fff; background: var(--verdict);
-  border-radius: 10px; padding: 10px 22px; font-size: 34px; font-weight: 800; letter-spacing: .06em; }
-.passed { --verdict: var(--pass); } .failed { --verdict: var(--fail); }
-.aborted { --verdict: var(--abort); } .running { --verdict: var(--run); }
-.reasons { grid-column: 1 / -1; margin: 4px 0 0; padding: 10px 14px 10px 30px; border-radius: 8px;
-  background: color-mix(in srgb, var(--verdict) 9%, white); color: var(--ink); font-size: 15px; }
-.reasons li + li { margin-top: 2px; }
-dl.facts { grid-column: 1 / -1; display: grid; grid-template-columns: repeat(4, minmax(0, 1fr));
-  gap: 10px 20px; margin: 8px 0 0; }
-dl.facts dt { color: var(--muted); font-size: 12px; }
-dl.facts dd { margin: 0; font-weight: 600; word-break: break-word; }
-section { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
-  padding: 16px 20px; margin-top: 16px; break-inside: avoid; }
-section h2 { margin: 0 0 10px; font-size: 16px; font-weight: 650; }
-table { width: 100%; border-collapse: collapse; }
-th { text-align: left; color: var(--muted); font-weight: 600; font-size: 12px; border-bottom: 1px solid var(--line); padding: 6px 8px; }
-td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; word-break: break-word; }
-tr:last-child td { border-bottom: none; }
-td.time, td.what { white-space: nowrap; word-break: normal; }
-td.held, td.ok { color: var(--pass); font-weight: 700; white-space: nowrap; }
-td.missed, td.bad { color: var(--fail); font-weight: 700; white-space: nowrap; }
-tr.missed td { background: #fef2f2; }
-.metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 10px; }
-.metric { border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; }
-.metric .label { color: var(--muted); font-size: 12px; }
-.metric .value { font-size: 20px; font-weight: 700; }
-.metric .parts { color: var(--muted); font-size: 12px; display: flex; flex-wrap: wrap; column-gap: 4px; }
-.metric .part { white-space: nowrap; } .metric .part + .part::before { content: " · "; }
-.note, .no-data { color: var(--muted); font-style: italic; margin: 6px 0 0; }
-.pending { color: var(--abort); font-weight: 600; }
-svg.chart { display: block; width: 100%; height: auto; }
-svg.chart rect.answered, svg.chart rect.failed { shape-rendering: crispEdges; }
-svg.chart text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; font-size: 12px; fill: #334155; }
-svg.chart text.tick, svg.chart text.unit { fill: #64748b; font-size: 11px; }
-svg.chart text.inside { fill: #fff; font-size: 11px; font-weight: 600; }
-svg.chart text.target { fill: #b91c1c; font-size: 11px; }
-svg.chart line.grid { stroke: #e2e8f0; stroke-width: 1; }
-svg.chart line.baseline { stroke: #94a3b8; stroke-width: 1; }
-svg.chart circle.step { fill: #334155; stroke: #fff; stroke-width: 1.5; }
-footer { color: var(--muted); font-size: 12px; margin-top: 18px; text-align: center; }
-@media (max-width: 760px) { dl.facts { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
-@page { margin: 12mm; }
-@media print { body { background: #fff; font-size: 12px; } main { max-width: none; padding: 0; }
-  section, header.run { border-color: #cbd5e1; } table, tr, svg { break-inside: avoid; } }
-"#;
 
 /// Renders the report of `run` as one self-contained HTML page, with the
 /// plan of its workload when there is one (see [`workload_plan`]).
@@ -135,11 +75,11 @@ pub fn render(run: &DrillRun, plan: Option<&WorkloadPlan>) -> String {
                     }
                     section {
                         h2 { "Routing weights" }
-                        (chart::routing(&axis, &run.series.routing, &colours))
+                        (chart::routing("chart-routing", "no routing table was seen during this run.", &axis, &run.series.routing, &colours))
                     }
                     section {
                         h2 { "RPO exposure" }
-                        (chart::exposure(&axis, &run.series.exposure))
+                        (chart::exposure("chart-exposure", "no RPO exposure was read during this run.", &axis, &run.series.exposure))
                     }
                     @if !run.findings.is_empty() || run.findings_dropped > 0 {
                         section {
@@ -478,49 +418,6 @@ fn cleanup(cleanup: &Cleanup) -> Markup {
                 }
             }
         }
-    }
-}
-
-/// A count with thousands separated (`10,800`).
-fn thousands(count: u64) -> String {
-    let digits = count.to_string();
-    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
-    for (n, digit) in digits.chars().enumerate() {
-        if n > 0 && (digits.len() - n).is_multiple_of(3) {
-            text.push(',');
-        }
-        text.push(digit);
-    }
-    text
-}
-
-/// A time of day, UTC (`10:04:37`).
-fn clock(at: DateTime<Utc>) -> String {
-    at.format("%H:%M:%S").to_string()
-}
-
-/// A moment, UTC (`2026-12-08 10:04:37 UTC`).
-fn instant(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// A duration as a person reads it: `850 ms`, `3.4 s`, `4 min 12 s`,
-/// `1 h 02 min`.
-fn duration_text(seconds: f64) -> String {
-    let seconds = seconds.max(0.0);
-    if seconds < 1.0 && seconds > 0.0 {
-        format!("{:.0} ms", seconds * 1000.0)
-    } else if seconds < 10.0 {
-        let text = format!("{seconds:.1}");
-        format!("{} s", text.strip_suffix(".0").unwrap_or(&text))
-    } else if seconds < 60.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 3600.0 {
-        let whole = seconds.round() as u64;
-        format!("{} min {:02} s", whole / 60, whole % 60)
-    } else {
-        let minutes = (seconds / 60.0).round() as u64;
-        format!("{} h {:02} min", minutes / 60, minutes % 60)
     }
 }
 

@@ -13,7 +13,7 @@ use lifeboat_shared::records::drill_run::{
 };
 use maud::{Markup, Render, html};
 
-use super::{clock, duration_text};
+use crate::text::{clock, duration_text};
 
 /// The width every chart is drawn at (it scales to the page).
 const WIDTH: f64 = 960.0;
@@ -29,7 +29,7 @@ const LEGEND_LINE: f64 = 18.0;
 const ROW: f64 = 24.0;
 
 /// The colour of failed predictions: an alarm red, used for nothing else.
-pub(super) const ALARM: &str = "#dc2626";
+pub const ALARM: &str = "#dc2626";
 /// Colours given to regions, in name order, in every chart.
 const REGION_COLOURS: [&str; 6] = [
     "#2563eb", "#0d9488", "#9333ea", "#d97706", "#0891b2", "#4d7c0f",
@@ -53,20 +53,24 @@ impl Render for Px {
 /// The span of time every chart of a report draws: the run's start to its
 /// finish, or to the last thing recorded while it runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct TimeAxis {
+pub struct TimeAxis {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 }
 
 impl TimeAxis {
-    /// The axis of `run`.
-    pub(super) fn of(run: &DrillRun) -> Self {
-        let start = run.started_at;
-        let end = run.finished_at.unwrap_or_else(|| last_recorded(run));
+    /// The axis from `start` to `end` (at least a second long).
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
         Self {
             start,
             end: end.max(start + TimeDelta::seconds(1)),
         }
+    }
+
+    /// The axis of `run`.
+    pub fn of(run: &DrillRun) -> Self {
+        let start = run.started_at;
+        Self::new(start, run.finished_at.unwrap_or_else(|| last_recorded(run)))
     }
 
     /// The x of `at`, clamped to the plot.
@@ -77,7 +81,7 @@ impl TimeAxis {
     }
 
     /// Round times to label, about six of them.
-    pub(super) fn ticks(&self) -> Vec<DateTime<Utc>> {
+    pub fn ticks(&self) -> Vec<DateTime<Utc>> {
         const STEPS: [i64; 16] = [
             1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 21_600, 86_400,
         ];
@@ -275,7 +279,7 @@ fn no_data(what: &str) -> Markup {
 }
 
 /// The colour of each region, in name order.
-pub(super) fn region_colours(run: &DrillRun) -> BTreeMap<&str, &'static str> {
+pub fn region_colours(run: &DrillRun) -> BTreeMap<&str, &'static str> {
     let mut regions: BTreeSet<&str> = run
         .series
         .traffic
@@ -285,6 +289,15 @@ pub(super) fn region_colours(run: &DrillRun) -> BTreeMap<&str, &'static str> {
     for point in &run.series.routing {
         regions.extend(point.weights.keys().map(String::as_str));
     }
+    colours_of(regions)
+}
+
+/// The colour of each of `regions`, in name order: the same region gets
+/// the same colour on every chart of a page that draws the same regions.
+pub fn colours_of<'a>(
+    regions: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<&'a str, &'static str> {
+    let regions: BTreeSet<&str> = regions.into_iter().collect();
     regions
         .into_iter()
         .zip(REGION_COLOURS.into_iter().cycle())
@@ -308,7 +321,7 @@ fn phase_colour(name: &str, index: usize) -> &'static str {
 
 /// (a) The run's timeline: one row per phase name, a bar per phase, and a
 /// row of step markers.
-pub(super) fn timeline(axis: &TimeAxis, phases: &[Phase], steps: &[Step]) -> Markup {
+pub fn timeline(axis: &TimeAxis, phases: &[Phase], steps: &[Step]) -> Markup {
     if phases.is_empty() && steps.is_empty() {
         return no_data("the run recorded no phase and no step yet.");
     }
@@ -376,7 +389,7 @@ pub(super) fn timeline(axis: &TimeAxis, phases: &[Phase], steps: &[Step]) -> Mar
 
 /// (b) Predictions per second by region and outcome: answered predictions
 /// stacked per region, failed ones on top in the alarm colour.
-pub(super) fn traffic(
+pub fn traffic(
     axis: &TimeAxis,
     points: &[TrafficPoint],
     colours: &BTreeMap<&str, &'static str>,
@@ -479,14 +492,17 @@ fn number_text(value: f64) -> String {
     text.strip_suffix(".0").unwrap_or(&text).to_string()
 }
 
-/// (c) Routing weights over time, one step line per region.
-pub(super) fn routing(
+/// (c) Routing weights over time, one step line per region; the chart's
+/// element id is `id`, and `empty` says why there is nothing to draw.
+pub fn routing(
+    id: &str,
+    empty: &str,
     axis: &TimeAxis,
     points: &[RoutingPoint],
     colours: &BTreeMap<&str, &'static str>,
 ) -> Markup {
     if points.is_empty() {
-        return no_data("no routing table was seen during this run.");
+        return no_data(empty);
     }
     let regions: BTreeSet<&str> = points
         .iter()
@@ -508,7 +524,7 @@ pub(super) fn routing(
         .collect();
     let count = regions.len() as f64;
     chart(
-        "chart-routing",
+        id,
         "Routing weights over time per region",
         &keys,
         130.0,
@@ -551,10 +567,12 @@ fn step_path(axis: &TimeAxis, points: &[RoutingPoint], y: impl Fn(&RoutingPoint)
     d
 }
 
-/// (d) RPO exposure per asset and region against its target (dashed).
-pub(super) fn exposure(axis: &TimeAxis, points: &[ExposurePoint]) -> Markup {
+/// (d) RPO exposure per asset and region against its target (dashed);
+/// the chart's element id is `id`, and `empty` says why there is nothing
+/// to draw.
+pub fn exposure(id: &str, empty: &str, axis: &TimeAxis, points: &[ExposurePoint]) -> Markup {
     if points.is_empty() {
-        return no_data("no RPO exposure was read during this run.");
+        return no_data(empty);
     }
     let mut series: Vec<((&str, &str), Vec<&ExposurePoint>)> = Vec::new();
     for point in points {
@@ -586,7 +604,7 @@ pub(super) fn exposure(axis: &TimeAxis, points: &[ExposurePoint]) -> Markup {
         label: "RPO target".to_string(),
     });
     chart(
-        "chart-exposure",
+        id,
         "RPO exposure per asset against its target",
         &keys,
         160.0,
