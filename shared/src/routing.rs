@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::records::history;
 use crate::state::{Precondition, StateError, StateStore};
 use crate::topology::{Pattern, Topology, Workload};
 
@@ -52,10 +53,11 @@ pub enum RoutingError {
 }
 
 /// The weights of one workload's regions, with a revision that grows with
-/// every change.
+/// every change, and the weights it replaced in the last day.
 ///
 /// Size bound: one weight per region of the topology (tens of regions at
-/// most), a few KiB.
+/// most), a few KiB, and at most [`history::MAX_POINTS`] replaced tables
+/// of the same size: under 1 MiB for up to 40 regions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutingTable {
     /// The workload.
@@ -68,6 +70,19 @@ pub struct RoutingTable {
     pub updated_at: DateTime<Utc>,
     /// Why it was written (a failover's incident, a failback step, a person).
     pub reason: String,
+    /// The weights this table replaced within [`history::WINDOW`], oldest
+    /// first, each from when it was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RoutingPoint>,
+}
+
+/// A workload's routing weights from a moment on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingPoint {
+    /// When the weights were written (or seen).
+    pub at: DateTime<Utc>,
+    /// Weight per region.
+    pub weights: BTreeMap<String, u32>,
 }
 
 impl RoutingTable {
@@ -88,7 +103,18 @@ impl RoutingTable {
             revision: 0,
             updated_at: Utc::now(),
             reason: reason.into(),
+            history: Vec::new(),
         })
+    }
+
+    /// The weights over the last day, oldest first, ending with these.
+    pub fn series(&self) -> Vec<RoutingPoint> {
+        let mut points = self.history.clone();
+        points.push(RoutingPoint {
+            at: self.updated_at,
+            weights: self.weights.clone(),
+        });
+        points
     }
 
     /// The regions with a weight above zero, heaviest first (ties by id).
@@ -165,8 +191,8 @@ pub async fn write(
         .get(COLLECTION, &table.workload)
         .await
         .map_err(state_error)?;
-    let (precondition, stored_revision) = match &current {
-        None => (Precondition::MustNotExist, 0),
+    let (precondition, stored_revision, history) = match &current {
+        None => (Precondition::MustNotExist, 0, Vec::new()),
         Some(document) => {
             let stored: RoutingTable =
                 serde_json::from_value(document.value.clone()).map_err(|error| {
@@ -175,9 +201,15 @@ pub async fn write(
                         detail: error.to_string(),
                     }
                 })?;
+            let mut history = stored.history.clone();
+            history.push(RoutingPoint {
+                at: stored.updated_at,
+                weights: stored.weights,
+            });
             (
                 Precondition::Version(document.version.clone()),
                 stored.revision,
+                history,
             )
         }
     };
@@ -190,11 +222,14 @@ pub async fn write(
             ),
         }));
     }
-    let next = RoutingTable {
+    let now = Utc::now();
+    let mut next = RoutingTable {
         revision: stored_revision + 1,
-        updated_at: Utc::now(),
+        updated_at: now,
+        history,
         ..table.clone()
     };
+    history::trim(&mut next.history, now, |point| point.at);
     let value = serde_json::to_value(&next).map_err(|error| RoutingError::Unreadable {
         workload: workload.clone(),
         detail: error.to_string(),
@@ -277,6 +312,15 @@ mod tests {
         );
         let second = write(&store, &moved, 1).await.expect("second write");
         assert_eq!(second.revision, 2);
+        assert_eq!(
+            second.history,
+            vec![RoutingPoint {
+                at: first.updated_at,
+                weights: first.weights.clone()
+            }],
+            "the replaced weights are kept"
+        );
+        assert_eq!(second.series().len(), 2);
         let all_zero = RoutingTable {
             weights: weights(&[("us-central1", 0)]),
             ..second.clone()

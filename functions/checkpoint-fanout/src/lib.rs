@@ -289,6 +289,7 @@ async fn run(
         source_written_at: marker.updated,
         committed_at: marker.updated,
         copy_millis: 0,
+        history: Vec::new(),
     };
     let mut records = vec![source.clone()];
     for outcome in &report.regions {

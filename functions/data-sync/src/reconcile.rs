@@ -222,6 +222,8 @@ pub async fn reconcile_all(
                 target_seconds,
                 oldest_unreplicated: report.oldest_unreplicated,
                 checked_at: Some(checked_at),
+                changed_at: None,
+                history: Vec::new(),
             };
             if let Err(error) = rpo::record_check(sync.state.as_ref(), &record).await {
                 tracing::warn!(asset = %asset.id, region = %report.region, %error, "could not record the RPO check");

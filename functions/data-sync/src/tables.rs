@@ -386,6 +386,8 @@ pub async fn reconcile_tables(sync: &DataSync) -> Result<Vec<TableCopy>, TableEr
                 target_seconds: sync.target_rpo_seconds(asset.id.as_str()),
                 oldest_unreplicated: None,
                 checked_at: Some(checked_at),
+                changed_at: None,
+                history: Vec::new(),
             };
             rpo::record_check(sync.state.as_ref(), &record)
                 .await

@@ -7,6 +7,7 @@
 //! A record only ever moves forward: a checkpoint committed late (markers
 //! out of order, a retried event) never replaces a newer one.
 
+use super::history::{self, ExposurePoint};
 use crate::state::{Precondition, StateError, StateStore};
 use crate::topology::Topology;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -22,7 +23,8 @@ const RECORD_ATTEMPTS: usize = 5;
 /// the newest checkpoint written at the source).
 ///
 /// Size bound: fixed fields, the topology's ids and a directory (an object
-/// name prefix, at most 1,024 bytes), under 2 KiB.
+/// name prefix, at most 1,024 bytes), under 2 KiB, and at most
+/// [`history::MAX_POINTS`] earlier commits of 70 bytes each: under 40 KiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewestCheckpoint {
     /// The workload's id.
@@ -41,6 +43,20 @@ pub struct NewestCheckpoint {
     pub committed_at: DateTime<Utc>,
     /// How long the copy to the region took, in milliseconds.
     pub copy_millis: u64,
+    /// The checkpoints this one replaced within [`history::WINDOW`],
+    /// oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Commit>,
+}
+
+/// An earlier checkpoint complete in a region: when it committed there and
+/// when it had been written at the source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// When the region's marker was written.
+    pub committed_at: DateTime<Utc>,
+    /// When the source marker was written.
+    pub source_written_at: DateTime<Utc>,
 }
 
 impl NewestCheckpoint {
@@ -52,6 +68,36 @@ impl NewestCheckpoint {
     /// Replication lag: from the source write to the region's commit.
     pub fn replication_lag(&self) -> TimeDelta {
         self.committed_at - self.source_written_at
+    }
+
+    /// The region's RPO exposure over the last day up to `now`, against
+    /// `target_seconds`: a sawtooth that grows with time and drops at each
+    /// commit to that checkpoint's own lag.
+    pub fn exposure_series(&self, target_seconds: u64, now: DateTime<Utc>) -> Vec<ExposurePoint> {
+        let point = |at: DateTime<Utc>, source: DateTime<Utc>| ExposurePoint {
+            at,
+            asset: self.location.clone(),
+            region: self.region.clone(),
+            seconds: (at - source).num_seconds().max(0),
+            target_seconds,
+        };
+        let current = Commit {
+            committed_at: self.committed_at,
+            source_written_at: self.source_written_at,
+        };
+        let mut points = Vec::with_capacity(2 * self.history.len() + 3);
+        let mut covered: Option<DateTime<Utc>> = None;
+        for commit in self.history.iter().chain([&current]) {
+            if let Some(covered) = covered {
+                points.push(point(commit.committed_at, covered));
+            }
+            points.push(point(commit.committed_at, commit.source_written_at));
+            covered = Some(commit.source_written_at);
+        }
+        points.push(point(now, self.source_written_at));
+        let since = now - history::WINDOW;
+        points.retain(|p| p.at >= since);
+        points
     }
 }
 
@@ -65,14 +111,29 @@ pub async fn record(store: &dyn StateStore, newest: &NewestCheckpoint) -> Result
         reason: e.to_string(),
     })?;
     for _ in 0..RECORD_ATTEMPTS {
-        let precondition = match store.get(COLLECTION, &id).await? {
-            None => Precondition::MustNotExist,
+        let (precondition, value) = match store.get(COLLECTION, &id).await? {
+            None => (Precondition::MustNotExist, value.clone()),
             Some(doc) => {
                 let held: Option<NewestCheckpoint> = serde_json::from_value(doc.value).ok();
-                if held.is_some_and(|held| held.step >= newest.step) {
-                    return Ok(false);
-                }
-                Precondition::Version(doc.version)
+                let value = match held {
+                    Some(held) if held.step >= newest.step => return Ok(false),
+                    Some(held) => {
+                        let mut next = newest.clone();
+                        next.history = held.history;
+                        next.history.push(Commit {
+                            committed_at: held.committed_at,
+                            source_written_at: held.source_written_at,
+                        });
+                        history::trim(&mut next.history, newest.committed_at, |c| c.committed_at);
+                        serde_json::to_value(&next).map_err(|e| StateError::InvalidValue {
+                            collection: COLLECTION.to_string(),
+                            id: id.clone(),
+                            reason: e.to_string(),
+                        })?
+                    }
+                    None => value.clone(),
+                };
+                (Precondition::Version(doc.version), value)
             }
         };
         match store.put(COLLECTION, &id, &value, precondition).await {
@@ -119,6 +180,9 @@ pub struct Exposure {
     pub copy_seconds: Option<f64>,
     /// Replication lag of the newest copy, in seconds.
     pub lag_seconds: Option<f64>,
+    /// The exposure over the last day, oldest first, ending now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ExposurePoint>,
 }
 
 /// The exposure of every checkpoint location in every target region at `now`.
@@ -169,6 +233,10 @@ pub async fn report(
                     lag_seconds: newest
                         .as_ref()
                         .map(|n| n.replication_lag().num_milliseconds() as f64 / 1000.0),
+                    history: newest
+                        .as_ref()
+                        .map(|n| n.exposure_series(target.as_secs(), now))
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -227,7 +295,66 @@ workloads:
             source_written_at: at(written),
             committed_at: at(written) + TimeDelta::seconds(3),
             copy_millis: 3000,
+            history: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_record_keeps_the_commits_it_replaced_and_draws_its_exposure_as_a_sawtooth() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("state");
+        for (step, written) in [
+            (100, "2026-11-25T10:00:00Z"),
+            (200, "2026-11-25T10:10:00Z"),
+            (300, "2026-11-25T10:20:00Z"),
+        ] {
+            assert!(
+                record(&store, &newest("us-east1", step, written))
+                    .await
+                    .expect("record")
+            );
+        }
+        let doc = store
+            .get(COLLECTION, "ranker-ckpt@us-east1")
+            .await
+            .expect("read")
+            .expect("stored");
+        let stored: NewestCheckpoint = serde_json::from_value(doc.value).expect("a record");
+        assert_eq!(stored.step, 300);
+        assert_eq!(
+            stored.history,
+            vec![
+                Commit {
+                    committed_at: at("2026-11-25T10:00:03Z"),
+                    source_written_at: at("2026-11-25T10:00:00Z"),
+                },
+                Commit {
+                    committed_at: at("2026-11-25T10:10:03Z"),
+                    source_written_at: at("2026-11-25T10:10:00Z"),
+                },
+            ]
+        );
+        let series: Vec<(String, i64)> = stored
+            .exposure_series(3600, at("2026-11-25T10:30:00Z"))
+            .iter()
+            .map(|p| (p.at.format("%H:%M:%S").to_string(), p.seconds))
+            .collect();
+        let expected = [
+            ("10:00:03", 3),
+            ("10:10:03", 603),
+            ("10:10:03", 3),
+            ("10:20:03", 603),
+            ("10:20:03", 3),
+            ("10:30:00", 600),
+        ];
+        assert_eq!(
+            series,
+            expected.map(|(t, s)| (t.to_string(), s)).to_vec(),
+            "exposure grows until each commit, then drops to its lag"
+        );
+        // A day later only the present remains on the chart.
+        let next_day = stored.exposure_series(3600, at("2026-11-26T10:25:00Z"));
+        assert_eq!(next_day.len(), 1, "{next_day:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! rewrites the record with what it left unrepaired, since it has just
 //! checked everything.
 
+use super::history::{self, ExposurePoint};
 use crate::state::{Precondition, StateError, StateStore};
 use crate::topology::Topology;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,8 @@ use serde::{Deserialize, Serialize};
 /// The collection of RPO records, one per asset and region.
 pub const COLLECTION: &str = "data-sync.rpo";
 
-/// How many times [`note_unreplicated`] re-reads after losing a race.
+/// How many times [`note_unreplicated`] and [`record_check`] re-read
+/// after losing a race.
 const NOTE_ATTEMPTS: usize = 5;
 
 /// What kind of asset a record is about.
@@ -31,7 +33,9 @@ pub enum AssetKind {
 
 /// The replication state of one asset in one region.
 ///
-/// Size bound: fixed fields and the topology's ids, under 1 KiB.
+/// Size bound: fixed fields and the topology's ids, under 1 KiB, and at
+/// most [`history::MAX_POINTS`] earlier states of 70 bytes each: under
+/// 40 KiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RpoRecord {
     /// Bucket or dataset.
@@ -47,6 +51,25 @@ pub struct RpoRecord {
     pub oldest_unreplicated: Option<DateTime<Utc>>,
     /// When the last reconcile checked this asset in this region.
     pub checked_at: Option<DateTime<Utc>>,
+    /// When `oldest_unreplicated` last changed (unknown for records
+    /// written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<DateTime<Utc>>,
+    /// The states this one replaced within [`history::WINDOW`], oldest
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Unreplicated>,
+}
+
+/// An earlier state of a record: from `at` on, the oldest change not
+/// verified in the region was the one written at `oldest` (none: all
+/// there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreplicated {
+    /// When the state began.
+    pub at: DateTime<Utc>,
+    /// The source write time of the oldest change not verified.
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 impl RpoRecord {
@@ -60,6 +83,59 @@ impl RpoRecord {
     /// Whether the exposure at `now` is within the target.
     pub fn met(&self, now: DateTime<Utc>) -> bool {
         self.exposure_seconds(now) <= self.target_seconds
+    }
+
+    /// This record in place of `held` at `now`: `held`'s state joins the
+    /// history when the oldest unreplicated change differs.
+    fn replacing(mut self, held: Option<Self>, now: DateTime<Utc>) -> Self {
+        let Some(held) = held else {
+            self.changed_at = Some(now);
+            return self;
+        };
+        self.history = held.history;
+        if held.oldest_unreplicated == self.oldest_unreplicated {
+            self.changed_at = held.changed_at;
+        } else {
+            if let Some(at) = held.changed_at {
+                self.history.push(Unreplicated {
+                    at,
+                    oldest: held.oldest_unreplicated,
+                });
+            }
+            self.changed_at = Some(now);
+        }
+        history::trim(&mut self.history, now, |state| state.at);
+        self
+    }
+
+    /// The exposure over the last day up to `now`: it grows while a change
+    /// waits, drops when a reconcile or a copy verifies it, and rises at
+    /// once when a change older than any waiting is noted.
+    pub fn exposure_series(&self, now: DateTime<Utc>) -> Vec<ExposurePoint> {
+        let point = |at: DateTime<Utc>, oldest: Option<DateTime<Utc>>| ExposurePoint {
+            at,
+            asset: self.asset.clone(),
+            region: self.region.clone(),
+            seconds: oldest.map_or(0, |oldest| (at - oldest).num_seconds().max(0)),
+            target_seconds: self.target_seconds,
+        };
+        let current = self.changed_at.map(|at| Unreplicated {
+            at,
+            oldest: self.oldest_unreplicated,
+        });
+        let mut points = Vec::with_capacity(2 * self.history.len() + 3);
+        let mut before: Option<Option<DateTime<Utc>>> = None;
+        for state in self.history.iter().chain(current.as_ref()) {
+            if let Some(oldest) = before {
+                points.push(point(state.at, oldest));
+            }
+            points.push(point(state.at, state.oldest));
+            before = Some(state.oldest);
+        }
+        points.push(point(now, self.oldest_unreplicated));
+        let since = now - history::WINDOW;
+        points.retain(|p| p.at >= since);
+        points
     }
 }
 
@@ -79,14 +155,31 @@ fn invalid(id: &str, error: serde_json::Error) -> StateError {
     }
 }
 
-/// Writes the record a reconcile leaves (it replaces what was there).
+/// Writes the record a reconcile leaves (it replaces what was there, whose
+/// state joins the history).
 pub async fn record_check(state: &dyn StateStore, record: &RpoRecord) -> Result<(), StateError> {
     let id = document_id(record.kind, &record.asset, &record.region);
-    let value = serde_json::to_value(record).map_err(|e| invalid(&id, e))?;
-    state
-        .put(COLLECTION, &id, &value, Precondition::None)
-        .await
-        .map(|_| ())
+    for _ in 0..NOTE_ATTEMPTS {
+        let (held, precondition) = match state.get(COLLECTION, &id).await? {
+            Some(doc) => (
+                serde_json::from_value::<RpoRecord>(doc.value).ok(),
+                Precondition::Version(doc.version),
+            ),
+            None => (None, Precondition::MustNotExist),
+        };
+        let next = record.clone().replacing(held, Utc::now());
+        let value = serde_json::to_value(&next).map_err(|e| invalid(&id, e))?;
+        match state.put(COLLECTION, &id, &value, precondition).await {
+            Ok(_) => return Ok(()),
+            Err(StateError::Conflict { .. }) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StateError::Conflict {
+        collection: COLLECTION.to_string(),
+        id,
+        detail: "lost every race to record a reconcile".to_string(),
+    })
 }
 
 /// Notes that a change written at `source_time` is not replicated in
@@ -102,30 +195,31 @@ pub async fn note_unreplicated(
 ) -> Result<(), StateError> {
     let id = document_id(kind, asset, region);
     for _ in 0..NOTE_ATTEMPTS {
-        let (mut record, precondition) = match state.get(COLLECTION, &id).await? {
+        let (held, precondition) = match state.get(COLLECTION, &id).await? {
             Some(doc) => (
-                serde_json::from_value::<RpoRecord>(doc.value).map_err(|e| invalid(&id, e))?,
+                Some(serde_json::from_value::<RpoRecord>(doc.value).map_err(|e| invalid(&id, e))?),
                 Precondition::Version(doc.version),
             ),
-            None => (
-                RpoRecord {
-                    kind,
-                    asset: asset.to_string(),
-                    region: region.to_string(),
-                    target_seconds,
-                    oldest_unreplicated: None,
-                    checked_at: None,
-                },
-                Precondition::MustNotExist,
-            ),
+            None => (None, Precondition::MustNotExist),
         };
-        if record
-            .oldest_unreplicated
+        if held
+            .as_ref()
+            .and_then(|held| held.oldest_unreplicated)
             .is_some_and(|oldest| oldest <= source_time)
         {
             return Ok(());
         }
-        record.oldest_unreplicated = Some(source_time);
+        let record = RpoRecord {
+            kind,
+            asset: asset.to_string(),
+            region: region.to_string(),
+            target_seconds,
+            oldest_unreplicated: Some(source_time),
+            checked_at: held.as_ref().and_then(|held| held.checked_at),
+            changed_at: None,
+            history: Vec::new(),
+        }
+        .replacing(held, Utc::now());
         let value = serde_json::to_value(&record).map_err(|e| invalid(&id, e))?;
         match state.put(COLLECTION, &id, &value, precondition).await {
             Ok(_) => return Ok(()),
@@ -170,6 +264,9 @@ pub struct Exposure {
     pub meets_target: bool,
     /// When a reconcile last checked the asset there.
     pub checked_at: Option<DateTime<Utc>>,
+    /// The exposure over the last day, oldest first, ending now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ExposurePoint>,
 }
 
 /// The exposure of every bucket and dataset asset of `topology` in every
@@ -206,6 +303,7 @@ pub async fn report(
                     target_rpo_seconds: target,
                     meets_target: exposure.is_some_and(|e| e <= target),
                     checked_at: record.and_then(|r| r.checked_at),
+                    history: record.map(|r| r.exposure_series(now)).unwrap_or_default(),
                 });
             }
         }
@@ -286,5 +384,15 @@ mod tests {
         let records = read_all(&state).await.expect("read");
         assert_eq!(records[0].exposure_seconds(now), 0);
         assert!(records[0].met(now));
+
+        // The history holds the wait: the exposure grew from the first
+        // note until the reconcile cleared it, then stayed at zero.
+        assert_eq!(records[0].history.len(), 2, "{:?}", records[0].history);
+        let later = Utc::now() + chrono::TimeDelta::minutes(1);
+        let series = records[0].exposure_series(later);
+        let peak = series.iter().map(|p| p.seconds).max().expect("points");
+        assert!((600..660).contains(&peak), "{series:?}");
+        assert_eq!(series.last().map(|p| p.seconds), Some(0));
+        assert!(series.windows(2).all(|w| w[0].at <= w[1].at), "{series:?}");
     }
 }

@@ -19,7 +19,9 @@
 
 use std::collections::BTreeMap;
 
+pub use super::history::ExposurePoint;
 use crate::models::EndpointRef;
+pub use crate::routing::RoutingPoint;
 use crate::state::{Precondition, StateError, StateStore, text_prefix, update};
 use crate::topology::{Drill, DrillKind, Topology};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -165,30 +167,6 @@ pub struct TrafficPoint {
     pub ok: u64,
     /// Not answered: the client got an error.
     pub failed: u64,
-}
-
-/// The workload's routing weights from a moment on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoutingPoint {
-    /// When the weights were seen.
-    pub at: DateTime<Utc>,
-    /// Weight per region.
-    pub weights: BTreeMap<String, u32>,
-}
-
-/// The RPO exposure of one asset in one region at one moment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExposurePoint {
-    /// When it was read.
-    pub at: DateTime<Utc>,
-    /// The asset (checkpoint location, bucket or dataset).
-    pub asset: String,
-    /// The region of the copy.
-    pub region: String,
-    /// The exposure, in seconds.
-    pub seconds: i64,
-    /// The workload's RPO target, in seconds.
-    pub target_seconds: u64,
 }
 
 /// What the report draws.

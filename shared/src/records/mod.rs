@@ -14,9 +14,11 @@
 //!   changed, and each declared drill's last run (written by drill).
 //! - [`incident`]: every step and the decision of each incident, failback
 //!   and manual move (written by failover).
+//! - [`history`]: the bounded recent past records keep for charts.
 
 pub mod checkpoint_rpo;
 pub mod data_rpo;
 pub mod drill_run;
+pub mod history;
 pub mod incident;
 pub mod parity;

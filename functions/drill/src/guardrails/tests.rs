@@ -180,6 +180,8 @@ async fn a_standby_past_its_rpo_refuses_the_drill_naming_the_asset_and_region() 
         target_seconds: 300,
         oldest_unreplicated: Some(now - TimeDelta::minutes(20)),
         checked_at: Some(now),
+        changed_at: None,
+        history: Vec::new(),
     };
     data_rpo::record_check(&state, &behind)
         .await
