@@ -5,6 +5,7 @@
 //! they open offline and during an outage.
 
 pub mod chart;
+pub mod report;
 pub mod text;
 
 /// The style of every page: the system's own fonts, calm colours, one

@@ -329,8 +329,8 @@ async fn get_run(State(context): State<DrillContext>, Path(id): Path<String>) ->
 async fn get_report(State(context): State<DrillContext>, Path(id): Path<String>) -> Response {
     match read_run(&context, &id).await {
         Ok(run) => {
-            let plan = report::workload_plan(context.topology(), &run);
-            Html(report::render(&run, plan.as_ref())).into_response()
+            let plan = lifeboat_pages::report::workload_plan(context.topology(), &run);
+            Html(lifeboat_pages::report::render(&run, plan.as_ref())).into_response()
         }
         Err(refusal) => refusal,
     }

@@ -406,8 +406,8 @@ async fn finish(
 
 /// Renders and saves `run`'s report, noting where it went.
 async fn report(context: &DrillContext, run: &mut DrillRun) {
-    let plan = crate::report::workload_plan(context.topology(), run);
-    let html = crate::report::render(run, plan.as_ref());
+    let plan = lifeboat_pages::report::workload_plan(context.topology(), run);
+    let html = lifeboat_pages::report::render(run, plan.as_ref());
     match context.reports.save(run, &html).await {
         Ok(location) => {
             run.step("report", format!("written to {location}"));

@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lifeboat_drill::report::render;
+use lifeboat_pages::report::render;
 use lifeboat_shared::records::drill_run::*;
 use lifeboat_shared::topology::DrillKind;
 
+#[path = "fixtures/mod.rs"]
 mod fixtures;
 
 /// `$CHROMIUM`, else Debian's `/usr/bin/chromium`.
