@@ -10,14 +10,13 @@ use anyhow::Context;
 use chrono::Utc;
 use lifeboat_plan::catalog;
 use lifeboat_plan::cost::Category;
-use lifeboat_plan::measured::{Measured, MeasuredRto};
+use lifeboat_plan::measured::Measured;
 use lifeboat_plan::prices::PriceBook;
 use lifeboat_plan::quota::{self, QuotaOutcome, ServingQuotas};
 use lifeboat_plan::recovery::{Expected, seconds_text};
 use lifeboat_plan::{PatternPlan, Plan, WorkloadPlan};
 use lifeboat_shared::gcp::ApiEndpoint;
-use lifeboat_shared::records::drill_run::RunState;
-use lifeboat_shared::topology::{DrillKind, Topology};
+use lifeboat_shared::topology::Topology;
 
 use crate::status::{self, Source, aligned, or_dash, yes_no};
 
@@ -99,46 +98,11 @@ pub async fn measured(topology: &Topology, source: Source<'_>) -> anyhow::Result
         return Ok(Measured::default());
     }
     let status = status::read(topology, source).await?;
-    let mut measured = Measured::default();
-    for row in &status.checkpoints {
-        if let Some(copy) = row.copy_seconds {
-            measured
-                .checkpoint_copy_seconds
-                .insert((row.location.clone(), row.region.clone()), copy);
-        }
-    }
-    for row in &status.data {
-        if let Some(exposure) = row.exposure_seconds {
-            measured
-                .data_exposure_seconds
-                .insert((row.asset.clone(), row.region.clone()), exposure as f64);
-        }
-    }
-    for drill in &status.drills {
-        let Some(last) = &drill.last_run else {
-            continue;
-        };
-        let (DrillKind::RegionOutage, Some(rto), RunState::Passed | RunState::Failed) =
-            (drill.kind, last.rto_seconds, last.state)
-        else {
-            continue;
-        };
-        let newer = measured
-            .drill_rto
-            .get(&drill.workload)
-            .is_none_or(|held| held.at < last.started_at);
-        if newer {
-            measured.drill_rto.insert(
-                drill.workload.clone(),
-                MeasuredRto {
-                    run: last.id.clone(),
-                    at: last.started_at,
-                    rto_seconds: rto,
-                },
-            );
-        }
-    }
-    Ok(measured)
+    Ok(Measured::from_records(
+        &status.checkpoints,
+        &status.data,
+        &status.drills,
+    ))
 }
 
 /// `$LIFEBOAT_CLOUDQUOTAS_HOST` (`host:port`, e.g. a stand-in) when set;

@@ -1,11 +1,15 @@
 //! What Lifeboat has measured of a deployment, which the plan uses in place
 //! of its models: drill RTOs, checkpoint copy times and data replication
-//! exposure. The caller reads them from the records (the CLI from Firestore
-//! or the local cloud, the drill from its own run).
+//! exposure. The caller reads the records (the CLI from Firestore or the
+//! local cloud, the console from its state store, the drill from its own
+//! run) and [`Measured::from_records`] keeps what the plan uses.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use lifeboat_shared::records::drill_run::{DrillOverview, RunState};
+use lifeboat_shared::records::{checkpoint_rpo, data_rpo};
+use lifeboat_shared::topology::DrillKind;
 use serde::{Deserialize, Serialize};
 
 /// The RTO a region-outage drill measured for a workload.
@@ -33,6 +37,56 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// What the records measured: each checkpoint copy time, each data
+    /// exposure now, and per workload the newest region-outage drill that
+    /// measured an RTO (passed or failed).
+    pub fn from_records(
+        checkpoints: &[checkpoint_rpo::Exposure],
+        data: &[data_rpo::Exposure],
+        drills: &[DrillOverview],
+    ) -> Self {
+        let mut measured = Self::default();
+        for row in checkpoints {
+            if let Some(copy) = row.copy_seconds {
+                measured
+                    .checkpoint_copy_seconds
+                    .insert((row.location.clone(), row.region.clone()), copy);
+            }
+        }
+        for row in data {
+            if let Some(exposure) = row.exposure_seconds {
+                measured
+                    .data_exposure_seconds
+                    .insert((row.asset.clone(), row.region.clone()), exposure as f64);
+            }
+        }
+        for drill in drills {
+            let Some(last) = &drill.last_run else {
+                continue;
+            };
+            let (DrillKind::RegionOutage, Some(rto), RunState::Passed | RunState::Failed) =
+                (drill.kind, last.rto_seconds, last.state)
+            else {
+                continue;
+            };
+            let newer = measured
+                .drill_rto
+                .get(&drill.workload)
+                .is_none_or(|held| held.at < last.started_at);
+            if newer {
+                measured.drill_rto.insert(
+                    drill.workload.clone(),
+                    MeasuredRto {
+                        run: last.id.clone(),
+                        at: last.started_at,
+                        rto_seconds: rto,
+                    },
+                );
+            }
+        }
+        measured
+    }
+
     /// The longest measured copy of checkpoint location `location` to any
     /// of its regions, in seconds.
     pub fn checkpoint_copy(&self, location: &str) -> Option<f64> {
