@@ -182,15 +182,12 @@ fn targets(run: &DrillRun) -> Markup {
 /// `None` when the workload is not in the topology or the price file
 /// cannot be read (logged).
 pub fn workload_plan(topology: &Topology, run: &DrillRun) -> Option<WorkloadPlan> {
-    let prices = match std::env::var_os("LIFEBOAT_PRICES") {
-        Some(path) => match PriceBook::load(std::path::Path::new(&path)) {
-            Ok(book) => book,
-            Err(error) => {
-                tracing::warn!(run = %run.id, %error, "the report has no plan");
-                return None;
-            }
-        },
-        None => PriceBook::snapshot(),
+    let prices = match PriceBook::configured() {
+        Ok(book) => book,
+        Err(error) => {
+            tracing::warn!(run = %run.id, %error, "the report has no plan");
+            return None;
+        }
     };
     let mut measured = Measured::default();
     if let Some(rto_seconds) = run.measurements.rto_seconds {
@@ -210,8 +207,9 @@ pub fn workload_plan(topology: &Topology, run: &DrillRun) -> Option<WorkloadPlan
 }
 
 /// The plan's patterns: monthly cost, multiple, RPO, RTO, and whether each
-/// meets the targets, the recommended one and the current one marked.
-fn plan_table(plan: &WorkloadPlan) -> Markup {
+/// meets the targets, the recommended one and the current one marked (the
+/// report's plan section and the console's).
+pub fn plan_table(plan: &WorkloadPlan) -> Markup {
     let time = |expected: &Expected| match expected.seconds {
         Some(seconds) => duration_text(seconds),
         None => "unbounded".to_string(),

@@ -216,6 +216,9 @@ pub struct MissingPrice {
     pub origin: String,
 }
 
+/// The variable naming a price file to use in place of the snapshot.
+pub const PRICES_VARIABLE: &str = "LIFEBOAT_PRICES";
+
 impl PriceBook {
     /// Reads a price file, refusing one that prices a key twice.
     pub fn load(path: &Path) -> Result<PriceBook, PriceFileError> {
@@ -264,6 +267,15 @@ impl PriceBook {
         })?;
         tracing::info!(path = %path.display(), prices = self.prices.len(), "price file written");
         Ok(())
+    }
+
+    /// The price file `$LIFEBOAT_PRICES` names, else the snapshot: what the
+    /// services (drill reports, the console) plan with.
+    pub fn configured() -> Result<PriceBook, PriceFileError> {
+        match std::env::var_os(PRICES_VARIABLE) {
+            Some(path) => Self::load(Path::new(&path)),
+            None => Ok(Self::snapshot()),
+        }
     }
 
     /// The snapshot that ships with Lifeboat (`plan/prices/snapshot.json`),
