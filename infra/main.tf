@@ -13,6 +13,7 @@ locals {
     "compute.googleapis.com",
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
+    "iap.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

@@ -884,7 +884,46 @@ service "drill-invoker" {
   }
 }
 
+service "console" {
+  account = "google_service_account.console"
+
+  # Every record the page shows, read only.
+  call {
+    method     = "firestore.documents.get (routing tables, checkpoint RPO, drill runs)"
+    code       = "shared/src/state/firestore.rs (get)"
+    permission = "datastore.entities.get"
+    role       = "roles/datastore.viewer"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "firestore.documents.list (parity, data RPO, routing, incidents, drill runs)"
+    code       = "shared/src/state/firestore.rs (list)"
+    permission = "datastore.entities.list"
+    role       = "roles/datastore.viewer"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "secretmanager.versions.access (Cloud Run mounts the topology)"
+    code       = "infra/console.tf (volumes)"
+    permission = "secretmanager.versions.access"
+    role       = "roles/secretmanager.secretAccessor"
+    grant      = "google_secret_manager_secret_iam_member"
+  }
+}
+
 # Google's service agents, acting for Lifeboat.
+service "iap-service-agent" {
+  account = "local.iap_service_agent"
+
+  call {
+    method     = "Cloud Run request (an operator's request IAP let through to the console)"
+    code       = "infra/console.tf (iap_enabled)"
+    permission = "run.routes.invoke"
+    role       = "roles/run.invoker"
+    grant      = "google_cloud_run_v2_service_iam_member"
+  }
+}
+
 service "pubsub-service-agent" {
   account = "local.pubsub_service_agent"
 

@@ -3,7 +3,8 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.0"
+      # 6.36: IAP on a Cloud Run service (iap_enabled) and its IAM.
+      version = ">= 6.36"
     }
   }
 }

@@ -544,6 +544,7 @@ fn local_up(
             topology_file.display(),
             data_dir.display()
         );
+        println!("  {:<16} http://{}/", "console", book.functions);
         println!("  {:<16} http://{}", "functions", book.functions);
         println!("  {:<16} {}", "gateway", book.gateway);
         for region in cloud.topology().regions() {

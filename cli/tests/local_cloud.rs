@@ -432,6 +432,23 @@ fn unpinned_example(dir: &Path) -> PathBuf {
     path
 }
 
+/// The console at `url` as headless Chromium renders it, once `ready`
+/// holds of its DOM; fails after 60 s.
+fn wait_for_console(url: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dom = lifeboat_tests::browser::dom(url);
+        if ready(&dom) {
+            return dom;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console never showed it: {dom}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// One prediction through `url`: status, answering region (gateway header)
 /// and body.
 async fn predict(url: &str) -> (u16, Option<String>, serde_json::Value) {
@@ -487,6 +504,24 @@ async fn a_failed_primary_is_detected_failed_over_and_predictions_come_from_the_
         "{standby}"
     );
 
+    // The console, as Chromium renders it: us-central1 healthy and taking
+    // every prediction, no incident, the copies replicating.
+    let console = format!(
+        "http://{}/",
+        cloud.book["functions"].as_str().expect("functions")
+    );
+    let before = wait_for_console(&console, |dom| dom.contains(r#"data-state="met""#));
+    assert!(
+        before.contains(r#"id="region-us-central1" data-health="healthy""#),
+        "{before}"
+    );
+    assert!(
+        before.contains(r#"data-region="us-central1" data-weight="100""#),
+        "{before}"
+    );
+    assert!(!before.contains(r#"class="incident""#), "{before}");
+    assert!(!before.contains(r#"data-state="source-down""#), "{before}");
+
     let (failed, printed) = lifeboat_with(
         &["local", "fail-region", "us-central1", "--mode", "stop"],
         &topology,
@@ -518,6 +553,32 @@ async fn a_failed_primary_is_detected_failed_over_and_predictions_come_from_the_
     };
     assert_eq!(body["version"], "1", "{body}");
     assert_eq!(body["replicas"], 3, "{body}");
+
+    // The console follows: the routing, the incident and the RPO rows change.
+    let after = wait_for_console(&console, |dom| {
+        dom.contains(r#"data-region="us-east1" data-weight="100""#)
+    });
+    assert!(
+        after.contains(r#"data-region="us-central1" data-weight="0""#),
+        "{after}"
+    );
+    assert!(
+        after.contains(r#"id="region-us-central1" data-health="incident""#),
+        "{after}"
+    );
+    assert!(
+        after.contains(r#"data-state="open" data-region="us-central1" open="""#),
+        "an open incident, expanded, with its steps: {after}"
+    );
+    assert!(after.contains("<strong>received</strong>"), "{after}");
+    assert!(
+        after.contains(r#"data-region="us-east1" data-state="source-down""#),
+        "the copies say their source is down: {after}"
+    );
+    assert!(
+        after.contains(r#"id="chart-routing-recommendations""#),
+        "the routing chart: {after}"
+    );
 
     let (_, json) = lifeboat_with(&["status", "--json"], &topology, data_dir.path());
     let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");

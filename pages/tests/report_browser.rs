@@ -3,8 +3,9 @@
 //! targets table, and a screenshot taken. Chromium missing is a failure
 //! that says how to install it, never a skip.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+
+use lifeboat_tests::browser;
 
 use lifeboat_pages::report::render;
 use lifeboat_shared::records::drill_run::*;
@@ -13,45 +14,9 @@ use lifeboat_shared::topology::DrillKind;
 #[path = "fixtures/mod.rs"]
 mod fixtures;
 
-/// `$CHROMIUM`, else Debian's `/usr/bin/chromium`.
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(
-        path.is_file(),
-        "headless Chromium is needed at {} (or set $CHROMIUM): install it with `apt-get install -y chromium`",
-        path.display()
-    );
-    path
-}
-
-/// Runs Chromium headless on `page` with `args`, in a fresh profile, and
-/// returns what it printed.
+/// Runs Chromium headless on `page` with `args`.
 fn headless(page: &Path, args: &[&str]) -> String {
-    let profile = tempfile::tempdir().expect("a profile dir");
-    let output = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs");
-    assert!(
-        output.status.success(),
-        "chromium failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
+    browser::headless(&format!("file://{}", page.display()), args)
 }
 
 #[test]

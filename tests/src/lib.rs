@@ -5,6 +5,7 @@
 //! start.
 
 pub mod billing_standin;
+pub mod browser;
 pub mod monitoring_standin;
 pub mod own_emulator;
 pub mod quotas_standin;

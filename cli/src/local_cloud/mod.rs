@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
+use lifeboat_console::ConsoleContext;
 use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::tables::split_dataset;
 use lifeboat_drill::report::ReportSink;
@@ -454,7 +455,11 @@ impl BoundCloud {
                 .nest(FAILOVER_PATH, failover)
                 .nest(DRILL_PATH, drill)
                 .nest(GATEWAY_PATH, gateway)
-                .merge(releases),
+                .merge(releases)
+                .merge(lifeboat_console::router(ConsoleContext {
+                    topology: self.cloud.topology.clone(),
+                    state: self.cloud.state.clone(),
+                })),
         )
         .with_state_readiness(state)
         .into_router();
