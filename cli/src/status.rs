@@ -180,11 +180,11 @@ async fn from_running_cloud(dir: &Path) -> Option<Status> {
     })
 }
 
-/// The incidents of `records` not closed yet.
+/// The incidents of `records` still open ([`IncidentRecord::is_open`]).
 fn open(records: Vec<IncidentRecord>) -> Vec<IncidentRecord> {
     records
         .into_iter()
-        .filter(|record| record.outcome != Some(Outcome::Closed))
+        .filter(IncidentRecord::is_open)
         .collect()
 }
 

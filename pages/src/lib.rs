@@ -8,6 +8,21 @@ pub mod chart;
 pub mod report;
 pub mod text;
 
+use maud::{Markup, PreEscaped, html};
+
+/// A page's `<head>`: UTF-8, a viewport for phones, `title`, and [`STYLE`]
+/// followed by the page's own `style`.
+pub fn head(title: &str, style: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            style { (PreEscaped(STYLE)) (PreEscaped(style)) }
+        }
+    }
+}
+
 /// The style of every page: the system's own fonts, calm colours, one
 /// alarm red, and print rules that keep charts and tables whole.
 pub const STYLE: &str = r#"

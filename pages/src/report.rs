@@ -16,9 +16,8 @@ use lifeboat_shared::records::drill_run::{
     self, Cleanup, DrillRun, Measurements, RunState, Trigger,
 };
 use lifeboat_shared::topology::Topology;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
-use crate::STYLE;
 use crate::chart;
 use crate::text::{clock, duration_text, instant, thousands};
 
@@ -31,12 +30,7 @@ pub fn render(run: &DrillRun, plan: Option<&WorkloadPlan>) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (verdict) " · drill run " (run.id) }
-                style { (PreEscaped(STYLE)) }
-            }
+            (crate::head(&format!("{verdict} · drill run {}", run.id), ""))
             body {
                 main {
                     header.run.(class) {

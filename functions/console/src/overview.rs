@@ -12,7 +12,7 @@ use lifeboat_plan::WorkloadPlan;
 use lifeboat_plan::measured::Measured;
 use lifeboat_plan::prices::PriceBook;
 use lifeboat_shared::records::drill_run::{self, DrillOverview};
-use lifeboat_shared::records::incident::{self, IncidentRecord, Outcome};
+use lifeboat_shared::records::incident::{self, IncidentRecord};
 use lifeboat_shared::records::parity::{self, ParityRow};
 use lifeboat_shared::records::{checkpoint_rpo, data_rpo};
 use lifeboat_shared::routing::{self, RoutingError, RoutingTable};
@@ -134,10 +134,7 @@ pub async fn read(
             Vec::new()
         }
     };
-    let open: Vec<&IncidentRecord> = incidents
-        .iter()
-        .filter(|record| record.outcome != Some(Outcome::Closed))
-        .collect();
+    let open: Vec<&IncidentRecord> = incidents.iter().filter(|r| r.is_open()).collect();
 
     let mut workloads = Vec::new();
     for workload in topology.workloads() {
@@ -242,15 +239,13 @@ fn recent_incidents(
     let mut picked: Vec<IncidentRecord> = all
         .iter()
         .filter(|record| record.workload == workload)
-        .filter(|record| {
-            record.outcome != Some(Outcome::Closed)
-                || record.closed_at.is_some_and(|at| now - at <= RECENT)
-        })
+        .filter(|record| record.is_open() || record.ended_at().is_some_and(|at| now - at <= RECENT))
         .cloned()
         .collect();
     picked.sort_by(|a, b| {
-        let open = |r: &IncidentRecord| r.outcome == Some(Outcome::Closed);
-        open(a).cmp(&open(b)).then(started(b).cmp(&started(a)))
+        b.is_open()
+            .cmp(&a.is_open())
+            .then(started(b).cmp(&started(a)))
     });
     picked.truncate(MAX_INCIDENTS);
     picked

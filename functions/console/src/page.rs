@@ -5,7 +5,6 @@
 //! taken from a record is escaped by the templates.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_pages::STYLE;
 use lifeboat_pages::chart::{self, TimeAxis};
 use lifeboat_pages::report::plan_table;
 use lifeboat_pages::text::{clock, duration_text, instant};
@@ -20,7 +19,7 @@ pub const REFRESH_SECONDS: u32 = 5;
 
 /// The shortest span a chart draws, so that a fresh deployment's few
 /// minutes are not squeezed against the edge of a day.
-const MIN_SPAN: TimeDelta = TimeDelta::minutes(5);
+const MIN_SPAN: TimeDelta = TimeDelta::minutes(2);
 
 /// What the console adds to the shared page style.
 const CONSOLE_STYLE: &str = r#"
@@ -78,12 +77,7 @@ pub fn render(overview: &Overview) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Lifeboat · " (overview.project) }
-                style { (PreEscaped(STYLE)) (PreEscaped(CONSOLE_STYLE)) }
-            }
+            (lifeboat_pages::head(&format!("Lifeboat · {}", overview.project), CONSOLE_STYLE))
             body {
                 main #console data-generated=(overview.generated_at.to_rfc3339()) {
                     header.console {
@@ -373,9 +367,19 @@ fn incidents(view: &WorkloadView) -> Markup {
 }
 
 fn incident(record: &IncidentRecord) -> Markup {
-    let open = record.outcome != Some(Outcome::Closed);
+    let open = record.is_open();
     let state = if open { "open" } else { "closed" };
+    let kind = if record.is_failback() {
+        "Failback"
+    } else if record.is_operation() {
+        "Manual move"
+    } else if open {
+        "Open incident"
+    } else {
+        "Closed incident"
+    };
     let outcome = match record.outcome {
+        Some(_) if record.is_operation() => "done",
         Some(Outcome::Moved) => "traffic moved",
         Some(Outcome::Stayed) => "traffic stayed",
         Some(Outcome::Closed) => "closed",
@@ -384,7 +388,7 @@ fn incident(record: &IncidentRecord) -> Markup {
     html! {
         details.incident id=(format!("incident-{}", record.incident_id)) data-state=(state) data-region=(record.region) open[open] {
             summary {
-                (if open { "Open" } else { "Closed" }) ": " code { (record.region) } " · "
+                (kind) ": " code { (record.region) } " · "
                 @if let Some(at) = record.started_at { "since " (clock(at)) " · " }
                 (outcome) " · incident " code { (record.incident_id) }
             }

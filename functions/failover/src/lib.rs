@@ -36,7 +36,7 @@ use lifeboat_shared::events::{Delivery, InboundEvent, Incident, IncidentState};
 use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::poison::{self, Poison, Reason};
-use lifeboat_shared::records::incident::{self as record, Decision, Outcome, Step};
+use lifeboat_shared::records::incident::{self as record, Decision, MANUAL_PREFIX, Outcome, Step};
 use lifeboat_shared::routing::{self, RoutingTable};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
 use lifeboat_shared::state::StateStore;
@@ -263,7 +263,7 @@ pub async fn manual_move(
         return (StatusCode::OK, Json(json!({"unchanged": format!("{} takes all of {workload}'s traffic already", asked.to)}))).into_response();
     };
     let id = format!(
-        "manual-{workload}-{}",
+        "{MANUAL_PREFIX}{workload}-{}",
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let key = (id.as_str(), workload, from.as_str(), Utc::now());

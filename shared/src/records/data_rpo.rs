@@ -9,7 +9,7 @@
 //! checked everything.
 
 use super::history::{self, ExposurePoint};
-use crate::state::{Precondition, StateError, StateStore};
+use crate::state::{Precondition, StateError, StateStore, update};
 use crate::topology::Topology;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -159,27 +159,21 @@ fn invalid(id: &str, error: serde_json::Error) -> StateError {
 /// state joins the history).
 pub async fn record_check(state: &dyn StateStore, record: &RpoRecord) -> Result<(), StateError> {
     let id = document_id(record.kind, &record.asset, &record.region);
-    for _ in 0..NOTE_ATTEMPTS {
-        let (held, precondition) = match state.get(COLLECTION, &id).await? {
-            Some(doc) => (
-                serde_json::from_value::<RpoRecord>(doc.value).ok(),
-                Precondition::Version(doc.version),
-            ),
-            None => (None, Precondition::MustNotExist),
-        };
-        let next = record.clone().replacing(held, Utc::now());
-        let value = serde_json::to_value(&next).map_err(|e| invalid(&id, e))?;
-        match state.put(COLLECTION, &id, &value, precondition).await {
-            Ok(_) => return Ok(()),
-            Err(StateError::Conflict { .. }) => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(StateError::Conflict {
-        collection: COLLECTION.to_string(),
-        id,
-        detail: "lost every race to record a reconcile".to_string(),
-    })
+    update(
+        state,
+        COLLECTION,
+        &id,
+        NOTE_ATTEMPTS,
+        |held: Option<serde_json::Value>| {
+            // A record that no longer reads is replaced: the reconcile has
+            // just checked everything it spoke of.
+            let held = held.and_then(|value| serde_json::from_value::<RpoRecord>(value).ok());
+            serde_json::to_value(record.clone().replacing(held, Utc::now()))
+                .map_err(|e| invalid(&id, e))
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Notes that a change written at `source_time` is not replicated in

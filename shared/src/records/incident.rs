@@ -162,10 +162,40 @@ pub struct Refused {
 /// recorded like an incident, but is not one.
 pub const FAILBACK_PREFIX: &str = "failback-";
 
+/// What the id of a move asked for by hand starts with: recorded like an
+/// incident, but not one.
+pub const MANUAL_PREFIX: &str = "manual-";
+
 impl IncidentRecord {
     /// Whether this is a failback's own record, not an incident's.
     pub fn is_failback(&self) -> bool {
         self.incident_id.starts_with(FAILBACK_PREFIX)
+    }
+
+    /// Whether this is a failback's or a manual move's record rather than
+    /// a Monitoring incident's.
+    pub fn is_operation(&self) -> bool {
+        self.is_failback() || self.incident_id.starts_with(MANUAL_PREFIX)
+    }
+
+    /// Whether it still needs attention: an incident until it closes, a
+    /// failback or a manual move until it has an outcome.
+    pub fn is_open(&self) -> bool {
+        match self.outcome {
+            Some(Outcome::Closed) => false,
+            Some(_) => !self.is_operation(),
+            None => true,
+        }
+    }
+
+    /// When it ended: its close, or an operation's last step once it has
+    /// an outcome.
+    pub fn ended_at(&self) -> Option<DateTime<Utc>> {
+        if self.is_open() {
+            return None;
+        }
+        self.closed_at
+            .or_else(|| self.steps.last().map(|step| step.at))
     }
 
     /// Adds `step`: counted on an equal step (same `what` and `detail`)
@@ -293,6 +323,32 @@ mod tests {
     use super::*;
 
     const INCIDENT: (&str, &str, &str) = ("inc-storm", "recsys-ranker", "us-central1");
+
+    #[test]
+    fn an_incident_is_open_until_it_closes_and_an_operation_until_it_has_an_outcome() {
+        let record = |id: &str, outcome: Option<Outcome>| {
+            let mut record = IncidentRecord {
+                incident_id: id.to_string(),
+                ..IncidentRecord::default()
+            };
+            record.add(Step::new("routed", "us-east1 takes the traffic"));
+            if let Some(outcome) = outcome {
+                record.finish(outcome, Utc::now());
+            }
+            record
+        };
+        let moved = record("inc-1", Some(Outcome::Moved));
+        assert!(moved.is_open() && moved.ended_at().is_none(), "{moved:?}");
+        assert!(!record("inc-1", Some(Outcome::Closed)).is_open());
+        for id in ["failback-ranker-1", "manual-ranker-20261203T101010.000Z"] {
+            assert!(record(id, None).is_open(), "{id} under way");
+            let done = record(id, Some(Outcome::Moved));
+            assert!(
+                !done.is_open() && done.ended_at().is_some(),
+                "{id} done: {done:?}"
+            );
+        }
+    }
 
     async fn add(store: &dyn StateStore, step: Step, outcome: Option<Outcome>) -> IncidentRecord {
         let (id, workload, region) = INCIDENT;
