@@ -2,7 +2,9 @@
 # Remakes the console's screenshots in docs/images/ from a real local cloud:
 # console-healthy.png (the production example with a checkpoint fanned out
 # and the model in parity) and console-failover.png (us-central1 failed,
-# detected and failed over, the incident open). Needs headless Chromium
+# detected and failed over, the incident open) and console-failback.png
+# (healed and failed back, the routing chart showing the round trip).
+# Needs headless Chromium
 # (Debian's `chromium`, or $CHROMIUM).
 #
 #   scripts/console-screenshots.sh
@@ -64,3 +66,10 @@ run local fail-region us-central1 --mode stop
 wait_for '"us-east1": 100'
 sleep 3
 shoot console-failover.png 2700
+
+run local heal-region us-central1
+wait_for '"open_incidents": \[\]'
+run failback recommendations
+wait_for '"us-central1": 100'
+sleep 3
+shoot console-failback.png 2700
