@@ -196,6 +196,13 @@ resource "google_project_iam_member" "data_sync_state" {
   member  = "serviceAccount:${google_service_account.data_sync.email}"
 }
 
+# The RPO exposure each reconcile finds per asset and region (custom.googleapis.com/lifeboat/data/rpo_exposure), for the dashboard.
+resource "google_project_iam_member" "data_sync_metrics" {
+  project = var.project
+  role    = "roles/monitoring.metricWriter"
+  member  = "serviceAccount:${google_service_account.data_sync.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "data_sync_topology" {
   secret_id = google_secret_manager_secret.topology.id
   role      = "roles/secretmanager.secretAccessor"

@@ -119,6 +119,13 @@ resource "google_project_iam_member" "drill_reads_metrics" {
   member  = "serviceAccount:${google_service_account.drill.email}"
 }
 
+# The RTO each drill measured (custom.googleapis.com/lifeboat/drill/rto), for the dashboard.
+resource "google_project_iam_member" "drill_metrics" {
+  project = var.project
+  role    = "roles/monitoring.metricWriter"
+  member  = "serviceAccount:${google_service_account.drill.email}"
+}
+
 # Its runs, fault records, leases and replication pauses; the routing
 # tables (read, and the pre-drill table written back), and the incident,
 # parity, RPO and gateway traffic records its guardrails and measurements

@@ -162,6 +162,13 @@ resource "google_project_iam_member" "failover_state" {
   member  = "serviceAccount:${google_service_account.failover.email}"
 }
 
+# Each routing change's weights and each failover's time from the incident's start to verified predictions (custom.googleapis.com/lifeboat/routing/weight, failover/recovery_time), for the dashboard.
+resource "google_project_iam_member" "failover_metrics" {
+  project = var.project
+  role    = "roles/monitoring.metricWriter"
+  member  = "serviceAccount:${google_service_account.failover.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "failover_topology" {
   secret_id = google_secret_manager_secret.topology.id
   role      = "roles/secretmanager.secretAccessor"

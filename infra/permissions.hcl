@@ -247,6 +247,14 @@ service "data-sync" {
   account = "google_service_account.data_sync"
 
   call {
+    method     = "monitoring.projects.timeSeries.create (RPO exposure at each reconcile)"
+    code       = "functions/data-sync/src/lib.rs (record_check); shared/src/metrics/monitoring.rs (write)"
+    permission = "monitoring.timeSeries.create"
+    role       = "roles/monitoring.metricWriter"
+    grant      = "google_project_iam_member"
+  }
+
+  call {
     method     = "storage.objects.get (source)"
     code       = "shared/src/storage/gcs.rs (head, get)"
     permission = "storage.objects.get"
@@ -502,6 +510,14 @@ service "failover" {
   account = "google_service_account.failover"
 
   call {
+    method     = "monitoring.projects.timeSeries.create (routing weights, incident start to verified)"
+    code       = "functions/failover/src/lib.rs (write_routing, verify_move); shared/src/metrics/monitoring.rs (write)"
+    permission = "monitoring.timeSeries.create"
+    role       = "roles/monitoring.metricWriter"
+    grant      = "google_project_iam_member"
+  }
+
+  call {
     method     = "aiplatform.endpoints.get"
     code       = "shared/src/models/vertex.rs (endpoint)"
     permission = "aiplatform.endpoints.get"
@@ -650,6 +666,14 @@ service "gateway" {
 
 service "drill" {
   account = "google_service_account.drill"
+
+  call {
+    method     = "monitoring.projects.timeSeries.create (RTO a drill measured)"
+    code       = "functions/drill/src/runner.rs (finish); shared/src/metrics/monitoring.rs (write)"
+    permission = "monitoring.timeSeries.create"
+    role       = "roles/monitoring.metricWriter"
+    grant      = "google_project_iam_member"
+  }
 
   # replication-isolation: the replication lag checkpoint-fanout writes,
   # read back to see it pass the RPO target.

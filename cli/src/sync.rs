@@ -12,6 +12,8 @@ use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::reconcile::{RegionReport, reconcile_all};
 use lifeboat_data_sync::tables::{TableCopy, reconcile_tables};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::metrics::{self, state::StateMetrics};
+use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
 use lifeboat_shared::storage::gcs::GcsStore;
@@ -84,10 +86,12 @@ async fn local_backends(topology: Topology, data_dir: &Path) -> anyhow::Result<D
     let warehouse = LocalWarehouse::open(data_dir.join("warehouse"))
         .await
         .with_context(|| format!("opening the local warehouse in {}", data_dir.display()))?;
+    let state = Arc::new(state);
     Ok(DataSync {
         topology: Arc::new(topology),
         storage: Arc::new(storage),
-        state: Arc::new(state),
+        metrics: Arc::new(StateMetrics::new(state.clone())),
+        state,
         warehouse: Arc::new(warehouse),
     })
 }
@@ -100,12 +104,14 @@ async fn cloud_backends(topology: Topology) -> anyhow::Result<DataSync> {
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
     let bigquery_api =
         ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
-    let state = FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?;
+    let state: Arc<dyn StateStore> =
+        Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
     Ok(DataSync {
         topology: Arc::new(topology),
         warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        metrics: metrics::from_env(&project, state.clone()).await?,
         storage: Arc::new(GcsStore::new(storage_api, project)),
-        state: Arc::new(state),
+        state,
     })
 }
 

@@ -280,6 +280,7 @@ impl BoundCloud {
             storage: self.cloud.storage.clone(),
             state: self.cloud.state.clone(),
             warehouse: self.cloud.warehouse.clone(),
+            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
         });
         let data_sync = self
             .mount(lifeboat_data_sync::SERVICE, DATA_SYNC_PATH, data_sync)
@@ -412,12 +413,12 @@ impl BoundCloud {
                 },
                 ..FailoverOptions::default()
             },
+            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
         };
         let drill_context = DrillContext {
             failover: failover_context.clone(),
             storage: self.cloud.storage.clone(),
             warehouse: self.cloud.warehouse.clone(),
-            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
             gateway_url: self.book.gateway.clone(),
             reports: ReportSink::Directory(self.cloud.data_dir.join(REPORTS_DIR)),
             options: DrillOptions {

@@ -346,7 +346,5 @@ async fn write_replication_lag(metrics: &dyn MetricSink, committed: &[NewestChec
             )
         })
         .collect();
-    if let Err(error) = metrics.write(&points).await {
-        tracing::warn!(%error, "replication lag metric not written");
-    }
+    lifeboat_shared::metrics::write_or_log(metrics, &points).await;
 }

@@ -275,10 +275,7 @@ fn rpo_table(view: &WorkloadView, now: DateTime<Utc>, source_down: Option<&Regio
     for row in &view.data {
         rows.push(Row {
             asset: &row.asset,
-            kind: match row.kind {
-                lifeboat_shared::records::data_rpo::AssetKind::Bucket => "bucket",
-                lifeboat_shared::records::data_rpo::AssetKind::Dataset => "dataset",
-            },
+            kind: row.kind.name(),
             region: &row.region,
             exposure: row.exposure_seconds.and_then(|s| i64::try_from(s).ok()),
             target: row.target_rpo_seconds,

@@ -21,6 +21,7 @@ use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_data_sync::{DataSync, reconcile, router};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::ObjectMeta;
@@ -46,10 +47,12 @@ async fn context(topology: &str) -> anyhow::Result<DataSync> {
     )?;
     let warehouse =
         LocalWarehouse::open(std::env::temp_dir().join("lifeboat-bench-warehouse")).await?;
+    let state = Arc::new(state);
     Ok(DataSync {
         topology: Arc::new(topology),
         storage: Arc::new(gcs()?),
-        state: Arc::new(state),
+        metrics: Arc::new(StateMetrics::new(state.clone())),
+        state,
         warehouse: Arc::new(warehouse),
     })
 }

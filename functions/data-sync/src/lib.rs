@@ -16,6 +16,7 @@ pub mod scenarios;
 pub mod settle;
 pub mod tables;
 
+use lifeboat_shared::metrics::{DATA_RPO_EXPOSURE, GaugePoint, MetricSink, write_or_log};
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,7 +31,7 @@ use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::records::data_rpo as rpo;
 use lifeboat_shared::server::{PUSH_ACK_DEADLINE, within_deadline};
-use lifeboat_shared::state::StateStore;
+use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::storage::{ObjectStore, name};
 use lifeboat_shared::topology::{BucketAsset, Topology, Workload};
 use lifeboat_shared::warehouse::Warehouse;
@@ -54,6 +55,8 @@ pub struct DataSync {
     pub state: Arc<dyn StateStore>,
     /// Every dataset, source and replicas.
     pub warehouse: Arc<dyn Warehouse>,
+    /// Where each reconcile's RPO exposure goes for dashboards.
+    pub metrics: Arc<dyn MetricSink>,
 }
 
 impl DataSync {
@@ -63,6 +66,31 @@ impl DataSync {
             w.assets.buckets.iter().any(|b| b.id.as_str() == asset)
                 || w.assets.datasets.iter().any(|d| d.id.as_str() == asset)
         })
+    }
+
+    /// Records a reconcile's check of one asset in one region
+    /// ([`rpo::record_check`]), then writes the exposure it found to the
+    /// metrics.
+    pub async fn record_check(&self, record: &rpo::RpoRecord) -> Result<(), StateError> {
+        rpo::record_check(self.state.as_ref(), record).await?;
+        let at = record.checked_at.unwrap_or_else(chrono::Utc::now);
+        let workload = self
+            .workload_of(&record.asset)
+            .map(|w| w.id.to_string())
+            .unwrap_or_default();
+        let point = GaugePoint::new(
+            DATA_RPO_EXPOSURE,
+            [
+                ("workload", workload.as_str()),
+                ("kind", record.kind.name()),
+                ("asset", record.asset.as_str()),
+                ("region", record.region.as_str()),
+            ],
+            record.exposure_seconds(at) as f64,
+            at,
+        );
+        write_or_log(self.metrics.as_ref(), &[point]).await;
+        Ok(())
     }
 
     /// The RPO target, in seconds, of the workload protecting the asset

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lifeboat_data_sync::{DataSync, SERVICE, router};
 use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_shared::metrics;
 use lifeboat_shared::server::{SCHEDULER_ATTEMPT_DEADLINE, Service};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
@@ -26,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let state: Arc<dyn StateStore> =
         Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
     let sync = DataSync {
+        metrics: metrics::from_env(&project, state.clone()).await?,
         state: state.clone(),
         warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
         storage: Arc::new(GcsStore::new(storage_api, project)),

@@ -27,7 +27,7 @@ use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
 use crate::settle::{self, PageCost};
-use lifeboat_shared::records::data_rpo::{self as rpo, AssetKind, RpoRecord};
+use lifeboat_shared::records::data_rpo::{AssetKind, RpoRecord};
 
 /// How many repairs run at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -225,7 +225,7 @@ pub async fn reconcile_all(
                 changed_at: None,
                 history: Vec::new(),
             };
-            if let Err(error) = rpo::record_check(sync.state.as_ref(), &record).await {
+            if let Err(error) = sync.record_check(&record).await {
                 tracing::warn!(asset = %asset.id, region = %report.region, %error, "could not record the RPO check");
             }
         }

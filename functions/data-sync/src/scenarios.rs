@@ -16,6 +16,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use lifeboat_shared::events::StorageObject;
+use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::storage::{
@@ -116,6 +117,7 @@ impl Fixture {
             sync: DataSync {
                 topology: Arc::new(topology),
                 storage,
+                metrics: Arc::new(StateMetrics::new(state.clone())),
                 state,
                 warehouse,
             },
@@ -682,6 +684,27 @@ pub async fn reconcile_repairs_what_events_missed(fixture: &Fixture) {
             report.replica_objects,
             "{key}: {report:#?}"
         );
+    }
+    // Each copy's exposure went to the metrics with the check: nothing
+    // left behind, 0 s.
+    let points = fixture
+        .sync
+        .metrics
+        .latest(lifeboat_shared::metrics::DATA_RPO_EXPOSURE)
+        .await
+        .expect("metrics read");
+    let mirrored_points: Vec<_> = points
+        .iter()
+        .filter(|p| p.labels.get("asset").map(String::as_str) == Some(mirrored.id.as_str()))
+        .collect();
+    assert_eq!(
+        mirrored_points.len(),
+        2,
+        "one per replica region: {points:?}"
+    );
+    for point in mirrored_points {
+        assert_eq!(point.value, 0.0, "{point:?}");
+        assert_eq!(point.labels["kind"], "bucket", "{point:?}");
     }
 }
 

@@ -389,7 +389,7 @@ pub async fn reconcile_tables(sync: &DataSync) -> Result<Vec<TableCopy>, TableEr
                 changed_at: None,
                 history: Vec::new(),
             };
-            rpo::record_check(sync.state.as_ref(), &record)
+            sync.record_check(&record)
                 .await
                 .map_err(|source| TableError::Record {
                     asset: asset.id.to_string(),

@@ -36,7 +36,6 @@ use chrono::{DateTime, Utc};
 use lifeboat_failover::FailoverContext;
 use lifeboat_shared::events::InboundEvent;
 use lifeboat_shared::events::extract::Delivery;
-use lifeboat_shared::metrics::MetricSink;
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::records::drill_run::{self, DrillRun, Trigger};
 use lifeboat_shared::server::callers::{Caller, CallerPolicy, require_caller};
@@ -97,9 +96,6 @@ pub struct DrillContext {
     pub storage: Arc<dyn ObjectStore>,
     /// Every region's datasets (restore drills count their rows).
     pub warehouse: Arc<dyn Warehouse>,
-    /// Where checkpoint-fanout writes the replication lag (isolation
-    /// drills read it back).
-    pub metrics: Arc<dyn MetricSink>,
     /// The front door, where a drill sends its own predictions to see who
     /// answers: `…/predict/{workload}/{model}`.
     pub gateway_url: String,

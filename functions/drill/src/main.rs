@@ -67,10 +67,10 @@ async fn main() -> anyhow::Result<()> {
                 callers: callers.clone(),
                 ..FailoverOptions::default()
             },
+            metrics: metrics::from_env(&project, state.clone()).await?,
         },
         storage: storage.clone(),
         warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
-        metrics: metrics::from_env(&project, state.clone()).await?,
         gateway_url,
         reports: ReportSink::Bucket { storage, bucket },
         options: DrillOptions {

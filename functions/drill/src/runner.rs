@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_failover::facts::Records;
 use lifeboat_shared::fault;
+use lifeboat_shared::metrics::{DRILL_RTO, GaugePoint, write_or_log};
 use lifeboat_shared::records::drill_run::{
     AbortRequest, COLLECTION, DrillRun, RoutingPoint, RunState, Trigger, create, read, read_all,
 };
@@ -395,6 +396,19 @@ async fn finish(
     }
     report(context, run).await;
     save_or_log(context.state(), run).await;
+    if let Some(rto) = run.measurements.rto_seconds {
+        let point = GaugePoint::new(
+            DRILL_RTO,
+            [
+                ("drill", run.drill.as_str()),
+                ("workload", run.workload.as_str()),
+                ("region", run.target_region.as_str()),
+            ],
+            rto,
+            now,
+        );
+        write_or_log(context.failover.metrics.as_ref(), &[point]).await;
+    }
     tracing::info!(run = %run.id, state = ?run.state, reasons = ?run.reasons, "drill ended");
     events::publish(
         context.failover.bus.as_ref(),
@@ -455,7 +469,7 @@ fn isolation_context(context: &DrillContext) -> isolation::IsolationContext {
     isolation::IsolationContext {
         topology: context.failover.topology.clone(),
         state: context.failover.state.clone(),
-        metrics: context.metrics.clone(),
+        metrics: context.failover.metrics.clone(),
         poll: context.options.poll,
     }
 }

@@ -188,7 +188,7 @@ pub async fn fail_back(
                 format!("failback to {region}: {percent}%"),
             )
             .map_err(|e| e.to_string())?;
-            revision = routing::write(state, &table, revision)
+            revision = crate::write_routing(context, &table, revision)
                 .await
                 .map_err(|e| e.to_string())?
                 .revision;
@@ -207,7 +207,7 @@ pub async fn fail_back(
                     format!("failback to {region} rolled back at {percent}%"),
                 )
                 .map_err(|e| e.to_string())?;
-                routing::write(state, &back, revision)
+                crate::write_routing(context, &back, revision)
                     .await
                     .map_err(|e| e.to_string())?;
                 let why = if healthy {

@@ -34,6 +34,9 @@ use chrono::{TimeDelta, Utc};
 use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{Delivery, InboundEvent, Incident, IncidentState};
 use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
+use lifeboat_shared::metrics::{
+    FAILOVER_RECOVERY_TIME, GaugePoint, MetricSink, ROUTING_WEIGHT, write_or_log,
+};
 use lifeboat_shared::models::{Backoff, ModelRegistry};
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::records::incident::{self as record, Decision, MANUAL_PREFIX, Outcome, Step};
@@ -135,6 +138,8 @@ pub struct FailoverContext {
     pub golden: Option<GoldenClient>,
     /// How failovers run.
     pub options: FailoverOptions,
+    /// Where routing weights and recovery times go for dashboards.
+    pub metrics: Arc<dyn MetricSink>,
 }
 
 /// The routes: `POST /` takes Monitoring incidents (webhook or Pub/Sub)
@@ -729,7 +734,7 @@ async fn fail_over(
     }
     let table =
         RoutingTable::new(workload.id.as_str(), new_weights, reason).map_err(|e| e.to_string())?;
-    let written = routing::write(state, &table, revision)
+    let written = write_routing(context, &table, revision)
         .await
         .map_err(|e| format!("writing the routing table: {e}"))?;
     note(
@@ -838,7 +843,7 @@ async fn verify_move(
             }
         }
     }
-    record::append(
+    let done = record::append(
         context.state.as_ref(),
         key,
         step("verified", verified.join("; ")),
@@ -846,5 +851,51 @@ async fn verify_move(
         Some(Outcome::Moved),
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    let (_, _, from, started_at) = key;
+    let seconds = (Utc::now() - started_at).as_seconds_f64().max(0.0);
+    let points: Vec<GaugePoint> = to
+        .iter()
+        .map(|region| {
+            GaugePoint::new(
+                FAILOVER_RECOVERY_TIME,
+                [
+                    ("workload", workload.id.as_str()),
+                    ("from", from),
+                    ("to", region.as_str()),
+                ],
+                seconds,
+                Utc::now(),
+            )
+        })
+        .collect();
+    write_or_log(context.metrics.as_ref(), &points).await;
+    Ok(done)
+}
+
+/// Writes `table` as the revision after `revision` ([`routing::write`]),
+/// then each region's weight to the metrics.
+async fn write_routing(
+    context: &FailoverContext,
+    table: &RoutingTable,
+    revision: u64,
+) -> Result<RoutingTable, routing::RoutingError> {
+    let written = routing::write(context.state.as_ref(), table, revision).await?;
+    let points: Vec<GaugePoint> = written
+        .weights
+        .iter()
+        .map(|(region, weight)| {
+            GaugePoint::new(
+                ROUTING_WEIGHT,
+                [
+                    ("workload", written.workload.as_str()),
+                    ("region", region.as_str()),
+                ],
+                f64::from(*weight),
+                written.updated_at,
+            )
+        })
+        .collect();
+    write_or_log(context.metrics.as_ref(), &points).await;
+    Ok(written)
 }

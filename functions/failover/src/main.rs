@@ -14,6 +14,7 @@ use lifeboat_failover::{FailoverContext, FailoverOptions, ProbeTargets, SERVICE_
 use lifeboat_shared::bus::pubsub::{PUBSUB_URL, PubSubBus, PubSubOptions};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::golden::{self, GATEWAY_URL_VARIABLE, GoldenClient};
+use lifeboat_shared::metrics;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::server::callers::CallerPolicy;
@@ -39,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let project = topology.project().to_string();
     let state: Arc<dyn StateStore> =
         Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
+    let metrics = metrics::from_env(&project, state.clone()).await?;
     let pubsub = ApiEndpoint::from_env("PUBSUB_EMULATOR_HOST", PUBSUB_URL).await?;
     let bus = PubSubBus::new(project, &pubsub, PubSubOptions::default()).await?;
     let context = FailoverContext {
@@ -53,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             callers: CallerPolicy::from_env(),
             ..FailoverOptions::default()
         },
+        metrics,
     };
     Service::new(SERVICE_NAME, router(context))
         .with_state_readiness(state)

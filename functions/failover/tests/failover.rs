@@ -55,6 +55,35 @@ async fn a_confirmed_outage_moves_traffic_to_a_scaled_standby_once() {
         reasons.contains("model unknown"),
         "missing records are said: {reasons}"
     );
+    // The dashboards' metrics: each region's new weight, and the time
+    // from the incident's start to predictions verified.
+    let weights = rig
+        .context
+        .metrics
+        .latest(lifeboat_shared::metrics::ROUTING_WEIGHT)
+        .await
+        .expect("metrics read");
+    let weight = |region: &str| {
+        weights
+            .iter()
+            .find(|p| p.labels["region"] == region)
+            .map(|p| p.value)
+    };
+    assert_eq!(weight("us-central1"), Some(0.0), "{weights:?}");
+    assert_eq!(
+        weights.iter().map(|p| p.value).sum::<f64>(),
+        100.0,
+        "{weights:?}"
+    );
+    let recovery = rig
+        .context
+        .metrics
+        .latest(lifeboat_shared::metrics::FAILOVER_RECOVERY_TIME)
+        .await
+        .expect("metrics read");
+    assert_eq!(recovery.len(), 1, "{recovery:?}");
+    assert_eq!(recovery[0].labels["from"], "us-central1", "{recovery:?}");
+    assert!(recovery[0].value >= 0.0, "{recovery:?}");
 
     let tables = routing::read_all(rig.state.as_ref()).await.expect("tables");
     assert_eq!(tables.len(), 1);

@@ -27,6 +27,37 @@ pub const METRIC_PREFIX: &str = "custom.googleapis.com/lifeboat/";
 /// `location`, `region`.
 pub const CHECKPOINT_REPLICATION_LAG: &str = "checkpoint/replication_lag";
 
+/// RPO exposure of a bucket or dataset copy when a reconcile checked it, in
+/// seconds (the source write time of the oldest change not verified there,
+/// to the check); labels `workload`, `kind`, `asset`, `region`.
+pub const DATA_RPO_EXPOSURE: &str = "data/rpo_exposure";
+
+/// A region's routing weight for a workload, written with every change of
+/// the routing table (failover, failback, a move by hand); labels
+/// `workload`, `region`.
+pub const ROUTING_WEIGHT: &str = "routing/weight";
+
+/// From an incident's start to predictions verified in the region traffic
+/// moved to, in seconds; labels `workload`, `from`, `to`.
+pub const FAILOVER_RECOVERY_TIME: &str = "failover/recovery_time";
+
+/// The RTO a region-outage drill measured, in seconds; labels `drill`,
+/// `workload`, `region` (the region it failed).
+pub const DRILL_RTO: &str = "drill/rto";
+
+/// Writes `points` where operators watch them. They are for dashboards and
+/// alerts; Lifeboat decides on the records, so a failure is logged, never
+/// retried or returned.
+pub async fn write_or_log(sink: &dyn MetricSink, points: &[GaugePoint]) {
+    if points.is_empty() {
+        return;
+    }
+    if let Err(error) = sink.write(points).await {
+        let series: Vec<String> = points.iter().map(GaugePoint::series).collect();
+        tracing::warn!(%error, series = %series.join(" "), "metric not written");
+    }
+}
+
 /// One value of one gauge series at one time. The series is the metric and
 /// its labels.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

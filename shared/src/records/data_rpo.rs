@@ -31,6 +31,16 @@ pub enum AssetKind {
     Dataset,
 }
 
+impl AssetKind {
+    /// The kind as records and metrics label it: `bucket` or `dataset`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AssetKind::Bucket => "bucket",
+            AssetKind::Dataset => "dataset",
+        }
+    }
+}
+
 /// The replication state of one asset in one region.
 ///
 /// Size bound: fixed fields and the topology's ids, under 1 KiB, and at
@@ -140,11 +150,7 @@ impl RpoRecord {
 }
 
 fn document_id(kind: AssetKind, asset: &str, region: &str) -> String {
-    let kind = match kind {
-        AssetKind::Bucket => "bucket",
-        AssetKind::Dataset => "dataset",
-    };
-    format!("{kind}.{asset}.{region}")
+    format!("{}.{asset}.{region}", kind.name())
 }
 
 fn invalid(id: &str, error: serde_json::Error) -> StateError {

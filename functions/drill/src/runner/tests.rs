@@ -51,6 +51,7 @@ async fn context(dir: &std::path::Path) -> DrillContext {
             prober: Prober::default(),
             golden: None,
             options: FailoverOptions::default(),
+            metrics: Arc::new(StateMetrics::new(state.clone())),
         },
         storage: Arc::new(
             LocalStore::open(dir.join("storage"))
@@ -62,7 +63,6 @@ async fn context(dir: &std::path::Path) -> DrillContext {
                 .await
                 .expect("warehouse"),
         ),
-        metrics: Arc::new(StateMetrics::new(state.clone())),
         gateway_url: "http://127.0.0.1:1/gateway".to_string(),
         reports: ReportSink::Directory(dir.join("reports")),
         options: DrillOptions {
@@ -319,4 +319,35 @@ async fn the_overview_flags_a_drill_whose_due_run_was_missed() {
         nightly.last_run.as_ref().map(|r| r.state),
         Some(RunState::Passed)
     );
+}
+
+#[tokio::test]
+async fn a_finished_run_writes_the_rto_it_measured_to_the_metrics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let context = context(dir.path()).await;
+    let drill = context
+        .topology()
+        .drills()
+        .iter()
+        .find(|d| d.id.as_str() == "weekly-region-outage")
+        .expect("the example's outage drill")
+        .clone();
+    let mut run = DrillRun::new(
+        &drill,
+        "weekly-region-outage--test",
+        Trigger::Manual,
+        Utc::now(),
+    );
+    run.measurements.rto_seconds = Some(42.5);
+    finish(&context, &mut run, Ok(()), None).await;
+    let points = context
+        .failover
+        .metrics
+        .latest(lifeboat_shared::metrics::DRILL_RTO)
+        .await
+        .expect("metrics read");
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(points[0].value, 42.5);
+    assert_eq!(points[0].labels["drill"], "weekly-region-outage");
+    assert_eq!(points[0].labels["region"], run.target_region);
 }

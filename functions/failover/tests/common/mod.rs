@@ -26,6 +26,7 @@ use lifeboat_shared::bus::{EventBus, FAILOVER_REFUSED_TOPIC};
 use lifeboat_shared::events::{InboundEvent, Incident, IncidentState, parse};
 use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::golden::GoldenClient;
+use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::models::local::LocalRegistry;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::models::{
@@ -423,6 +424,7 @@ pub async fn rig_for(
             backoff,
             ..FailoverOptions::default()
         },
+        metrics: Arc::new(StateMetrics::new(state.clone())),
     };
     Rig {
         context,
