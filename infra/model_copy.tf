@@ -56,6 +56,14 @@ resource "google_project_iam_member" "model_copy_state" {
   member  = "serviceAccount:${google_service_account.model_copy.email}"
 }
 
+# Each standby region's parity after every copy
+# (custom.googleapis.com/lifeboat/model/parity), for the dashboard.
+resource "google_project_iam_member" "model_copy_metrics" {
+  project = var.project
+  role    = "roles/monitoring.metricWriter"
+  member  = "serviceAccount:${google_service_account.model_copy.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "model_copy_topology" {
   secret_id = google_secret_manager_secret.topology.id
   role      = "roles/secretmanager.secretAccessor"

@@ -116,6 +116,14 @@ service "model-copy" {
   account = "google_service_account.model_copy"
 
   call {
+    method     = "monitoring.projects.timeSeries.create (parity per standby region after each copy)"
+    code       = "functions/model-copy/src/lib.rs (write_parity); shared/src/metrics/monitoring.rs (write)"
+    permission = "monitoring.timeSeries.create"
+    role       = "roles/monitoring.metricWriter"
+    grant      = "google_project_iam_member"
+  }
+
+  call {
     method     = "aiplatform.models.listVersions"
     code       = "shared/src/models/vertex.rs (model)"
     permission = "aiplatform.models.list"

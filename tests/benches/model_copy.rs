@@ -162,10 +162,14 @@ async fn main() -> ExitCode {
         )
         .await
         .expect("artifacts");
+    let state: Arc<dyn lifeboat_shared::state::StateStore> = Arc::new(state);
     let context = CopyContext {
         topology: Arc::new(Topology::parse(TOPOLOGY, "bench.yaml").expect("valid topology")),
         registry,
-        state: Arc::new(state),
+        metrics: Arc::new(lifeboat_shared::metrics::state::StateMetrics::new(
+            state.clone(),
+        )),
+        state,
         storage: Arc::new(storage),
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
         options: CopyOptions {

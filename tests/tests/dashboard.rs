@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use hcl::{Body, Expression};
 use lifeboat_shared::metrics::{
     CHECKPOINT_REPLICATION_LAG, DATA_RPO_EXPOSURE, DRILL_RTO, FAILOVER_RECOVERY_TIME,
-    METRIC_PREFIX, ROUTING_WEIGHT,
+    METRIC_PREFIX, MODEL_PARITY, ROUTING_WEIGHT,
 };
 
 fn infra(file: &str) -> PathBuf {
@@ -101,6 +101,7 @@ fn the_dashboard_charts_metrics_that_exist_from_the_variables_terraform_passes()
     let ours: BTreeSet<String> = [
         CHECKPOINT_REPLICATION_LAG,
         DATA_RPO_EXPOSURE,
+        MODEL_PARITY,
         ROUTING_WEIGHT,
         FAILOVER_RECOVERY_TIME,
         DRILL_RTO,

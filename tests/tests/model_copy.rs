@@ -157,13 +157,17 @@ impl Rig {
             operation: TEST_BACKOFF,
             ..CopyOptions::default()
         };
+        let state: Arc<dyn lifeboat_shared::state::StateStore> = Arc::new(state);
         let rig = Self {
             _storage_dir: storage_dir,
             standin,
             context: CopyContext {
                 topology: Arc::new(topology(pinned, image_mirrors)),
                 registry: registry.clone(),
-                state: Arc::new(state),
+                metrics: Arc::new(lifeboat_shared::metrics::state::StateMetrics::new(
+                    state.clone(),
+                )),
+                state,
                 storage: Arc::new(storage),
                 mirror: ImageMirror::new(plain_http, Credentials::Anonymous),
                 options,

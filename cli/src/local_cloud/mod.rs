@@ -292,6 +292,7 @@ impl BoundCloud {
             storage: self.cloud.storage.clone(),
             mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
             options: CopyOptions::default(),
+            metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
         });
         let model_copy = self
             .mount(

@@ -4,8 +4,8 @@
 //! serving size and in warm standbys at standby size, only registered in
 //! pilot-light regions), and what a region's endpoint serves now.
 
-use lifeboat_model_copy::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::models::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::models::{
     Backoff, Deployment, EndpointRef, ModelError, ModelRef, ModelRegistry, ModelVersion,
     RegisteredModel, wait,

@@ -18,10 +18,10 @@ use axum::routing::post;
 use chrono::Utc;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use lifeboat_model_copy::request::UPLOAD_MODEL_METHOD;
-use lifeboat_model_copy::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::bus::{EVENTS_TOPIC, EventBus};
 use lifeboat_shared::events::cloud_event::AUDIT_LOG_WRITTEN;
 use lifeboat_shared::models::local::LocalRegistry;
+use lifeboat_shared::models::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::models::{
     Backoff, EndpointRef, ModelError, ModelRef, ModelRegistry, ModelVersion,
 };

@@ -5,7 +5,7 @@
 //! type the topology records. Nothing here calls the failed region. Every
 //! action is idempotent: a retried event finds the work done and moves on.
 
-use lifeboat_model_copy::standby::{WarmStandby, keep_serving};
+use lifeboat_shared::models::standby::{WarmStandby, keep_serving};
 use lifeboat_shared::models::{
     Backoff, EndpointRef, ModelError, ModelRef, ModelRegistry, RegisteredModel, compare_versions,
     wait,

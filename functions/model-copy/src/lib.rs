@@ -13,7 +13,6 @@ pub mod copy;
 pub mod image;
 pub mod mirror;
 pub mod request;
-pub mod standby;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +26,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use lifeboat_shared::events::{Delivery, EventContext, InboundEvent};
+use lifeboat_shared::metrics::{GaugePoint, MODEL_PARITY, MetricSink, write_or_log};
 use lifeboat_shared::models::{Backoff, EndpointRef, ModelRef, ModelRegistry, RegisteredModel};
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::records::parity::{self, Observation};
@@ -38,9 +38,9 @@ use lifeboat_shared::topology::{Model, Pattern, RegionId, Topology, Workload};
 use serde_json::json;
 use tracing::Instrument;
 
+use lifeboat_shared::models::standby::{self, Serving, WarmStandby};
 use mirror::ImageMirror;
 use request::{NewVersion, NotARequest};
-use standby::{Serving, WarmStandby};
 
 /// The service's name, in logs and idempotency keys.
 pub const SERVICE_NAME: &str = "model-copy";
@@ -89,6 +89,8 @@ pub struct CopyContext {
     pub mirror: ImageMirror,
     /// How copies run.
     pub options: CopyOptions,
+    /// Where each copy's parity per standby region goes for dashboards.
+    pub metrics: Arc<dyn MetricSink>,
 }
 
 /// The routes: `POST /` takes events; `GET /parity` answers the version
@@ -462,6 +464,7 @@ async fn copy_version(
         .instrument(span)
     });
     let regions = futures::future::join_all(regions).await;
+    write_parity(context, asset.id.as_str()).await;
     Ok(CopyReport {
         model: asset.id.to_string(),
         version,
@@ -568,6 +571,37 @@ async fn to_region(
         };
     }
     outcome
+}
+
+/// Writes each standby region's parity for `model` to the metrics (1 in
+/// parity, 0 not), judged from the records as `lifeboat status --models`
+/// judges it.
+async fn write_parity(context: &CopyContext, model: &str) {
+    let rows = match parity::report(&context.topology, context.state.as_ref()).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "parity metric not written: the records could not be read");
+            return;
+        }
+    };
+    let now = Utc::now();
+    let points: Vec<GaugePoint> = rows
+        .iter()
+        .filter(|row| row.model == model)
+        .map(|row| {
+            GaugePoint::new(
+                MODEL_PARITY,
+                [
+                    ("workload", row.workload.as_str()),
+                    ("model", row.model.as_str()),
+                    ("region", row.region.as_str()),
+                ],
+                if row.parity { 1.0 } else { 0.0 },
+                now,
+            )
+        })
+        .collect();
+    write_or_log(context.metrics.as_ref(), &points).await;
 }
 
 /// How long a standby endpoint's lease lasts unless renewed: the handling

@@ -9,6 +9,7 @@ use anyhow::Context;
 use lifeboat_model_copy::mirror::ImageMirror;
 use lifeboat_model_copy::{CopyContext, CopyOptions, SERVICE_NAME, router};
 use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
+use lifeboat_shared::metrics;
 use lifeboat_shared::models::vertex::{VertexEndpoints, VertexRegistry};
 use lifeboat_shared::server::Service;
 use lifeboat_shared::state::StateStore;
@@ -26,10 +27,12 @@ async fn main() -> anyhow::Result<()> {
     let storage_api =
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
     let storage = GcsStore::new(storage_api, topology.project().as_str());
+    let metrics = metrics::from_env(topology.project().as_str(), state.clone()).await?;
     let context = CopyContext {
         storage: Arc::new(storage),
         topology: Arc::new(topology),
         registry: Arc::new(VertexRegistry::new(VertexEndpoints::from_env())),
+        metrics,
         state: state.clone(),
         mirror: ImageMirror::new(Vec::new(), Credentials::application_default().await?),
         options: CopyOptions::default(),

@@ -24,8 +24,8 @@ use lifeboat_shared::topology::{Pattern, RegionId, Topology};
 use tower::ServiceExt as _;
 
 use crate::mirror::ImageMirror;
-use crate::standby::WarmStandby;
 use crate::{CopyContext, CopyOptions, SERVICE_NAME, router};
+use lifeboat_shared::models::standby::WarmStandby;
 
 const TOPOLOGY: &str = r#"
 project: acme-ml-prod
@@ -86,6 +86,9 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
     let context = CopyContext {
         topology: Arc::new(topology),
         registry: registry.clone(),
+        metrics: Arc::new(lifeboat_shared::metrics::state::StateMetrics::new(
+            state.clone(),
+        )),
         state: state.clone(),
         storage: storage.clone(),
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
@@ -94,7 +97,7 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
             ..CopyOptions::default()
         },
     };
-    let router = router(context);
+    let router = router(context.clone());
 
     let response = router
         .clone()
@@ -173,6 +176,18 @@ async fn the_router_copies_to_a_pilot_light_once_and_answers_every_case() {
         (row.model.as_str(), row.region.as_str(), row.parity),
         ("churn", "europe-west4", true),
         "{row:?}"
+    );
+    // The dashboard's parity gauge says the same.
+    let gauges = context
+        .metrics
+        .latest(lifeboat_shared::metrics::MODEL_PARITY)
+        .await
+        .expect("metrics read");
+    assert_eq!(gauges.len(), 1, "{gauges:?}");
+    assert_eq!(
+        (gauges[0].labels["region"].as_str(), gauges[0].value),
+        ("europe-west4", 1.0),
+        "{gauges:?}"
     );
     assert_eq!(row.source_version.as_deref(), Some("1"));
 
@@ -255,6 +270,9 @@ async fn poison_context(dir: &std::path::Path, state: Arc<dyn StateStore>) -> Co
     CopyContext {
         topology: Arc::new(context_topology()),
         registry: Arc::new(LocalRegistry::new(registry_state)),
+        metrics: Arc::new(lifeboat_shared::metrics::state::StateMetrics::new(
+            state.clone(),
+        )),
         state,
         storage: artifact_store(dir).await,
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
@@ -448,6 +466,9 @@ async fn with_the_primary_dark_copies_fail_transiently_and_parity_is_kept(patter
     let context = CopyContext {
         topology: topology.clone(),
         registry: registry.clone(),
+        metrics: Arc::new(lifeboat_shared::metrics::state::StateMetrics::new(
+            state.clone(),
+        )),
         state: state.clone(),
         storage,
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),
@@ -511,9 +532,10 @@ async fn with_the_primary_dark_copies_fail_transiently_and_parity_is_kept(patter
         machine_type: asset.machine_type.as_deref(),
         primary_endpoint: Some(EndpointRef::new("acme-ml-prod", primary.clone(), "100")),
     };
-    let serving = crate::standby::keep_serving(registry.as_ref(), &warm, &TEST_BACKOFF)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: kept serving with the primary dark: {e}"));
+    let serving =
+        lifeboat_shared::models::standby::keep_serving(registry.as_ref(), &warm, &TEST_BACKOFF)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: kept serving with the primary dark: {e}"));
     assert_eq!(serving.source_version(), "1");
     let deployed = registry.endpoint(&fresh).await.expect("endpoint").deployed;
     assert_eq!(deployed[0].machine_type, "n1-standard-4", "{name}");
@@ -584,7 +606,7 @@ async fn a_pinned_warm_standby_reports_the_version_its_endpoint_serves() {
         machine_type: Some("n1-standard-4"),
         primary_endpoint: None,
     };
-    crate::standby::keep_serving(registry.as_ref(), &warm, &TEST_BACKOFF)
+    lifeboat_shared::models::standby::keep_serving(registry.as_ref(), &warm, &TEST_BACKOFF)
         .await
         .expect("the standby serves version 1");
 
@@ -600,6 +622,9 @@ async fn a_pinned_warm_standby_reports_the_version_its_endpoint_serves() {
     let context = CopyContext {
         topology: Arc::new(topology.clone()),
         registry: registry.clone(),
+        metrics: Arc::new(lifeboat_shared::metrics::state::StateMetrics::new(
+            state.clone(),
+        )),
         state: state.clone(),
         storage: artifact_store(dir.path()).await,
         mirror: ImageMirror::new(Vec::new(), Credentials::Anonymous),

@@ -32,6 +32,12 @@ pub const CHECKPOINT_REPLICATION_LAG: &str = "checkpoint/replication_lag";
 /// to the check); labels `workload`, `kind`, `asset`, `region`.
 pub const DATA_RPO_EXPOSURE: &str = "data/rpo_exposure";
 
+/// 1 when a standby region holds (and, as a warm standby, serves) the
+/// primary's newest version of a model, else 0, as `lifeboat status
+/// --models` judges it; written after every copy. Labels `workload`,
+/// `model`, `region`.
+pub const MODEL_PARITY: &str = "model/parity";
+
 /// A region's routing weight for a workload, written with every change of
 /// the routing table (failover, failback, a move by hand); labels
 /// `workload`, `region`.

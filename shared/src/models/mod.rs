@@ -6,10 +6,12 @@
 //!
 //! Implemented by Vertex AI ([`vertex`]) and by a registry kept in the state
 //! store for the local cloud ([`local`]); [`conformance`] is the suite both
-//! must pass.
+//! must pass. [`standby`] keeps a warm standby endpoint serving a version
+//! (model-copy after a copy, failover and the local cloud before a move).
 
 pub mod conformance;
 pub mod local;
+pub mod standby;
 pub mod vertex;
 
 use std::collections::BTreeMap;

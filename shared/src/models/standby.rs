@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use lifeboat_shared::models::{
+use crate::models::{
     Backoff, Completed, Deployment, EndpointRef, ModelError, ModelRegistry, RegisteredModel,
     compare_versions, copy_model_id, wait,
 };
@@ -155,7 +155,7 @@ pub async fn keep_serving(
 async fn machine_type(
     registry: &dyn ModelRegistry,
     standby: &WarmStandby<'_>,
-    ours: &[(&lifeboat_shared::models::DeployedModel, String)],
+    ours: &[(&crate::models::DeployedModel, String)],
 ) -> Result<String, ModelError> {
     if let Some(recorded) = standby.machine_type {
         return Ok(recorded.to_string());
