@@ -504,8 +504,22 @@ pub async fn lease_only_one_of_two_concurrent_holders_gets_it(
     );
     let again = lease::acquire(store, &name, &winner.holder, ttl)
         .await
-        .expect("acquire after release");
-    assert!(again.is_some(), "a released lease is free at once");
+        .expect("acquire after release")
+        .expect("a released lease is free at once");
+    // A renewal that landed after its holder stopped waiting for it: the
+    // holder still releases with the lease it knows.
+    lease::renew(store, &again, ttl)
+        .await
+        .expect("holder renews");
+    lease::release(store, &again)
+        .await
+        .expect("the holder releases over its own later renewal");
+    assert!(
+        lease::current(store, &name)
+            .await
+            .expect("current")
+            .is_none()
+    );
 }
 
 /// A lease held by [`lease::hold`] outlives its TTL while the work runs,

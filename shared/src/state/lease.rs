@@ -205,14 +205,16 @@ pub async fn hold<T>(
 
 /// Gives a held lease back so the next holder need not wait for it to
 /// expire. Only the holder can: fails with [`LeaseError::NotHeld`] if the
-/// stored lease names another holder or has been written since `lease` was
-/// obtained.
+/// stored lease names another holder. The stored lease may be newer than
+/// `lease` and still the holder's own: [`hold`] stops renewing when the
+/// work ends, and a renewal already sent may land after its answer is
+/// dropped.
 pub async fn release(store: &dyn StateStore, lease: &Lease) -> Result<(), LeaseError> {
-    match read(store, &lease.name).await? {
-        Some(current) if current.holder == lease.holder && current.version == lease.version => {}
+    let current = match read(store, &lease.name).await? {
+        Some(current) if current.holder == lease.holder => current,
         _ => return Err(not_held(lease)),
-    }
-    let precondition = Precondition::Version(lease.version.clone());
+    };
+    let precondition = Precondition::Version(current.version.clone());
     match store.delete(COLLECTION, &lease.name, precondition).await {
         Ok(()) => Ok(()),
         Err(StateError::Conflict { .. }) => Err(not_held(lease)),
