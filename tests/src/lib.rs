@@ -68,31 +68,44 @@ impl FakeGcsServer {
     /// `root` (so a restart on the same root sees what was stored), and
     /// waits until it accepts connections.
     pub fn start(root: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new(fake_gcs_server_binary())
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
-            .arg(port.to_string())
-            .args(["-backend", "filesystem", "-filesystem-root"])
-            .arg(root)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start fake-gcs-server");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "fake-gcs-server did not listen on port {port} within 20 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        // A free port can be taken by another process between the probe
+        // and the server's bind; the server then exits, while the port
+        // still answers (for the other process). So the server must still
+        // be running well after the port answers, else it starts again on
+        // another port.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let mut child = std::process::Command::new(fake_gcs_server_binary())
+                .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
+                .arg(port.to_string())
+                .args(["-backend", "filesystem", "-filesystem-root"])
+                .arg(root)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start fake-gcs-server");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "fake-gcs-server did not listen on port {port} within 20 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            if child.try_wait().expect("fake-gcs-server's state").is_none() {
+                return Self {
+                    child,
+                    host: format!("http://127.0.0.1:{port}"),
+                };
+            }
         }
-        Self {
-            child,
-            host: format!("http://127.0.0.1:{port}"),
-        }
+        panic!(
+            "fake-gcs-server exited after starting, five times (its port taken by another process?)"
+        );
     }
 
     /// Its URL, for `ApiEndpoint::emulator`.
