@@ -28,10 +28,15 @@ impl Records {
         state: &dyn StateStore,
         now: DateTime<Utc>,
     ) -> Result<Self, StateError> {
+        let (parity, checkpoints, data) = tokio::try_join!(
+            parity::report(topology, state),
+            checkpoint_rpo::report(topology, state, now),
+            data_rpo::report(topology, state, now),
+        )?;
         Ok(Self {
-            parity: parity::report(topology, state).await?,
-            checkpoints: checkpoint_rpo::report(topology, state, now).await?,
-            data: data_rpo::report(topology, state, now).await?,
+            parity,
+            checkpoints,
+            data,
         })
     }
 

@@ -271,7 +271,7 @@ pub async fn manual_move(
         "{MANUAL_PREFIX}{workload}-{}",
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     );
-    let key = (id.as_str(), workload, from.as_str(), Utc::now());
+    let mut journal = record::Journal::new(state, (&id, workload, &from, Utc::now()));
     let held = match take_lease(context, workload, &id).await {
         Ok(held) => held,
         Err(refused) => return refused,
@@ -279,7 +279,7 @@ pub async fn manual_move(
     let result = under_lease(
         context,
         held,
-        fail_over(context, found, &from, key, Some(asked)),
+        fail_over(context, found, &from, &mut journal, Some(asked)),
     )
     .await;
     match result {
@@ -432,22 +432,26 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
     };
     let result = under_lease(context, held, async {
         // Read again under the lease: the delivery that held it before may
-        // have finished this incident since the first read.
-        match record::read(state, &incident.incident_id).await {
-            Ok(Some(done)) if done.outcome.is_some() => return Ok(done),
-            Ok(Some(unfinished)) => {
+        // have finished this incident since the first read. From here on
+        // the journal knows the record, and each step costs one write.
+        let mut journal = record::Journal::open(state, key)
+            .await
+            .map_err(|error| error.to_string())?;
+        match journal.record() {
+            Some(done) if done.outcome.is_some() => return Ok(done.clone()),
+            Some(unfinished) => {
                 let last = unfinished.latest_step().map_or("nothing", |s| s.what.as_str());
                 let detail = format!(
                     "an earlier attempt stopped after `{last}`; starting again from the probes (every step is idempotent)"
                 );
-                record::append(state, key, step("resumed", detail), None, None)
+                journal
+                    .append(step("resumed", detail), None, None)
                     .await
                     .map_err(|error| format!("recording resumed: {error}"))?;
             }
-            Ok(None) => {}
-            Err(error) => return Err(error.to_string()),
+            None => {}
         }
-        fail_over(context, workload, &target.region, key, None).await
+        fail_over(context, workload, &target.region, &mut journal, None).await
     })
     .await;
     match result {
@@ -522,6 +526,18 @@ fn step(what: &str, detail: impl Into<String>) -> Step {
     Step::new(what, detail)
 }
 
+/// Adds the step `what` to the incident's record; the error names the step.
+async fn note(
+    journal: &mut record::Journal<'_>,
+    what: &str,
+    detail: String,
+) -> Result<record::IncidentRecord, String> {
+    journal
+        .append(step(what, detail), None, None)
+        .await
+        .map_err(|error| format!("recording {what}: {error}"))
+}
+
 /// The routing table of `workload` now, or the one its pattern implies
 /// when none was ever written: the primary takes everything, or, active-
 /// active, every region with an endpoint takes an equal share.
@@ -564,16 +580,11 @@ async fn fail_over(
     context: &FailoverContext,
     workload: &Workload,
     failed: &str,
-    key: (&str, &str, &str, chrono::DateTime<Utc>),
+    journal: &mut record::Journal<'_>,
     manual: Option<&ManualMove>,
 ) -> Result<record::IncidentRecord, String> {
     let state = context.state.as_ref();
     let topology = context.topology.as_ref();
-    let note = |what: &'static str, detail: String| async move {
-        record::append(state, key, step(what, detail), None, None)
-            .await
-            .map_err(|error| format!("recording {what}: {error}"))
-    };
     let received = match manual {
         None => format!("incident about {} in {failed}", workload.id),
         Some(asked) => format!(
@@ -584,11 +595,40 @@ async fn fail_over(
             if asked.force { ", forced" } else { "" }
         ),
     };
-    note("received", received).await?;
+    note(journal, "received", received).await?;
 
-    let tables = routing::read_all(state).await.map_err(|e| e.to_string())?;
+    // What the decision needs is read at once: the routing tables, the
+    // replication records and every region's probes (and answers) go out
+    // together, so the decision waits for the slowest of them, not their sum.
+    let now = Utc::now();
+    let candidate_regions: Vec<&str> = topology
+        .regions()
+        .iter()
+        .map(|region| region.id.as_str())
+        .filter(|id| *id != failed && manual.is_none_or(|asked| asked.to == *id))
+        .collect();
+    let healths = futures::future::join_all(candidate_regions.iter().map(|id| async move {
+        let health = match probe_region(context, workload, id).await {
+            Some(result) => result.health(),
+            None => Check::Unknown(format!("no probe target for {id}")),
+        };
+        with_answers(context, workload, id, health).await
+    }));
+    let failure_probe = async {
+        match manual {
+            Some(_) => None,
+            None => probe_region(context, workload, failed).await,
+        }
+    };
+    let (tables, records, failure_probe, healths) = tokio::join!(
+        routing::read_all(state),
+        facts::Records::read(topology, state, now),
+        failure_probe,
+        healths,
+    );
+    let tables = tables.map_err(|e| e.to_string())?;
     let (weights, revision) = current_table(&tables, topology, workload);
-    let reason = format!("failover from {failed} (incident {})", key.0);
+    let reason = format!("failover from {failed} (incident {})", journal.key().0);
     if let Some(written) = tables
         .iter()
         .find(|t| t.workload == workload.id.as_str() && t.reason == reason)
@@ -596,6 +636,7 @@ async fn fail_over(
         // An earlier attempt at this incident wrote the table and stopped
         // before recording it: the move is made, it is only verified.
         note(
+            journal,
             "routed",
             format!(
                 "revision {} was written by an earlier attempt: {:?}",
@@ -608,36 +649,30 @@ async fn fail_over(
             .into_iter()
             .map(|(region, _)| region.to_string())
             .collect();
-        return verify_move(context, workload, key, &to).await;
+        return verify_move(context, workload, journal, &to).await;
     }
-    let failure_confirmed = match (manual, probe_region(context, workload, failed).await) {
+    let failure_confirmed = match (manual, failure_probe) {
         (Some(asked), _) => Check::Pass(format!("{} asked for the move", asked.by)),
         (None, Some(result)) => result.failure(),
         (None, None) => Check::Unknown(format!("no probe target for {failed}")),
     };
-    let now = Utc::now();
-    let records = facts::Records::read(topology, state, now)
-        .await
-        .map_err(|e| format!("reading the replication records: {e}"))?;
-    let mut candidates = Vec::new();
-    for region in topology.regions() {
-        let id = region.id.as_str();
-        if id == failed || manual.is_some_and(|asked| asked.to != id) {
-            continue;
-        }
-        let health = match probe_region(context, workload, id).await {
-            Some(result) => result.health(),
-            None => Check::Unknown(format!("no probe target for {id}")),
-        };
-        let health = with_answers(context, workload, id, health).await;
-        candidates.push(Candidate {
+    let records = records.map_err(|e| format!("reading the replication records: {e}"))?;
+    let candidates: Vec<Candidate> = candidate_regions
+        .iter()
+        .zip(healths)
+        .map(|(id, health)| Candidate {
             region: id.to_string(),
             health,
             model: records.model(workload.id.as_str(), id, topology.primary().as_str()),
             data: records.data(workload.id.as_str(), id),
-        });
-    }
-    note("probed", format!("{failed}: {failure_confirmed:?}")).await?;
+        })
+        .collect();
+    note(
+        journal,
+        "probed",
+        format!("{failed}: {failure_confirmed:?}"),
+    )
+    .await?;
     let last_move = tables
         .iter()
         .find(|t| t.workload == workload.id.as_str())
@@ -670,7 +705,7 @@ async fn fail_over(
                 let refusal = refusal::FailoverRefused {
                     workload: workload.id.to_string(),
                     failed_region: failed.to_string(),
-                    incident_id: key.0.to_string(),
+                    incident_id: journal.key().0.to_string(),
                     candidates: refused.clone(),
                     reasons: reasons.clone(),
                 };
@@ -680,15 +715,10 @@ async fn fail_over(
                         let failed = format!(
                             "traffic stays: every candidate region failed a safety rule, and the refusal was not published to {FAILOVER_REFUSED_TOPIC}: {error}"
                         );
-                        record::append(
-                            state,
-                            key,
-                            step("decided", failed.clone()),
-                            Some(&decision),
-                            None,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        journal
+                            .append(step("decided", failed.clone()), Some(&decision), None)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         return Err(failed);
                     }
                 };
@@ -696,30 +726,28 @@ async fn fail_over(
                     "traffic stays: every candidate region failed a safety rule; published to {FAILOVER_REFUSED_TOPIC} as message {message}"
                 );
             }
-            return record::append(
-                state,
-                key,
-                step("decided", detail),
-                Some(&decision),
-                Some(Outcome::Stayed),
-            )
-            .await
-            .map_err(|e| e.to_string());
+            return journal
+                .append(
+                    step("decided", detail),
+                    Some(&decision),
+                    Some(Outcome::Stayed),
+                )
+                .await
+                .map_err(|e| e.to_string());
         }
         Decision::Move { weights, to, .. } => (weights.clone(), to.clone()),
     };
-    record::append(
-        state,
-        key,
-        step("decided", format!("move to {}", to.join(", "))),
-        Some(&decision),
-        None,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    journal
+        .append(
+            step("decided", format!("move to {}", to.join(", "))),
+            Some(&decision),
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     for region in &to {
         let done = ready(context, workload, region).await?;
-        note("readied", format!("{region}: {}", done.join("; "))).await?;
+        note(journal, "readied", format!("{region}: {}", done.join("; "))).await?;
         // A pilot-light region served nothing when the candidates were
         // judged: its answers are judged now, before traffic moves there.
         if workload.pattern == Pattern::PilotLight
@@ -728,7 +756,7 @@ async fn fail_over(
         {
             let reason =
                 format!("{region} was readied but does not answer right; traffic not moved: {why}");
-            note("not routed", reason.clone()).await?;
+            note(journal, "not routed", reason.clone()).await?;
             return Err(reason);
         }
     }
@@ -738,11 +766,12 @@ async fn fail_over(
         .await
         .map_err(|e| format!("writing the routing table: {e}"))?;
     note(
+        journal,
         "routed",
         format!("revision {}: {:?}", written.revision, written.weights),
     )
     .await?;
-    verify_move(context, workload, key, &to).await
+    verify_move(context, workload, journal, &to).await
 }
 
 /// Probes `workload` in `region`; `None` when it has no probe target.
@@ -809,7 +838,7 @@ pub(crate) async fn right_answers(
 async fn verify_move(
     context: &FailoverContext,
     workload: &Workload,
-    key: (&str, &str, &str, chrono::DateTime<Utc>),
+    journal: &mut record::Journal<'_>,
     to: &[String],
 ) -> Result<record::IncidentRecord, String> {
     let mut verified = Vec::new();
@@ -830,29 +859,23 @@ async fn verify_move(
             Some(Check::Pass(answers)) => verified.push(answers),
             Some(Check::Fail(why) | Check::Unknown(why)) => {
                 let reason = format!("{region} is not healthy after the move: {why}");
-                record::append(
-                    context.state.as_ref(),
-                    key,
-                    step("not verified", reason.clone()),
-                    None,
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                journal
+                    .append(step("not verified", reason.clone()), None, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 return Err(reason);
             }
         }
     }
-    let done = record::append(
-        context.state.as_ref(),
-        key,
-        step("verified", verified.join("; ")),
-        None,
-        Some(Outcome::Moved),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let (_, _, from, started_at) = key;
+    let done = journal
+        .append(
+            step("verified", verified.join("; ")),
+            None,
+            Some(Outcome::Moved),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, _, from, started_at) = journal.key();
     let seconds = (Utc::now() - started_at).as_seconds_f64().max(0.0);
     let points: Vec<GaugePoint> = to
         .iter()

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{StateError, StateStore, text_prefix, update};
+use crate::state::{StateError, StateStore, Tracked, text_prefix};
 
 /// The collection of incident records.
 pub const COLLECTION: &str = "failover-incidents";
@@ -245,42 +245,117 @@ impl IncidentRecord {
     }
 }
 
+/// Which incident a record is of: its id, workload, region and start.
+pub type IncidentKey<'a> = (&'a str, &'a str, &'a str, DateTime<Utc>);
+
 /// Adds `step` to the record of `incident_id` ([`IncidentRecord::add`];
 /// creating it with `workload`, `region` and `started_at`), and sets the
 /// decision and the outcome ([`IncidentRecord::finish`]) when given.
-/// Returns the record as written.
+/// Returns the record as written. One read and one write; a writer adding
+/// several steps keeps a [`Journal`] instead.
 pub async fn append(
     store: &dyn StateStore,
-    incident: (&str, &str, &str, DateTime<Utc>),
+    incident: IncidentKey<'_>,
     step: Step,
     decision: Option<&Decision>,
     outcome: Option<Outcome>,
 ) -> Result<IncidentRecord, StateError> {
-    let (incident_id, workload, region, started_at) = incident;
-    update(
-        store,
-        COLLECTION,
-        incident_id,
-        APPEND_ATTEMPTS,
-        |stored: Option<IncidentRecord>| {
-            let mut record = stored.unwrap_or_else(|| IncidentRecord {
-                incident_id: incident_id.to_string(),
-                workload: workload.to_string(),
-                region: region.to_string(),
-                started_at: Some(started_at),
-                ..IncidentRecord::default()
-            });
-            record.add(step.clone());
-            if let Some(decision) = decision {
-                record.decision = Some(decision.clone());
-            }
-            if let Some(outcome) = outcome.clone() {
-                record.finish(outcome, step.at);
-            }
-            Ok::<_, StateError>(record)
-        },
-    )
-    .await
+    Journal::new(store, incident)
+        .append(step, decision, outcome)
+        .await
+}
+
+/// The record of one incident as its handler (the lease holder) last read
+/// or wrote it, so that each step it adds costs one write: the read happens
+/// once, and again only when another writer (a close, a redelivery) came
+/// between.
+#[derive(Debug)]
+pub struct Journal<'s> {
+    store: &'s dyn StateStore,
+    incident_id: String,
+    workload: String,
+    region: String,
+    started_at: DateTime<Utc>,
+    document: Tracked<IncidentRecord>,
+}
+
+impl<'s> Journal<'s> {
+    /// The record of `incident` in `store`, not read yet.
+    pub fn new(store: &'s dyn StateStore, incident: IncidentKey<'_>) -> Self {
+        let (incident_id, workload, region, started_at) = incident;
+        Self {
+            store,
+            incident_id: incident_id.to_string(),
+            workload: workload.to_string(),
+            region: region.to_string(),
+            started_at,
+            document: Tracked::new(COLLECTION, incident_id),
+        }
+    }
+
+    /// The record of `incident` in `store`, read now.
+    pub async fn open(
+        store: &'s dyn StateStore,
+        incident: IncidentKey<'_>,
+    ) -> Result<Self, StateError> {
+        let mut journal = Self::new(store, incident);
+        journal.document = Tracked::read(store, COLLECTION, incident.0).await?;
+        Ok(journal)
+    }
+
+    /// Which incident this is the record of.
+    pub fn key(&self) -> IncidentKey<'_> {
+        (
+            &self.incident_id,
+            &self.workload,
+            &self.region,
+            self.started_at,
+        )
+    }
+
+    /// The record as last read or written; `None` before it exists.
+    pub fn record(&self) -> Option<&IncidentRecord> {
+        self.document.value()
+    }
+
+    /// Adds `step` as [`append`] does, reading the record again only when
+    /// another writer changed it since this journal last did.
+    pub async fn append(
+        &mut self,
+        step: Step,
+        decision: Option<&Decision>,
+        outcome: Option<Outcome>,
+    ) -> Result<IncidentRecord, StateError> {
+        let (incident_id, workload, region, started_at) = (
+            &self.incident_id,
+            &self.workload,
+            &self.region,
+            self.started_at,
+        );
+        self.document
+            .update(
+                self.store,
+                APPEND_ATTEMPTS,
+                |stored: Option<IncidentRecord>| {
+                    let mut record = stored.unwrap_or_else(|| IncidentRecord {
+                        incident_id: incident_id.clone(),
+                        workload: workload.clone(),
+                        region: region.clone(),
+                        started_at: Some(started_at),
+                        ..IncidentRecord::default()
+                    });
+                    record.add(step.clone());
+                    if let Some(decision) = decision {
+                        record.decision = Some(decision.clone());
+                    }
+                    if let Some(outcome) = outcome.clone() {
+                        record.finish(outcome, step.at);
+                    }
+                    Ok::<_, StateError>(record)
+                },
+            )
+            .await
+    }
 }
 
 /// The record of `incident_id`, if any.

@@ -5,7 +5,7 @@
 //! older version never replaces a newer one as newest or deployed.
 
 use crate::models::compare_versions;
-use crate::state::{StateError, StateStore, text_prefix, update};
+use crate::state::{Document, StateError, StateStore, text_prefix, update};
 use crate::topology::{Pattern, Topology};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -175,14 +175,20 @@ pub async fn read(
     region: &str,
 ) -> Result<Option<ParityRecord>, StateError> {
     let id = document_id(model, region);
-    let Some(document) = state.get(COLLECTION, &id).await? else {
+    let document = state.get(COLLECTION, &id).await?;
+    parse(&id, document)
+}
+
+/// The record in `document` (of id `id`), if there is one.
+fn parse(id: &str, document: Option<Document>) -> Result<Option<ParityRecord>, StateError> {
+    let Some(document) = document else {
         return Ok(None);
     };
     serde_json::from_value(document.value)
         .map(Some)
         .map_err(|e| StateError::InvalidValue {
             collection: COLLECTION.to_string(),
-            id,
+            id: id.to_string(),
             reason: e.to_string(),
         })
 }
@@ -232,38 +238,63 @@ pub struct ParityRow {
     pub error: Option<String>,
 }
 
-/// The parity of every protected model in every standby region.
+/// The parity of every protected model in every standby region, from one
+/// batch read of their records.
 pub async fn report(
     topology: &Topology,
     state: &dyn StateStore,
 ) -> Result<Vec<ParityRow>, StateError> {
+    let regions: Vec<&str> = std::iter::once(topology.primary().as_str())
+        .chain(topology.standby_regions().map(|region| region.id.as_str()))
+        .collect();
+    let models: Vec<_> = topology
+        .workloads()
+        .iter()
+        .flat_map(|workload| {
+            workload
+                .assets
+                .models
+                .iter()
+                .map(move |model| (workload, model))
+        })
+        .collect();
+    let ids: Vec<String> = models
+        .iter()
+        .flat_map(|(_, model)| {
+            regions
+                .iter()
+                .map(|region| document_id(model.id.as_str(), region))
+        })
+        .collect();
+    let mut records = state
+        .get_many(COLLECTION, &ids)
+        .await?
+        .into_iter()
+        .zip(&ids)
+        .map(|(document, id)| parse(id, document))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter();
     let mut rows = Vec::new();
-    for workload in topology.workloads() {
-        for model in &workload.assets.models {
-            let id = model.id.as_str();
-            let primary = read(state, id, topology.primary().as_str())
-                .await?
-                .unwrap_or_default();
-            for region in topology.standby_regions() {
-                let held = read(state, id, region.id.as_str())
-                    .await?
-                    .unwrap_or_default();
-                let warm = workload.pattern == Pattern::ActivePassive
-                    && model.standby_replicas > 0
-                    && model.version.is_none()
-                    && model.endpoints.contains_key(&region.id);
-                rows.push(ParityRow {
-                    workload: workload.id.to_string(),
-                    model: id.to_string(),
-                    region: region.id.to_string(),
-                    parity: in_parity(&primary, &held, warm),
-                    source_version: primary.newest_version.clone(),
-                    versions_present: held.versions_present,
-                    deployed_version: held.deployed_version,
-                    newest_reach_millis: held.newest_reach_millis,
-                    error: held.error.or(held.problem),
-                });
-            }
+    for (workload, model) in models {
+        let id = model.id.as_str();
+        let primary = records.next().flatten().unwrap_or_default();
+        for region in topology.standby_regions() {
+            let held = records.next().flatten().unwrap_or_default();
+            let warm = workload.pattern == Pattern::ActivePassive
+                && model.standby_replicas > 0
+                && model.version.is_none()
+                && model.endpoints.contains_key(&region.id);
+            rows.push(ParityRow {
+                workload: workload.id.to_string(),
+                model: id.to_string(),
+                region: region.id.to_string(),
+                parity: in_parity(&primary, &held, warm),
+                source_version: primary.newest_version.clone(),
+                versions_present: held.versions_present,
+                deployed_version: held.deployed_version,
+                newest_reach_millis: held.newest_reach_millis,
+                error: held.error.or(held.problem),
+            });
         }
     }
     Ok(rows)

@@ -36,6 +36,7 @@ const UNUSUAL_IDS: &[&str] = &[
 /// Runs every test of the suite.
 pub async fn run_all(store: &dyn StateStore, prefix: &str) {
     put_get_list_delete(store, prefix).await;
+    get_many_answers_in_the_order_asked(store, prefix).await;
     must_not_exist_precondition(store, prefix).await;
     version_precondition_compare_and_set(store, prefix).await;
     concurrent_compare_and_set_has_one_winner(store, prefix).await;
@@ -160,6 +161,36 @@ pub async fn put_get_list_delete(store: &dyn StateStore, prefix: &str) {
         "the neighbouring collection is untouched"
     );
     assert_eq!(neighbours[0].value, json!({ "other": true }));
+}
+
+/// `get_many` answers each id asked, in order, as `get` would: present
+/// documents with their versions, `None` for absent ones, a repeated id
+/// twice, nothing for no ids.
+pub async fn get_many_answers_in_the_order_asked(store: &dyn StateStore, prefix: &str) {
+    let collection = format!("{prefix}-many");
+    for (n, id) in UNUSUAL_IDS.iter().enumerate() {
+        store
+            .put(&collection, id, &json!({ "n": n }), Precondition::None)
+            .await
+            .unwrap_or_else(|e| panic!("put {id}: {e}"));
+    }
+    let mut asked: Vec<String> = UNUSUAL_IDS.iter().rev().map(|id| id.to_string()).collect();
+    asked.insert(1, "absent".to_string());
+    asked.push(UNUSUAL_IDS[0].to_string());
+    let answers = store.get_many(&collection, &asked).await.expect("get_many");
+    assert_eq!(answers.len(), asked.len(), "one answer per id asked");
+    for (id, answer) in asked.iter().zip(&answers) {
+        let single = store.get(&collection, id).await.expect("get");
+        assert_eq!(answer, &single, "get_many and get disagree on {id:?}");
+    }
+    assert_eq!(answers[1], None, "an absent document is None");
+    assert!(
+        store
+            .get_many(&collection, &[])
+            .await
+            .expect("no ids")
+            .is_empty()
+    );
 }
 
 /// `MustNotExist` creates once, and only while the document is absent.

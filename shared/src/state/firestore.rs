@@ -82,7 +82,7 @@ struct ErrorDetail {
 }
 
 /// A document as the REST API returns it.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RestDocument {
     name: String,
@@ -98,6 +98,14 @@ struct ListResponse {
     documents: Vec<RestDocument>,
     #[serde(default)]
     next_page_token: String,
+}
+
+/// One message of a `batchGet` answer: the document, or the name of one
+/// that does not exist (then `found` is absent).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchGetAnswer {
+    found: Option<RestDocument>,
 }
 
 #[derive(Deserialize)]
@@ -461,6 +469,57 @@ impl StateStore for FirestoreStore {
         self.commit("delete", collection, id, write, precondition)
             .await
             .map(drop)
+    }
+
+    async fn get_many(
+        &self,
+        collection: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Document>>, StateError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        for id in ids {
+            check_id(collection, id)?;
+        }
+        let names: Vec<String> = ids
+            .iter()
+            .map(|id| self.document_name(collection, id))
+            .collect();
+        let context = format!(
+            "batchGet {} documents of {}/documents/{collection}",
+            ids.len(),
+            self.database
+        );
+        let url = format!(
+            "{}/v1/{}/documents:batchGet",
+            self.endpoint.base_url, self.database
+        );
+        let request = self.client.post(url).json(&json!({ "documents": names }));
+        let response = self.send(&context, request).await?;
+        if !response.status().is_success() {
+            return Err(failure(&context, collection, "", false, response).await);
+        }
+        // A streamed method answers over REST as one JSON array of its
+        // messages: a `found` document or a `missing` name each.
+        let answers: Vec<BatchGetAnswer> =
+            response.json().await.map_err(|e| backend(&context, e))?;
+        let mut found = std::collections::HashMap::new();
+        for answer in answers {
+            if let Some(rest) = answer.found {
+                found.insert(rest.name.clone(), rest);
+            }
+        }
+        names
+            .iter()
+            .map(|name| {
+                found
+                    .get(name)
+                    .cloned()
+                    .map(|rest| document(collection, rest))
+                    .transpose()
+            })
+            .collect()
     }
 
     async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError> {

@@ -129,6 +129,22 @@ pub async fn acquire(
     holder: &str,
     ttl: Duration,
 ) -> Result<Option<Lease>, LeaseError> {
+    // A free lease is usually absent (released by deletion): creating it is
+    // one write. Only when it exists is it read and judged.
+    let now = Utc::now();
+    match write(
+        store,
+        name,
+        holder,
+        after(now, ttl),
+        Precondition::MustNotExist,
+    )
+    .await
+    {
+        Ok(lease) => return Ok(Some(lease)),
+        Err(StateError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     for _ in 0..ACQUIRE_ATTEMPTS {
         let now = Utc::now();
         let precondition = match read(store, name).await? {

@@ -254,6 +254,18 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Lists every document of a collection, in id order.
     async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError>;
+
+    /// Reads the documents `ids` of one collection, answered in the order of
+    /// `ids` (`None` for each that does not exist): in one round trip where
+    /// the store has a batch read (Firestore's `batchGet`), else every
+    /// [`StateStore::get`] at once.
+    async fn get_many(
+        &self,
+        collection: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Document>>, StateError> {
+        futures::future::try_join_all(ids.iter().map(|id| self.get(collection, id))).await
+    }
 }
 
 /// How long [`answers`] waits for the store by default: well within the
@@ -286,38 +298,123 @@ pub async fn update<T, E, F>(
     collection: &str,
     id: &str,
     attempts: usize,
-    mut change: F,
+    change: F,
 ) -> Result<T, E>
 where
-    T: Serialize + DeserializeOwned,
+    T: Serialize + DeserializeOwned + Clone,
     E: From<StateError>,
     F: FnMut(Option<T>) -> Result<T, E>,
 {
-    let invalid = |reason: String| StateError::InvalidValue {
-        collection: collection.to_string(),
-        id: id.to_string(),
-        reason,
-    };
-    for _ in 0..attempts {
-        let (current, precondition) = match store.get(collection, id).await? {
+    Tracked::new(collection, id)
+        .update(store, attempts, change)
+        .await
+}
+
+/// A document its writer keeps updating: the value it last read or wrote
+/// and the version that was, so that each [`Tracked::update`] costs one
+/// write instead of a read and a write. When another writer came between,
+/// the write's compare-and-set fails and the update reads and computes
+/// again, as [`update`] does.
+#[derive(Clone, Debug)]
+pub struct Tracked<T> {
+    /// The document's collection.
+    collection: String,
+    /// The document's id.
+    id: String,
+    /// The value as last read or written (`None`: absent) and the
+    /// precondition of writing over it; `None` until read or written.
+    known: Option<(Option<T>, Precondition)>,
+}
+
+impl<T> Tracked<T>
+where
+    T: Serialize + DeserializeOwned + Clone,
+{
+    /// The document `collection/id`, not read yet: the first update reads it.
+    pub fn new(collection: &str, id: &str) -> Self {
+        Self {
+            collection: collection.to_string(),
+            id: id.to_string(),
+            known: None,
+        }
+    }
+
+    /// Reads the document `collection/id` now.
+    pub async fn read(
+        store: &dyn StateStore,
+        collection: &str,
+        id: &str,
+    ) -> Result<Self, StateError> {
+        let mut tracked = Self::new(collection, id);
+        tracked.known = Some(tracked.fetch(store).await?);
+        Ok(tracked)
+    }
+
+    /// The value as last read or written; `None` when absent or not read yet.
+    pub fn value(&self) -> Option<&T> {
+        self.known.as_ref().and_then(|(value, _)| value.as_ref())
+    }
+
+    /// Lets `change` compute the next value from the one last read or
+    /// written and writes it with compare-and-set; when another writer came
+    /// first, reads and computes again, up to `attempts` times. Returns the
+    /// value written.
+    pub async fn update<E, F>(
+        &mut self,
+        store: &dyn StateStore,
+        attempts: usize,
+        mut change: F,
+    ) -> Result<T, E>
+    where
+        E: From<StateError>,
+        F: FnMut(Option<T>) -> Result<T, E>,
+    {
+        for _ in 0..attempts {
+            let (current, precondition) = match self.known.take() {
+                Some(known) => known,
+                None => self.fetch(store).await?,
+            };
+            let next = change(current)?;
+            let value = serde_json::to_value(&next).map_err(|e| self.invalid(e.to_string()))?;
+            match store
+                .put(&self.collection, &self.id, &value, precondition)
+                .await
+            {
+                Ok(version) => {
+                    self.known = Some((Some(next.clone()), Precondition::Version(version)));
+                    return Ok(next);
+                }
+                Err(StateError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(StateError::Conflict {
+            collection: self.collection.clone(),
+            id: self.id.clone(),
+            detail: format!("lost {attempts} compare-and-set races in a row"),
+        }
+        .into())
+    }
+
+    /// Reads the stored value and the precondition of writing over it.
+    async fn fetch(&self, store: &dyn StateStore) -> Result<(Option<T>, Precondition), StateError> {
+        Ok(match store.get(&self.collection, &self.id).await? {
             Some(document) => (
-                Some(serde_json::from_value(document.value).map_err(|e| invalid(e.to_string()))?),
+                Some(
+                    serde_json::from_value(document.value)
+                        .map_err(|e| self.invalid(e.to_string()))?,
+                ),
                 Precondition::Version(document.version),
             ),
             None => (None, Precondition::MustNotExist),
-        };
-        let next = change(current)?;
-        let value = serde_json::to_value(&next).map_err(|e| invalid(e.to_string()))?;
-        match store.put(collection, id, &value, precondition).await {
-            Ok(_) => return Ok(next),
-            Err(StateError::Conflict { .. }) => continue,
-            Err(error) => return Err(error.into()),
+        })
+    }
+
+    fn invalid(&self, reason: String) -> StateError {
+        StateError::InvalidValue {
+            collection: self.collection.clone(),
+            id: self.id.clone(),
+            reason,
         }
     }
-    Err(StateError::Conflict {
-        collection: collection.to_string(),
-        id: id.to_string(),
-        detail: format!("lost {attempts} compare-and-set races in a row"),
-    }
-    .into())
 }
