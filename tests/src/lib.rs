@@ -214,16 +214,19 @@ impl Drop for ServiceProcess {
 }
 
 /// The fake-gcs-server binary: `$FAKE_GCS_SERVER`, else the one
-/// scripts/emulators.sh installed under the target folder the running test
-/// was built in (`target/emulators/venv`).
+/// scripts/emulators.sh installed under `$EMULATORS_ROOT` when that is set,
+/// else under the target folder the running test was built in
+/// (`target/emulators/venv`).
 pub fn fake_gcs_server_binary() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("FAKE_GCS_SERVER") {
         return path.into();
     }
     let exe = std::env::current_exe().expect("the running binary's path");
-    let venv = exe
-        .ancestors()
-        .map(|dir| dir.join("emulators/venv"))
+    let root = std::env::var_os("EMULATORS_ROOT").map(std::path::PathBuf::from);
+    let venv = root
+        .map(|root| root.join("venv"))
+        .into_iter()
+        .chain(exe.ancestors().map(|dir| dir.join("emulators/venv")))
         .find(|venv| venv.is_dir())
         .unwrap_or_else(|| {
             panic!(

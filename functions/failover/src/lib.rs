@@ -595,7 +595,8 @@ async fn fail_over(
             if asked.force { ", forced" } else { "" }
         ),
     };
-    note(journal, "received", received).await?;
+    // Receipt and probes are written with the decision: one write.
+    journal.stage(step("received", received));
 
     // What the decision needs is read at once: the routing tables, the
     // replication records and every region's probes (and answers) go out
@@ -667,12 +668,7 @@ async fn fail_over(
             data: records.data(workload.id.as_str(), id),
         })
         .collect();
-    note(
-        journal,
-        "probed",
-        format!("{failed}: {failure_confirmed:?}"),
-    )
-    .await?;
+    journal.stage(step("probed", format!("{failed}: {failure_confirmed:?}")));
     let last_move = tables
         .iter()
         .find(|t| t.workload == workload.id.as_str())

@@ -277,6 +277,8 @@ pub struct Journal<'s> {
     region: String,
     started_at: DateTime<Utc>,
     document: Tracked<IncidentRecord>,
+    /// Steps kept for the next write ([`Journal::stage`]).
+    staged: Vec<Step>,
 }
 
 impl<'s> Journal<'s> {
@@ -290,6 +292,7 @@ impl<'s> Journal<'s> {
             region: region.to_string(),
             started_at,
             document: Tracked::new(COLLECTION, incident_id),
+            staged: Vec::new(),
         }
     }
 
@@ -318,21 +321,32 @@ impl<'s> Journal<'s> {
         self.document.value()
     }
 
-    /// Adds `step` as [`append`] does, reading the record again only when
-    /// another writer changed it since this journal last did.
+    /// Keeps `step`, with its time, to be written with the next
+    /// [`Journal::append`]: for steps that change nothing outside the record
+    /// (a receipt, what was read), so that the steps up to the next one that
+    /// acts cost one write together.
+    pub fn stage(&mut self, step: Step) {
+        self.staged.push(step);
+    }
+
+    /// Adds the staged steps and `step` as [`append`] does, reading the
+    /// record again only when another writer changed it since this journal
+    /// last did.
     pub async fn append(
         &mut self,
         step: Step,
         decision: Option<&Decision>,
         outcome: Option<Outcome>,
     ) -> Result<IncidentRecord, StateError> {
-        let (incident_id, workload, region, started_at) = (
+        let (incident_id, workload, region, started_at, staged) = (
             &self.incident_id,
             &self.workload,
             &self.region,
             self.started_at,
+            &self.staged,
         );
-        self.document
+        let written = self
+            .document
             .update(
                 self.store,
                 APPEND_ATTEMPTS,
@@ -344,6 +358,9 @@ impl<'s> Journal<'s> {
                         started_at: Some(started_at),
                         ..IncidentRecord::default()
                     });
+                    for earlier in staged {
+                        record.add(earlier.clone());
+                    }
                     record.add(step.clone());
                     if let Some(decision) = decision {
                         record.decision = Some(decision.clone());
@@ -354,7 +371,9 @@ impl<'s> Journal<'s> {
                     Ok::<_, StateError>(record)
                 },
             )
-            .await
+            .await?;
+        self.staged.clear();
+        Ok(written)
     }
 }
 
@@ -423,6 +442,59 @@ mod tests {
                 "{id} done: {done:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_journal_writes_staged_steps_with_the_next_and_keeps_what_another_writer_added() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LocalStateStore::open(dir.path()).await.expect("store");
+        let (id, workload, region) = INCIDENT;
+        let key = (id, workload, region, Utc::now());
+        let mut journal = Journal::open(&store, key).await.expect("open");
+        assert!(journal.record().is_none(), "no record yet");
+
+        journal.stage(Step::new("received", "incident"));
+        journal.stage(Step::new("probed", "us-central1 fails"));
+        assert!(
+            read(&store, id).await.expect("read").is_none(),
+            "staged steps are not written on their own"
+        );
+        let decided = journal
+            .append(Step::new("decided", "move to us-east1"), None, None)
+            .await
+            .expect("append");
+        let whats = |record: &IncidentRecord| -> Vec<String> {
+            record.steps.iter().map(|s| s.what.clone()).collect()
+        };
+        assert_eq!(whats(&decided), ["received", "probed", "decided"]);
+        assert_eq!(read(&store, id).await.expect("read"), Some(decided));
+
+        // The incident closes while the journal's holder works: its next
+        // step lands after the close, which it keeps.
+        append(
+            &store,
+            key,
+            Step::new("closed", "closed"),
+            None,
+            Some(Outcome::Closed),
+        )
+        .await
+        .expect("close");
+        let routed = journal
+            .append(
+                Step::new("routed", "revision 1"),
+                None,
+                Some(Outcome::Moved),
+            )
+            .await
+            .expect("append after another writer");
+        assert_eq!(
+            whats(&routed),
+            ["received", "probed", "decided", "closed", "routed"]
+        );
+        assert_eq!(routed.outcome, Some(Outcome::Closed), "a close is final");
+        assert_eq!(journal.record(), Some(&routed));
+        assert_eq!(read(&store, id).await.expect("read"), Some(routed));
     }
 
     async fn add(store: &dyn StateStore, step: Step, outcome: Option<Outcome>) -> IncidentRecord {
