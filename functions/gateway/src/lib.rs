@@ -648,11 +648,11 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route("/routes", get(routes))
         .route("/region/healthz", get(region_health))
-        .with_state(gateway)
+        .with_state(Arc::new(gateway))
 }
 
 async fn predict(
-    State(gateway): State<Gateway>,
+    State(gateway): State<Arc<Gateway>>,
     Path((workload, model)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -661,7 +661,7 @@ async fn predict(
 }
 
 async fn predict_in_region(
-    State(gateway): State<Gateway>,
+    State(gateway): State<Arc<Gateway>>,
     Path((region, workload, model)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -672,13 +672,13 @@ async fn predict_in_region(
 }
 
 async fn region_health(
-    State(gateway): State<Gateway>,
+    State(gateway): State<Arc<Gateway>>,
     Query(query): Query<HealthQuery>,
 ) -> Response {
     gateway.region_health(query.workload).await
 }
 
-async fn routes(State(gateway): State<Gateway>) -> Json<Vec<RoutingTable>> {
+async fn routes(State(gateway): State<Arc<Gateway>>) -> Json<Vec<RoutingTable>> {
     let routes = gateway.routes.read().unwrap_or_else(|e| e.into_inner());
     let mut tables: Vec<RoutingTable> = routes.values().map(|r| r.table.clone()).collect();
     tables.sort_by(|a, b| a.workload.cmp(&b.workload));
