@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::records::history;
-use crate::state::{Precondition, StateError, StateStore};
+use crate::state::{Precondition, StateError, StateStore, Version};
 use crate::topology::{Pattern, Topology, Workload};
 
 /// The state collection of routing tables, one document per workload.
@@ -171,6 +171,44 @@ pub async fn read_all(store: &dyn StateStore) -> Result<Vec<RoutingTable>, Routi
         .collect()
 }
 
+/// A workload's routing table as stored, with the version it was read or
+/// written at: what [`write_over`] writes after without reading again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTable {
+    /// The table.
+    pub table: RoutingTable,
+    /// The stored document's version.
+    pub version: Version,
+}
+
+/// Reads `workload`'s routing table; `None` before one is written.
+pub async fn read(
+    store: &dyn StateStore,
+    workload: &str,
+) -> Result<Option<StoredTable>, RoutingError> {
+    let document = store
+        .get(COLLECTION, workload)
+        .await
+        .map_err(|source| RoutingError::State {
+            workload: workload.to_string(),
+            source,
+        })?;
+    document
+        .map(|document| {
+            let table = serde_json::from_value(document.value).map_err(|error| {
+                RoutingError::Unreadable {
+                    workload: workload.to_string(),
+                    detail: error.to_string(),
+                }
+            })?;
+            Ok(StoredTable {
+                table,
+                version: document.version,
+            })
+        })
+        .transpose()
+}
+
 /// Writes `table` as the next revision of its workload's table, only if the
 /// stored revision is still `expected_revision` (0: no table yet). Returns
 /// the table as written.
@@ -179,49 +217,50 @@ pub async fn write(
     table: &RoutingTable,
     expected_revision: u64,
 ) -> Result<RoutingTable, RoutingError> {
+    let current = read(store, &table.workload).await?;
+    let stored_revision = current.as_ref().map_or(0, |stored| stored.table.revision);
+    if stored_revision != expected_revision {
+        return Err(RoutingError::State {
+            workload: table.workload.clone(),
+            source: StateError::Conflict {
+                collection: COLLECTION.to_string(),
+                id: table.workload.clone(),
+                detail: format!(
+                    "expected revision {expected_revision}, the stored table is at {stored_revision}"
+                ),
+            },
+        });
+    }
+    Ok(write_over(store, current.as_ref(), table).await?.table)
+}
+
+/// Writes `table` as the revision after `current` (the table as its writer
+/// read it; `None`: no table yet) without reading it again: a conflict when
+/// anyone wrote the table since.
+pub async fn write_over(
+    store: &dyn StateStore,
+    current: Option<&StoredTable>,
+    table: &RoutingTable,
+) -> Result<StoredTable, RoutingError> {
     let workload = table.workload.clone();
-    let state_error = |source| RoutingError::State {
-        workload: workload.clone(),
-        source,
-    };
     if table.weights.values().all(|weight| *weight == 0) {
         return Err(RoutingError::NoTraffic { workload });
     }
-    let current = store
-        .get(COLLECTION, &table.workload)
-        .await
-        .map_err(state_error)?;
-    let (precondition, stored_revision, history) = match &current {
+    let (precondition, stored_revision, history) = match current {
         None => (Precondition::MustNotExist, 0, Vec::new()),
-        Some(document) => {
-            let stored: RoutingTable =
-                serde_json::from_value(document.value.clone()).map_err(|error| {
-                    RoutingError::Unreadable {
-                        workload: workload.clone(),
-                        detail: error.to_string(),
-                    }
-                })?;
-            let mut history = stored.history.clone();
+        Some(stored) => {
+            let mut history = stored.table.history.clone();
             history.push(RoutingPoint {
-                at: stored.updated_at,
-                weights: stored.weights,
+                at: stored.table.updated_at,
+                weights: stored.table.weights.clone(),
             });
             (
-                Precondition::Version(document.version.clone()),
-                stored.revision,
+                Precondition::Version(stored.version.clone()),
+                stored.table.revision,
                 history,
             )
         }
     };
-    if stored_revision != expected_revision {
-        return Err(state_error(StateError::Conflict {
-            collection: COLLECTION.to_string(),
-            id: workload.clone(),
-            detail: format!(
-                "expected revision {expected_revision}, the stored table is at {stored_revision}"
-            ),
-        }));
-    }
     let now = Utc::now();
     let mut next = RoutingTable {
         revision: stored_revision + 1,
@@ -234,11 +273,14 @@ pub async fn write(
         workload: workload.clone(),
         detail: error.to_string(),
     })?;
-    store
+    let version = store
         .put(COLLECTION, &table.workload, &value, precondition)
         .await
-        .map_err(state_error)?;
-    Ok(next)
+        .map_err(|source| RoutingError::State { workload, source })?;
+    Ok(StoredTable {
+        table: next,
+        version,
+    })
 }
 
 #[cfg(test)]

@@ -387,10 +387,6 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         return (StatusCode::OK, "workload vanished from the topology").into_response();
     };
     let state = context.state.as_ref();
-    let existing = match record::read(state, &incident.incident_id).await {
-        Ok(existing) => existing,
-        Err(error) => return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
-    };
     let key = (
         incident.incident_id.as_str(),
         target.workload.as_str(),
@@ -398,6 +394,12 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
         incident.started_at,
     );
     if incident.state == IncidentState::Closed {
+        let existing = match record::read(state, &incident.incident_id).await {
+            Ok(existing) => existing,
+            Err(error) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+            }
+        };
         let Some(_) = existing else {
             tracing::info!("closed incident that never opened here; nothing to do");
             return (
@@ -415,18 +417,37 @@ pub async fn handle_incident(context: &FailoverContext, incident: &Incident) -> 
             Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
         };
     }
-    if let Some(done) = existing.as_ref().filter(|r| r.outcome.is_some()) {
+    // Each delivery holds the lease under its own name: a redelivery that
+    // arrives while the first is still working waits for it (and then finds
+    // the record finished) instead of running the same failover beside it.
+    // The lease is asked for while the record is read: a finished incident
+    // gives the lease back at once, and the first delivery waits one round
+    // trip instead of two.
+    let holder = format!("{} {}", incident.incident_id, uuid::Uuid::new_v4());
+    let (existing, held) = tokio::join!(
+        record::read(state, &incident.incident_id),
+        take_lease(context, &target.workload, &holder),
+    );
+    let finished = match existing {
+        Ok(existing) => existing.filter(|r| r.outcome.is_some()),
+        Err(error) => {
+            if let Ok(held) = &held {
+                give_back(state, held).await;
+            }
+            return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
+        }
+    };
+    if let Some(done) = finished {
+        if let Ok(held) = &held {
+            give_back(state, held).await;
+        }
         return (
             StatusCode::OK,
             Json(json!({"duplicate": true, "record": done})),
         )
             .into_response();
     }
-    // Each delivery holds the lease under its own name: a redelivery that
-    // arrives while the first is still working waits for it (and then finds
-    // the record finished) instead of running the same failover beside it.
-    let holder = format!("{} {}", incident.incident_id, uuid::Uuid::new_v4());
-    let held = match take_lease(context, &target.workload, &holder).await {
+    let held = match held {
         Ok(held) => held,
         Err(refused) => return refused,
     };
@@ -495,6 +516,13 @@ async fn take_lease(
     }
 }
 
+/// Gives `held` back; a lease that cannot be given back lapses on its own.
+async fn give_back(state: &dyn StateStore, held: &lease::Lease) {
+    if let Err(error) = lease::release(state, held).await {
+        tracing::warn!(%error, "lease not released; it lapses on its own");
+    }
+}
+
 /// Runs `work` while holding `held`, renewing the lease every third of
 /// [`FailoverOptions::lease_ttl`], then releases it. A holder that loses its
 /// lease (a renewal finds it taken over, or it could not be renewed before it
@@ -510,9 +538,7 @@ pub(crate) async fn under_lease<T>(
     let name = held.name.clone();
     match lease::hold(state, held, context.options.lease_ttl, work).await {
         Ok((result, lease)) => {
-            if let Err(error) = lease::release(state, &lease).await {
-                tracing::warn!(%error, "lease not released; it lapses on its own");
-            }
+            give_back(state, &lease).await;
             result
         }
         Err(lost) => {
@@ -621,14 +647,16 @@ async fn fail_over(
             None => probe_region(context, workload, failed).await,
         }
     };
-    let (tables, records, failure_probe, healths) = tokio::join!(
-        routing::read_all(state),
+    let (stored, records, failure_probe, healths) = tokio::join!(
+        routing::read(state, workload.id.as_str()),
         facts::Records::read(topology, state, now),
         failure_probe,
         healths,
     );
-    let tables = tables.map_err(|e| e.to_string())?;
-    let (weights, revision) = current_table(&tables, topology, workload);
+    let stored = stored.map_err(|e| e.to_string())?;
+    let tables = stored.as_ref().map(|s| std::slice::from_ref(&s.table));
+    let tables = tables.unwrap_or_default();
+    let (weights, _) = current_table(tables, topology, workload);
     let reason = format!("failover from {failed} (incident {})", journal.key().0);
     if let Some(written) = tables
         .iter()
@@ -758,9 +786,11 @@ async fn fail_over(
     }
     let table =
         RoutingTable::new(workload.id.as_str(), new_weights, reason).map_err(|e| e.to_string())?;
-    let written = write_routing(context, &table, revision)
+    let written = routing::write_over(state, stored.as_ref(), &table)
         .await
-        .map_err(|e| format!("writing the routing table: {e}"))?;
+        .map_err(|e| format!("writing the routing table: {e}"))?
+        .table;
+    record_weights(context, &written).await;
     note(
         journal,
         "routed",
@@ -900,6 +930,12 @@ async fn write_routing(
     revision: u64,
 ) -> Result<RoutingTable, routing::RoutingError> {
     let written = routing::write(context.state.as_ref(), table, revision).await?;
+    record_weights(context, &written).await;
+    Ok(written)
+}
+
+/// Writes each region's weight in `written` to the metrics.
+async fn record_weights(context: &FailoverContext, written: &RoutingTable) {
     let points: Vec<GaugePoint> = written
         .weights
         .iter()
@@ -916,5 +952,4 @@ async fn write_routing(
         })
         .collect();
     write_or_log(context.metrics.as_ref(), &points).await;
-    Ok(written)
 }
