@@ -238,7 +238,7 @@ calls() { curl -sf "$SHAPED/__shaper/counts" | python3 -c 'import json,sys; prin
 SCENARIOS=("1 GiB in 16 shards:ckpt/step_100/:17" "2,000 shards of 16 KiB:ckpt/step_200/:2001")
 [ "${LLM:-0}" = 1 ] && SCENARIOS+=("10,000 shards of 4 KiB:ckpt/step_300/:10001"
   "100 GiB in 1,600 shards of 64 MiB (sizes stood in for):ckpt/step_400/:1601")
-echo "| checkpoint | calls | Lifeboat | gcloud storage cp | rclone copy | floor (bare rewrites) | gcloud / Lifeboat | rclone / Lifeboat | Lifeboat / floor | Lifeboat peak RSS | calls per object: Lifeboat | gcloud | rclone | floor |"
+echo "| checkpoint | each call | Lifeboat | gcloud storage cp | rclone copy | floor (bare rewrites) | gcloud / Lifeboat | rclone / Lifeboat | Lifeboat / floor | Lifeboat peak RSS | calls per object: Lifeboat | gcloud | rclone | floor |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for scenario in "${SCENARIOS[@]}"; do
   IFS=: read -r label dir objects <<<"$scenario"
