@@ -34,6 +34,7 @@
 #   BENCH_GCS_BACKEND=filesystem bench/checkpoint-fanout.sh   # fake-gcs-server on disk
 #   ROUNDS=5 bench/checkpoint-fanout.sh
 #   MODES=shaped bench/checkpoint-fanout.sh   # only through the proxy (or: direct)
+#   LLM=1 ONLY='100 GiB' bench/checkpoint-fanout.sh   # the checkpoints whose label matches
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/emulators.sh
@@ -242,6 +243,7 @@ echo "| checkpoint | each call | Lifeboat | gcloud storage cp | rclone copy | fl
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for scenario in "${SCENARIOS[@]}"; do
   IFS=: read -r label dir objects <<<"$scenario"
+  [[ -z "${ONLY:-}" || "$label" =~ $ONLY ]] || continue
   ENDPOINT=$GCS; floor_run "$dir" >/dev/null; check floor "$dir" "$objects"   # warm-up, not timed
   modes=${MODES:-direct shaped}
   [ "$dir" = ckpt/step_400/ ] && modes=shaped   # its sizes exist only through the proxy
