@@ -230,16 +230,7 @@ impl Shaper {
         let path = uri.path();
         let source = &path[..path.find("/rewriteTo/").unwrap_or(path.len())];
         let url = format!("{}{source}", self.upstream);
-        let answer = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !answer.status().is_success() {
-            return Err(format!("{url} answered {}", answer.status()));
-        }
-        let metadata: serde_json::Value = answer.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let metadata = json_answer(self.client.get(&url), &url).await?;
         metadata["metadata"][SIZE_METADATA]
             .as_str()
             .or_else(|| metadata["size"].as_str())
@@ -333,40 +324,49 @@ pub async fn rewrite_all(
     let client = reqwest::Client::new();
     let endpoint = endpoint.trim_end_matches('/');
     futures::stream::iter(pairs)
-        .map(|(source, destination)| {
-            let client = client.clone();
-            async move {
-                let mut token: Option<String> = None;
-                loop {
-                    let mut url = format!("{endpoint}{source}/rewriteTo{destination}");
-                    if let Some(token) = &token {
-                        url.push_str("?rewriteToken=");
-                        url.push_str(token);
-                    }
-                    let answer = client
-                        .post(&url)
-                        .send()
-                        .await
-                        .map_err(|e| format!("{url}: {e}"))?;
-                    if !answer.status().is_success() {
-                        return Err(format!("{url} answered {}", answer.status()));
-                    }
-                    let body: serde_json::Value =
-                        answer.json().await.map_err(|e| format!("{url}: {e}"))?;
-                    if body["done"] == true {
-                        return Ok(());
-                    }
-                    token = body["rewriteToken"].as_str().map(str::to_string);
-                    if token.is_none() {
-                        return Err(format!("{url}: not done and no rewriteToken: {body}"));
-                    }
-                }
-            }
-        })
+        .map(|(source, destination)| rewrite_one(&client, endpoint, source, destination))
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<()>>()
         .await
         .map(drop)
+}
+
+/// Rewrites `source` to `destination` through `endpoint`, calling again
+/// with each token until done.
+async fn rewrite_one(
+    client: &reqwest::Client,
+    endpoint: &str,
+    source: &str,
+    destination: &str,
+) -> Result<(), String> {
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("{endpoint}{source}/rewriteTo{destination}");
+        if let Some(token) = &token {
+            url.push_str("?rewriteToken=");
+            url.push_str(token);
+        }
+        let body = json_answer(client.post(&url), &url).await?;
+        if body["done"] == true {
+            return Ok(());
+        }
+        token = body["rewriteToken"].as_str().map(str::to_string);
+        if token.is_none() {
+            return Err(format!("{url}: not done and no rewriteToken: {body}"));
+        }
+    }
+}
+
+/// Sends `request` (to `url`) and reads its successful answer as JSON.
+async fn json_answer(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<serde_json::Value, String> {
+    let answer = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    if !answer.status().is_success() {
+        return Err(format!("{url} answered {}", answer.status()));
+    }
+    answer.json().await.map_err(|e| format!("{url}: {e}"))
 }
 
 #[cfg(test)]

@@ -654,14 +654,14 @@ async fn fail_over(
         healths,
     );
     let stored = stored.map_err(|e| e.to_string())?;
-    let tables = stored.as_ref().map(|s| std::slice::from_ref(&s.table));
-    let tables = tables.unwrap_or_default();
-    let (weights, _) = current_table(tables, topology, workload);
+    let current = stored.as_ref().map(|s| &s.table);
+    let (weights, _) = current_table(
+        current.map(std::slice::from_ref).unwrap_or_default(),
+        topology,
+        workload,
+    );
     let reason = format!("failover from {failed} (incident {})", journal.key().0);
-    if let Some(written) = tables
-        .iter()
-        .find(|t| t.workload == workload.id.as_str() && t.reason == reason)
-    {
+    if let Some(written) = current.filter(|t| t.reason == reason) {
         // An earlier attempt at this incident wrote the table and stopped
         // before recording it: the move is made, it is only verified.
         note(
@@ -697,10 +697,7 @@ async fn fail_over(
         })
         .collect();
     journal.stage(step("probed", format!("{failed}: {failure_confirmed:?}")));
-    let last_move = tables
-        .iter()
-        .find(|t| t.workload == workload.id.as_str())
-        .map(|t| t.updated_at);
+    let last_move = current.map(|t| t.updated_at);
     let situation = Situation {
         workload: workload.id.to_string(),
         pattern: workload.pattern,

@@ -576,4 +576,12 @@ impl StateStore for Stalling {
     async fn list(&self, collection: &str) -> Result<Vec<Document>, StateError> {
         self.inner.list(collection).await
     }
+
+    async fn get_many(
+        &self,
+        collection: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Document>>, StateError> {
+        self.inner.get_many(collection, ids).await
+    }
 }
