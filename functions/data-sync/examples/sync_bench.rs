@@ -11,7 +11,10 @@
 //! sync_bench reconcile TOPOLOGY CONCURRENCY
 //! ```
 //! Cloud Storage and Firestore are the emulators named by
-//! `STORAGE_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST`.
+//! `STORAGE_EMULATOR_HOST` and `FIRESTORE_EMULATOR_HOST`. The event path
+//! lists the objects to send events for (not timed) from
+//! `SOURCE_LISTING_HOST` if set, so its calls through a shaping proxy are
+//! only those the events cause.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +27,13 @@ use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::metrics::state::StateMetrics;
 use lifeboat_shared::server::{Service, Shutdown, serve_router};
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
-use lifeboat_shared::storage::ObjectMeta;
 use lifeboat_shared::storage::gcs::GcsStore;
+use lifeboat_shared::storage::{ObjectMeta, ObjectStore};
 use lifeboat_shared::topology::Topology;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 
-fn gcs() -> anyhow::Result<GcsStore> {
-    let host = std::env::var("STORAGE_EMULATOR_HOST").context("STORAGE_EMULATOR_HOST")?;
+fn gcs(variable: &str) -> anyhow::Result<GcsStore> {
+    let host = std::env::var(variable).context(variable.to_string())?;
     Ok(GcsStore::new(
         ApiEndpoint::emulator(&host),
         "lifeboat-bench",
@@ -50,7 +53,7 @@ async fn context(topology: &str) -> anyhow::Result<DataSync> {
     let state = Arc::new(state);
     Ok(DataSync {
         topology: Arc::new(topology),
-        storage: Arc::new(gcs()?),
+        storage: Arc::new(gcs("STORAGE_EMULATOR_HOST")?),
         metrics: Arc::new(StateMetrics::new(state.clone())),
         state,
         warehouse: Arc::new(warehouse),
@@ -127,6 +130,10 @@ fn finalize_event(
 }
 
 async fn events(sync: DataSync, concurrency: usize) -> anyhow::Result<()> {
+    let lister = match std::env::var_os("SOURCE_LISTING_HOST") {
+        Some(_) => gcs("SOURCE_LISTING_HOST")?,
+        None => gcs("STORAGE_EMULATOR_HOST")?,
+    };
     let mut objects = Vec::new();
     for asset in sync
         .topology
@@ -136,8 +143,7 @@ async fn events(sync: DataSync, concurrency: usize) -> anyhow::Result<()> {
     {
         let mut token: Option<String> = None;
         loop {
-            let page = sync
-                .storage
+            let page = lister
                 .list(asset.source.as_str(), "", token.as_deref())
                 .await?;
             objects.extend(page.objects);
