@@ -8,17 +8,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::reconcile::{RegionReport, reconcile_all};
 use lifeboat_data_sync::tables::{TableCopy, reconcile_tables};
-use lifeboat_shared::gcp::ApiEndpoint;
+use lifeboat_data_sync::{BulkPath, DataSync, TRANSFER_EMULATOR_VAR};
+use lifeboat_shared::gcp::{ApiEndpoint, Credentials};
 use lifeboat_shared::metrics::{self, state::StateMetrics};
 use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::state::local::LocalStateStore;
+use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::topology::Topology;
+use lifeboat_shared::transfer::BulkCopier;
+use lifeboat_shared::transfer::local::StoreCopier;
+use lifeboat_shared::transfer::storage_transfer::{self, StorageTransfer};
 use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 
@@ -87,9 +91,11 @@ async fn local_backends(topology: Topology, data_dir: &Path) -> anyhow::Result<D
         .await
         .with_context(|| format!("opening the local warehouse in {}", data_dir.display()))?;
     let state = Arc::new(state);
+    let storage: Arc<dyn ObjectStore> = Arc::new(storage);
     Ok(DataSync {
         topology: Arc::new(topology),
-        storage: Arc::new(storage),
+        bulk: Some(BulkPath::new(Arc::new(StoreCopier::new(storage.clone())))),
+        storage,
         metrics: Arc::new(StateMetrics::new(state.clone())),
         state,
         warehouse: Arc::new(warehouse),
@@ -106,12 +112,27 @@ async fn cloud_backends(topology: Topology) -> anyhow::Result<DataSync> {
         ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
     let state: Arc<dyn StateStore> =
         Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
+    let emulated = matches!(storage_api.credentials, Credentials::Anonymous);
+    let storage: Arc<dyn ObjectStore> = Arc::new(GcsStore::new(storage_api, project.clone()));
+    // A transfer job cannot read an emulator's buckets: against the storage
+    // emulator, unless a Storage Transfer stand-in is named, the emulator's
+    // own copy plays the engine's part.
+    let engine: Arc<dyn BulkCopier> = match std::env::var(TRANSFER_EMULATOR_VAR) {
+        Err(_) if emulated => Arc::new(StoreCopier::new(storage.clone())),
+        _ => {
+            let api =
+                ApiEndpoint::from_env(TRANSFER_EMULATOR_VAR, storage_transfer::PRODUCTION_URL)
+                    .await?;
+            Arc::new(StorageTransfer::new(&api, &project).await?)
+        }
+    };
     Ok(DataSync {
         topology: Arc::new(topology),
         warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
         metrics: metrics::from_env(&project, state.clone()).await?,
-        storage: Arc::new(GcsStore::new(storage_api, project)),
+        storage,
         state,
+        bulk: Some(BulkPath::new(engine)),
     })
 }
 
