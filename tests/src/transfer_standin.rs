@@ -23,7 +23,8 @@
 //! ends FAILED. Runs can also be told to fail
 //! ([`TransferStandIn::fail_next_runs`]) or to start but lose their answer
 //! ([`TransferStandIn::lose_next_run_answers`]), as a crash or a cut
-//! connection between two steps would.
+//! connection between two steps would, and ended runs can be forgotten
+//! ([`TransferStandIn::forget_ended_runs`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -135,6 +136,12 @@ impl TransferStandIn {
     /// the answer were lost on the way.
     pub fn lose_next_run_answers(&self, runs: usize) {
         lock(&self.service).lose_run_answers = runs;
+    }
+
+    /// Forgets every run that has ended, as Storage Transfer does once it
+    /// no longer keeps an operation: getting one answers NOT_FOUND.
+    pub fn forget_ended_runs(&self) {
+        lock(&self.service).runs.retain(|_, (_, done)| !*done);
     }
 
     /// How many runs were started, in all.

@@ -238,3 +238,17 @@ async fn a_job_of_the_same_name_copying_other_buckets_is_left_alone() {
     assert!(matches!(error, TransferError::Conflict { .. }), "{error}");
     assert_eq!(standin.runs_started(), 1);
 }
+
+#[tokio::test]
+async fn a_latest_run_no_longer_kept_is_taken_as_ended() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = local_store(&dir).await;
+    let standin = TransferStandIn::start(store.clone()).await;
+    let copy = filled(store.as_ref(), 2).await;
+    let engine = engine(&standin).await;
+    engine.copy_bucket(&copy, &|_| {}).await.expect("first");
+    standin.forget_ended_runs();
+    let counters = engine.copy_bucket(&copy, &|_| {}).await.expect("second");
+    assert_eq!(counters.objects_skipped, 2);
+    assert_eq!(standin.runs_started(), 2);
+}

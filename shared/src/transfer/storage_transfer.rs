@@ -189,10 +189,22 @@ impl StorageTransfer {
         let name = job.name.as_str();
         let latest = job.latest_operation_name.as_str();
         if !latest.is_empty() {
-            let operation = self.get_operation(copy, name, latest).await?;
-            if !operation.done {
-                tracing::info!(asset = %copy.asset, region = %copy.region, job = name, operation = latest, "following the run already going on");
-                return Ok(operation);
+            // An operation Storage Transfer no longer keeps has long ended.
+            match self.client.get_operation().set_name(latest).send().await {
+                Ok(operation) if !operation.done => {
+                    tracing::info!(asset = %copy.asset, region = %copy.region, job = name, operation = latest, "following the run already going on");
+                    return Ok(operation);
+                }
+                Ok(_) => {}
+                Err(error) if code(&error) == Some(Code::NotFound) => {}
+                Err(error) => {
+                    return Err(backend(
+                        copy,
+                        name,
+                        &format!("get operation {latest}"),
+                        error,
+                    ));
+                }
             }
         }
         let error = match self
