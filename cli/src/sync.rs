@@ -30,27 +30,43 @@ use crate::progress;
 
 /// Runs the reconcile of every bucket asset of the topology at
 /// `topology_file`; `local`: the local cloud's data directory instead of
-/// Google Cloud. Returns whether every difference was repaired.
+/// Google Cloud; a replica whose missing or different objects reach
+/// `bulk_threshold` is copied in bulk. Returns whether every difference was
+/// repaired.
 pub fn reconcile(
     topology_file: &Path,
     local: Option<&Path>,
     concurrency: usize,
+    bulk_threshold: u64,
 ) -> anyhow::Result<bool> {
     let topology =
         Topology::load(topology_file).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let sync = backends(topology, local).await?;
+        let mut sync = backends(topology, local).await?;
+        sync.bulk = sync.bulk.map(|bulk| bulk.with_threshold(bulk_threshold));
         let spinner = progress::spinner("reconciling buckets");
         let progress = |report: &RegionReport| {
-            spinner.set_message(format!(
-                "{} -> {}: {} source objects checked, {} drift, {} failed",
-                report.asset,
-                report.region,
-                report.source_objects,
-                report.drift(),
-                report.failed,
-            ));
+            spinner.set_message(match &report.bulk {
+                Some(bulk) => format!(
+                    "{} -> {}: bulk copy {}: {} of {} source objects copied, {} already there, {} failed",
+                    report.asset,
+                    report.region,
+                    bulk.job,
+                    bulk.counters.objects_copied,
+                    bulk.counters.objects_found,
+                    bulk.counters.objects_skipped,
+                    bulk.counters.objects_failed,
+                ),
+                None => format!(
+                    "{} -> {}: {} source objects checked, {} drift, {} failed",
+                    report.asset,
+                    report.region,
+                    report.source_objects,
+                    report.drift(),
+                    report.failed,
+                ),
+            });
         };
         let reports = reconcile_all(&sync, concurrency, &progress).await;
         spinner.finish_and_clear();
@@ -156,6 +172,22 @@ fn print_reports(reports: &[RegionReport]) {
         );
         if !r.drift_samples.is_empty() {
             println!("  drift, for example: {}", r.drift_samples.join(", "));
+        }
+        if let Some(bulk) = &r.bulk {
+            let c = &bulk.counters;
+            println!(
+                "  bulk copy {} ({} objects handed over): {} copied ({} bytes), {} already there, {} failed{}",
+                bulk.job,
+                bulk.handed_over,
+                c.objects_copied,
+                c.bytes_copied,
+                c.objects_skipped,
+                c.objects_failed,
+                bulk.error
+                    .as_deref()
+                    .map(|e| format!("; failed: {e}"))
+                    .unwrap_or_default()
+            );
         }
     }
 }
