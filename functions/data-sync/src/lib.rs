@@ -7,7 +7,10 @@
 //! Scheduler's reconcile tick; the work itself is in plain async functions
 //! ([`bucket_sync::on_object_event`], [`reconcile::reconcile_all`],
 //! [`tables::sync_table`]) that take a [`DataSync`] context, so it runs the
-//! same on Cloud Run, against the emulators and in the local cloud.
+//! same on Cloud Run, against the emulators and in the local cloud. A
+//! replica that drifted far is copied in bulk by the [`BulkPath`]'s engine
+//! (`lifeboat_shared::transfer`) instead of object by object
+//! ([`reconcile`]).
 
 pub mod bucket_sync;
 pub mod ledger;

@@ -14,7 +14,8 @@
 //! missing and different objects the walk found for it reach the bulk
 //! threshold ([`crate::BulkPath`]), the walk hands the rest of them to a
 //! bulk copy engine, which copies the source into the replica after the
-//! walk ([`Replica::bulk_copy`]); deletes still go through the repairs.
+//! walk; deletes still go through the repairs. [`RegionReport::bulk`] says
+//! what the engine did.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
