@@ -203,6 +203,66 @@ resource "google_project_iam_member" "data_sync_metrics" {
   member  = "serviceAccount:${google_service_account.data_sync.email}"
 }
 
+# Bulk copies (a new replica, or a drift past the reconcile's threshold) run
+# as Storage Transfer jobs: data-sync makes one job per asset and replica
+# region, runs it and follows its operation, nothing more (it never deletes
+# or lists jobs).
+resource "google_project_iam_custom_role" "data_sync_transfer" {
+  role_id     = "lifeboatDataSyncTransfer"
+  title       = "Lifeboat data-sync bulk copies"
+  description = "Create, read and run Lifeboat's Storage Transfer jobs and follow their operations."
+  permissions = [
+    "storagetransfer.jobs.create",
+    "storagetransfer.jobs.get",
+    "storagetransfer.jobs.run",
+    "storagetransfer.operations.get",
+  ]
+}
+
+resource "google_project_iam_member" "data_sync_transfer" {
+  project = var.project
+  role    = google_project_iam_custom_role.data_sync_transfer.id
+  member  = "serviceAccount:${google_service_account.data_sync.email}"
+}
+
+# The Storage Transfer service agent does the copying: it reads the sources
+# (objects, and the bucket's metadata for its location) and writes the
+# replicas, reading a replica object first to copy only what differs
+# (overwrite when different) and listing the replica; it deletes only what
+# it overwrites, never an object the source lacks.
+data "google_storage_transfer_project_service_account" "sts" {
+  project    = var.project
+  depends_on = [google_project_service.api["storagetransfer.googleapis.com"]]
+}
+
+resource "google_storage_bucket_iam_member" "transfer_source_reader" {
+  for_each = local.source_buckets
+  bucket   = each.key
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${data.google_storage_transfer_project_service_account.sts.email}"
+}
+
+resource "google_storage_bucket_iam_member" "transfer_source_bucket_reader" {
+  for_each = local.source_buckets
+  bucket   = each.key
+  role     = "roles/storage.legacyBucketReader"
+  member   = "serviceAccount:${data.google_storage_transfer_project_service_account.sts.email}"
+}
+
+resource "google_storage_bucket_iam_member" "transfer_replica_writer" {
+  for_each = google_storage_bucket.replica
+  bucket   = each.value.name
+  role     = "roles/storage.legacyBucketWriter"
+  member   = "serviceAccount:${data.google_storage_transfer_project_service_account.sts.email}"
+}
+
+resource "google_storage_bucket_iam_member" "transfer_replica_reader" {
+  for_each = google_storage_bucket.replica
+  bucket   = each.value.name
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${data.google_storage_transfer_project_service_account.sts.email}"
+}
+
 resource "google_secret_manager_secret_iam_member" "data_sync_topology" {
   secret_id = google_secret_manager_secret.topology.id
   role      = "roles/secretmanager.secretAccessor"

@@ -42,6 +42,16 @@ role "roles/storage.objectAdmin" {
   permissions = ["storage.objects.create", "storage.objects.delete", "storage.objects.get", "storage.objects.list"]
 }
 
+role "roles/storage.legacyBucketReader" {
+  source      = "https://cloud.google.com/iam/docs/roles-permissions/storage"
+  permissions = ["storage.buckets.get", "storage.objects.list"]
+}
+
+role "roles/storage.legacyBucketWriter" {
+  source      = "https://cloud.google.com/iam/docs/roles-permissions/storage"
+  permissions = ["storage.buckets.get", "storage.objects.create", "storage.objects.delete", "storage.objects.list"]
+}
+
 role "roles/bigquery.dataViewer" {
   source      = "https://cloud.google.com/iam/docs/roles-permissions/bigquery"
   permissions = ["bigquery.tables.get", "bigquery.tables.getData", "bigquery.tables.list"]
@@ -253,6 +263,36 @@ service "model-copy" {
 
 service "data-sync" {
   account = "google_service_account.data_sync"
+
+  # Bulk copies: one Storage Transfer job per asset and replica region.
+  call {
+    method     = "storagetransfer.transferJobs.get"
+    code       = "shared/src/transfer/storage_transfer.rs (get_job)"
+    permission = "storagetransfer.jobs.get"
+    role       = "google_project_iam_custom_role.data_sync_transfer"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "storagetransfer.transferJobs.create"
+    code       = "shared/src/transfer/storage_transfer.rs (job)"
+    permission = "storagetransfer.jobs.create"
+    role       = "google_project_iam_custom_role.data_sync_transfer"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "storagetransfer.transferJobs.run"
+    code       = "shared/src/transfer/storage_transfer.rs (run)"
+    permission = "storagetransfer.jobs.run"
+    role       = "google_project_iam_custom_role.data_sync_transfer"
+    grant      = "google_project_iam_member"
+  }
+  call {
+    method     = "storagetransfer.transferOperations.get"
+    code       = "shared/src/transfer/storage_transfer.rs (get_operation, follow)"
+    permission = "storagetransfer.operations.get"
+    role       = "google_project_iam_custom_role.data_sync_transfer"
+    grant      = "google_project_iam_member"
+  }
 
   call {
     method     = "monitoring.projects.timeSeries.create (RPO exposure at each reconcile)"
@@ -1003,5 +1043,67 @@ service "storage-service-agent" {
     permission = "pubsub.topics.publish"
     role       = "roles/pubsub.publisher"
     grant      = "google_project_iam_member"
+  }
+}
+
+service "storage-transfer-service-agent" {
+  account = "data.google_storage_transfer_project_service_account.sts.email"
+
+  # The copies of data-sync's bulk transfer jobs (infra/data_sync.tf).
+  call {
+    method     = "storage.buckets.get (the source's location)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.buckets.get"
+    role       = "roles/storage.legacyBucketReader"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.list (source)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.objects.list"
+    role       = "roles/storage.objectViewer"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.get (reads the source)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.objects.get"
+    role       = "roles/storage.objectViewer"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.buckets.get (the replica's location)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.buckets.get"
+    role       = "roles/storage.legacyBucketWriter"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.list (replica: what is already there)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.objects.list"
+    role       = "roles/storage.legacyBucketWriter"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.insert (writes the replica)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.objects.create"
+    role       = "roles/storage.legacyBucketWriter"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.insert (overwrites a replica that differs)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.objects.delete"
+    role       = "roles/storage.legacyBucketWriter"
+    grant      = "google_storage_bucket_iam_member"
+  }
+  call {
+    method     = "storage.objects.get (compares a replica with its source: overwrite when different)"
+    code       = "shared/src/transfer/storage_transfer.rs (a run of the job)"
+    permission = "storage.objects.get"
+    role       = "roles/storage.objectViewer"
+    grant      = "google_storage_bucket_iam_member"
   }
 }

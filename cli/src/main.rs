@@ -223,6 +223,11 @@ enum SyncCommand {
         /// How many repairs run at once.
         #[arg(long, default_value_t = lifeboat_data_sync::reconcile::DEFAULT_CONCURRENCY)]
         concurrency: usize,
+        /// How many missing or different objects in one replica make the
+        /// rest of them go to a bulk copy (Storage Transfer Service on
+        /// Google Cloud, the store's own copy locally).
+        #[arg(long, default_value_t = lifeboat_data_sync::DEFAULT_BULK_THRESHOLD)]
+        bulk_threshold: u64,
     },
 }
 
@@ -469,7 +474,13 @@ fn run(command: Command) -> anyhow::Result<bool> {
             topology,
             local,
             concurrency,
-        }) => sync::reconcile(&topology.path()?, local.as_deref(), concurrency),
+            bulk_threshold,
+        }) => sync::reconcile(
+            &topology.path()?,
+            local.as_deref(),
+            concurrency,
+            bulk_threshold,
+        ),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let name = command.get_name().to_string();

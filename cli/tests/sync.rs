@@ -153,3 +153,92 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
         assert_eq!(replica.size, name.len() as u64);
     }
 }
+
+#[tokio::test]
+async fn a_replica_past_the_bulk_threshold_is_copied_in_bulk_and_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology_file = repository_file(EXAMPLE);
+    let topology = Topology::load(&topology_file).expect("example topology");
+    let project = topology.project().as_str();
+    let store = LocalStore::open(dir.path().join(project).join("storage"))
+        .await
+        .expect("store");
+    for (bucket, region) in topology.buckets() {
+        store
+            .create_bucket(bucket.as_str(), region.as_str())
+            .await
+            .expect("bucket");
+    }
+    let warehouse = LocalWarehouse::open(dir.path().join(project).join("warehouse"))
+        .await
+        .expect("warehouse");
+    for (dataset, region) in [
+        ("eval_results", "us-central1"),
+        ("eval_results_usw1", "us-west1"),
+    ] {
+        warehouse
+            .create_dataset(project, dataset, region)
+            .await
+            .expect("dataset");
+    }
+    drop(warehouse);
+    for name in ["bulk/a", "bulk/b", "bulk/c"] {
+        store
+            .put(
+                &ObjectRef::new("acme-research-corpus-usc1", name),
+                bytes_stream(name.as_bytes().to_vec()),
+                PutOptions::default(),
+            )
+            .await
+            .expect("put");
+    }
+
+    let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["sync", "reconcile", "--bulk-threshold", "2", "--topology"])
+        .arg(&topology_file)
+        .arg("--local")
+        .arg(dir.path())
+        .output()
+        .expect("lifeboat runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The first missing object is repaired on its own; the threshold hands
+    // the other two to the bulk copy, which finds the first already there.
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with("pretraining-corpus"))
+        .unwrap_or_else(|| panic!("no row for the bucket asset:\n{stdout}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "pretraining-corpus",
+            "us-west1",
+            "3",
+            "1",
+            "0",
+            "0",
+            "0",
+            "3",
+            "0"
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "bulk copy transferJobs/lifeboat-pretraining-corpus-us-west1 (2 objects handed over): \
+             2 copied (12 bytes), 1 already there, 0 failed\n"
+        ),
+        "{stdout}"
+    );
+    for name in ["bulk/a", "bulk/b", "bulk/c"] {
+        store
+            .head(&ObjectRef::new("acme-research-corpus-usw1", name))
+            .await
+            .unwrap_or_else(|error| panic!("{name} not replicated: {error}"));
+    }
+}

@@ -20,4 +20,5 @@ pub mod storage;
 pub mod telemetry;
 pub mod topology;
 pub mod traffic;
+pub mod transfer;
 pub mod warehouse;

@@ -11,6 +11,7 @@ pub mod own_emulator;
 pub mod quotas_standin;
 pub mod registry;
 pub mod standin_server;
+pub mod transfer_standin;
 pub mod vertex_standin;
 
 /// The project id every emulator is started with.

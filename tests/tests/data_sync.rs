@@ -1,5 +1,6 @@
 //! data-sync against fake-gcs-server, bqemulator and the Firestore emulator: the same
-//! scenario suite the local backends pass, and a server killed mid-copy.
+//! scenario suite the local backends pass, bulk copies past the threshold,
+//! and a server killed mid-copy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,12 @@ use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::storage::{ObjectStore, PutOptions};
+use lifeboat_shared::transfer::local::StoreCopier;
+use lifeboat_shared::transfer::storage_transfer::StorageTransfer;
 use lifeboat_shared::warehouse::Warehouse;
 use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 use lifeboat_tests::FakeGcsServer;
+use lifeboat_tests::transfer_standin::TransferStandIn;
 use lifeboat_tests::{PROJECT, emulator_host, unique_name};
 
 fn bigquery() -> Arc<dyn Warehouse> {
@@ -48,6 +52,25 @@ async fn emulator_fixture() -> Fixture {
 #[tokio::test]
 async fn data_sync_passes_the_scenarios_on_the_emulators() {
     scenarios::run_all(&emulator_fixture().await).await;
+}
+
+/// A drift past the bulk threshold on fake-gcs-server and the Firestore
+/// emulator, copied by Storage Transfer (its stand-in copying through
+/// fake-gcs-server) and by the storage emulator's own copy.
+#[tokio::test]
+async fn a_drift_past_the_threshold_is_copied_in_bulk_on_the_emulators() {
+    let fixture = emulator_fixture().await;
+    let standin = TransferStandIn::start(fixture.sync.storage.clone()).await;
+    let engine = StorageTransfer::new(&ApiEndpoint::emulator(&standin.host()), PROJECT)
+        .await
+        .expect("Storage Transfer client")
+        .with_poll_interval(Duration::from_millis(20));
+    scenarios::bulk::a_drift_past_the_threshold_is_copied_in_bulk(&fixture, Arc::new(engine)).await;
+    assert_eq!(standin.runs_started(), 2, "one run per replica region");
+
+    let fixture = emulator_fixture().await;
+    let engine = StoreCopier::new(fixture.sync.storage.clone());
+    scenarios::bulk::a_drift_past_the_threshold_is_copied_in_bulk(&fixture, Arc::new(engine)).await;
 }
 
 /// A fake-gcs-server of the test's own is killed while a 64 MiB copy is in

@@ -29,8 +29,8 @@ use anyhow::Context;
 use axum::Router;
 use lifeboat_checkpoint_fanout::{FanoutContext, FanoutOptions};
 use lifeboat_console::ConsoleContext;
-use lifeboat_data_sync::DataSync;
 use lifeboat_data_sync::tables::split_dataset;
+use lifeboat_data_sync::{BulkPath, DataSync};
 use lifeboat_drill::report::ReportSink;
 use lifeboat_drill::runner::LiveRuns;
 use lifeboat_drill::{DrillContext, DrillOptions};
@@ -54,6 +54,7 @@ use lifeboat_shared::storage::ObjectStore;
 use lifeboat_shared::storage::dark::DarkBuckets;
 use lifeboat_shared::storage::local::LocalStore;
 use lifeboat_shared::topology::{RegionId, Topology};
+use lifeboat_shared::transfer::local::StoreCopier;
 use lifeboat_shared::warehouse::Warehouse;
 use lifeboat_shared::warehouse::local::LocalWarehouse;
 use tokio::net::TcpListener;
@@ -281,6 +282,9 @@ impl BoundCloud {
             state: self.cloud.state.clone(),
             warehouse: self.cloud.warehouse.clone(),
             metrics: Arc::new(StateMetrics::new(self.cloud.state.clone())),
+            bulk: Some(BulkPath::new(Arc::new(StoreCopier::new(
+                self.cloud.storage.clone(),
+            )))),
         });
         let data_sync = self
             .mount(lifeboat_data_sync::SERVICE, DATA_SYNC_PATH, data_sync)

@@ -57,6 +57,7 @@ async fn context(topology: &str) -> anyhow::Result<DataSync> {
         metrics: Arc::new(StateMetrics::new(state.clone())),
         state,
         warehouse: Arc::new(warehouse),
+        bulk: None,
     })
 }
 

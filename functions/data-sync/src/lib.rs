@@ -7,7 +7,10 @@
 //! Scheduler's reconcile tick; the work itself is in plain async functions
 //! ([`bucket_sync::on_object_event`], [`reconcile::reconcile_all`],
 //! [`tables::sync_table`]) that take a [`DataSync`] context, so it runs the
-//! same on Cloud Run, against the emulators and in the local cloud.
+//! same on Cloud Run, against the emulators and in the local cloud. A
+//! replica that drifted far is copied in bulk by the [`BulkPath`]'s engine
+//! (`lifeboat_shared::transfer`) instead of object by object
+//! ([`reconcile`]).
 
 pub mod bucket_sync;
 pub mod ledger;
@@ -34,6 +37,7 @@ use lifeboat_shared::server::{PUSH_ACK_DEADLINE, within_deadline};
 use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::storage::{ObjectStore, name};
 use lifeboat_shared::topology::{BucketAsset, Topology, Workload};
+use lifeboat_shared::transfer::BulkCopier;
 use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
 
@@ -57,6 +61,45 @@ pub struct DataSync {
     pub warehouse: Arc<dyn Warehouse>,
     /// Where each reconcile's RPO exposure goes for dashboards.
     pub metrics: Arc<dyn MetricSink>,
+    /// The bulk copy engine for replicas that drifted far; `None`: every
+    /// repair object by object.
+    pub bulk: Option<BulkPath>,
+}
+
+/// The variable naming a Storage Transfer Service stand-in (`host:port`)
+/// to use instead of the production API.
+pub const TRANSFER_EMULATOR_VAR: &str = "STORAGE_TRANSFER_EMULATOR_HOST";
+
+/// The drift, in missing or different objects of one replica, from which
+/// a reconcile copies in bulk unless told otherwise.
+pub const DEFAULT_BULK_THRESHOLD: u64 = 100_000;
+
+/// Where a reconcile sends a replica that drifted far, and from when: once
+/// the missing and different objects its walk found for one replica reach
+/// `threshold`, the rest go to `engine` ([`reconcile`]).
+#[derive(Clone, Debug)]
+pub struct BulkPath {
+    /// Copies a source bucket into a replica bucket.
+    pub engine: Arc<dyn BulkCopier>,
+    /// How many missing or different objects make a bulk copy (at least 1).
+    pub threshold: u64,
+}
+
+impl BulkPath {
+    /// Bulk copies by `engine` from [`DEFAULT_BULK_THRESHOLD`] on.
+    pub fn new(engine: Arc<dyn BulkCopier>) -> Self {
+        Self {
+            engine,
+            threshold: DEFAULT_BULK_THRESHOLD,
+        }
+    }
+
+    /// Bulk copies from `threshold` missing or different objects on (1 at
+    /// least).
+    pub fn with_threshold(mut self, threshold: u64) -> Self {
+        self.threshold = threshold.max(1);
+        self
+    }
 }
 
 impl DataSync {

@@ -8,6 +8,14 @@
 //!
 //! Every repair goes through [`converge`], the same code the events run, so
 //! a reconcile racing with events cannot leave an older generation behind.
+//!
+//! A replica that drifted far (a new, empty replica of a large bucket, or
+//! a long outage of its events) is not repaired object by object: once the
+//! missing and different objects the walk found for it reach the bulk
+//! threshold ([`crate::BulkPath`]), the walk hands the rest of them to a
+//! bulk copy engine, which copies the source into the replica after the
+//! walk; deletes still go through the repairs. [`RegionReport::bulk`] says
+//! what the engine did.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -20,13 +28,14 @@ use futures::channel::mpsc;
 use lifeboat_shared::storage::replica::replicate;
 use lifeboat_shared::storage::{ObjectMeta, ObjectRef, ObjectStore, StorageError};
 use lifeboat_shared::topology::{BucketAsset, DeletePolicy};
+use lifeboat_shared::transfer::{self, BulkCopy, TransferCounters};
 use serde::Serialize;
 use tracing::Instrument as _;
 
-use crate::DataSync;
 use crate::bucket_sync::{Converged, SyncError, converge, observation};
 use crate::ledger::{self, Observation};
 use crate::settle::{self, PageCost};
+use crate::{BulkPath, DataSync};
 use lifeboat_shared::records::data_rpo::{AssetKind, RpoRecord};
 
 /// How many repairs run at once.
@@ -85,12 +94,32 @@ pub struct RegionReport {
     /// The source write time of the oldest change that is still not
     /// replicated (a failed repair), if any.
     pub oldest_unreplicated: Option<DateTime<Utc>>,
+    /// The bulk copy the drift called for, if it reached the threshold.
+    pub bulk: Option<BulkReport>,
+}
+
+/// A bulk copy of a replica that drifted past the threshold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BulkReport {
+    /// The engine's job ([`transfer::job_name`]).
+    pub job: String,
+    /// Missing or different objects the walk handed to the engine instead
+    /// of repairing them itself (drift).
+    pub handed_over: u64,
+    /// The engine's counters, as the copy goes on and at its end.
+    pub counters: TransferCounters,
+    /// Why the copy failed, if it did: every object handed over then
+    /// counts as failed.
+    pub error: Option<String>,
 }
 
 impl RegionReport {
     /// Objects the events had missed: missing, different or deleted.
     pub fn drift(&self) -> u64 {
-        self.copied_missing + self.repaired_different + self.missed_deletes
+        self.copied_missing
+            + self.repaired_different
+            + self.missed_deletes
+            + self.bulk.as_ref().map_or(0, |bulk| bulk.handed_over)
     }
 
     fn note_drift(&mut self, name: &str) {
@@ -101,6 +130,10 @@ impl RegionReport {
 
     fn note_failure(&mut self, source_time: Option<DateTime<Utc>>) {
         self.failed += 1;
+        self.note_unreplicated(source_time);
+    }
+
+    fn note_unreplicated(&mut self, source_time: Option<DateTime<Utc>>) {
         if let Some(time) = source_time {
             self.oldest_unreplicated = Some(self.oldest_unreplicated.map_or(time, |t| t.min(time)));
         }
@@ -270,6 +303,7 @@ async fn reconcile_asset(
                 region: region.to_string(),
                 ..RegionReport::default()
             }),
+            handover: Mutex::new(Handover::default()),
         })
         .collect();
     // Measured by the walk before it finds anything to repair.
@@ -299,6 +333,14 @@ async fn reconcile_asset(
     );
     let (walked, _, ()) = futures::join!(walk, repairs, settled);
     walked?;
+    if let Some(bulk) = &sync.bulk {
+        futures::future::join_all(
+            replicas
+                .iter()
+                .map(|replica| replica.bulk_copy(bulk, progress)),
+        )
+        .await;
+    }
     Ok(replicas
         .into_iter()
         .map(|replica| {
@@ -337,6 +379,7 @@ async fn walk(
         bucket: bucket.to_string(),
         source,
     };
+    let threshold = sync.bulk.as_ref().map(|bulk| bulk.threshold);
     let mut source = Listing::new(store, asset.source.as_str());
     let mut listings: Vec<Listing> = replicas
         .iter()
@@ -376,7 +419,10 @@ async fn walk(
         let listed = source.take_named(&name);
         position += u64::from(listed.is_some());
         for ((replica, listing), sender) in replicas.iter().zip(&mut listings).zip(&mut found) {
-            if let Some(difference) = replica.compare(listed.as_ref(), listing.take_named(&name)) {
+            if let Some(difference) = replica
+                .compare(listed.as_ref(), listing.take_named(&name))
+                .and_then(|difference| replica.hand_over(difference, threshold))
+            {
                 // The repairs take differences until the walk ends: a send
                 // fails only if they are gone, and then nothing is waiting.
                 let _ = sender
@@ -510,13 +556,125 @@ struct Found {
     position: u64,
 }
 
-/// One replica of the asset being reconciled: its repairs and its report.
+/// One replica of the asset being reconciled: its repairs, its report and
+/// what the walk handed to the bulk copy.
 struct Replica<'a> {
     repairs: Repairs<'a>,
     report: Mutex<RegionReport>,
+    handover: Mutex<Handover>,
+}
+
+/// The missing and different objects the walk found for one replica, and
+/// those of them it handed to the bulk copy.
+#[derive(Clone, Copy, Debug, Default)]
+struct Handover {
+    /// Missing or different objects found so far.
+    found: u64,
+    /// How many of them were handed over.
+    handed: u64,
+    /// The oldest source write time among those handed over.
+    oldest: Option<DateTime<Utc>>,
 }
 
 impl Replica<'_> {
+    /// Keeps `difference` for the bulk copy (`None`) once the missing and
+    /// different objects found for this replica reach `threshold`;
+    /// otherwise gives it back for the repairs. Orphans always go to the
+    /// repairs: what a replica keeps of deleted objects is Lifeboat's
+    /// decision, never the engine's.
+    fn hand_over(&self, difference: Difference, threshold: Option<u64>) -> Option<Difference> {
+        let (Difference::Missing(meta) | Difference::Different(meta)) = &difference else {
+            return Some(difference);
+        };
+        let mut handover = lock(&self.handover);
+        handover.found += 1;
+        if threshold.is_none_or(|threshold| handover.found < threshold) {
+            return Some(difference);
+        }
+        handover.handed += 1;
+        handover.oldest = Some(
+            handover
+                .oldest
+                .map_or(meta.updated, |t| t.min(meta.updated)),
+        );
+        lock(&self.report).note_drift(&meta.object.name);
+        None
+    }
+
+    /// Copies the source into the replica with the bulk engine if the walk
+    /// handed it anything, passing the engine's counters on as `progress`.
+    /// If the copy fails, every object handed over counts as failed and the
+    /// oldest of them stays unreplicated: the RPO exposure is never
+    /// understated.
+    async fn bulk_copy(&self, bulk: &BulkPath, progress: &(dyn Fn(&RegionReport) + Send + Sync)) {
+        let handover = *lock(&self.handover);
+        if handover.handed == 0 {
+            return;
+        }
+        let repairs = &self.repairs;
+        let copy = BulkCopy {
+            asset: repairs.asset.id.to_string(),
+            region: repairs.region.to_string(),
+            source_bucket: repairs.asset.source.to_string(),
+            replica_bucket: repairs.replica_bucket.to_string(),
+        };
+        let job = transfer::job_name(&copy);
+        tracing::info!(
+            asset = copy.asset,
+            region = copy.region,
+            job,
+            handed_over = handover.handed,
+            threshold = bulk.threshold,
+            "drift reached the bulk threshold; copying the bucket in bulk"
+        );
+        lock(&self.report).bulk = Some(BulkReport {
+            job: job.clone(),
+            handed_over: handover.handed,
+            ..BulkReport::default()
+        });
+        let moved = |counters: &TransferCounters| {
+            let mut report = lock(&self.report);
+            if let Some(bulk) = report.bulk.as_mut() {
+                bulk.counters = *counters;
+            }
+            progress(&report);
+        };
+        let result = bulk.engine.copy_bucket(&copy, &moved).await;
+        let mut report = lock(&self.report);
+        match result {
+            Ok(counters) => {
+                tracing::info!(
+                    asset = copy.asset,
+                    region = copy.region,
+                    job,
+                    copied = counters.objects_copied,
+                    skipped = counters.objects_skipped,
+                    bytes = counters.bytes_copied,
+                    "bulk copy done"
+                );
+                if let Some(bulk) = report.bulk.as_mut() {
+                    bulk.counters = counters;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    asset = copy.asset,
+                    region = copy.region,
+                    job,
+                    %error,
+                    "bulk copy failed; the objects handed over stay unreplicated"
+                );
+                if let Some(bulk) = report.bulk.as_mut() {
+                    bulk.counters = error.counters().unwrap_or(bulk.counters);
+                    bulk.error = Some(error.to_string());
+                }
+                report.failed += handover.handed;
+                report.note_unreplicated(handover.oldest);
+            }
+        }
+        progress(&report);
+    }
+
     /// Compares the replica's object (`replica`, if the replica lists one
     /// under the name being walked) with the source's (`listed`), counts
     /// them, and says what differs.

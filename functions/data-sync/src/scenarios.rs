@@ -32,6 +32,7 @@ use crate::reconcile::{RegionReport, reconcile_all};
 use crate::tables::{self, TableSync};
 use lifeboat_shared::records::data_rpo as rpo;
 
+pub mod bulk;
 pub mod racing;
 
 use racing::RacingWriter;
@@ -120,6 +121,7 @@ impl Fixture {
                 metrics: Arc::new(StateMetrics::new(state.clone())),
                 state,
                 warehouse,
+                bulk: None,
             },
         }
     }

@@ -235,3 +235,143 @@ async fn a_change_to_a_table_gone_at_the_source_is_acknowledged() {
         .expect("records");
     assert!(records.is_empty(), "{records:?}");
 }
+
+/// Bulk copies in the reconcile: the drift scenario with each engine, and
+/// the faults of Storage Transfer runs through its stand-in.
+mod bulk {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use lifeboat_shared::gcp::ApiEndpoint;
+    use lifeboat_shared::transfer::local::StoreCopier;
+    use lifeboat_shared::transfer::storage_transfer::StorageTransfer;
+    use lifeboat_tests::transfer_standin::TransferStandIn;
+
+    use super::local_fixture;
+    use crate::scenarios::Fixture;
+    use crate::scenarios::bulk::{self, OBJECTS, THRESHOLD};
+
+    /// The handed-over objects of [`bulk::drift`].
+    const HANDED: u64 = OBJECTS - (THRESHOLD - 1);
+
+    async fn standin(fixture: &Fixture) -> (TransferStandIn, Arc<StorageTransfer>) {
+        let standin = TransferStandIn::start(fixture.sync.storage.clone()).await;
+        standin.set_object_delay(Duration::from_millis(5));
+        let engine = StorageTransfer::new(&ApiEndpoint::emulator(&standin.host()), "lifeboat-test")
+            .await
+            .expect("client")
+            .with_poll_interval(Duration::from_millis(5));
+        (standin, Arc::new(engine))
+    }
+
+    #[tokio::test]
+    async fn the_local_engine_copies_a_drift_past_the_threshold() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixture = local_fixture(dir.path()).await;
+        let engine = Arc::new(StoreCopier::new(fixture.sync.storage.clone()));
+        bulk::a_drift_past_the_threshold_is_copied_in_bulk(&fixture, engine).await;
+    }
+
+    #[tokio::test]
+    async fn storage_transfer_copies_a_drift_past_the_threshold() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixture = local_fixture(dir.path()).await;
+        let (standin, engine) = standin(&fixture).await;
+        bulk::a_drift_past_the_threshold_is_copied_in_bulk(&fixture, engine).await;
+        assert_eq!(standin.runs_started(), 2, "one run per replica region");
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_counts_what_it_was_handed_as_failed_and_keeps_the_exposure() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixture = local_fixture(dir.path()).await;
+        let (standin, engine) = standin(&fixture).await;
+        let sync = bulk::with_engine(&fixture, engine);
+        let oldest = bulk::drift(&fixture).await;
+        standin.fail_next_runs(2);
+        let (reports, _) = bulk::reconcile_seen(&sync).await;
+        for region in ["us-east1", "europe-west1"] {
+            let report = &reports[&format!("mirrored/{region}")];
+            let error = report.bulk.as_ref().and_then(|b| b.error.clone());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("transferJobs/")),
+                "{region}: {report:#?}"
+            );
+            assert_eq!(report.failed, HANDED, "{region}");
+            assert_eq!(
+                report.oldest_unreplicated,
+                Some(oldest),
+                "{region}: the exposure runs from the oldest object handed over"
+            );
+        }
+        let (again, _) = bulk::reconcile_seen(&sync).await;
+        for region in ["us-east1", "europe-west1"] {
+            let report = &again[&format!("mirrored/{region}")];
+            assert_eq!(
+                (report.failed, report.oldest_unreplicated),
+                (0, None),
+                "{region}: the next reconcile repairs it: {report:#?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dark_region_fails_only_its_own_bulk_copy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixture = local_fixture(dir.path()).await;
+        let (standin, engine) = standin(&fixture).await;
+        let mirrored = fixture.asset("mirrored");
+        for (region, bucket) in &mirrored.replicas {
+            standin.place_bucket(bucket.as_str(), region.as_str());
+        }
+        standin.dark_regions().darken("europe-west1");
+        let sync = bulk::with_engine(&fixture, engine);
+        let oldest = bulk::drift(&fixture).await;
+        let (reports, _) = bulk::reconcile_seen(&sync).await;
+        let dark = &reports["mirrored/europe-west1"];
+        assert_eq!(
+            (dark.failed, dark.oldest_unreplicated),
+            (HANDED, Some(oldest)),
+            "{dark:#?}"
+        );
+        let lit = &reports["mirrored/us-east1"];
+        assert_eq!((lit.failed, lit.oldest_unreplicated), (0, None), "{lit:#?}");
+        assert_eq!(
+            lit.bulk.as_ref().map(|b| b.counters.objects_copied),
+            Some(HANDED)
+        );
+    }
+
+    #[tokio::test]
+    async fn lost_run_answers_are_followed_and_each_region_keeps_its_one_job() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixture = local_fixture(dir.path()).await;
+        let (standin, engine) = standin(&fixture).await;
+        let sync = bulk::with_engine(&fixture, engine);
+        bulk::drift(&fixture).await;
+        standin.lose_next_run_answers(2);
+        let (reports, _) = bulk::reconcile_seen(&sync).await;
+        assert!(
+            reports.values().all(|r| r.failed == 0),
+            "the runs whose answers were lost are followed: {reports:#?}"
+        );
+        assert_eq!(standin.runs_started(), 2, "no second run");
+        let mirrored = fixture.asset("mirrored");
+        for index in OBJECTS..2 * OBJECTS {
+            let name = format!("more/{index}");
+            fixture
+                .write(&mirrored, &name, b"more", Default::default())
+                .await;
+        }
+        let (reports, _) = bulk::reconcile_seen(&sync).await;
+        assert!(reports.values().all(|r| r.failed == 0), "{reports:#?}");
+        assert_eq!(
+            standin.jobs().len(),
+            2,
+            "one job per replica region, reused"
+        );
+        assert_eq!(standin.runs_started(), 4);
+    }
+}

@@ -13,6 +13,7 @@ use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::storage::{ObjectStore, PutOptions};
 use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
+use lifeboat_tests::transfer_standin::TransferStandIn;
 use lifeboat_tests::{PROJECT, ServiceProcess, emulator_host, unique_name};
 
 /// How many objects the source holds: enough that the kill lands mid
@@ -102,6 +103,10 @@ async fn a_process_killed_mid_reconcile_is_completed_by_the_next_tick() {
     let topology_file = dir.path().join("topology.yaml");
     std::fs::write(&topology_file, topology_yaml(&prefix)).expect("write topology");
     let binary = env!("CARGO_BIN_EXE_data-sync");
+    // Below the bulk threshold: the stand-in is there only because the
+    // service builds its Storage Transfer client at startup.
+    let transfer = TransferStandIn::start(storage.clone()).await;
+    let transfer_host = transfer.host();
     let env = [
         (
             "LIFEBOAT_TOPOLOGY",
@@ -110,6 +115,7 @@ async fn a_process_killed_mid_reconcile_is_completed_by_the_next_tick() {
         ("STORAGE_EMULATOR_HOST", storage_host.as_str()),
         ("FIRESTORE_EMULATOR_HOST", firestore_host.as_str()),
         ("BIGQUERY_EMULATOR_HOST", bigquery_host.as_str()),
+        ("STORAGE_TRANSFER_EMULATOR_HOST", transfer_host.as_str()),
         // The reconcile's exposure metric goes to the state store: no
         // Cloud Monitoring (or credentials for it) here.
         ("LIFEBOAT_METRICS", "state"),
