@@ -13,6 +13,16 @@ variable "data_sync_buckets" {
   default = {}
 }
 
+variable "bulk_threshold" {
+  description = "Missing or different objects of one replica from which data-sync's reconcile hands the rest to Storage Transfer Service instead of copying object by object."
+  type        = number
+  default     = 100000
+  validation {
+    condition     = var.bulk_threshold >= 1 && floor(var.bulk_threshold) == var.bulk_threshold
+    error_message = "The bulk_threshold must be a whole number, 1 or more."
+  }
+}
+
 variable "data_sync_datasets" {
   description = "Dataset assets of the topology: asset id -> source dataset id and replica dataset id per region (ids without the project)."
   type = map(object({
@@ -286,6 +296,10 @@ resource "google_cloud_run_v2_service" "data_sync" {
       env {
         name  = "LIFEBOAT_TOPOLOGY"
         value = "/etc/lifeboat/topology.yaml"
+      }
+      env {
+        name  = "LIFEBOAT_BULK_THRESHOLD"
+        value = tostring(var.bulk_threshold)
       }
       volume_mounts {
         name       = "topology"

@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use lifeboat_shared::events::{
     BigQueryTableChange, Delivery, EventContext, InboundEvent, StorageObject, TableChangeKind,
 };
+use lifeboat_shared::gcp::{ApiEndpoint, AuthError};
 use lifeboat_shared::pause::{self, Pause};
 use lifeboat_shared::poison::{self, Poison, Reason};
 use lifeboat_shared::records::data_rpo as rpo;
@@ -38,6 +39,7 @@ use lifeboat_shared::state::{StateError, StateStore};
 use lifeboat_shared::storage::{ObjectStore, name};
 use lifeboat_shared::topology::{BucketAsset, Topology, Workload};
 use lifeboat_shared::transfer::BulkCopier;
+use lifeboat_shared::transfer::storage_transfer::{ConnectError, PRODUCTION_URL, StorageTransfer};
 use lifeboat_shared::warehouse::Warehouse;
 use tracing::Instrument as _;
 
@@ -100,6 +102,46 @@ impl BulkPath {
         self.threshold = threshold.max(1);
         self
     }
+
+    /// Storage Transfer Service for `project` (or the stand-in
+    /// `$STORAGE_TRANSFER_EMULATOR_HOST` names), from
+    /// `$LIFEBOAT_BULK_THRESHOLD` missing or different objects on
+    /// ([`DEFAULT_BULK_THRESHOLD`] when unset): how the service runs on
+    /// Cloud Run.
+    pub async fn from_env(project: &str) -> Result<Self, BulkSetupError> {
+        let threshold = match std::env::var(BULK_THRESHOLD_VAR) {
+            Ok(value) => value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|threshold| *threshold >= 1)
+                .ok_or(BulkSetupError::Threshold { value })?,
+            Err(_) => DEFAULT_BULK_THRESHOLD,
+        };
+        let endpoint = ApiEndpoint::from_env(TRANSFER_EMULATOR_VAR, PRODUCTION_URL).await?;
+        let engine = StorageTransfer::new(&endpoint, project).await?;
+        Ok(Self::new(Arc::new(engine)).with_threshold(threshold))
+    }
+}
+
+/// The variable setting [`BulkPath::threshold`] on Cloud Run.
+pub const BULK_THRESHOLD_VAR: &str = "LIFEBOAT_BULK_THRESHOLD";
+
+/// Why the bulk path could not be set up from the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum BulkSetupError {
+    /// `$LIFEBOAT_BULK_THRESHOLD` is not a whole number of objects, 1 or more.
+    #[error("{BULK_THRESHOLD_VAR}={value:?}: expected a whole number of objects, 1 or more")]
+    Threshold {
+        /// The value found.
+        value: String,
+    },
+    /// No credentials for Storage Transfer Service.
+    #[error(transparent)]
+    Credentials(#[from] AuthError),
+    /// The Storage Transfer client could not be built.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
 }
 
 impl DataSync {

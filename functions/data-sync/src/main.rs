@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use lifeboat_data_sync::{BulkPath, DataSync, SERVICE, TRANSFER_EMULATOR_VAR, router};
+use lifeboat_data_sync::{BulkPath, DataSync, SERVICE, router};
 use lifeboat_shared::gcp::ApiEndpoint;
 use lifeboat_shared::metrics;
 use lifeboat_shared::server::{SCHEDULER_ATTEMPT_DEADLINE, Service};
@@ -12,7 +12,6 @@ use lifeboat_shared::state::StateStore;
 use lifeboat_shared::state::firestore::{DEFAULT_DATABASE, FirestoreStore};
 use lifeboat_shared::storage::gcs::GcsStore;
 use lifeboat_shared::topology::Topology;
-use lifeboat_shared::transfer::storage_transfer::{PRODUCTION_URL, StorageTransfer};
 use lifeboat_shared::warehouse::bigquery::BigQueryWarehouse;
 
 #[tokio::main]
@@ -25,17 +24,15 @@ async fn main() -> anyhow::Result<()> {
         ApiEndpoint::from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com").await?;
     let bigquery_api =
         ApiEndpoint::from_env("BIGQUERY_EMULATOR_HOST", "https://bigquery.googleapis.com").await?;
-    let transfer_api = ApiEndpoint::from_env(TRANSFER_EMULATOR_VAR, PRODUCTION_URL).await?;
-    let transfer = StorageTransfer::new(&transfer_api, &project).await?;
     let state: Arc<dyn StateStore> =
         Arc::new(FirestoreStore::from_env(&project, DEFAULT_DATABASE).await?);
     let sync = DataSync {
         metrics: metrics::from_env(&project, state.clone()).await?,
         state: state.clone(),
         warehouse: Arc::new(BigQueryWarehouse::new(bigquery_api, project.clone())),
+        bulk: Some(BulkPath::from_env(&project).await?),
         storage: Arc::new(GcsStore::new(storage_api, project)),
         topology: Arc::new(topology),
-        bulk: Some(BulkPath::new(Arc::new(transfer))),
     };
     Service::new(SERVICE, router(sync))
         .with_state_readiness(state)
