@@ -38,6 +38,7 @@
 #   ROUNDS=5 bench/checkpoint-fanout.sh
 #   MODES=shaped bench/checkpoint-fanout.sh   # only through the proxy (or: direct)
 #   LLM=1 ONLY='100 GiB' bench/checkpoint-fanout.sh   # the checkpoints whose label matches
+#   TOOLS=lifeboat SERVICE_LOG_LEVEL=info SERVICE_LOG=/tmp/service.log ...   # one tool, its log kept
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/emulators.sh
@@ -54,7 +55,8 @@ SHAPER="$TARGET/release/shaper"
 mkdir -p "$EMULATORS_ROOT"
 WORK=$(mktemp -d "$EMULATORS_ROOT/bench.XXXXXX")
 EMULATORS_RUN="$WORK"
-trap '{ emulators_stop; rm -rf "$WORK" "${BENCH_GCS_ROOT:-}"; } || true' EXIT
+trap '{ emulators_stop; [ -z "${SERVICE_LOG:-}" ] || cp "$WORK/logs/service.log" "$SERVICE_LOG"
+  rm -rf "$WORK" "${BENCH_GCS_ROOT:-}"; } || true' EXIT
 mkdir -p "$WORK/logs"
 
 GCS_PORT=$(emulators_free_port); FS_PORT=$(emulators_free_port)
@@ -183,7 +185,7 @@ lifeboat_run() { # dir -> "seconds peak_kib"
   local port pid marker event started status
   port=$(emulators_free_port)
   PORT=$port STORAGE_EMULATOR_HOST="$ENDPOINT" FIRESTORE_EMULATOR_HOST="127.0.0.1:$FS_PORT" \
-    LIFEBOAT_TOPOLOGY="$WORK/topology.yaml" LIFEBOAT_METRICS=state RUST_LOG=warn "$SERVICE" >>"$WORK/logs/service.log" 2>&1 &
+    LIFEBOAT_TOPOLOGY="$WORK/topology.yaml" LIFEBOAT_METRICS=state RUST_LOG="${SERVICE_LOG_LEVEL:-warn}" "$SERVICE" >>"$WORK/logs/service.log" 2>&1 &
   pid=$!
   emulators_wait_port checkpoint-fanout "$port" "$WORK/logs/service.log"
   marker=$(curl -sf "$GCS/storage/v1/b/src/o/$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1commit_success.txt")")
@@ -237,7 +239,7 @@ for o in json.load(sys.stdin)["items"]:
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 ROUNDS=${ROUNDS:-3}
-TOOLS=(lifeboat gcloud rclone floor)
+read -ra TOOLS <<<"${TOOLS:-lifeboat gcloud rclone floor}"
 calls() { curl -sf "$SHAPED/__shaper/counts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calls"])'; }
 SCENARIOS=("1 GiB in 16 shards:ckpt/step_100/:17" "2,000 shards of 16 KiB:ckpt/step_200/:2001")
 [ "${LLM:-0}" = 1 ] && SCENARIOS+=("10,000 shards of 4 KiB:ckpt/step_300/:10001"
@@ -275,13 +277,13 @@ for scenario in "${SCENARIOS[@]}"; do
     done
     lifeboat=$(median ${times[lifeboat]}); gcloud=$(median ${times[gcloud]})
     rclone=$(median ${times[rclone]}); floor=$(median ${times[floor]})
-    calls_of() { if [ "$mode" = shaped ]; then median ${per_object[$1]}; else echo "-"; fi; }
+    calls_of() { if [ "$mode" = shaped ] && [ -n "${per_object[$1]}" ]; then median ${per_object[$1]}; else echo "-"; fi; }
+    seconds() { if [ -n "$1" ]; then printf '%.2f s' "$1"; else echo -; fi; }
+    ratio() { if [ -n "$1" ] && [ -n "$2" ]; then printf "%.${3}f×" "$(echo "$1 / $2" | bc -l)"; else echo -; fi; }
     label_mode="direct to the emulator"
     [ "$mode" = shaped ] && label_mode="shaped: ${DELAY_MS:-25} ms a call, ${REWRITE_MIB_PER_SECOND:-100} MiB/s a rewrite"
-    printf '| %s | %s | %.2f s | %.2f s | %.2f s | %.2f s | %.1f× | %.1f× | %.2f× | %d MiB | %s | %s | %s | %s |\n' \
-      "$label" "$label_mode" "$lifeboat" "$gcloud" "$rclone" "$floor" \
-      "$(echo "$gcloud / $lifeboat" | bc -l)" "$(echo "$rclone / $lifeboat" | bc -l)" \
-      "$(echo "$lifeboat / $floor" | bc -l)" $((peak / 1024)) \
-      "$(calls_of lifeboat)" "$(calls_of gcloud)" "$(calls_of rclone)" "$(calls_of floor)"
+    echo "| $label | $label_mode | $(seconds "$lifeboat") | $(seconds "$gcloud") | $(seconds "$rclone") | $(seconds "$floor") |" \
+      "$(ratio "$gcloud" "$lifeboat" 1) | $(ratio "$rclone" "$lifeboat" 1) | $(ratio "$lifeboat" "$floor" 2) | $((peak / 1024)) MiB |" \
+      "$(calls_of lifeboat) | $(calls_of gcloud) | $(calls_of rclone) | $(calls_of floor) |"
   done
 done

@@ -292,14 +292,10 @@ async fn run(
         history: Vec::new(),
     };
     let mut records = vec![source.clone()];
+    let mut committed = Vec::new();
     for outcome in &report.regions {
         match outcome {
             Ok(commit) => {
-                if let Err(error) =
-                    retention::apply(store, checkpoint.location, &commit.bucket).await
-                {
-                    tracing::warn!(%error, region = %commit.region, "retention failed; the next checkpoint applies it again");
-                }
                 records.push(NewestCheckpoint {
                     region: commit.region.to_string(),
                     committed_at: commit.committed_at,
@@ -307,6 +303,7 @@ async fn run(
                         .unwrap_or(u64::MAX),
                     ..source.clone()
                 });
+                committed.push(commit);
             }
             Err(error) if matches!(error.problem, fanout::RegionProblem::Paused { .. }) => {
                 tracing::info!(%error, region = %error.region, "region not committed: paused");
@@ -314,6 +311,8 @@ async fn run(
             Err(error) => tracing::error!(%error, region = %error.region, "region not committed"),
         }
     }
+    // The records first: they are what the RPO is decided on, and
+    // retention lists every object of the location in each region.
     for record in &records {
         if let Err(error) = rpo::record(context.state.as_ref(), record).await {
             return Outcome::Failed(format!(
@@ -322,6 +321,13 @@ async fn run(
             ));
         }
     }
+    // Retention in every committed region at once.
+    futures::future::join_all(committed.iter().map(|commit| async move {
+        if let Err(error) = retention::apply(store, checkpoint.location, &commit.bucket).await {
+            tracing::warn!(%error, region = %commit.region, "retention failed; the next checkpoint applies it again");
+        }
+    }))
+    .await;
     write_replication_lag(context.metrics.as_ref(), &records[1..]).await;
     Outcome::FannedOut(report)
 }
