@@ -18,12 +18,12 @@ fn repository_file(relative: &str) -> std::path::PathBuf {
         .join(relative)
 }
 
-#[tokio::test]
-async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let topology_file = repository_file(EXAMPLE);
-    let topology = Topology::load(&topology_file).expect("example topology");
-    let store = LocalStore::open(dir.path().join(topology.project().as_str()).join("storage"))
+/// The example's local cloud in `dir`, as `lifeboat local up` creates it:
+/// every bucket, and the source and replica datasets.
+async fn local_cloud(dir: &Path) -> (Topology, LocalStore, LocalWarehouse) {
+    let topology = Topology::load(repository_file(EXAMPLE)).expect("example topology");
+    let project = topology.project().as_str().to_string();
+    let store = LocalStore::open(dir.join(&project).join("storage"))
         .await
         .expect("store");
     for (bucket, region) in topology.buckets() {
@@ -32,10 +32,7 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
             .await
             .expect("bucket");
     }
-    // The datasets, as `lifeboat local up` creates them, and one table with
-    // rows in the source.
-    let project = topology.project().as_str();
-    let warehouse = LocalWarehouse::open(dir.path().join(project).join("warehouse"))
+    let warehouse = LocalWarehouse::open(dir.join(&project).join("warehouse"))
         .await
         .expect("warehouse");
     for (dataset, region) in [
@@ -43,10 +40,20 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
         ("eval_results_usw1", "us-west1"),
     ] {
         warehouse
-            .create_dataset(project, dataset, region)
+            .create_dataset(&project, dataset, region)
             .await
             .expect("dataset");
     }
+    (topology, store, warehouse)
+}
+
+#[tokio::test]
+async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology_file = repository_file(EXAMPLE);
+    // One table with rows in the source.
+    let (topology, store, warehouse) = local_cloud(dir.path()).await;
+    let project = topology.project().as_str();
     let scores = TableRef::new(project, "eval_results", "scores");
     let columns = [Column {
         name: "score".to_string(),
@@ -158,29 +165,7 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
 async fn a_replica_past_the_bulk_threshold_is_copied_in_bulk_and_reported() {
     let dir = tempfile::tempdir().expect("temp dir");
     let topology_file = repository_file(EXAMPLE);
-    let topology = Topology::load(&topology_file).expect("example topology");
-    let project = topology.project().as_str();
-    let store = LocalStore::open(dir.path().join(project).join("storage"))
-        .await
-        .expect("store");
-    for (bucket, region) in topology.buckets() {
-        store
-            .create_bucket(bucket.as_str(), region.as_str())
-            .await
-            .expect("bucket");
-    }
-    let warehouse = LocalWarehouse::open(dir.path().join(project).join("warehouse"))
-        .await
-        .expect("warehouse");
-    for (dataset, region) in [
-        ("eval_results", "us-central1"),
-        ("eval_results_usw1", "us-west1"),
-    ] {
-        warehouse
-            .create_dataset(project, dataset, region)
-            .await
-            .expect("dataset");
-    }
+    let (_, store, warehouse) = local_cloud(dir.path()).await;
     drop(warehouse);
     for name in ["bulk/a", "bulk/b", "bulk/c"] {
         store

@@ -47,3 +47,44 @@ pub fn google_error(status: StatusCode, code: &str, message: String) -> Response
     });
     (status, Json(body)).into_response()
 }
+
+/// A refused call: Google's JSON error shape ([`google_error`]), which the
+/// client turns into a status.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        google_error(self.status, self.code, self.message)
+    }
+}
+
+/// What a stand-in method answers: its response, or why it refuses.
+pub type Reply = Result<Response, Refusal>;
+
+/// Refuses with `status` and Google's `code` (e.g. `NOT_FOUND`).
+pub fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message,
+    }
+}
+
+/// 404 NOT_FOUND: `what` does not exist.
+pub fn not_found(what: &str) -> Refusal {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("{what} not found"),
+    )
+}
+
+/// 400 INVALID_ARGUMENT.
+pub fn invalid(message: String) -> Refusal {
+    refuse(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+}

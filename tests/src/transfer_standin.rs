@@ -46,7 +46,7 @@ use lifeboat_shared::outage::DarkRegions;
 use lifeboat_shared::storage::replica::{existing_replica, replicate};
 use lifeboat_shared::storage::{ObjectRef, ObjectStore, StorageError};
 
-use crate::standin_server::{LoopbackServer, google_error};
+use crate::standin_server::{LoopbackServer, Reply, invalid, not_found, refuse};
 
 /// What the stand-in holds: jobs, runs and the faults to inject.
 #[derive(Debug, Default)]
@@ -158,41 +158,6 @@ impl TransferStandIn {
     pub fn idle(&self) -> bool {
         lock(&self.service).runs.values().all(|(_, done)| *done)
     }
-}
-
-/// An error answer, in Google's JSON shape.
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        google_error(self.status, self.code, self.message)
-    }
-}
-
-type Reply = Result<Response, Refusal>;
-
-fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message,
-    }
-}
-
-fn not_found(what: &str) -> Refusal {
-    refuse(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        format!("{what} not found"),
-    )
-}
-
-fn invalid(message: String) -> Refusal {
-    refuse(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
 }
 
 /// Every request: the path names the method.

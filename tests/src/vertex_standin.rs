@@ -41,7 +41,7 @@ use google_cloud_wkt::{Any, Timestamp};
 use lifeboat_shared::outage::DarkRegions;
 use serde::de::DeserializeOwned;
 
-use crate::standin_server::{LoopbackServer, google_error};
+use crate::standin_server::{LoopbackServer, Refusal, Reply, invalid, not_found, refuse};
 
 /// Versions per listing page.
 const PAGE_SIZE: usize = 2;
@@ -279,44 +279,6 @@ fn now() -> Timestamp {
     .unwrap_or_default()
 }
 
-/// A refused call: Google's JSON error shape, which the client turns into a
-/// status.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        google_error(self.status, self.code, self.message)
-    }
-}
-
-/// What a method answers: its response, or why it refuses.
-type Reply = Result<Response, Refusal>;
-
-fn error(status: StatusCode, code: &'static str, message: String) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message,
-    }
-}
-
-fn not_found(what: &str) -> Refusal {
-    error(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        format!("{what} not found"),
-    )
-}
-
-fn invalid(message: String) -> Refusal {
-    error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
-}
-
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
     serde_json::from_slice(body).map_err(|e| invalid(format!("bad request body: {e}")))
 }
@@ -324,7 +286,7 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Refusal> {
 /// Every request: the path names the method.
 async fn serve(State(served): State<Served>, method: Method, uri: Uri, body: Bytes) -> Response {
     if let Some(region) = dark_region(&served.dark, uri.path(), &body) {
-        return error(
+        return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
             format!("The service is currently unavailable in {region}."),
@@ -334,7 +296,7 @@ async fn serve(State(served): State<Served>, method: Method, uri: Uri, body: Byt
     let mut registry = lock(&served.registry);
     if registry.faults.fail_calls > 0 {
         registry.faults.fail_calls -= 1;
-        return error(
+        return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
             "the stand-in was told to fail".into(),
@@ -599,7 +561,7 @@ fn copy(registry: &mut Registry, project: &str, region: &str, body: &Bytes) -> R
                 .models
                 .contains_key(&format!("{parent}/models/{id}"))
             {
-                return Err(error(
+                return Err(refuse(
                     StatusCode::CONFLICT,
                     "ALREADY_EXISTS",
                     format!("{parent}/models/{id} already exists"),
@@ -712,7 +674,7 @@ fn endpoint_call(
                     .get(&id)
                     .is_some_and(|share| *share > 0)
             {
-                return Err(error(
+                return Err(refuse(
                     StatusCode::BAD_REQUEST,
                     "FAILED_PRECONDITION",
                     format!("deployed model {id} still takes traffic on {name}"),
@@ -756,7 +718,7 @@ fn predict(endpoint: &model::Endpoint, body: &Bytes) -> Reply {
         .max_by(|(a_id, a), (b_id, b)| a.cmp(b).then(b_id.cmp(a_id)))
         .and_then(|(id, _)| endpoint.deployed_models.iter().find(|d| &d.id == id))
         .ok_or_else(|| {
-            error(
+            refuse(
                 StatusCode::BAD_REQUEST,
                 "FAILED_PRECONDITION",
                 format!("{} serves no model", endpoint.name),

@@ -239,20 +239,19 @@ pub async fn committed(
     bucket: &str,
 ) -> Result<Vec<Committed>, StorageError> {
     let marker = location.marker.object_name();
-    let mut complete: Vec<Committed> = list_all(store, bucket, location.prefix.as_str())
-        .await?
-        .into_iter()
-        .filter_map(|meta| {
-            let directory = meta.object.name.strip_suffix(marker)?.to_string();
-            let in_directory = directory.is_empty() || directory.ends_with('/');
-            let step = step_of(&directory).filter(|_| in_directory)?;
-            Some(Committed {
-                step,
-                directory,
-                marker: meta,
-            })
+    // Only the markers are kept: the location holds every shard of every
+    // kept checkpoint, far more than its markers.
+    let mut complete = list_kept(store, bucket, location.prefix.as_str(), |meta| {
+        let directory = meta.object.name.strip_suffix(marker)?.to_string();
+        let in_directory = directory.is_empty() || directory.ends_with('/');
+        let step = step_of(&directory).filter(|_| in_directory)?;
+        Some(Committed {
+            step,
+            directory,
+            marker: meta,
         })
-        .collect();
+    })
+    .await?;
     complete.sort_by_key(|c| std::cmp::Reverse(c.step));
     Ok(complete)
 }
@@ -263,14 +262,26 @@ pub async fn list_all(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<ObjectMeta>, StorageError> {
-    let mut objects = Vec::new();
+    list_kept(store, bucket, prefix, Some).await
+}
+
+/// What `keep` makes of each object under `prefix` in `bucket`, all
+/// pages, skipping the objects it maps to `None`; one page is held at a
+/// time.
+pub async fn list_kept<T>(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    prefix: &str,
+    mut keep: impl FnMut(ObjectMeta) -> Option<T>,
+) -> Result<Vec<T>, StorageError> {
+    let mut kept = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let page = store.list(bucket, prefix, token.as_deref()).await?;
-        objects.extend(page.objects);
+        kept.extend(page.objects.into_iter().filter_map(&mut keep));
         match page.next_page_token {
             Some(next) => token = Some(next),
-            None => return Ok(objects),
+            None => return Ok(kept),
         }
     }
 }
