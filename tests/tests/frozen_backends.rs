@@ -150,10 +150,12 @@ async fn a_frozen_storage_fails_calls_and_stalled_streams_at_their_deadline() {
     let written = fixture
         .write(&asset, "frozen/storage", b"payload", PutOptions::default())
         .await;
-    // Large enough that the socket buffers cannot hold the rest of it.
+    // Large enough that the socket buffers cannot hold the rest of it;
+    // written with the default deadlines, since on a loaded machine 64 MiB
+    // can take the emulator longer than the deadline under test.
     let large = ObjectRef::new(asset.source.as_str(), "frozen/large");
     let content = vec![7u8; 64 << 20];
-    storage
+    GcsStore::new(ApiEndpoint::emulator(server.host()), PROJECT)
         .put(&large, bytes_stream(content), PutOptions::default())
         .await
         .expect("put the large object");
