@@ -47,6 +47,21 @@ async fn local_cloud(dir: &Path) -> (Topology, LocalStore, LocalWarehouse) {
     (topology, store, warehouse)
 }
 
+/// Writes each of `names` into the corpus's source bucket, its name as its
+/// content.
+async fn write_sources(store: &LocalStore, names: &[&str]) {
+    for name in names {
+        store
+            .put(
+                &ObjectRef::new("acme-research-corpus-usc1", *name),
+                bytes_stream(name.as_bytes().to_vec()),
+                PutOptions::default(),
+            )
+            .await
+            .expect("put");
+    }
+}
+
 #[tokio::test]
 async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -71,16 +86,7 @@ async fn reconcile_copies_what_the_replicas_lack_and_reports_it() {
     drop(warehouse);
 
     let names = ["corpus/shard 1.jsonl", "corpus/ünï#?%.jsonl"];
-    for name in names {
-        store
-            .put(
-                &ObjectRef::new("acme-research-corpus-usc1", name),
-                bytes_stream(name.as_bytes().to_vec()),
-                PutOptions::default(),
-            )
-            .await
-            .expect("put");
-    }
+    write_sources(&store, &names).await;
 
     let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(["sync", "reconcile", "--topology"])
@@ -167,16 +173,7 @@ async fn a_replica_past_the_bulk_threshold_is_copied_in_bulk_and_reported() {
     let topology_file = repository_file(EXAMPLE);
     let (_, store, warehouse) = local_cloud(dir.path()).await;
     drop(warehouse);
-    for name in ["bulk/a", "bulk/b", "bulk/c"] {
-        store
-            .put(
-                &ObjectRef::new("acme-research-corpus-usc1", name),
-                bytes_stream(name.as_bytes().to_vec()),
-                PutOptions::default(),
-            )
-            .await
-            .expect("put");
-    }
+    write_sources(&store, &["bulk/a", "bulk/b", "bulk/c"]).await;
 
     let output = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(["sync", "reconcile", "--bulk-threshold", "2", "--topology"])

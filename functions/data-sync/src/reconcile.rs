@@ -619,16 +619,30 @@ impl Replica<'_> {
             replica_bucket: repairs.replica_bucket.to_string(),
         };
         let job = transfer::job_name(&copy);
+        // The walk's span names the asset; this one the region and the job.
+        let span = tracing::info_span!("bulk_copy", region = %copy.region, job = %job);
+        self.copy_in_bulk(bulk, &copy, job, handover, progress)
+            .instrument(span)
+            .await;
+    }
+
+    /// [`Replica::bulk_copy`] once the copy is decided: runs it as `job`
+    /// and counts what it did in the report.
+    async fn copy_in_bulk(
+        &self,
+        bulk: &BulkPath,
+        copy: &BulkCopy,
+        job: String,
+        handover: Handover,
+        progress: &(dyn Fn(&RegionReport) + Send + Sync),
+    ) {
         tracing::info!(
-            asset = copy.asset,
-            region = copy.region,
-            job,
             handed_over = handover.handed,
             threshold = bulk.threshold,
             "drift reached the bulk threshold; copying the bucket in bulk"
         );
         lock(&self.report).bulk = Some(BulkReport {
-            job: job.clone(),
+            job,
             handed_over: handover.handed,
             ..BulkReport::default()
         });
@@ -639,14 +653,11 @@ impl Replica<'_> {
             }
             progress(&report);
         };
-        let result = bulk.engine.copy_bucket(&copy, &moved).await;
+        let result = bulk.engine.copy_bucket(copy, &moved).await;
         let mut report = lock(&self.report);
         match result {
             Ok(counters) => {
                 tracing::info!(
-                    asset = copy.asset,
-                    region = copy.region,
-                    job,
                     copied = counters.objects_copied,
                     skipped = counters.objects_skipped,
                     bytes = counters.bytes_copied,
@@ -657,13 +668,7 @@ impl Replica<'_> {
                 }
             }
             Err(error) => {
-                tracing::warn!(
-                    asset = copy.asset,
-                    region = copy.region,
-                    job,
-                    %error,
-                    "bulk copy failed; the objects handed over stay unreplicated"
-                );
+                tracing::warn!(%error, "bulk copy failed; the objects handed over stay unreplicated");
                 if let Some(bulk) = report.bulk.as_mut() {
                     bulk.counters = error.counters().unwrap_or(bulk.counters);
                     bulk.error = Some(error.to_string());
